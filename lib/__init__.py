@@ -1,0 +1,1 @@
+"""Everything handlers, jobs and the gateway share; never imports functions/ or runtime/."""

@@ -1,0 +1,1 @@
+"""Identity: access tokens, permissions (refresh sessions, OTP and logins build on these)."""

@@ -1,0 +1,35 @@
+"""Control-center roles and the permissions each holds (API.md, internal surface)."""
+
+from __future__ import annotations
+
+READ_PERMISSIONS = frozenset(
+    {
+        "dashboard.read",
+        "mitras.read",
+        "customers.read",
+        "sessions.read",
+        "payments.read",
+        "config.read",
+    }
+)
+ALL_PERMISSIONS = READ_PERMISSIONS | frozenset(
+    {
+        "users.manage",
+        "mitras.manage",
+        "sessions.manage",
+        "payments.manage",
+        "config.write",
+        "pricing.manage",
+    }
+)
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "admin": ALL_PERMISSIONS,
+    "operator": READ_PERMISSIONS | frozenset({"sessions.manage", "mitras.manage"}),
+}
+ROLES = tuple(ROLE_PERMISSIONS)
+
+
+def role_allows(role: str | None, permission: str | None) -> bool:
+    if role not in ROLE_PERMISSIONS:
+        return False
+    return permission is None or permission in ROLE_PERMISSIONS[role]

@@ -1,0 +1,199 @@
+"""Typed getters for deploy-fixed settings read from the environment, once per process."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+log = logging.getLogger(__name__)
+
+APP_ENVS = ("development", "test", "staging", "production")
+# Values people paste from examples; a secret that contains one of them is not a secret.
+_PLACEHOLDER_MARKERS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "replace",
+    "placeholder",
+    "example",
+    "your-secret",
+    "your_secret",
+    "secretsecret",
+    "xxxxxxxx",
+    "00000000",
+)
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unusable; the process must not start."""
+
+
+def env_str(name: str, default: str = "", environ: Mapping[str, str] | None = None) -> str:
+    value = (os.environ if environ is None else environ).get(name, "")
+    return value.strip() or default
+
+
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """An integer setting; blank, garbage or out-of-range falls back to the default, with a warning."""
+    raw = env_str(name, "", environ)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        log.warning("[config] %s=%r is not an integer; using the default %s", name, raw, default)
+        return default
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        log.warning(
+            "[config] %s=%s is outside %s..%s; using the default %s", name, value, minimum, maximum, default
+        )
+        return default
+    return value
+
+
+def env_float(name: str, default: float, environ: Mapping[str, str] | None = None) -> float:
+    raw = env_str(name, "", environ)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        log.warning("[config] %s=%r is not a number; using the default %s", name, raw, default)
+        return default
+    if value <= 0:
+        log.warning("[config] %s=%s must be positive; using the default %s", name, value, default)
+        return default
+    return value
+
+
+def env_bool(name: str, default: bool, environ: Mapping[str, str] | None = None) -> bool:
+    raw = env_str(name, "", environ).lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    log.warning("[config] %s=%r is not a boolean; using the default %s", name, raw, default)
+    return default
+
+
+def env_list(name: str, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in env_str(name, "", environ).split(",") if part.strip())
+
+
+def check_jwt_secret(secret: str) -> None:
+    """Refuse a missing, short or placeholder signing secret (SECURITY.md item 3)."""
+    if not secret:
+        raise ConfigError(
+            "AUTH_JWT_SECRET is not set; generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    if len(secret.encode()) < 32:
+        raise ConfigError("AUTH_JWT_SECRET must be at least 32 bytes")
+    lowered = secret.lower()
+    if len(set(secret)) < 8 or any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
+        raise ConfigError("AUTH_JWT_SECRET looks like a placeholder; use a random value")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Deploy-fixed settings. Operator-tunable values live in the app_config table instead."""
+
+    app_env: str = "development"
+    database_url: str = ""
+    redis_url: str = ""
+    auth_jwt_secret: str = field(default="", repr=False)
+    access_token_ttl_seconds: int = 3600
+    refresh_token_ttl_days: int = 30
+    public_port: int = 3000
+    internal_host: str = "127.0.0.1"
+    internal_port: int = 3001
+    realtime_port: int = 3002
+    cc_origin: tuple[str, ...] = ()
+    server_tz: str = "UTC"
+    log_format: str = "json"
+    log_level: str = "INFO"
+    web_concurrency: int = 2
+    web_threads: int = 8
+    graceful_timeout: int = 30
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    db_pool_timeout: float = 3.0
+    valkey_timeout: float = 0.3
+    mitra_heartbeat_cadence_seconds: int = 30
+    mitra_auto_offline_sweep_seconds: int = 30
+    payment_sweep_seconds: int = 60
+    admin_email: str = ""
+    admin_password: str = field(default="", repr=False)
+
+    @property
+    def is_dev_or_test(self) -> bool:
+        return self.app_env in ("development", "test")
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set (make dev starts an embedded PostgreSQL for you)")
+        return self.database_url
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read every deploy-fixed setting; format errors fall back to defaults with a warning."""
+    e = os.environ if environ is None else environ
+    app_env = env_str("APP_ENV", "development", e)
+    if app_env not in APP_ENVS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(APP_ENVS)}, not {app_env!r}")
+    log_format = env_str("LOG_FORMAT", "json", e).lower()
+    if log_format not in ("json", "text"):
+        log.warning("[config] LOG_FORMAT=%r is not json|text; using json", log_format)
+        log_format = "json"
+    return Settings(
+        app_env=app_env,
+        database_url=env_str("DATABASE_URL", "", e),
+        redis_url=env_str("REDIS_URL", "", e),
+        auth_jwt_secret=env_str("AUTH_JWT_SECRET", "", e),
+        access_token_ttl_seconds=env_int(
+            "ACCESS_TOKEN_TTL_SECONDS", 3600, minimum=60, maximum=86400, environ=e
+        ),
+        refresh_token_ttl_days=env_int("REFRESH_TOKEN_TTL_DAYS", 30, minimum=1, maximum=365, environ=e),
+        public_port=env_int("PUBLIC_PORT", 3000, minimum=1, maximum=65535, environ=e),
+        internal_host=env_str("INTERNAL_HOST", "127.0.0.1", e),
+        internal_port=env_int("INTERNAL_PORT", 3001, minimum=1, maximum=65535, environ=e),
+        realtime_port=env_int("REALTIME_PORT", 3002, minimum=1, maximum=65535, environ=e),
+        cc_origin=env_list("CC_ORIGIN", e),
+        server_tz=env_str("SERVER_TZ", "UTC", e),
+        log_format=log_format,
+        log_level=env_str("LOG_LEVEL", "INFO", e).upper(),
+        web_concurrency=env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=64, environ=e),
+        web_threads=env_int("WEB_THREADS", 8, minimum=1, maximum=256, environ=e),
+        graceful_timeout=env_int("GRACEFUL_TIMEOUT", 30, minimum=1, maximum=600, environ=e),
+        db_pool_min=env_int("DB_POOL_MIN", 1, minimum=0, maximum=100, environ=e),
+        db_pool_max=env_int("DB_POOL_MAX", 10, minimum=1, maximum=200, environ=e),
+        db_pool_timeout=env_float("DB_POOL_TIMEOUT_SECONDS", 3.0, e),
+        valkey_timeout=env_float("VALKEY_TIMEOUT_SECONDS", 0.3, e),
+        mitra_heartbeat_cadence_seconds=env_int(
+            "MITRA_HEARTBEAT_CADENCE_SECONDS", 30, minimum=1, maximum=3600, environ=e
+        ),
+        mitra_auto_offline_sweep_seconds=env_int(
+            "MITRA_AUTO_OFFLINE_SWEEP_SECONDS", 30, minimum=1, maximum=3600, environ=e
+        ),
+        payment_sweep_seconds=env_int("PAYMENT_SWEEP_SECONDS", 60, minimum=1, maximum=3600, environ=e),
+        admin_email=env_str("ADMIN_EMAIL", "", e),
+        admin_password=env_str("ADMIN_PASSWORD", "", e),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

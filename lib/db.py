@@ -1,0 +1,97 @@
+"""PostgreSQL access: a psycopg pool per process, opened lazily (so always after a fork)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from lib.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[dict[str, Any]]
+
+
+def connect_kwargs(server_tz: str, application_name: str) -> dict[str, Any]:
+    """Session settings pinned at connect time: no extra round trip, no way to forget them."""
+    return {
+        "options": f"-c TimeZone={server_tz} -c statement_timeout=15000",
+        "application_name": application_name,
+        "row_factory": dict_row,
+        "connect_timeout": 3,
+    }
+
+
+class Database:
+    """A lazily opened connection pool. Construct anywhere; connections appear on first use."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        server_tz: str = "UTC",
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 3.0,
+        application_name: str = "halobestie",
+    ) -> None:
+        self.dsn = dsn
+        self.timeout = timeout
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs=connect_kwargs(server_tz, application_name),
+            timeout=timeout,
+            open=False,
+            name=application_name,
+            reconnect_timeout=0,  # keep retrying in the background while the server is away
+        )
+        self._opened = False
+        self._lock = threading.Lock()
+
+    def _ensure_open(self) -> None:
+        if not self._opened:
+            with self._lock:
+                if not self._opened:
+                    self._pool.open(wait=False)
+                    self._opened = True
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[Conn]:
+        """A pooled connection; the block is one transaction (committed on success)."""
+        self._ensure_open()
+        try:
+            with self._pool.connection(timeout=timeout) as conn:
+                yield cast(Conn, conn)
+        except PoolTimeout as exc:
+            log.error("database pool timeout: %s", exc)
+            raise ServiceUnavailable("Database unavailable", retry_after=2) from exc
+        except psycopg.OperationalError as exc:
+            log.error("database error: %s", exc)
+            raise ServiceUnavailable("Database unavailable", retry_after=2) from exc
+
+    def fetch_one(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        with self.connection() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def fetch_all(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self.connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        with self.connection() as conn:
+            return conn.execute(sql, params).rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            if self._opened:
+                self._pool.close()
+                self._opened = False

@@ -1,0 +1,1 @@
+"""Discovery, app factories, gunicorn configs and the CLI (python -m runtime)."""

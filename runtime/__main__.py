@@ -1,0 +1,124 @@
+"""The one CLI: python -m runtime migrate|serve|routes|create-cc-user|dev."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from lib.config.env import ConfigError, settings
+from lib.errors import ApiError
+from runtime.migrate import MigrationError
+from runtime.router import DiscoveryError
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from lib.cc_users import seed_admin
+    from lib.db import Database
+    from runtime import boot, migrate
+
+    s = settings()
+    boot.init_process(s)
+    dsn = s.require_database_url()
+    if args.action == "status":
+        for name, state in migrate.status(dsn):
+            print(f"{name:40} {state}")
+        return 0
+    applied = migrate.migrate(dsn)
+    print(f"{len(applied)} migration(s) applied" + (f": {', '.join(applied)}" if applied else ""))
+    db = Database(dsn, min_size=0, max_size=1, application_name="halobestie-migrate")
+    try:
+        if seed_admin(db, s.admin_email, s.admin_password):
+            print(f"seeded admin {s.admin_email}")
+    finally:
+        db.close()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from runtime import boot
+    from runtime.serve import serve
+
+    s = settings()
+    boot.init_process(s)
+    boot.check_timezone(s)
+    serve(args.surface, s, bind=args.bind)
+    return 0
+
+
+def _cmd_routes(args: argparse.Namespace) -> int:
+    from runtime.app import route_table
+
+    print("\n".join(route_table()))
+    return 0
+
+
+def _cmd_create_cc_user(args: argparse.Namespace) -> int:
+    from lib.cc_users import create_cc_user
+    from lib.db import Database
+
+    password = args.password
+    if password is None or password == "-":  # noqa: S105 ("-" means stdin, not a password)
+        # Prompted or piped, so the password stays out of shell history and the process list.
+        password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    db = Database(
+        settings().require_database_url(), min_size=0, max_size=1, application_name="halobestie-cli"
+    )
+    try:
+        user = create_cc_user(
+            db, email=args.email, password=password, role=args.role, display_name=args.display_name
+        )
+    finally:
+        db.close()
+    print(f"created {user['role']} {user['email']} ({user['id']})")
+    return 0
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from runtime import dev
+
+    return dev.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("migrate", help="apply pending migrations (or: migrate status)")
+    p.add_argument("action", nargs="?", choices=["apply", "status"], default="apply")
+    p.set_defaults(func=_cmd_migrate)
+
+    p = sub.add_parser("serve", help="run a listener under gunicorn")
+    p.add_argument("surface", choices=["public", "internal"])
+    p.add_argument("--bind", help="host:port (default from PUBLIC_PORT / INTERNAL_HOST:INTERNAL_PORT)")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("routes", help="print the route table")
+    p.set_defaults(func=_cmd_routes)
+
+    p = sub.add_parser("create-cc-user", help="create a control-center user")
+    p.add_argument("--email", required=True)
+    p.add_argument("--password", help="omit (or '-') to be prompted / read one line from stdin")
+    p.add_argument("--role", required=True, choices=["admin", "operator"])
+    p.add_argument("--display-name")
+    p.set_defaults(func=_cmd_create_cc_user)
+
+    p = sub.add_parser("dev", help="run everything locally (embedded servers when URLs are unset)")
+    p.set_defaults(func=_cmd_dev)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (MigrationError, DiscoveryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        print(f"error: {exc.code}: {exc.message} {exc.details or ''}".rstrip(), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

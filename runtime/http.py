@@ -1,0 +1,255 @@
+"""The request pipeline pieces: request ids, body and query parsing, rendering, error envelopes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import falcon
+import marshmallow
+import psycopg
+import redis
+from psycopg_pool import PoolTimeout
+
+from lib import errors
+from lib.endpoint import Reply
+from lib.log import request_id_var
+
+MAX_BODY_BYTES = 64 * 1024
+SLOW_REQUEST_SECONDS = 1.0
+MAX_JSON_DEPTH = 32
+JSON_TYPE = "application/json"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+access_log = logging.getLogger("access")
+log = logging.getLogger("runtime.http")
+
+# Falcon's own errors (no route, wrong method, bad header...) rendered with our codes and messages.
+_FALCON_ERRORS: dict[int, type[errors.ApiError]] = {
+    e.status: e
+    for e in (
+        errors.BadRequest,
+        errors.Unauthorized,
+        errors.Forbidden,
+        errors.NotFound,
+        errors.MethodNotAllowed,
+        errors.Conflict,
+        errors.PayloadTooLarge,
+        errors.UnsupportedMediaType,
+        errors.ValidationFailed,
+        errors.RateLimited,
+        errors.ServiceUnavailable,
+    )
+}
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class RequestContext:
+    """Falcon middleware: request id in, X-Request-Id and an access log line out, for every response."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        incoming = req.get_header("X-Request-Id")
+        rid = incoming if incoming and _REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        req.context.request_id = rid
+        req.context.started = time.perf_counter()
+        req.context.rid_token = request_id_var.set(rid)
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
+        rid = req.context.get("request_id") or str(uuid.uuid4())
+        resp.set_header("X-Request-Id", rid)
+        started = req.context.get("started")
+        if started is not None:
+            duration = time.perf_counter() - started
+            status = resp.status_code
+            # A line per request cost ~40% of /health's throughput (bench/run.py) and idle apps poll
+            # every 5 s: errors and slow requests log at INFO, the rest only with LOG_LEVEL=DEBUG.
+            level = logging.INFO if status >= 400 or duration >= SLOW_REQUEST_SECONDS else logging.DEBUG
+            if access_log.isEnabledFor(level):
+                access_log.log(
+                    level,
+                    "%s %s %s",
+                    req.method,
+                    req.path,
+                    status,
+                    extra={
+                        "method": req.method,
+                        "path": req.path,
+                        "status": status,
+                        "duration_ms": round(duration * 1000, 2),
+                    },
+                )
+        token = req.context.get("rid_token")
+        if token is not None:
+            request_id_var.reset(token)
+
+
+def _walk_checks(data: Any) -> None:
+    """Reject absurd nesting (400) and NUL characters (422) in one iterative pass."""
+    stack: list[tuple[Any, int, str]] = [(data, 1, "")]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise errors.BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise errors.ValidationFailed({path or "_schema": ["NUL characters are not allowed."]})
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise errors.ValidationFailed({"_schema": ["NUL characters are not allowed."]})
+                stack.append((item, depth + 1, key if not path else f"{path}.{key}"))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(value))
+
+
+def read_json(req: falcon.Request) -> Any:
+    """The request body as JSON, or None when there is no body. Enforces size, type and shape."""
+    length = req.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(f"Request body exceeds {MAX_BODY_BYTES} bytes")
+    if length == 0:
+        return None
+    raw = req.bounded_stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(f"Request body exceeds {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        return None
+    media = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media != JSON_TYPE and not (media.startswith("application/") and media.endswith("+json")):
+        raise errors.UnsupportedMediaType()
+    try:
+        data = json.loads(raw)
+    except RecursionError as exc:
+        raise errors.BadRequest("JSON nested too deeply") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise errors.BadRequest("Malformed JSON body") from exc
+    _walk_checks(data)
+    return data
+
+
+def load_body(req: falcon.Request, schema: marshmallow.Schema) -> Any:
+    data = read_json(req)
+    try:
+        return schema.load({} if data is None else data)
+    except marshmallow.ValidationError as exc:
+        raise errors.ValidationFailed(_fields(exc.messages)) from exc
+
+
+def load_query(req: falcon.Request, schema: marshmallow.Schema) -> Any:
+    params = {k: (v[-1] if isinstance(v, list) else v) for k, v in req.params.items()}
+    for key, value in params.items():
+        if "\x00" in value:
+            raise errors.ValidationFailed({key: ["NUL characters are not allowed."]})
+    try:
+        return schema.load(params)
+    except marshmallow.ValidationError as exc:
+        raise errors.ValidationFailed(_fields(exc.messages)) from exc
+
+
+def _fields(messages: Any) -> dict[str, Any]:
+    return messages if isinstance(messages, dict) else {"_schema": messages}
+
+
+def render(resp: falcon.Response, result: Any, default_status: int) -> None:
+    if isinstance(result, Reply):
+        for name, value in result.headers.items():
+            resp.set_header(name, value)
+        for cookie in result.cookies:
+            if cookie.get("unset"):
+                resp.unset_cookie(cookie["name"], path=cookie.get("path"))
+            else:
+                resp.set_cookie(**cookie)
+        status, data = result.status, result.data
+        if status == 204 or (data is None and result.envelope):
+            resp.status = 204 if data is None else status
+            return
+        resp.status = status
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = dumps({"success": True, "data": data} if result.envelope else data)
+        return
+    if result is None:
+        resp.status = 204
+        return
+    resp.status = default_status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = dumps({"success": True, "data": result})
+
+
+def render_error(resp: falcon.Response, error: errors.ApiError) -> None:
+    resp.status = error.status
+    resp.content_type = falcon.MEDIA_JSON
+    for name, value in error.headers.items():
+        resp.set_header(name, value)
+    resp.data = dumps(error.body())
+
+
+def handle_api_error(
+    req: falcon.Request, resp: falcon.Response, ex: errors.ApiError, params: dict[str, Any]
+) -> None:
+    if ex.status >= 500:
+        log.error("%s %s -> %s %s", req.method, req.path, ex.status, ex.code)
+    render_error(resp, ex)
+
+
+def handle_falcon_error(
+    req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict[str, Any]
+) -> None:
+    status = ex.status_code
+    known = _FALCON_ERRORS.get(status, errors.BadRequest if status < 500 else errors.InternalError)
+    error = errors.ApiError(
+        known.message,
+        code=known.code,
+        details={"reason": ex.description} if ex.description and status < 500 else None,
+    )
+    error.status = status
+    headers = dict(ex.headers or {})
+    error.headers = {k: v for k, v in headers.items() if k.lower() in ("allow", "retry-after")}
+    render_error(resp, error)
+
+
+def handle_unavailable(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+) -> None:
+    log.error("%s %s -> 503: %s", req.method, req.path, type(ex).__name__)
+    render_error(resp, errors.ServiceUnavailable(retry_after=2))
+
+
+def handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
+) -> None:
+    log.exception("unhandled error on %s %s", req.method, req.path)
+    render_error(resp, errors.InternalError())
+
+
+def install_error_handlers(app: falcon.App) -> None:  # type: ignore[type-arg]
+    # Falcon picks the most specific handler by the exception's MRO.
+    app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, handle_falcon_error)
+    app.add_error_handler(errors.ApiError, handle_api_error)
+    for exc_type in (PoolTimeout, psycopg.OperationalError, redis.ConnectionError, redis.TimeoutError):
+        app.add_error_handler(exc_type, handle_unavailable)

@@ -1,0 +1,112 @@
+"""Gunicorn for the REST listeners: gthread workers, per-process pools, graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
+
+from lib import log as logsetup
+from lib.config.env import Settings
+
+APPS = {"public": "runtime.public:app", "internal": "runtime.internal:app"}
+log = logging.getLogger("runtime.serve")
+
+
+def default_bind(surface: str, settings: Settings) -> str:
+    if surface == "internal":
+        return f"{settings.internal_host}:{settings.internal_port}"
+    return f"0.0.0.0:{settings.public_port}"
+
+
+def _on_starting(server: Arbiter) -> None:
+    # gunicorn's own logging setup replaced ours; put the JSON/text handler back before forking.
+    s = server.app.settings
+    logsetup.configure(s.log_format, s.log_level)
+
+
+def _post_worker_init(worker: Worker) -> None:
+    # The app (and its pool) was built in this worker, after the fork; warm the pool now so the
+    # first requests do not pay for connecting.
+    services = getattr(worker.wsgi, "services", None)
+    if services is not None and services.settings.database_url:
+        try:
+            services.db._ensure_open()
+        except Exception:
+            log.warning("could not open the database pool at worker start", exc_info=True)
+
+
+def _worker_exit(server: Arbiter, worker: Worker) -> None:
+    services = getattr(getattr(worker, "wsgi", None), "services", None)
+    if services is not None:
+        services.close()
+
+
+def gunicorn_options(surface: str, settings: Settings, bind: str | None = None) -> dict[str, Any]:
+    """The production config; bench/ measured the alternatives (see README, "Performance")."""
+    return {
+        "bind": [bind or default_bind(surface, settings)],
+        "worker_class": "runtime.worker_class.GracefulThreadWorker",
+        "workers": settings.web_concurrency,
+        "threads": settings.web_threads,
+        "graceful_timeout": settings.graceful_timeout,
+        "timeout": 60,
+        "keepalive": 5,
+        "preload_app": False,  # import the app, and so open pools, in each worker after fork
+        "control_socket_disable": True,  # two instances sharing the default socket path clash
+        "http_parser": "auto",  # the gunicorn-h1c C parser when installed (gunicorn[fast])
+        "accesslog": None,  # our RequestContext middleware logs each request with its id
+        "errorlog": "-",
+        # gunicorn's own lines go through the root handler too, so they share our JSON/text format.
+        "logconfig_dict": {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "root": {"level": settings.log_level, "handlers": []},
+            "loggers": {
+                "gunicorn.error": {"level": settings.log_level, "handlers": [], "propagate": True},
+                "gunicorn.access": {"handlers": [], "propagate": False},
+            },
+        },
+        "loglevel": settings.log_level.lower(),
+        "proc_name": f"halobestie-{surface}",
+        "worker_tmp_dir": "/dev/shm",  # noqa: S108 (tmpfs, as gunicorn's docs advise)  # heartbeat files off the (possibly read-only) disk
+        "forwarded_allow_ips": "127.0.0.1,::1",
+        "limit_request_line": 8190,
+        "on_starting": _on_starting,
+        "post_worker_init": _post_worker_init,
+        "worker_exit": _worker_exit,
+    }
+
+
+class GunicornServer(BaseApplication):  # type: ignore[misc]
+    def __init__(
+        self,
+        surface: str,
+        settings: Settings,
+        bind: str | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.surface = surface
+        self.settings = settings
+        self.options = {**gunicorn_options(surface, settings, bind), **(overrides or {})}
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if value is not None or key == "accesslog":
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from importlib import import_module
+
+        module, _, attr = APPS[self.surface].partition(":")
+        return getattr(import_module(module), attr)
+
+
+def serve(
+    surface: str, settings: Settings, bind: str | None = None, overrides: dict[str, Any] | None = None
+) -> None:
+    GunicornServer(surface, settings, bind, overrides).run()

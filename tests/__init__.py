@@ -1,0 +1,1 @@
+"""The test suite: real PostgreSQL and Valkey, fakes only for outside services."""

@@ -1,0 +1,167 @@
+"""Fixtures: real servers (from DATABASE_URL / REDIS_URL, else embedded), a migrated template
+database cloned per test, a flushed Valkey database, and test clients for both apps."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from falcon import testing
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from lib.config.env import Settings
+from lib.services import Services
+from runtime import migrate
+from runtime.app import create_app
+from runtime.embedded import DEV_DIR, EmbeddedPostgres, EmbeddedValkey
+
+TEST_SECRET = "test-only-secret-7Qx2vK9pLm4Rt8Wz3Nc6Yb1Hd5Jf0Gs"
+TEST_VALKEY_DB = 15  # keeps tests off the database a dev service on the same server uses
+
+
+@pytest.fixture(scope="session")
+def server_urls() -> Iterator[tuple[str, str]]:
+    """(PostgreSQL admin DSN, Valkey URL): the given servers, or embedded ones under .dev/."""
+    stoppers = []
+    pg_url = os.environ.get("DATABASE_URL", "")
+    if not pg_url:
+        pg = EmbeddedPostgres(DEV_DIR / "test-pg")
+        pg_url = pg.url("postgres")
+        stoppers.append(pg.stop)
+    valkey_url = os.environ.get("REDIS_URL", "")
+    if not valkey_url:
+        vk = EmbeddedValkey(DEV_DIR / "test-valkey")
+        valkey_url = vk.url
+        stoppers.append(vk.stop)
+    # Always the dedicated database number, whatever the URL says.
+    base, _, last = valkey_url.rstrip("/").rpartition("/")
+    valkey_url = (
+        f"{base}/{TEST_VALKEY_DB}" if last.isdigit() else f"{valkey_url.rstrip('/')}/{TEST_VALKEY_DB}"
+    )
+    yield pg_url, valkey_url
+    for stop in reversed(stoppers):
+        stop()
+
+
+def dsn_for(admin_dsn: str, dbname: str) -> str:
+    return make_conninfo(admin_dsn, dbname=dbname)
+
+
+def admin_connect(admin_dsn: str) -> psycopg.Connection[tuple[object, ...]]:
+    params = conninfo_to_dict(admin_dsn)
+    # Clone and drop from a maintenance database, never from the template itself.
+    params["dbname"] = "postgres"
+    return psycopg.connect(make_conninfo(**params), autocommit=True)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def template_db(server_urls: tuple[str, str]) -> str:
+    """A database with every migration applied, built once per migration set and reused."""
+    admin_dsn = server_urls[0]
+    digest = hashlib.sha256()
+    for m in migrate.load():
+        digest.update(m.checksum.encode())
+    name = f"hb_tmpl_{digest.hexdigest()[:16]}"
+    with admin_connect(admin_dsn) as conn:
+        conn.execute("SELECT pg_advisory_lock(4242)")
+        try:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                building = f"{name}_build"
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(building)))
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
+                migrate.migrate(dsn_for(admin_dsn, building))
+                conn.execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(building), sql.Identifier(name)
+                    )
+                )
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(4242)")
+    return name
+
+
+def create_database(admin_dsn: str, template: str | None = None) -> str:
+    name = f"hb_test_{uuid.uuid4().hex[:12]}"
+    with admin_connect(admin_dsn) as conn:
+        query = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template or "template0")
+        )
+        conn.execute(query)
+    return name
+
+
+def drop_database(admin_dsn: str, name: str) -> None:
+    with admin_connect(admin_dsn) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def database_url(server_urls: tuple[str, str], template_db: str) -> Iterator[str]:
+    """A fresh, fully migrated database for this test only."""
+    name = create_database(server_urls[0], template_db)
+    yield dsn_for(server_urls[0], name)
+    drop_database(server_urls[0], name)
+
+
+@pytest.fixture
+def empty_database_url(server_urls: tuple[str, str]) -> Iterator[str]:
+    """A database with no migrations applied."""
+    name = create_database(server_urls[0])
+    yield dsn_for(server_urls[0], name)
+    drop_database(server_urls[0], name)
+
+
+@pytest.fixture
+def valkey_url(server_urls: tuple[str, str]) -> str:
+    client = redis.Redis.from_url(server_urls[1])
+    client.flushdb()
+    client.close()
+    return server_urls[1]
+
+
+@pytest.fixture
+def settings(database_url: str, valkey_url: str) -> Settings:
+    return Settings(
+        app_env="test",
+        database_url=database_url,
+        redis_url=valkey_url,
+        auth_jwt_secret=TEST_SECRET,
+        log_format="text",
+        db_pool_max=20,
+        db_pool_timeout=2.0,
+    )
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    svc = Services(settings, application_name="halobestie-test")
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def public(services: Services) -> testing.TestClient:
+    return testing.TestClient(create_app("public", services))
+
+
+@pytest.fixture
+def internal(services: Services) -> testing.TestClient:
+    return testing.TestClient(create_app("internal", services))
+
+
+@pytest.fixture
+def make_settings(settings: Settings):  # type: ignore[no-untyped-def]
+    """Variants of the test settings: make_settings(redis_url=...)."""
+    return lambda **changes: replace(settings, **changes)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
