@@ -168,9 +168,7 @@ def endpoints(url: str) -> list[tuple[str, str, dict[str, str]]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=8, help="seconds per measurement")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--matrix", action="store_true", help="also /health under alternative configs")
@@ -197,9 +195,7 @@ def main() -> None:
         with public_server({**env, "LOG_LEVEL": "DEBUG"}, {}) as url:
             run_wrk(wrk, url + "/health", 2, args.connections, {})
             rps, p50, p99, errors = run_wrk(wrk, url + "/health", args.duration, args.connections, {})
-            results.append(
-                Result("LOG_LEVEL=DEBUG (line per request)", "GET /health (health)", rps, p50, p99, errors)
-            )
+            results.append(Result("LOG_LEVEL=DEBUG (line per request)", "GET /health (health)", rps, p50, p99, errors))
     print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s on loopback; {os.cpu_count()} CPUs\n")
     print(f"{'config':36} {'endpoint':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for r in results:

@@ -6,10 +6,12 @@ from typing import Any
 
 import psycopg
 
-from lib.auth.passwords import hash_password
+from lib.auth.passwords import hash_password, verify_password
 from lib.auth.permissions import ROLES
+from lib.auth.sessions import record_security_event
 from lib.db import Database
-from lib.errors import Conflict, ValidationFailed
+from lib.errors import ApiError, Conflict, Forbidden, Unauthorized, ValidationFailed
+from lib.services import Services
 
 
 def create_cc_user(
@@ -53,3 +55,56 @@ def seed_admin(db: Database, email: str, password: str) -> dict[str, Any] | None
         return create_cc_user(db, email=email, password=password, role="admin", display_name="Admin")
     except Conflict:  # another replica seeded it first
         return None
+
+
+def authenticate(services: Services, email: str, password: str, client_ip: str) -> dict[str, Any]:
+    """Check a control-center login; counts failures, locks the account past the threshold."""
+    cfg = services.config
+    services.rate_limiter.hit(
+        "cc-login",
+        client_ip,
+        cfg.int("cc_login_attempts_per_ip_per_hour"),
+        3600,
+        message="Too many login attempts from this network",
+    )
+    row = services.db.fetch_one(
+        "SELECT *, now() AS now FROM cc_users WHERE email = %(e)s", {"e": email.strip().lower()}
+    )
+    if row is not None and row["locked_until"] is not None and row["locked_until"] > row["now"]:
+        raise _locked(int((row["locked_until"] - row["now"]).total_seconds()) + 1)
+    if not verify_password(password, row["password_hash"] if row else None) or row is None:
+        if row is not None:
+            _count_failure(services, row, client_ip)
+        raise Unauthorized("Wrong e-mail or password", code="INVALID_CREDENTIALS")
+    if not row["is_active"]:
+        raise Forbidden("This account is disabled", code="ACCOUNT_INACTIVE")
+    services.db.execute(
+        "UPDATE cc_users SET failed_login_count = 0, locked_until = NULL WHERE id = %(id)s", {"id": row["id"]}
+    )
+    return row
+
+
+def _locked(retry_after: int) -> ApiError:
+    error = ApiError(
+        "Too many failed logins; try again later",
+        code="ACCOUNT_LOCKED",
+        details={"retry_after_seconds": retry_after},
+        headers={"Retry-After": str(retry_after)},
+    )
+    error.status = 423
+    return error
+
+
+def _count_failure(services: Services, row: dict[str, Any], client_ip: str) -> None:
+    cfg = services.config
+    updated = services.db.fetch_one(
+        "UPDATE cc_users SET failed_login_count = failed_login_count + 1, "
+        "locked_until = CASE WHEN failed_login_count + 1 >= %(n)s "
+        "THEN now() + make_interval(mins => %(m)s) ELSE locked_until END "
+        "WHERE id = %(id)s RETURNING failed_login_count, locked_until",
+        {"id": row["id"], "n": cfg.int("cc_lockout_threshold"), "m": cfg.int("cc_lockout_minutes")},
+    )
+    if updated and updated["failed_login_count"] == cfg.int("cc_lockout_threshold"):
+        record_security_event(
+            services.db, "cc_account_locked", user_type="cc_user", user_id=str(row["id"]), client_ip=client_ip
+        )

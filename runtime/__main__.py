@@ -61,13 +61,9 @@ def _cmd_create_cc_user(args: argparse.Namespace) -> int:
     if password is None or password == "-":  # noqa: S105 ("-" means stdin, not a password)
         # Prompted or piped, so the password stays out of shell history and the process list.
         password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
-    db = Database(
-        settings().require_database_url(), min_size=0, max_size=1, application_name="halobestie-cli"
-    )
+    db = Database(settings().require_database_url(), min_size=0, max_size=1, application_name="halobestie-cli")
     try:
-        user = create_cc_user(
-            db, email=args.email, password=password, role=args.role, display_name=args.display_name
-        )
+        user = create_cc_user(db, email=args.email, password=password, role=args.role, display_name=args.display_name)
     finally:
         db.close()
     print(f"created {user['role']} {user['email']} ({user['id']})")

@@ -12,6 +12,7 @@ from marshmallow import EXCLUDE, RAISE
 from lib.config.env import Settings, check_jwt_secret
 from lib.config.env import settings as env_settings
 from lib.endpoint import Ctx
+from lib.requests_ip import client_ip
 from lib.services import Services, utcnow
 from runtime import http, probes
 from runtime.auth import make_authenticator
@@ -52,6 +53,7 @@ def _responder(route: Route, services: Services) -> Any:
     query_schema = endpoint.query(unknown=EXCLUDE) if endpoint.query else None
     authenticate = make_authenticator(endpoint, route.surface, services)
     status = endpoint.status
+    trusted_hops = services.settings.trusted_proxy_hops
 
     def responder(req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
         ctx = Ctx(
@@ -61,7 +63,7 @@ def _responder(route: Route, services: Services) -> Any:
             now=utcnow,
             principal=authenticate(req),
             params=params,
-            client_ip=req.remote_addr or "",
+            client_ip=client_ip(req, trusted_hops),
         )
         if body_schema is not None:
             ctx.body = http.load_body(req, body_schema)
@@ -94,6 +96,8 @@ def create_app(
     if services is None:
         services = Services(settings or env_settings(), application_name=f"halobestie-{surface}")
     check_jwt_secret(services.settings.auth_jwt_secret)
+    if surface == "public":
+        services.settings.check_otp_provider()
 
     middleware: list[Any] = [http.RequestContext()]
     if surface == "internal" and services.settings.cc_origin:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import falcon
 
 from lib.auth.permissions import role_allows
-from lib.auth.tokens import APP_AUDIENCE, CC_AUDIENCE, verify_access_token
+from lib.auth.tokens import APP_AUDIENCE, CC_AUDIENCE
 from lib.endpoint import Auth, Endpoint, Principal
 from lib.errors import Forbidden, Unauthorized
 from lib.services import Services
@@ -41,7 +41,6 @@ def make_authenticator(endpoint: Endpoint, surface: str, services: Services) -> 
     audience = CC_AUDIENCE if surface == "internal" else APP_AUDIENCE
     allowed = _ALLOWED_TYPES[kind]
     permission = endpoint.permission
-    secret = services.settings.auth_jwt_secret
 
     def authenticate(req: falcon.Request) -> Principal | None:
         token = bearer_token(req)
@@ -49,7 +48,9 @@ def make_authenticator(endpoint: Endpoint, surface: str, services: Services) -> 
             if kind is Auth.OPTIONAL_CUSTOMER:
                 return None
             raise Unauthorized()
-        principal = verify_access_token(token, secret, audience)
+        principal = services.verified_tokens.verify(token, audience)
+        if services.revocations.is_revoked(principal.session_id):
+            raise Unauthorized("Session has ended")
         if principal.user_type not in allowed:
             raise Forbidden()
         if kind is Auth.CC_USER and not role_allows(principal.role, permission):

@@ -72,15 +72,10 @@ def run() -> int:
         _seed_dev_admin(settings.require_database_url())
         for name in PROCESSES:
             # Own session: Ctrl-C reaches only this supervisor, which then stops children gracefully.
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "runtime", "serve", name], env=env, start_new_session=True
-            )
+            proc = subprocess.Popen([sys.executable, "-m", "runtime", "serve", name], env=env, start_new_session=True)
             children.append((name, proc))
         print(f"\npublic    http://127.0.0.1:{settings.public_port}  (apps: /api/...)")
-        print(
-            f"internal  http://{settings.internal_host}:{settings.internal_port}  (control center: "
-            "/internal/...)"
-        )
+        print(f"internal  http://{settings.internal_host}:{settings.internal_port}  (control center: /internal/...)")
         print("Ctrl-C stops everything.\n", flush=True)
         return _supervise(children)
     finally:

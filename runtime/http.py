@@ -208,9 +208,7 @@ def render_error(resp: falcon.Response, error: errors.ApiError) -> None:
     resp.data = dumps(error.body())
 
 
-def handle_api_error(
-    req: falcon.Request, resp: falcon.Response, ex: errors.ApiError, params: dict[str, Any]
-) -> None:
+def handle_api_error(req: falcon.Request, resp: falcon.Response, ex: errors.ApiError, params: dict[str, Any]) -> None:
     if ex.status >= 500:
         log.error("%s %s -> %s %s", req.method, req.path, ex.status, ex.code)
     render_error(resp, ex)
@@ -232,16 +230,12 @@ def handle_falcon_error(
     render_error(resp, error)
 
 
-def handle_unavailable(
-    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
-) -> None:
+def handle_unavailable(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
     log.error("%s %s -> 503: %s", req.method, req.path, type(ex).__name__)
     render_error(resp, errors.ServiceUnavailable(retry_after=2))
 
 
-def handle_unexpected(
-    req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]
-) -> None:
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
     log.exception("unhandled error on %s %s", req.method, req.path)
     render_error(resp, errors.InternalError())
 

@@ -104,8 +104,7 @@ def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 with conn.transaction():
                     conn.execute(m.sql.encode())  # bytes: no parameter parsing, so '%' in SQL is literal
                     conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) "
-                        "VALUES (%(v)s, %(n)s, %(c)s)",
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%(v)s, %(n)s, %(c)s)",
                         {"v": m.version, "n": m.name, "c": m.checksum},
                     )
                 log.info("[migrate] applied %s", m.name)

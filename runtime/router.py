@@ -92,8 +92,7 @@ def discover(root: Path = FUNCTIONS_DIR) -> list[Route]:
             )
         if (root / entry).is_dir() and entry not in SURFACES and entry not in NON_HTTP_FOLDERS:
             raise DiscoveryError(
-                f"{root / entry}: unknown folder; expected one of "
-                f"{', '.join(sorted([*SURFACES, *NON_HTTP_FOLDERS]))}"
+                f"{root / entry}: unknown folder; expected one of {', '.join(sorted([*SURFACES, *NON_HTTP_FOLDERS]))}"
             )
     for dotted, path in module_files(root, top=SURFACES):
         folder = path.relative_to(root).parts[0]
@@ -106,9 +105,7 @@ def discover(root: Path = FUNCTIONS_DIR) -> list[Route]:
             )
         route = Route(surface, endpoint, handle, dotted)
         if route.key in seen:
-            raise DiscoveryError(
-                f"{path}: {endpoint.method} {endpoint.route} is already declared by {seen[route.key]}"
-            )
+            raise DiscoveryError(f"{path}: {endpoint.method} {endpoint.route} is already declared by {seen[route.key]}")
         seen[route.key] = dotted
         routes.append(route)
     return routes

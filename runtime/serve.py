@@ -106,7 +106,5 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return getattr(import_module(module), attr)
 
 
-def serve(
-    surface: str, settings: Settings, bind: str | None = None, overrides: dict[str, Any] | None = None
-) -> None:
+def serve(surface: str, settings: Settings, bind: str | None = None, overrides: dict[str, Any] | None = None) -> None:
     GunicornServer(surface, settings, bind, overrides).run()

@@ -9,7 +9,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import bcrypt
 import psycopg
 import pytest
 import redis
@@ -24,7 +26,12 @@ from runtime.app import create_app
 from runtime.embedded import DEV_DIR, EmbeddedPostgres, EmbeddedValkey
 
 TEST_SECRET = "test-only-secret-7Qx2vK9pLm4Rt8Wz3Nc6Yb1Hd5Jf0Gs"
-TEST_VALKEY_DB = 15  # keeps tests off the database a dev service on the same server uses
+TEST_VALKEY_DB = 15
+CC_ORIGIN = "https://cc.halobestie.test"
+CC_PASSWORD = "correct horse battery staple"
+_CC_HASH = bcrypt.hashpw(
+    CC_PASSWORD.encode(), bcrypt.gensalt(12)
+).decode()  # once: bcrypt 12 is slow  # keeps tests off the database a dev service on the same server uses
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +50,7 @@ def server_urls() -> Iterator[tuple[str, str]]:
         stoppers.append(vk.stop)
     # Always the dedicated database number, whatever the URL says.
     base, _, last = valkey_url.rstrip("/").rpartition("/")
-    valkey_url = (
-        f"{base}/{TEST_VALKEY_DB}" if last.isdigit() else f"{valkey_url.rstrip('/')}/{TEST_VALKEY_DB}"
-    )
+    valkey_url = f"{base}/{TEST_VALKEY_DB}" if last.isdigit() else f"{valkey_url.rstrip('/')}/{TEST_VALKEY_DB}"
     yield pg_url, valkey_url
     for stop in reversed(stoppers):
         stop()
@@ -80,9 +85,7 @@ def template_db(server_urls: tuple[str, str]) -> str:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(building)))
                 migrate.migrate(dsn_for(admin_dsn, building))
                 conn.execute(
-                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                        sql.Identifier(building), sql.Identifier(name)
-                    )
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(building), sql.Identifier(name))
                 )
         finally:
             conn.execute("SELECT pg_advisory_unlock(4242)")
@@ -138,6 +141,7 @@ def settings(database_url: str, valkey_url: str) -> Settings:
         log_format="text",
         db_pool_max=20,
         db_pool_timeout=2.0,
+        cc_origin=(CC_ORIGIN,),
     )
 
 
@@ -159,9 +163,74 @@ def internal(services: Services) -> testing.TestClient:
 
 
 @pytest.fixture
-def make_settings(settings: Settings):  # type: ignore[no-untyped-def]
+def make_settings(settings: Settings):
     """Variants of the test settings: make_settings(redis_url=...)."""
     return lambda **changes: replace(settings, **changes)
 
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def anonymous(public: testing.TestClient):
+    """Sign up a fresh anonymous customer; returns the token pair."""
+
+    def make(display_name: str | None = None) -> dict[str, Any]:
+        result = public.simulate_post("/api/shared/auth/anonymous", json={"display_name": display_name})
+        assert result.status_code == 201, result.text
+        data: dict[str, Any] = result.json["data"]
+        return data
+
+    return make
+
+
+@pytest.fixture
+def make_mitra(services: Services):
+    def make(phone: str = "+6281200000001", name: str = "Bestie Ayu", active: bool = True) -> dict[str, Any]:
+        row = services.db.fetch_one(
+            "INSERT INTO mitras (phone, display_name, is_active) VALUES (%(p)s, %(n)s, %(a)s) RETURNING *",
+            {"p": phone, "n": name, "a": active},
+        )
+        assert row is not None
+        return row
+
+    return make
+
+
+@pytest.fixture
+def make_cc_user(services: Services):
+    """Insert a control-center user whose password is CC_PASSWORD (hash computed once per run)."""
+
+    def make(role: str = "admin", email: str | None = None, active: bool = True) -> dict[str, Any]:
+        row = services.db.fetch_one(
+            "INSERT INTO cc_users (email, display_name, role, password_hash, is_active) "
+            "VALUES (%(e)s, %(n)s, %(r)s, %(h)s, %(a)s) RETURNING *",
+            {
+                "e": email or f"{role}-{uuid.uuid4().hex[:8]}@halobestie.test",
+                "n": role.title(),
+                "r": role,
+                "h": _CC_HASH,
+                "a": active,
+            },
+        )
+        assert row is not None
+        return row
+
+    return make
+
+
+@pytest.fixture
+def cc_login(internal: testing.TestClient, make_cc_user):
+    """Create a CC user and log in: returns (user row, access token, refresh cookie value)."""
+
+    def login(role: str = "admin") -> tuple[dict[str, Any], str, str]:
+        user = make_cc_user(role)
+        result = internal.simulate_post("/internal/auth/login", json={"email": user["email"], "password": CC_PASSWORD})
+        assert result.status_code == 200, result.text
+        return user, result.json["data"]["access_token"], result.cookies["cc_refresh_token"].value
+
+    return login

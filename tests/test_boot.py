@@ -17,7 +17,7 @@ from runtime import boot
 
 
 @pytest.fixture
-def restore_tz():  # type: ignore[no-untyped-def]
+def restore_tz():
     saved = os.environ.get("TZ")
     yield
     if saved is None:
@@ -27,19 +27,18 @@ def restore_tz():  # type: ignore[no-untyped-def]
     time.tzset()
 
 
-def test_pool_sessions_are_pinned(make_settings) -> None:  # type: ignore[no-untyped-def]
+def test_pool_sessions_are_pinned(make_settings) -> None:
     svc = Services(make_settings(server_tz="Asia/Jakarta"))
     try:
         row = svc.db.fetch_one(
-            "SELECT current_setting('TimeZone') AS tz, "
-            "to_char(timestamptz '2026-01-01 00:00Z', 'HH24') AS local_hour"
+            "SELECT current_setting('TimeZone') AS tz, to_char(timestamptz '2026-01-01 00:00Z', 'HH24') AS local_hour"
         )
     finally:
         svc.close()
     assert row == {"tz": "Asia/Jakarta", "local_hour": "07"}
 
 
-def test_tz_matching_logs_info(settings: Settings, restore_tz, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_tz_matching_logs_info(settings: Settings, restore_tz, caplog: pytest.LogCaptureFixture) -> None:
     boot.init_process(settings)
     with caplog.at_level(logging.INFO, logger="runtime.boot"):
         assert boot.check_timezone(settings) is True
@@ -47,12 +46,10 @@ def test_tz_matching_logs_info(settings: Settings, restore_tz, caplog: pytest.Lo
     assert time.strftime("%Z") == "UTC"
 
 
-def test_tz_mismatch_is_loud(settings: Settings, restore_tz, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_tz_mismatch_is_loud(settings: Settings, restore_tz, caplog: pytest.LogCaptureFixture) -> None:
     dbname = str(conninfo_to_dict(settings.database_url)["dbname"])
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("ALTER DATABASE {} SET TimeZone = 'Asia/Jakarta'").format(sql.Identifier(dbname))
-        )
+        conn.execute(sql.SQL("ALTER DATABASE {} SET TimeZone = 'Asia/Jakarta'").format(sql.Identifier(dbname)))
     boot.init_process(settings)
     with caplog.at_level(logging.INFO, logger="runtime.boot"):
         assert boot.check_timezone(settings) is False
@@ -61,7 +58,7 @@ def test_tz_mismatch_is_loud(settings: Settings, restore_tz, caplog: pytest.LogC
     assert "db_default=Asia/Jakarta" in warning[0].getMessage()
 
 
-def test_unknown_server_tz_is_fatal(restore_tz) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_server_tz_is_fatal(restore_tz) -> None:
     with pytest.raises(ConfigError, match="SERVER_TZ"):
         boot.init_process(Settings(server_tz="Mars/Olympus"))
 

@@ -36,18 +36,14 @@ def test_create_cc_user_reads_password_from_stdin(database_url: str) -> None:
     assert "created operator ops@example.org" in run.stdout
     assert "correct horse" not in run.stdout + run.stderr
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT role, password_hash FROM cc_users WHERE email = 'ops@example.org'"
-        ).fetchone()
+        row = conn.execute("SELECT role, password_hash FROM cc_users WHERE email = 'ops@example.org'").fetchone()
     assert row is not None and row[0] == "operator"
     assert row[1].startswith("$2b$12$")
     assert bcrypt.checkpw(b"correct horse battery staple", row[1].encode())
 
 
 def test_create_cc_user_refuses_weak_and_duplicate(database_url: str) -> None:
-    weak = _run(
-        ["create-cc-user", "--email", "a@example.org", "--role", "admin", "--password", "short"], database_url
-    )
+    weak = _run(["create-cc-user", "--email", "a@example.org", "--role", "admin", "--password", "short"], database_url)
     assert weak.returncode != 0
     assert "at least 12" in weak.stderr
     long_pw = "x" * 73

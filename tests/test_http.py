@@ -101,7 +101,7 @@ def test_ready_reports_database_and_valkey(request: pytest.FixtureRequest, clien
     assert result.json["data"] == {"status": "ready", "database": "up", "valkey": "up"}
 
 
-def test_ready_valkey_down_is_still_ready(make_settings) -> None:  # type: ignore[no-untyped-def]
+def test_ready_valkey_down_is_still_ready(make_settings) -> None:
     from tests.helpers import free_port
 
     svc = Services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
@@ -114,12 +114,10 @@ def test_ready_valkey_down_is_still_ready(make_settings) -> None:  # type: ignor
     assert result.json["data"]["database"] == "up"
 
 
-def test_ready_database_down_is_503_with_retry_after(make_settings) -> None:  # type: ignore[no-untyped-def]
+def test_ready_database_down_is_503_with_retry_after(make_settings) -> None:
     from tests.helpers import free_port
 
-    svc = Services(
-        make_settings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x", db_pool_timeout=0.5)
-    )
+    svc = Services(make_settings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x", db_pool_timeout=0.5))
     try:
         result = testing.TestClient(create_app("public", svc)).simulate_get("/ready")
     finally:
@@ -186,9 +184,7 @@ def test_invalid_utf8_is_400(pub: testing.TestClient) -> None:
 
 
 def test_non_json_body_is_415(pub: testing.TestClient) -> None:
-    result = pub.simulate_post(
-        ECHO, body=b"name=a", headers={"Content-Type": "application/x-www-form-urlencoded"}
-    )
+    result = pub.simulate_post(ECHO, body=b"name=a", headers={"Content-Type": "application/x-www-form-urlencoded"})
     _error(result, 415, "UNSUPPORTED_MEDIA_TYPE")
 
 
@@ -209,9 +205,7 @@ def test_body_just_under_the_limit_is_accepted(pub: testing.TestClient) -> None:
 
 def test_absurdly_deep_json_is_400(pub: testing.TestClient) -> None:
     deep = '{"name": "a", "x": ' + "[" * 5000 + "]" * 5000 + "}"
-    _error(
-        pub.simulate_post(ECHO, body=deep, headers={"Content-Type": "application/json"}), 400, "BAD_REQUEST"
-    )
+    _error(pub.simulate_post(ECHO, body=deep, headers={"Content-Type": "application/json"}), 400, "BAD_REQUEST")
     moderately = '{"name": "a", "x": ' + "[" * 40 + "]" * 40 + "}"
     _error(
         pub.simulate_post(ECHO, body=moderately, headers={"Content-Type": "application/json"}),
@@ -246,9 +240,7 @@ def test_domain_error_keeps_its_code(pub: testing.TestClient) -> None:
     assert error["message"] == "Already active"
 
 
-def test_unexpected_exception_is_generic_500(
-    pub: testing.TestClient, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unexpected_exception_is_generic_500(pub: testing.TestClient, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR):
         result = pub.simulate_get("/api/shared/boom")
     error = _error(result, 500, "INTERNAL_ERROR")
@@ -274,9 +266,7 @@ def test_every_response_has_a_request_id(pub: testing.TestClient, path: str) -> 
     uuid.UUID(pub.simulate_get(path).headers["X-Request-Id"])
 
 
-def test_errors_carry_the_request_id_in_logs(
-    pub: testing.TestClient, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_errors_carry_the_request_id_in_logs(pub: testing.TestClient, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
         pub.simulate_get("/api/shared/boom", headers={"X-Request-Id": "trace-me"})
     assert any(getattr(r, "request_id", None) == "trace-me" for r in caplog.records if r.name == "access")

@@ -77,9 +77,7 @@ def test_internal_listener_binds_internal_host(settings: Settings) -> None:
     )
     try:
         assert wait_http(f"http://127.0.0.1:{port}/health").status_code == 200
-        assert (
-            requests.get(f"http://127.0.0.1:{port}/api/shared/auth-providers", timeout=5).status_code == 404
-        )
+        assert requests.get(f"http://127.0.0.1:{port}/api/shared/auth-providers", timeout=5).status_code == 404
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=40)

@@ -9,10 +9,40 @@ from runtime.app import route_table
 from tests.conftest import PROJECT_ROOT
 
 ROUTES = """
+internal DELETE /internal/otp-bypass/{entry_id:uuid} cc_user:config.write functions.internal.otp_bypass.delete
 internal GET /health none runtime.probes.health
+internal GET /internal/auth/me cc_user functions.internal.auth.me
+internal GET /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.list
+internal GET /internal/users cc_user:users.manage functions.internal.users.list
+internal GET /internal/users/{user_id:uuid} cc_user:users.manage functions.internal.users.get
 internal GET /ready none runtime.probes.ready
+internal PATCH /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.switch
+internal PATCH /internal/otp-bypass/{entry_id:uuid} cc_user:config.write functions.internal.otp_bypass.update
+internal PATCH /internal/users/{user_id:uuid} cc_user:users.manage functions.internal.users.update
+internal POST /internal/auth/login none functions.internal.auth.login
+internal POST /internal/auth/logout cc_user functions.internal.auth.logout
+internal POST /internal/auth/password cc_user functions.internal.auth.password
+internal POST /internal/auth/refresh none functions.internal.auth.refresh
+internal POST /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.create
+internal POST /internal/users cc_user:users.manage functions.internal.users.create
+internal POST /internal/users/{user_id:uuid}/reset-password cc_user:users.manage functions.internal.users.reset_password
+public DELETE /api/shared/devices/fcm-token any_app_user functions.shared.devices.fcm_token.delete
+public GET /api/client/me customer functions.client.me.get
+public GET /api/shared/auth-providers none functions.shared.auth_providers
 public GET /health none runtime.probes.health
 public GET /ready none runtime.probes.ready
+public PATCH /api/client/me customer functions.client.me.patch
+public POST /api/client/auth/apple optional_customer functions.client.auth.apple
+public POST /api/client/auth/google optional_customer functions.client.auth.google
+public POST /api/client/auth/otp/request none functions.client.auth.otp.request
+public POST /api/client/auth/otp/verify optional_customer functions.client.auth.otp.verify
+public POST /api/client/usp-seen customer functions.client.usp_seen
+public POST /api/mitra/auth/otp/request none functions.mitra.auth.otp.request
+public POST /api/mitra/auth/otp/verify none functions.mitra.auth.otp.verify
+public POST /api/shared/auth/anonymous none functions.shared.auth.anonymous
+public POST /api/shared/auth/logout any_app_user functions.shared.auth.logout
+public POST /api/shared/auth/refresh none functions.shared.auth.refresh
+public PUT /api/shared/devices/fcm-token any_app_user functions.shared.devices.fcm_token.put
 """.strip().splitlines()
 
 

@@ -17,6 +17,7 @@ CC_AUDIENCE = "halobestie-cc"
 USER_TYPES = ("customer", "mitra", "cc_user")
 _REQUIRED = ["exp", "iat", "sub", "iss", "aud", "user_type", "session_id"]
 _FORBIDDEN_HEADERS = ("kid", "jku", "jwk", "x5u", "x5c", "crit")
+LEEWAY_SECONDS = 1  # our own replicas issue these; allow only sub-second clock differences
 
 
 def audience_for(user_type: str) -> str:
@@ -63,7 +64,7 @@ def verify_access_token(token: str, secret: str, audience: str) -> Principal:
             audience=audience,
             issuer=ISSUER,
             options={"require": _REQUIRED},
-            leeway=5,
+            leeway=LEEWAY_SECONDS,
         )
     except jwt.PyJWTError as exc:
         raise Unauthorized("Invalid or expired token") from exc
@@ -80,3 +81,28 @@ def verify_access_token(token: str, secret: str, audience: str) -> Principal:
         role=role if isinstance(role, str) else None,
         expires_at=int(claims["exp"]),
     )
+
+
+class VerifiedTokens:
+    """Tokens already verified by this process: skips the HMAC and claim checks on repeat requests.
+
+    Bounded (cleared when full), and an entry is used only while its token is unexpired; the
+    revocation check runs on every request regardless, so a cached token is refused as soon as
+    its session is revoked.
+    """
+
+    def __init__(self, secret: str, max_entries: int = 20_000) -> None:
+        self._secret = secret
+        self._max = max_entries
+        self._entries: dict[tuple[str, str], Principal] = {}
+
+    def verify(self, token: str, audience: str) -> Principal:
+        key = (token, audience)
+        principal = self._entries.get(key)
+        if principal is not None and principal.expires_at + LEEWAY_SECONDS > time.time():
+            return principal
+        principal = verify_access_token(token, self._secret, audience)
+        if len(self._entries) >= self._max:
+            self._entries = {}
+        self._entries[key] = principal
+        return principal

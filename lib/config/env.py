@@ -54,9 +54,7 @@ def env_int(
         log.warning("[config] %s=%r is not an integer; using the default %s", name, raw, default)
         return default
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        log.warning(
-            "[config] %s=%s is outside %s..%s; using the default %s", name, value, minimum, maximum, default
-        )
+        log.warning("[config] %s=%s is outside %s..%s; using the default %s", name, value, minimum, maximum, default)
         return default
     return value
 
@@ -136,10 +134,27 @@ class Settings:
     payment_sweep_seconds: int = 60
     admin_email: str = ""
     admin_password: str = field(default="", repr=False)
+    trusted_proxy_hops: int = 0
+    otp_provider: str = "stub"
+    otp_allow_stub: bool = False
+    google_client_ids: tuple[str, ...] = ()
+    apple_client_ids: tuple[str, ...] = ()
+    google_jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
+    apple_jwks_url: str = "https://appleid.apple.com/auth/keys"
 
     @property
     def is_dev_or_test(self) -> bool:
         return self.app_env in ("development", "test")
+
+    def check_otp_provider(self) -> None:
+        """The stub logs codes; it must never serve production by accident (SECURITY.md item 11)."""
+        if self.otp_provider != "stub":
+            raise ConfigError(f"OTP_PROVIDER={self.otp_provider!r} is not available; only 'stub' exists")
+        if self.app_env == "production" and not self.otp_allow_stub:
+            raise ConfigError(
+                "APP_ENV=production with the stub OTP provider (it logs codes): "
+                "set OTP_ALLOW_STUB=true only if that is really intended"
+            )
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -162,9 +177,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         database_url=env_str("DATABASE_URL", "", e),
         redis_url=env_str("REDIS_URL", "", e),
         auth_jwt_secret=env_str("AUTH_JWT_SECRET", "", e),
-        access_token_ttl_seconds=env_int(
-            "ACCESS_TOKEN_TTL_SECONDS", 3600, minimum=60, maximum=86400, environ=e
-        ),
+        access_token_ttl_seconds=env_int("ACCESS_TOKEN_TTL_SECONDS", 3600, minimum=60, maximum=86400, environ=e),
         refresh_token_ttl_days=env_int("REFRESH_TOKEN_TTL_DAYS", 30, minimum=1, maximum=365, environ=e),
         public_port=env_int("PUBLIC_PORT", 3000, minimum=1, maximum=65535, environ=e),
         internal_host=env_str("INTERNAL_HOST", "127.0.0.1", e),
@@ -190,6 +203,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         payment_sweep_seconds=env_int("PAYMENT_SWEEP_SECONDS", 60, minimum=1, maximum=3600, environ=e),
         admin_email=env_str("ADMIN_EMAIL", "", e),
         admin_password=env_str("ADMIN_PASSWORD", "", e),
+        trusted_proxy_hops=env_int("TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=5, environ=e),
+        otp_provider=env_str("OTP_PROVIDER", "stub", e).lower(),
+        otp_allow_stub=env_bool("OTP_ALLOW_STUB", False, e),
+        google_client_ids=env_list("GOOGLE_CLIENT_IDS", e),
+        apple_client_ids=env_list("APPLE_CLIENT_IDS", e),
+        google_jwks_url=env_str("GOOGLE_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs", e),
+        apple_jwks_url=env_str("APPLE_JWKS_URL", "https://appleid.apple.com/auth/keys", e),
     )
 
 

@@ -1,0 +1,26 @@
+"""Change the customer's display (call) name."""
+
+from typing import Any
+
+import falcon
+from marshmallow import Schema, fields, validate
+
+from lib.customers import profile
+from lib.endpoint import Auth, Ctx, Endpoint
+
+
+class Body(Schema):
+    display_name = fields.String(required=True, allow_none=True, validate=validate.Length(1, 40))
+
+
+ENDPOINT = Endpoint(method="PATCH", route="/api/client/me", auth=Auth.CUSTOMER, body=Body)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    name = (ctx.body["display_name"] or "").strip() or None
+    ctx.services.db.execute(
+        "UPDATE customers SET display_name = %(n)s, updated_at = now() WHERE id = %(id)s",
+        {"n": name, "id": ctx.principal.user_id},
+    )
+    return profile(ctx.services.db, ctx.principal.user_id)

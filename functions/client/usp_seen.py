@@ -1,0 +1,19 @@
+"""Record that the customer has seen the onboarding (unique selling points) screens; idempotent."""
+
+from typing import Any
+
+import falcon
+
+from lib.customers import profile
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="POST", route="/api/client/usp-seen", auth=Auth.CUSTOMER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    ctx.services.db.execute(
+        "UPDATE customers SET usp_seen_at = COALESCE(usp_seen_at, now()) WHERE id = %(id)s",
+        {"id": ctx.principal.user_id},
+    )
+    return profile(ctx.services.db, ctx.principal.user_id)

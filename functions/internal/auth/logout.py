@@ -1,0 +1,15 @@
+"""End the control-center session: clears the cookie and revokes the session everywhere."""
+
+import falcon
+
+from lib.auth.cc_session import clear_cookie
+from lib.auth.flows import revoke_sessions
+from lib.endpoint import Auth, Ctx, Endpoint, Reply
+
+ENDPOINT = Endpoint(method="POST", route="/internal/auth/logout", auth=Auth.CC_USER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> Reply:
+    assert ctx.principal is not None
+    revoke_sessions(ctx.services, session_ids=[ctx.principal.session_id], reason="logout")
+    return Reply(204, cookies=[clear_cookie()])

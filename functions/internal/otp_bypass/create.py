@@ -1,0 +1,45 @@
+"""Add a bypass entry: a phone, its static 6-digit code (stored hashed) and an expiry."""
+
+import falcon
+from marshmallow import fields, validate
+
+from lib.auth.otp import hash_bypass_code
+from lib.endpoint import Auth, Ctx, Endpoint, Reply
+from lib.errors import Conflict
+from lib.otp_bypass import CODE_RULE, ExpiryMixin, PhoneField, bypass_doc
+
+
+class Body(ExpiryMixin):
+    phone = PhoneField(required=True)
+    code = fields.String(required=True, validate=CODE_RULE)
+    note = fields.String(load_default="", validate=validate.Length(0, 200))
+    expires_at = fields.AwareDateTime(required=True)
+
+
+ENDPOINT = Endpoint(
+    method="POST",
+    route="/internal/otp-bypass",
+    auth=Auth.CC_USER,
+    permission="config.write",
+    body=Body,
+    status=201,
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> Reply:
+    assert ctx.principal is not None
+    b = ctx.body
+    row = ctx.services.db.fetch_one(
+        "INSERT INTO otp_bypass_entries (phone, code_hash, note, expires_at, created_by) "
+        "VALUES (%(p)s, %(h)s, %(n)s, %(e)s, %(by)s) ON CONFLICT (phone) DO NOTHING RETURNING *",
+        {
+            "p": b["phone"],
+            "h": hash_bypass_code(b["code"]),
+            "n": b["note"],
+            "e": b["expires_at"],
+            "by": ctx.principal.user_id,
+        },
+    )
+    if row is None:
+        raise Conflict("This phone already has a bypass entry", code="BYPASS_EXISTS")
+    return Reply(201, bypass_doc(row))

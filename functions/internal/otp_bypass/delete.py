@@ -1,0 +1,18 @@
+"""Remove a bypass entry."""
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.errors import NotFound
+
+ENDPOINT = Endpoint(
+    method="DELETE",
+    route="/internal/otp-bypass/{entry_id:uuid}",
+    auth=Auth.CC_USER,
+    permission="config.write",
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> None:
+    if not ctx.services.db.execute("DELETE FROM otp_bypass_entries WHERE id = %(id)s", {"id": ctx.params["entry_id"]}):
+        raise NotFound()

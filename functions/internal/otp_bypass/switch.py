@@ -1,0 +1,26 @@
+"""Turn the whole bypass list on or off (the kill switch, app_config otp_bypass_enabled)."""
+
+from typing import Any
+
+import falcon
+from marshmallow import Schema, fields
+
+from lib.config.app import set_values
+from lib.endpoint import Auth, Ctx, Endpoint
+
+
+class Body(Schema):
+    enabled = fields.Boolean(required=True)
+
+
+ENDPOINT = Endpoint(
+    method="PATCH", route="/internal/otp-bypass", auth=Auth.CC_USER, permission="config.write", body=Body
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    s = ctx.services
+    set_values(s.db, s.bus, {"otp_bypass_enabled": ctx.body["enabled"]}, ctx.principal.user_id)
+    s.config.invalidate()
+    return {"enabled": s.config.bool("otp_bypass_enabled")}

@@ -1,0 +1,42 @@
+"""Change a bypass entry's code, note or expiry."""
+
+from typing import Any
+
+import falcon
+from marshmallow import fields, validate
+
+from lib.auth.otp import hash_bypass_code
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.errors import NotFound
+from lib.otp_bypass import CODE_RULE, ExpiryMixin, bypass_doc
+
+
+class Body(ExpiryMixin):
+    code = fields.String(validate=CODE_RULE)
+    note = fields.String(validate=validate.Length(0, 200))
+
+
+ENDPOINT = Endpoint(
+    method="PATCH",
+    route="/internal/otp-bypass/{entry_id:uuid}",
+    auth=Auth.CC_USER,
+    permission="config.write",
+    body=Body,
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    b = ctx.body
+    row = ctx.services.db.fetch_one(
+        "UPDATE otp_bypass_entries SET code_hash = COALESCE(%(h)s, code_hash), note = COALESCE(%(n)s, note), "
+        "expires_at = COALESCE(%(e)s, expires_at), updated_at = now() WHERE id = %(id)s RETURNING *",
+        {
+            "h": hash_bypass_code(b["code"]) if "code" in b else None,
+            "n": b.get("note"),
+            "e": b.get("expires_at"),
+            "id": ctx.params["entry_id"],
+        },
+    )
+    if row is None:
+        raise NotFound()
+    return bypass_doc(row)

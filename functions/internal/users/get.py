@@ -1,0 +1,18 @@
+"""One control-center user."""
+
+from typing import Any
+
+import falcon
+
+from lib.auth.accounts import cc_user_doc
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.errors import NotFound
+
+ENDPOINT = Endpoint(method="GET", route="/internal/users/{user_id:uuid}", auth=Auth.CC_USER, permission="users.manage")
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    row = ctx.services.db.fetch_one("SELECT * FROM cc_users WHERE id = %(id)s", {"id": ctx.params["user_id"]})
+    if row is None:
+        raise NotFound()
+    return cc_user_doc(row)

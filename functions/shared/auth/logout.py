@@ -1,0 +1,13 @@
+"""End the caller's session: its refresh token and live access tokens stop working."""
+
+import falcon
+
+from lib.auth.flows import revoke_sessions
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/logout", auth=Auth.ANY_APP_USER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> None:
+    assert ctx.principal is not None
+    revoke_sessions(ctx.services, session_ids=[ctx.principal.session_id], reason="logout")

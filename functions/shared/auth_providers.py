@@ -1,0 +1,18 @@
+"""Which sign-in methods the apps should offer."""
+
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="GET", route="/api/shared/auth-providers", auth=Auth.NONE)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    s = ctx.services.settings
+    return {
+        "phone": {"enabled": True},
+        "google": {"enabled": bool(s.google_client_ids)},
+        "apple": {"enabled": bool(s.apple_client_ids)},
+    }

@@ -1,0 +1,235 @@
+"""One-time codes by SMS: request (cooldown, limits, bypass list) and verify (attempts, single use)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import bcrypt
+
+from lib.auth.accounts import mask_phone
+from lib.errors import (
+    ApiError,
+    BadGateway,
+    Conflict,
+    Forbidden,
+    Gone,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
+from lib.services import Services
+
+log = logging.getLogger(__name__)
+
+FLOWS = ("customer", "mitra")
+_PHONE = re.compile(r"^\+62[1-9][0-9]{7,12}$")
+_CODE = re.compile(r"^[0-9]{6}$")
+
+
+class StubOtpProvider:
+    """Stands in for Fazpass: logs the code. Refused in production unless OTP_ALLOW_STUB=true."""
+
+    def send(self, phone: str, code: str) -> None:
+        log.info("[OTP STUB] phone=%s code=%s", phone, code)
+
+
+def normalize_phone(raw: str) -> str:
+    """E.164 for Indonesia (+62...); 08... and 62... are accepted and rewritten."""
+    phone = re.sub(r"[\s()-]", "", raw or "")
+    if phone.startswith("08"):
+        phone = "+62" + phone[1:]
+    elif phone.startswith("62"):
+        phone = "+" + phone
+    if not _PHONE.match(phone):
+        raise ValidationFailed(
+            {"phone": ["Must be an Indonesian number in E.164 form, e.g. +6281234567890."]},
+            code="PHONE_INVALID",
+        )
+    return phone
+
+
+def _code_hash(secret: str, request_id: str, code: str) -> str:
+    key = hmac.new(secret.encode(), b"halobestie otp v1", hashlib.sha256).digest()
+    return hmac.new(key, f"{request_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def hash_bypass_code(code: str) -> str:
+    return bcrypt.hashpw(code.encode(), bcrypt.gensalt(10)).decode()
+
+
+@dataclass(frozen=True)
+class OtpSent:
+    otp_request_id: str
+    masked_phone: str
+    expires_at: datetime
+    resend_available_at: datetime
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "otp_request_id": self.otp_request_id,
+            "masked_phone": self.masked_phone,
+            "expires_at": self.expires_at,
+            "resend_available_at": self.resend_available_at,
+        }
+
+
+def check_mitra_phone(services: Services, phone: str) -> None:
+    row = services.db.fetch_one("SELECT is_active FROM mitras WHERE phone = %(p)s", {"p": phone})
+    if row is None:
+        raise NotFound("No Bestie account uses this number", code="ACCOUNT_NOT_FOUND")
+    if not row["is_active"]:
+        raise Forbidden("This Bestie account is inactive", code="ACCOUNT_INACTIVE")
+
+
+def request_code(services: Services, flow: str, raw_phone: str, client_ip: str) -> OtpSent:
+    cfg = services.config
+    phone = normalize_phone(raw_phone)
+    services.rate_limiter.hit(
+        "otp-ip",
+        client_ip,
+        cfg.int("otp_max_per_ip_per_hour"),
+        3600,
+        code="OTP_RATE_LIMIT_IP",
+        message="Too many codes requested from this network",
+    )
+    if flow == "mitra":
+        check_mitra_phone(services, phone)
+    cooldown = cfg.int("otp_resend_cooldown_seconds")
+    request_id = str(uuid.uuid4())
+    code = f"{secrets.randbelow(1_000_000):06d}"
+    with services.db.connection() as conn:
+        # One request per phone at a time, so the cooldown and hourly count cannot be raced.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('otp:' || %(p)s, 0))", {"p": phone})
+        recent = conn.execute(
+            "SELECT count(*) AS n, max(created_at) AS last, now() AS now FROM otp_requests "
+            "WHERE phone = %(p)s AND created_at > now() - interval '1 hour'",
+            {"p": phone},
+        ).fetchone()
+        assert recent is not None
+        if recent["last"] is not None:
+            wait = cooldown - (recent["now"] - recent["last"]).total_seconds()
+            if wait > 0:
+                raise RateLimited(
+                    "Please wait before requesting another code",
+                    code="OTP_COOLDOWN",
+                    retry_after=int(wait) + 1,
+                )
+        if recent["n"] >= cfg.int("otp_max_per_phone_per_hour"):
+            raise RateLimited(
+                "Too many codes for this number; try again later",
+                code="OTP_RATE_LIMIT_PHONE",
+                retry_after=3600,
+            )
+        bypass = None
+        if cfg.bool("otp_bypass_enabled"):
+            bypass = conn.execute(
+                "SELECT id FROM otp_bypass_entries WHERE phone = %(p)s AND expires_at > now()", {"p": phone}
+            ).fetchone()
+        row = conn.execute(
+            "INSERT INTO otp_requests (id, flow, phone, code_hash, bypass_id, max_attempts, client_ip, expires_at) "
+            "VALUES (%(id)s, %(f)s, %(p)s, %(h)s, %(b)s, %(m)s, %(ip)s, now() + make_interval(secs => %(ttl)s)) "
+            "RETURNING created_at, expires_at",
+            {
+                "id": request_id,
+                "f": flow,
+                "p": phone,
+                "h": None if bypass else _code_hash(services.settings.auth_jwt_secret, request_id, code),
+                "b": bypass["id"] if bypass else None,
+                "m": cfg.int("otp_max_attempts"),
+                "ip": client_ip,
+                "ttl": cfg.int("otp_ttl_seconds"),
+            },
+        ).fetchone()
+        assert row is not None
+    if bypass is None:
+        try:
+            StubOtpProvider().send(phone, code)
+        except Exception as exc:
+            services.db.execute("UPDATE otp_requests SET consumed_at = now() WHERE id = %(id)s", {"id": request_id})
+            log.error("OTP provider failed: %s", type(exc).__name__)
+            raise BadGateway("Could not send the code", code="OTP_PROVIDER_FAILED") from exc
+    return OtpSent(
+        request_id,
+        mask_phone(phone) or "",
+        row["expires_at"],
+        row["created_at"] + timedelta(seconds=cooldown),
+    )
+
+
+_ATTEMPT = """
+UPDATE otp_requests SET attempts = attempts + 1
+WHERE id = %(id)s AND consumed_at IS NULL AND attempts < max_attempts AND expires_at > now()
+RETURNING attempts, max_attempts
+"""
+
+
+def _refuse(row: dict[str, Any], flow: str, cooldown: int) -> ApiError | None:
+    if row["flow"] != flow:
+        return Conflict("This code belongs to another sign-in flow", code="WRONG_FLOW")
+    if row["consumed_at"] is not None:
+        return Conflict("This code was already used", code="OTP_USED")
+    if row["attempts"] >= row["max_attempts"]:
+        return RateLimited(
+            "Too many wrong codes; request a new one",
+            code="OTP_ATTEMPTS_EXCEEDED",
+            retry_after=max(1, int(cooldown - row["age"])),
+        )
+    if row["expires_at"] <= row["now"]:
+        return Gone("This code has expired; request a new one", code="OTP_EXPIRED")
+    return None
+
+
+def verify_code(services: Services, flow: str, request_id: str, code: str) -> str:
+    """Consume the code; returns the verified phone number."""
+    if not _CODE.match(code or ""):
+        raise ValidationFailed({"code": ["Must be 6 digits."]}, code="CODE_INVALID")
+    cooldown = services.config.int("otp_resend_cooldown_seconds")
+    select = (
+        "SELECT o.*, b.code_hash AS bypass_hash, b.expires_at AS bypass_expires_at, now() AS now, "
+        "extract(epoch FROM now() - o.created_at) AS age "
+        "FROM otp_requests o LEFT JOIN otp_bypass_entries b ON b.id = o.bypass_id WHERE o.id = %(id)s"
+    )
+    with services.db.connection() as conn:
+        row = conn.execute(select, {"id": request_id}).fetchone()
+        if row is None:
+            raise NotFound("Unknown code request", code="OTP_NOT_FOUND")
+        refusal = _refuse(row, flow, cooldown)
+        if refusal is not None:
+            raise refusal
+        counted = conn.execute(_ATTEMPT, {"id": request_id}).fetchone()
+    if counted is None:  # lost a race with another attempt: report what the row says now
+        row = services.db.fetch_one(select, {"id": request_id})
+        assert row is not None
+        raise _refuse(row, flow, cooldown) or Conflict("This code was already used", code="OTP_USED")
+    if not _matches(services, row, request_id, code):
+        left = counted["max_attempts"] - counted["attempts"]
+        raise Unauthorized("Wrong code", code="CODE_MISMATCH", details={"attempts_remaining": left})
+    used = services.db.fetch_one(
+        "UPDATE otp_requests SET consumed_at = now() WHERE id = %(id)s AND consumed_at IS NULL RETURNING phone",
+        {"id": request_id},
+    )
+    if used is None:
+        raise Conflict("This code was already used", code="OTP_USED")
+    phone: str = used["phone"]
+    return phone
+
+
+def _matches(services: Services, row: dict[str, Any], request_id: str, code: str) -> bool:
+    if row["bypass_id"] is not None:
+        still_valid = (
+            row["bypass_hash"] is not None
+            and row["bypass_expires_at"] > row["now"]
+            and services.config.bool("otp_bypass_enabled")
+        )
+        return still_valid and bcrypt.checkpw(code.encode(), row["bypass_hash"].encode())
+    expected = _code_hash(services.settings.auth_jwt_secret, request_id, code)
+    return hmac.compare_digest(expected, row["code_hash"] or "")

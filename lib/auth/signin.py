@@ -1,0 +1,37 @@
+"""Customer and mitra sign-in: resolve the account, start a session, answer with a token pair."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lib.auth.accounts import load_account, require_usable
+from lib.auth.flows import sign_in, token_pair
+from lib.auth.identity import resolve_customer
+from lib.endpoint import Principal
+from lib.services import Services
+
+
+def customer_sign_in(
+    services: Services,
+    provider: str,
+    subject: str,
+    *,
+    caller: Principal | None,
+    phone: str | None = None,
+    email: str | None = None,
+) -> dict[str, Any]:
+    caller_id = caller.user_id if caller is not None and caller.user_type == "customer" else None
+    with services.db.connection() as conn:
+        customer_id = resolve_customer(conn, provider, subject, caller_id=caller_id, phone=phone, email=email)
+        conn.execute("UPDATE customers SET last_login_at = now() WHERE id = %(id)s", {"id": customer_id})
+        grant = sign_in(services, conn, "customer", customer_id)
+        account = require_usable("customer", load_account(conn, "customer", customer_id))
+    return token_pair(services, grant, account)
+
+
+def mitra_sign_in(services: Services, phone: str) -> dict[str, Any]:
+    with services.db.connection() as conn:
+        row = conn.execute("SELECT id FROM mitras WHERE phone = %(p)s", {"p": phone}).fetchone()
+        account = require_usable("mitra", load_account(conn, "mitra", str(row["id"])) if row else None)
+        grant = sign_in(services, conn, "mitra", str(account["id"]))
+    return token_pair(services, grant, account)

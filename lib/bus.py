@@ -1,0 +1,122 @@
+"""Cross-process fan-out over Valkey pub/sub: one subscriber thread per process, best effort.
+
+Publishing never raises (Valkey down = the message is lost, and every consumer has a PostgreSQL
+fallback that catches up). Subscribers learn when the link was down through `on_reconnect`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from lib.valkey import VALKEY_ERRORS
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str], None]
+
+
+class Bus:
+    def __init__(self, url: str, publisher: redis.Redis, *, connect_timeout: float = 0.3) -> None:
+        self._url = url
+        self._publisher = publisher
+        self._connect_timeout = connect_timeout
+        self._handlers: dict[str, list[Handler]] = {}
+        self._reconnect_hooks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self.healthy = False
+
+    def publish(self, channel: str, message: str) -> bool:
+        try:
+            self._publisher.publish(channel, message)
+            return True
+        except VALKEY_ERRORS as exc:
+            log.warning("bus publish on %s failed: %s", channel, type(exc).__name__)
+            return False
+
+    def subscribe(self, channel: str, handler: Handler) -> None:
+        with self._lock:
+            self._handlers.setdefault(channel, []).append(handler)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="bus-subscriber", daemon=True)
+                self._thread.start()
+
+    def on_reconnect(self, hook: Callable[[], None]) -> None:
+        """Called after the subscription is (re)established: catch up on what may have been missed."""
+        with self._lock:
+            self._reconnect_hooks.append(hook)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            client = redis.Redis.from_url(
+                self._url,
+                socket_connect_timeout=self._connect_timeout,
+                socket_timeout=5,
+                decode_responses=True,
+                health_check_interval=10,
+            )
+            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            try:
+                with self._lock:
+                    channels = list(self._handlers)
+                pubsub.subscribe(*channels)
+                self.healthy = True
+                self._subscribed.set()
+                for hook in list(self._reconnect_hooks):
+                    self._safe(hook)
+                while not self._stop.is_set():
+                    with self._lock:
+                        wanted = set(self._handlers)
+                    missing = wanted - set(pubsub.channels)
+                    if missing:
+                        pubsub.subscribe(*missing)
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") == "message":
+                        for handler in list(self._handlers.get(message["channel"], ())):
+                            self._safe(handler, message["data"])
+            except VALKEY_ERRORS as exc:
+                if self.healthy:
+                    log.warning("bus subscription lost: %s; consumers fall back to PostgreSQL", type(exc).__name__)
+                self.healthy = False
+                self._stop.wait(1.0)
+            finally:
+                self.healthy = False
+                try:
+                    pubsub.close()
+                    client.close()
+                except VALKEY_ERRORS:
+                    pass
+
+    @staticmethod
+    def _safe(fn: Callable[..., None], *args: str) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a broken consumer must not kill the subscriber thread
+            log.exception("bus handler failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=3)
+        self._thread = None
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
+    """Poll `predicate` until true or `timeout`; for tests and start-up checks."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

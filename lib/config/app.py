@@ -1,0 +1,179 @@
+"""Operator-tunable settings from the app_config table: typed, validated on read, cached briefly,
+invalidated across processes over the bus on every write."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lib.bus import Bus
+from lib.db import Database
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "config:changed"
+CACHE_SECONDS = 3.0  # the ceiling on staleness when the bus is down
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: str  # int | bool | enum | object
+    default: Any
+    min: int | None = None
+    max: int | None = None
+    choices: tuple[str, ...] = ()
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not acceptable for this key, or None."""
+        if self.type == "int":
+            if not isinstance(value, int) or isinstance(value, bool):
+                return "Must be an integer."
+            if self.min is not None and value < self.min:
+                return f"Must be at least {self.min}."
+            if self.max is not None and value > self.max:
+                return f"Must be at most {self.max}."
+        elif self.type == "bool":
+            if not isinstance(value, bool):
+                return "Must be true or false."
+        elif self.type == "enum":
+            if value not in self.choices:
+                return f"Must be one of: {', '.join(self.choices)}."
+        elif self.type == "object" and not (
+            isinstance(value, dict)
+            and all(isinstance(k, str) and isinstance(v, str) and len(v) <= 200 for k, v in value.items())
+        ):
+            return "Must be an object of channel -> handle strings."
+        return None
+
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in (
+        Key("max_customers_per_mitra", "int", 3, 1, 20),
+        Key("mitra_stale_after_seconds", "int", 45, 1, 3600),
+        Key("require_ping", "bool", True),
+        Key("pairing_blast_timeout_seconds", "int", 60, 10, 600),
+        Key("returning_chat_confirmation_timeout_seconds", "int", 20, 5, 300),
+        Key("extension_timeout_seconds", "int", 10, 5, 300),
+        Key(
+            "extension_default_action_on_timeout",
+            "enum",
+            "auto_approve",
+            choices=("auto_approve", "auto_reject"),
+        ),
+        Key("payment_request_timeout_minutes", "int", 20, 5, 1440),
+        Key("early_end_mitra_enabled", "bool", False),
+        Key("sensitive_flip_confirmation_enabled", "bool", True),
+        Key("sensitive_flag_one_way_latch", "bool", False),
+        Key("support_handles_json", "object", {}),
+        Key("otp_ttl_seconds", "int", 300, 30, 600),
+        Key("otp_max_attempts", "int", 5, 3, 10),
+        Key("otp_resend_cooldown_seconds", "int", 60, 10, 300),
+        Key("otp_max_per_phone_per_hour", "int", 5, 1, 100),
+        Key("otp_max_per_ip_per_hour", "int", 30, 1, 10000),
+        Key("cc_lockout_threshold", "int", 5, 1, 100),
+        Key("cc_lockout_minutes", "int", 15, 1, 1440),
+        Key("otp_bypass_enabled", "bool", False),
+        Key("anonymous_signups_per_ip_per_hour", "int", 30, 1, 10000),
+        Key("cc_login_attempts_per_ip_per_hour", "int", 50, 1, 10000),
+    )
+}
+
+
+class AppConfig:
+    """Per-process view of app_config. Reads are served from memory; a bad row yields the default."""
+
+    def __init__(self, db: Database, bus: Bus | None = None) -> None:
+        self._db = db
+        self._values: dict[str, Any] = {}
+        self._rows: dict[str, dict[str, Any]] = {}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+        if bus is not None:
+            bus.subscribe(CHANNEL, lambda _message: self.invalidate())
+            bus.on_reconnect(self.invalidate)
+
+    def invalidate(self) -> None:
+        self._loaded_at = 0.0
+
+    def _load(self) -> None:
+        rows = self._db.fetch_all("SELECT key, value, updated_at, updated_by FROM app_config")
+        values: dict[str, Any] = {name: key.default for name, key in KEYS.items()}
+        by_key = {row["key"]: row for row in rows}
+        for row in rows:
+            key = KEYS.get(row["key"])
+            if key is None:
+                continue
+            if key.problem(row["value"]) is None:
+                values[key.name] = row["value"]
+            else:
+                log.warning(
+                    "[config] app_config %s=%r is invalid; using the default %r",
+                    key.name,
+                    row["value"],
+                    key.default,
+                )
+        self._values, self._rows = values, by_key
+        self._loaded_at = time.monotonic()
+
+    def _fresh(self) -> dict[str, Any]:
+        if time.monotonic() - self._loaded_at > CACHE_SECONDS:
+            with self._lock:
+                if time.monotonic() - self._loaded_at > CACHE_SECONDS:
+                    self._load()
+        return self._values
+
+    def get(self, name: str) -> Any:
+        if name not in KEYS:
+            raise KeyError(name)
+        return self._fresh()[name]
+
+    def int(self, name: str) -> int:
+        value = self.get(name)
+        assert isinstance(value, int)
+        return value
+
+    def bool(self, name: str) -> bool:
+        return bool(self.get(name))
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """Raw rows with updated_at / updated_by, for the control center."""
+        self._fresh()
+        return self._rows
+
+
+def set_values(db: Database, bus: Bus | None, changes: dict[str, Any], changed_by: str | None) -> None:
+    """Validate every change, then write them all in one transaction with an audit row each, and
+    tell every process to drop its cache. One bad key -> nothing is stored."""
+    from psycopg.types.json import Jsonb
+
+    from lib.errors import ValidationFailed
+
+    problems: dict[str, list[str]] = {}
+    for name, value in changes.items():
+        key = KEYS.get(name)
+        problem = "Unknown setting." if key is None else key.problem(value)
+        if problem:
+            problems[name] = [problem]
+    if problems:
+        raise ValidationFailed(problems)
+    with db.connection() as conn:
+        for name, value in changes.items():
+            old = conn.execute("SELECT value FROM app_config WHERE key = %(k)s FOR UPDATE", {"k": name}).fetchone()
+            conn.execute(
+                "INSERT INTO app_config (key, value, updated_at, updated_by) VALUES (%(k)s, %(v)s, now(), %(by)s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now(), "
+                "updated_by = EXCLUDED.updated_by",
+                {"k": name, "v": Jsonb(value), "by": changed_by},
+            )
+            conn.execute(
+                "INSERT INTO app_config_audit (key, old_value, new_value, changed_by) "
+                "VALUES (%(k)s, %(o)s, %(v)s, %(by)s)",
+                {"k": name, "o": Jsonb(old["value"]) if old else None, "v": Jsonb(value), "by": changed_by},
+            )
+    if bus is not None:
+        bus.publish(CHANNEL, ",".join(changes))

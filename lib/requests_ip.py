@@ -1,0 +1,16 @@
+"""The client's address, trusting X-Forwarded-For only as far as the configured proxy hops."""
+
+from __future__ import annotations
+
+import falcon
+
+
+def client_ip(req: falcon.Request, trusted_hops: int) -> str:
+    remote = req.remote_addr or ""
+    if trusted_hops <= 0:
+        return remote
+    forwarded = [p.strip() for p in (req.get_header("X-Forwarded-For") or "").split(",") if p.strip()]
+    # Each trusted proxy appends the address it saw; the client is `trusted_hops` from the right.
+    if len(forwarded) >= trusted_hops:
+        return forwarded[-trusted_hops]
+    return forwarded[0] if forwarded else remote
