@@ -80,7 +80,7 @@ class Bus:
                     missing = wanted - set(pubsub.channels)
                     if missing:
                         pubsub.subscribe(*missing)
-                    message = pubsub.get_message(timeout=1.0)
+                    message = pubsub.get_message(timeout=0.25)  # short, so close() is quick
                     if message and message.get("type") == "message":
                         for handler in list(self._handlers.get(message["channel"], ())):
                             self._safe(handler, message["data"])

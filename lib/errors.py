@@ -24,6 +24,7 @@ class ApiError(Exception):
         self.code = code or type(self).code
         self.details = details or {}
         self.headers = dict(headers or {})
+        self.cookies: list[dict[str, Any]] = []  # e.g. clear a dead refresh cookie along with a 401
         super().__init__(f"{self.code}: {self.message}")
 
     def body(self) -> dict[str, Any]:

@@ -175,15 +175,19 @@ def _fields(messages: Any) -> dict[str, Any]:
     return messages if isinstance(messages, dict) else {"_schema": messages}
 
 
+def _apply_cookies(resp: falcon.Response, cookies: list[dict[str, Any]]) -> None:
+    for cookie in cookies:
+        if cookie.get("unset"):
+            resp.unset_cookie(cookie["name"], path=cookie.get("path"))
+        else:
+            resp.set_cookie(**cookie)
+
+
 def render(resp: falcon.Response, result: Any, default_status: int) -> None:
     if isinstance(result, Reply):
         for name, value in result.headers.items():
             resp.set_header(name, value)
-        for cookie in result.cookies:
-            if cookie.get("unset"):
-                resp.unset_cookie(cookie["name"], path=cookie.get("path"))
-            else:
-                resp.set_cookie(**cookie)
+        _apply_cookies(resp, result.cookies)
         status, data = result.status, result.data
         if status == 204 or (data is None and result.envelope):
             resp.status = 204 if data is None else status
@@ -205,6 +209,7 @@ def render_error(resp: falcon.Response, error: errors.ApiError) -> None:
     resp.content_type = falcon.MEDIA_JSON
     for name, value in error.headers.items():
         resp.set_header(name, value)
+    _apply_cookies(resp, error.cookies)
     resp.data = dumps(error.body())
 
 

@@ -14,7 +14,6 @@ from lib.services import Services
 
 COOKIE = "cc_refresh_token"
 COOKIE_PATH = "/internal/auth"
-CLEARED_COOKIE_HEADER = f"{COOKIE}=; Max-Age=0; Path={COOKIE_PATH}; Secure; HttpOnly; SameSite=Strict"
 
 
 def refresh_cookie(grant: SessionGrant) -> dict[str, Any]:

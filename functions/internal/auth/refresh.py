@@ -2,7 +2,7 @@
 
 import falcon
 
-from lib.auth.cc_session import CLEARED_COOKIE_HEADER, COOKIE, cc_token_response, check_origin, refresh_cookie
+from lib.auth.cc_session import COOKIE, cc_token_response, check_origin, clear_cookie, refresh_cookie
 from lib.auth.flows import CC_USER_TYPES, refresh
 from lib.auth.sessions import RefreshInvalid
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
@@ -15,6 +15,6 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     try:
         grant, account = refresh(ctx.services, req.cookies.get(COOKIE) or "", ctx.client_ip, CC_USER_TYPES)
     except RefreshInvalid as exc:
-        exc.headers["Set-Cookie"] = CLEARED_COOKIE_HEADER  # a dead cookie is of no use to keep
+        exc.cookies.append(clear_cookie())  # a dead cookie is of no use to keep
         raise
     return Reply(200, cc_token_response(ctx.services, grant, account), cookies=[refresh_cookie(grant)])
