@@ -164,7 +164,31 @@ def run_wrk(
 
 def endpoints(url: str) -> list[tuple[str, str, dict[str, str]]]:
     """(label, path, headers) of the endpoints to measure; hot endpoints join as issues land."""
-    return [("health", "/health", {})]
+    pair = requests.post(url + "/api/shared/auth/anonymous", json={}, timeout=5).json()["data"]
+    customer = {"Authorization": f"Bearer {pair['access_token']}"}
+    return [
+        ("health", "/health", {}),
+        ("no auth, no I/O", "/api/shared/auth-providers", {}),
+        ("customer token + 1 query", "/api/client/me", customer),
+    ]
+
+
+def auth_microbench() -> list[str]:
+    """The authenticate step alone, in-process: first verification and the cached path."""
+    import timeit
+
+    from lib.auth.tokens import APP_AUDIENCE, VerifiedTokens, issue_access_token, verify_access_token
+
+    secret = secrets.token_urlsafe(48)
+    token, _ = issue_access_token(secret, user_type="customer", user_id="u", session_id="s", ttl_seconds=3600)
+    cache = VerifiedTokens(secret)
+    n = 20000
+    full = timeit.timeit(lambda: verify_access_token(token, secret, APP_AUDIENCE), number=n) / n * 1e6
+    cached = timeit.timeit(lambda: cache.verify(token, APP_AUDIENCE), number=n) / n * 1e6
+    return [
+        f"  JWT verification (first request of a token): {full:7.1f} us",
+        f"  cached token (every later request):          {cached:7.1f} us",
+    ]
 
 
 def main() -> None:
@@ -197,13 +221,15 @@ def main() -> None:
             rps, p50, p99, errors = run_wrk(wrk, url + "/health", args.duration, args.connections, {})
             results.append(Result("LOG_LEVEL=DEBUG (line per request)", "GET /health (health)", rps, p50, p99, errors))
     print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s on loopback; {os.cpu_count()} CPUs\n")
-    print(f"{'config':36} {'endpoint':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'config':36} {'endpoint':52} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for r in results:
-        print(f"{r.label:36} {r.path:34} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d}")
+        print(f"{r.label:36} {r.path:52} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d}")
     base = next(r.rps for r in results if r.path.startswith("GET /health"))
     print("\nratio to /health (production config):")
     for r in results:
-        print(f"  {r.label:36} {r.path:34} {r.rps / base:6.2f}")
+        print(f"  {r.label:36} {r.path:52} {r.rps / base:6.2f}")
+    print("\nauthenticate step, in-process (one core):")
+    print("\n".join(auth_microbench()))
 
 
 if __name__ == "__main__":

@@ -104,3 +104,44 @@ def test_disabling_a_cc_user_ends_its_sessions(internal: testing.TestClient, cc_
         "/internal/auth/refresh", headers={"Origin": CC_ORIGIN, "Cookie": f"cc_refresh_token={victim_cookie}"}
     )
     assert refresh.status_code == 401
+
+
+def test_rate_limits_fall_back_per_process_when_valkey_is_down(make_settings) -> None:
+    from lib.config.app import set_values
+
+    svc = Services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    try:
+        set_values(svc.db, None, {"anonymous_signups_per_ip_per_hour": 2}, None)
+        client = testing.TestClient(create_app("public", svc))
+        codes = [
+            client.simulate_post("/api/shared/auth/anonymous", remote_addr="10.4.4.4").status_code for _ in range(3)
+        ]
+    finally:
+        svc.close()
+    assert codes == [201, 201, 429]  # still limited, and sign-up still works without Valkey
+
+
+def test_tokens_and_passwords_never_reach_the_logs(
+    public: testing.TestClient, internal, cc_login, anonymous, caplog
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    pair = anonymous()
+    refreshed = public.simulate_post("/api/shared/auth/refresh", json={"refresh_token": pair["refresh_token"]}).json[
+        "data"
+    ]
+    public.simulate_get("/api/client/me", headers=bearer(refreshed["access_token"]))
+    _, cc_token, cookie = cc_login()
+    internal.simulate_post("/internal/auth/login", json={"email": "x@y.z", "password": "a wrong password"})
+    text = caplog.text
+    for secret in (
+        pair["refresh_token"],
+        refreshed["refresh_token"],
+        refreshed["access_token"],
+        cc_token,
+        cookie,
+        CC_PASSWORD,
+        "a wrong password",
+    ):
+        assert secret not in text

@@ -30,7 +30,7 @@ def sms(caplog: pytest.LogCaptureFixture):
     def last_code(phone: str = PHONE) -> str:
         found = re.findall(rf"\[OTP STUB\] phone={re.escape(phone)} code=(\d{{6}})", caplog.text)
         assert found, "no code was sent"
-        return found[-1]
+        return str(found[-1])
 
     return last_code
 

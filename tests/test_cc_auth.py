@@ -1,0 +1,227 @@
+"""Control-center login, lockout, throttling, cookie refresh with an Origin check, users, CORS."""
+
+from __future__ import annotations
+
+import pytest
+from falcon import testing
+
+from lib.config.app import set_values
+from lib.services import Services
+from tests.conftest import CC_ORIGIN, CC_PASSWORD, bearer
+
+LOGIN = "/internal/auth/login"
+
+
+def _login(
+    internal: testing.TestClient, email: str, password: str = CC_PASSWORD, ip: str = "10.1.1.1"
+) -> testing.Result:
+    return internal.simulate_post(LOGIN, json={"email": email, "password": password}, remote_addr=ip)
+
+
+def test_login_sets_a_strict_cookie_and_no_refresh_token_in_the_body(
+    internal: testing.TestClient, make_cc_user
+) -> None:
+    user = make_cc_user("operator")
+    result = _login(internal, user["email"].upper())
+    assert result.status_code == 200, result.text
+    data = result.json["data"]
+    assert "refresh_token" not in data
+    assert data["user"]["role"] == "operator" and "sessions.manage" in data["user"]["permissions"]
+    cookie = result.cookies["cc_refresh_token"]
+    assert cookie.http_only and cookie.secure and cookie.same_site == "Strict" and cookie.path == "/internal/auth"
+    assert cookie.max_age and cookie.max_age > 29 * 86400
+
+
+def test_wrong_password_and_unknown_user_look_the_same(internal: testing.TestClient, make_cc_user) -> None:
+    user = make_cc_user()
+    wrong = _login(internal, user["email"], "not the password at all")
+    unknown = _login(internal, "nobody@halobestie.test")
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json["error"]["code"] == unknown.json["error"]["code"] == "INVALID_CREDENTIALS"
+
+
+def test_lockout_after_threshold(internal: testing.TestClient, services: Services, make_cc_user) -> None:
+    user = make_cc_user()
+    for _ in range(5):
+        assert _login(internal, user["email"], "wrong password here").status_code == 401
+    locked = _login(internal, user["email"])  # even the right password
+    assert locked.status_code == 423
+    assert locked.json["error"]["code"] == "ACCOUNT_LOCKED"
+    assert 14 * 60 < int(locked.headers["Retry-After"]) <= 15 * 60 + 1
+    services.db.execute(
+        "UPDATE cc_users SET locked_until = now() - interval '1 second' WHERE id = %(id)s", {"id": user["id"]}
+    )
+    assert _login(internal, user["email"]).status_code == 200
+    assert services.db.fetch_one("SELECT kind FROM security_events WHERE kind = 'cc_account_locked'")
+
+
+def test_per_ip_throttling(internal: testing.TestClient, services: Services, make_cc_user) -> None:
+    set_values(services.db, services.bus, {"cc_login_attempts_per_ip_per_hour": 3}, None)
+    services.config.invalidate()
+    user = make_cc_user()
+    for _ in range(3):
+        _login(internal, user["email"], "wrong password here", ip="10.7.7.7")
+    throttled = _login(internal, user["email"], ip="10.7.7.7")
+    assert throttled.status_code == 429 and "Retry-After" in throttled.headers
+    assert _login(internal, user["email"], ip="10.7.7.8").status_code == 200
+
+
+def test_disabled_user_cannot_log_in(internal: testing.TestClient, make_cc_user) -> None:
+    user = make_cc_user(active=False)
+    result = _login(internal, user["email"])
+    assert result.status_code == 403 and result.json["error"]["code"] == "ACCOUNT_INACTIVE"
+
+
+def test_refresh_rotates_the_cookie_for_the_right_origin_only(internal: testing.TestClient, cc_login) -> None:
+    _, _, cookie = cc_login()
+    foreign = internal.simulate_post(
+        "/internal/auth/refresh", headers={"Origin": "https://evil.example", "Cookie": f"cc_refresh_token={cookie}"}
+    )
+    assert foreign.status_code == 403
+    missing = internal.simulate_post("/internal/auth/refresh", headers={"Cookie": f"cc_refresh_token={cookie}"})
+    assert missing.status_code == 403
+    ok = internal.simulate_post(
+        "/internal/auth/refresh", headers={"Origin": CC_ORIGIN, "Cookie": f"cc_refresh_token={cookie}"}
+    )
+    assert ok.status_code == 200, ok.text
+    new_cookie = ok.cookies["cc_refresh_token"].value
+    assert new_cookie != cookie
+    me = internal.simulate_get("/internal/auth/me", headers=bearer(ok.json["data"]["access_token"]))
+    assert me.status_code == 200
+
+
+def test_refresh_without_a_cookie_is_401(internal: testing.TestClient) -> None:
+    result = internal.simulate_post("/internal/auth/refresh", headers={"Origin": CC_ORIGIN})
+    assert result.status_code == 401 and result.json["error"]["code"] == "REFRESH_INVALID"
+
+
+def test_logout_clears_the_cookie_and_revokes(internal: testing.TestClient, cc_login) -> None:
+    _, token, cookie = cc_login()
+    result = internal.simulate_post("/internal/auth/logout", headers=bearer(token))
+    assert result.status_code == 204
+    assert result.cookies["cc_refresh_token"].value == ""
+    assert internal.simulate_get("/internal/auth/me", headers=bearer(token)).status_code == 401
+    refresh = internal.simulate_post(
+        "/internal/auth/refresh", headers={"Origin": CC_ORIGIN, "Cookie": f"cc_refresh_token={cookie}"}
+    )
+    assert refresh.status_code == 401
+
+
+def test_password_rules(internal: testing.TestClient, cc_login) -> None:
+    _, token, _ = cc_login()
+    wrong = internal.simulate_post(
+        "/internal/auth/password",
+        headers=bearer(token),
+        json={"current_password": "nope nope nope", "new_password": "x" * 20},
+    )
+    assert wrong.status_code == 401
+    for bad, why in [("short", "at least 12"), ("x" * 73, "72 bytes"), ("é" * 37, "72 bytes")]:
+        result = internal.simulate_post(
+            "/internal/auth/password",
+            headers=bearer(token),
+            json={"current_password": CC_PASSWORD, "new_password": bad},
+        )
+        assert result.status_code == 422
+        assert why in str(result.json["error"]["details"]["fields"]["new_password"])
+
+
+def test_long_password_login_is_refused_not_truncated(
+    internal: testing.TestClient, services: Services, make_cc_user
+) -> None:
+    user = make_cc_user()
+    assert _login(internal, user["email"], CC_PASSWORD + "x" * 80).status_code == 401
+
+
+def test_users_management(internal: testing.TestClient, cc_login) -> None:
+    _, admin, _ = cc_login("admin")
+    created = internal.simulate_post(
+        "/internal/users",
+        headers=bearer(admin),
+        json={
+            "email": "New.Op@halobestie.test",
+            "display_name": "New Op",
+            "role": "operator",
+            "password": "an initial password",
+        },
+    )
+    assert created.status_code == 201, created.text
+    user = created.json["data"]
+    assert user["email"] == "new.op@halobestie.test" and "password_hash" not in user
+    dup = internal.simulate_post(
+        "/internal/users",
+        headers=bearer(admin),
+        json={
+            "email": "new.op@halobestie.test",
+            "display_name": "Dup",
+            "role": "operator",
+            "password": "an initial password",
+        },
+    )
+    assert dup.status_code == 409
+    unknown_field = internal.simulate_post(
+        "/internal/users",
+        headers=bearer(admin),
+        json={
+            "email": "x@halobestie.test",
+            "display_name": "X",
+            "role": "operator",
+            "password": "an initial password",
+            "is_superuser": True,
+        },
+    )
+    assert unknown_field.status_code == 422
+    listed = internal.simulate_get("/internal/users", headers=bearer(admin), params={"limit": 1})
+    assert listed.json["data"]["has_more"] is True and len(listed.json["data"]["items"]) == 1
+    page2 = internal.simulate_get(
+        "/internal/users", headers=bearer(admin), params={"limit": 1, "cursor": listed.json["data"]["next_cursor"]}
+    )
+    assert page2.json["data"]["items"][0]["id"] != listed.json["data"]["items"][0]["id"]
+    got = internal.simulate_get(f"/internal/users/{user['id']}", headers=bearer(admin))
+    assert got.json["data"]["display_name"] == "New Op"
+    patched = internal.simulate_patch(f"/internal/users/{user['id']}", headers=bearer(admin), json={"role": "admin"})
+    assert patched.json["data"]["role"] == "admin"
+    reset = internal.simulate_post(
+        f"/internal/users/{user['id']}/reset-password", headers=bearer(admin), json={"password": "a brand new password"}
+    )
+    assert reset.status_code == 204
+    assert _login(internal, "new.op@halobestie.test", "a brand new password").status_code == 200
+    assert (
+        internal.simulate_get("/internal/users/00000000-0000-4000-8000-000000000000", headers=bearer(admin)).status_code
+        == 404
+    )
+
+
+def test_admin_cannot_lock_themselves_out(internal: testing.TestClient, cc_login) -> None:
+    me, admin, _ = cc_login("admin")
+    result = internal.simulate_patch(f"/internal/users/{me['id']}", headers=bearer(admin), json={"is_active": False})
+    assert result.status_code == 409
+
+
+@pytest.mark.parametrize("limit", ["0", "-5", "1000"])
+def test_limit_is_clamped(internal: testing.TestClient, cc_login, limit: str) -> None:
+    _, admin, _ = cc_login("admin")
+    assert internal.simulate_get("/internal/users", headers=bearer(admin), params={"limit": limit}).status_code == 200
+
+
+def test_cors_preflight_for_the_control_center(internal: testing.TestClient) -> None:
+    result = internal.simulate_options(
+        LOGIN,
+        headers={
+            "Origin": CC_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+    assert result.headers["Access-Control-Allow-Origin"] == CC_ORIGIN
+    assert result.headers["Access-Control-Allow-Credentials"] == "true"
+    other = internal.simulate_options(
+        LOGIN, headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_create_cc_user_cli_and_seed_share_the_rules(services: Services) -> None:
+    from lib.cc_users import seed_admin
+
+    assert seed_admin(services.db, "root@halobestie.test", "a seeded admin password") is not None
+    assert seed_admin(services.db, "root@halobestie.test", "a seeded admin password") is None
