@@ -78,6 +78,12 @@ def template_db(server_urls: tuple[str, str]) -> str:
     with admin_connect(admin_dsn) as conn:
         conn.execute("SELECT pg_advisory_lock(4242)")
         try:
+            stale = conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'hb\\_tmpl\\_%%' AND datname NOT LIKE %s",
+                (name + "%",),
+            ).fetchall()
+            for (old,) in stale:  # templates of earlier migration sets
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(old))))
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if not exists:
                 building = f"{name}_build"
@@ -224,13 +230,15 @@ def make_cc_user(services: Services):
 
 
 @pytest.fixture
-def cc_login(internal: testing.TestClient, make_cc_user):
-    """Create a CC user and log in: returns (user row, access token, refresh cookie value)."""
+def cc_login(services: Services, make_cc_user):
+    """Create a CC user and sign it in without the login route (bcrypt 12 costs ~250 ms a check; the
+    route itself is tested in test_cc_auth). Returns (user row, access token, refresh cookie value)."""
+    from lib.auth.flows import access_for, sign_in
 
     def login(role: str = "admin") -> tuple[dict[str, Any], str, str]:
         user = make_cc_user(role)
-        result = internal.simulate_post("/internal/auth/login", json={"email": user["email"], "password": CC_PASSWORD})
-        assert result.status_code == 200, result.text
-        return user, result.json["data"]["access_token"], result.cookies["cc_refresh_token"].value
+        with services.db.connection() as conn:
+            grant = sign_in(services, conn, "cc_user", str(user["id"]))
+        return user, str(access_for(services, grant, role)["access_token"]), grant.refresh_token
 
     return login

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.bus import Bus
+from lib.config.env import Settings
 from lib.db import Database
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,23 @@ class Key:
     max: int | None = None
     choices: tuple[str, ...] = ()
 
-    def problem(self, value: Any) -> str | None:
+    def bounds(self, env: Settings | None) -> tuple[int | None, int | None]:
+        """(min, max); some minimums come from deploy-fixed env values."""
+        minimum = self.min
+        if self.name == "mitra_stale_after_seconds" and env is not None:
+            minimum = max(minimum or 0, env.mitra_heartbeat_cadence_seconds)
+        return minimum, self.max
+
+    def problem(self, value: Any, env: Settings | None = None) -> str | None:
         """Why `value` is not acceptable for this key, or None."""
         if self.type == "int":
+            low, _ = self.bounds(env)
             if not isinstance(value, int) or isinstance(value, bool):
                 return "Must be an integer."
-            if self.min is not None and value < self.min:
-                return f"Must be at least {self.min}."
+            if low is not None and value < low:
+                if low != self.min:
+                    return f"Must be at least {low} (the heartbeat cadence, MITRA_HEARTBEAT_CADENCE_SECONDS)."
+                return f"Must be at least {low}."
             if self.max is not None and value > self.max:
                 return f"Must be at most {self.max}."
         elif self.type == "bool":
@@ -146,7 +157,9 @@ class AppConfig:
         return self._rows
 
 
-def set_values(db: Database, bus: Bus | None, changes: dict[str, Any], changed_by: str | None) -> None:
+def set_values(
+    db: Database, bus: Bus | None, changes: dict[str, Any], changed_by: str | None, env: Settings | None = None
+) -> None:
     """Validate every change, then write them all in one transaction with an audit row each, and
     tell every process to drop its cache. One bad key -> nothing is stored."""
     from psycopg.types.json import Jsonb
@@ -156,7 +169,7 @@ def set_values(db: Database, bus: Bus | None, changes: dict[str, Any], changed_b
     problems: dict[str, list[str]] = {}
     for name, value in changes.items():
         key = KEYS.get(name)
-        problem = "Unknown setting." if key is None else key.problem(value)
+        problem = "Unknown setting." if key is None else key.problem(value, env)
         if problem:
             problems[name] = [problem]
     if problems:
@@ -177,3 +190,42 @@ def set_values(db: Database, bus: Bus | None, changes: dict[str, Any], changed_b
             )
     if bus is not None:
         bus.publish(CHANNEL, ",".join(changes))
+
+
+def env_values(env: Settings) -> dict[str, int]:
+    """The deploy-fixed values operators see next to the tunables they bound."""
+    return {
+        "heartbeat_cadence_seconds": env.mitra_heartbeat_cadence_seconds,
+        "auto_offline_sweep_seconds": env.mitra_auto_offline_sweep_seconds,
+        "payment_sweep_seconds": env.payment_sweep_seconds,
+    }
+
+
+def describe(config: AppConfig, env: Settings) -> dict[str, Any]:
+    """GET /internal/config: every tunable with its type, bounds, last change, and the env values."""
+    rows = config.rows()
+    items = []
+    for name, key in KEYS.items():
+        row = rows.get(name, {})
+        item: dict[str, Any] = {
+            "key": name,
+            "value": config.get(name),
+            "type": key.type,
+            "updated_at": row.get("updated_at"),
+            "updated_by": row.get("updated_by"),
+        }
+        if key.type == "int":
+            item["min"], item["max"] = key.bounds(env)
+        if key.choices:
+            item["choices"] = list(key.choices)
+        items.append(item)
+    return {"items": items, "env": env_values(env)}
+
+
+def mitra_ping_doc(config: AppConfig, env: Settings) -> dict[str, Any]:
+    """The original control center's shape for the heartbeat settings."""
+    return {
+        "require_ping": config.bool("require_ping"),
+        "stale_after_seconds": config.int("mitra_stale_after_seconds"),
+        "heartbeat_cadence_seconds": env.mitra_heartbeat_cadence_seconds,
+    }

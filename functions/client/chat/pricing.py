@@ -1,0 +1,26 @@
+"""Active tiers per mode and the first-session discount with this customer's eligibility."""
+
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.pricing import MODES, first_session_discount, first_session_eligible, list_tiers
+
+ENDPOINT = Endpoint(method="GET", route="/api/client/chat/pricing", auth=Auth.CUSTOMER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    db = ctx.services.db
+    tiers = list_tiers(db, active_only=True)
+    discount = first_session_discount(db)
+    with db.connection() as conn:
+        eligible = first_session_eligible(conn, ctx.principal.user_id)
+    return {
+        "modes": {mode: [t for t in tiers if t["mode"] == mode] for mode in MODES},
+        "first_session_discount": {
+            **{k: discount[k] for k in ("enabled", "discount_type", "value")},
+            "eligible": eligible,
+        },
+    }

@@ -1,0 +1,14 @@
+"""The mitra heartbeat settings in the original control center's shape."""
+
+from typing import Any
+
+import falcon
+
+from lib.config.app import mitra_ping_doc
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="GET", route="/internal/config/mitra-ping", auth=Auth.CC_USER, permission="config.read")
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    return mitra_ping_doc(ctx.services.config, ctx.services.settings)
