@@ -144,9 +144,13 @@ def _ms(value: str, unit: str) -> float:
 
 
 def run_wrk(
-    wrk: str, url: str, duration: int, connections: int, headers: dict[str, str]
+    wrk: str, url: str, duration: int, connections: int, headers: dict[str, str], method: str = "GET"
 ) -> tuple[float, float, float, int]:
     args = [wrk, "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if method != "GET":
+        script = Path(tempfile.gettempdir()) / f"hb-bench-{method.lower()}.lua"
+        script.write_text(f'wrk.method = "{method}"\n')
+        args += ["-s", str(script)]
     for name, value in headers.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
@@ -162,14 +166,38 @@ def run_wrk(
     return rps, p50, p99, errors
 
 
-def endpoints(url: str) -> list[tuple[str, str, dict[str, str]]]:
-    """(label, path, headers) of the endpoints to measure; hot endpoints join as issues land."""
+def mitra_token(db_url: str, secret: str) -> str:
+    """A signed-in mitra, made directly in the bench database."""
+    from psycopg.rows import dict_row
+
+    from lib.auth.sessions import start_session
+    from lib.auth.tokens import issue_access_token
+
+    with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        row = conn.execute(
+            "INSERT INTO mitras (phone, display_name) VALUES ('+6281299999999', 'Bench') "
+            "ON CONFLICT (phone) DO UPDATE SET is_active = true RETURNING id"
+        ).fetchone()
+        assert row is not None
+        grant = start_session(conn, user_type="mitra", user_id=str(row["id"]), ttl_days=1)
+    token, _ = issue_access_token(
+        secret, user_type="mitra", user_id=grant.user_id, session_id=grant.session_id, ttl_seconds=3600
+    )
+    return token
+
+
+def endpoints(url: str, db_url: str, secret: str) -> list[tuple[str, str, dict[str, str], str]]:
+    """(label, path, headers, method) of the endpoints to measure; hot endpoints join as issues land."""
     pair = requests.post(url + "/api/shared/auth/anonymous", json={}, timeout=5).json()["data"]
     customer = {"Authorization": f"Bearer {pair['access_token']}"}
+    mitra = {"Authorization": f"Bearer {mitra_token(db_url, secret)}"}
+    requests.post(url + "/api/mitra/status/online", headers=mitra, timeout=5).raise_for_status()
     return [
-        ("health", "/health", {}),
-        ("no auth, no I/O", "/api/shared/auth-providers", {}),
-        ("customer token + 1 query", "/api/client/me", customer),
+        ("health", "/health", {}, "GET"),
+        ("no auth, no I/O", "/api/shared/auth-providers", {}, "GET"),
+        ("customer token + 1 query", "/api/client/me", customer, "GET"),
+        ("availability poll", "/api/client/mitra-availability", customer, "GET"),
+        ("mitra heartbeat", "/api/mitra/status/heartbeat", mitra, "POST"),
     ]
 
 
@@ -211,23 +239,25 @@ def main() -> None:
         variants = VARIANTS if args.matrix else {"production (gthread, h1c parser)": {}}
         for label, overrides in variants.items():
             with public_server(env, overrides) as url:
-                todo = endpoints(url) if not overrides else [("health", "/health", {})]
-                for name, path, headers in todo:
-                    run_wrk(wrk, url + path, 2, args.connections, headers)  # warm-up
-                    rps, p50, p99, errors = run_wrk(wrk, url + path, args.duration, args.connections, headers)
-                    results.append(Result(f"{label}", f"GET {path} ({name})", rps, p50, p99, errors))
+                todo: list[tuple[str, str, dict[str, str], str]] = [("health", "/health", {}, "GET")]
+                if not overrides:
+                    todo = endpoints(url, db_url, env["AUTH_JWT_SECRET"])
+                for name, path, headers, method in todo:
+                    run_wrk(wrk, url + path, 2, args.connections, headers, method)  # warm-up
+                    rps, p50, p99, errors = run_wrk(wrk, url + path, args.duration, args.connections, headers, method)
+                    results.append(Result(f"{label}", f"{method} {path} ({name})", rps, p50, p99, errors))
         with public_server({**env, "LOG_LEVEL": "DEBUG"}, {}) as url:
             run_wrk(wrk, url + "/health", 2, args.connections, {})
             rps, p50, p99, errors = run_wrk(wrk, url + "/health", args.duration, args.connections, {})
             results.append(Result("LOG_LEVEL=DEBUG (line per request)", "GET /health (health)", rps, p50, p99, errors))
     print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s on loopback; {os.cpu_count()} CPUs\n")
-    print(f"{'config':36} {'endpoint':52} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'config':36} {'endpoint':58} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for r in results:
-        print(f"{r.label:36} {r.path:52} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d}")
+        print(f"{r.label:36} {r.path:58} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d}")
     base = next(r.rps for r in results if r.path.startswith("GET /health"))
     print("\nratio to /health (production config):")
     for r in results:
-        print(f"  {r.label:36} {r.path:52} {r.rps / base:6.2f}")
+        print(f"  {r.label:36} {r.path:58} {r.rps / base:6.2f}")
     print("\nauthenticate step, in-process (one core):")
     print("\n".join(auth_microbench()))
 

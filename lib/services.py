@@ -113,6 +113,12 @@ class Services:
         return self._once("apple_jwks", lambda: JwksCache(self.settings.apple_jwks_url))
 
     @property
+    def availability_cache(self) -> Any:
+        from lib.presence import AvailabilityCache  # presence builds on Services; import late
+
+        return self._once("availability_cache", AvailabilityCache)
+
+    @property
     def refresh_chain(self) -> RefreshChain:
         return self._once("refresh_chain", lambda: RefreshChain(self.settings.auth_jwt_secret))
 

@@ -1,4 +1,4 @@
-"""The one CLI: python -m runtime migrate|serve|routes|create-cc-user|dev."""
+"""The one CLI: python -m runtime migrate|serve|worker|routes|create-cc-user|dev."""
 
 from __future__ import annotations
 
@@ -70,6 +70,17 @@ def _cmd_create_cc_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from lib.services import Services
+    from runtime import boot, worker
+
+    s = settings()
+    boot.init_process(s)
+    boot.check_timezone(s)
+    worker.main(Services(s, application_name="halobestie-worker"))
+    return 0
+
+
 def _cmd_dev(args: argparse.Namespace) -> int:
     from runtime import dev
 
@@ -88,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("surface", choices=["public", "internal"])
     p.add_argument("--bind", help="host:port (default from PUBLIC_PORT / INTERNAL_HOST:INTERNAL_PORT)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("worker", help="run the scheduled jobs (timers, sweeps)")
+    p.set_defaults(func=_cmd_worker)
 
     p = sub.add_parser("routes", help="print the route table")
     p.set_defaults(func=_cmd_routes)

@@ -18,8 +18,12 @@ from lib.db import Database
 from runtime import boot, migrate
 from runtime.embedded import DEV_DIR, EmbeddedPostgres, EmbeddedValkey
 
-# Processes `make dev` runs; later issues add realtime and worker here.
-PROCESSES = ("public", "internal")
+# Processes `make dev` runs (the realtime gateway joins when its issue lands).
+PROCESSES: dict[str, list[str]] = {
+    "public": ["serve", "public"],
+    "internal": ["serve", "internal"],
+    "worker": ["worker"],
+}
 DEV_ADMIN_EMAIL = "admin@halobestie.local"
 
 
@@ -70,12 +74,13 @@ def run() -> int:
         applied = migrate.migrate(settings.require_database_url())
         print(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ""))
         _seed_dev_admin(settings.require_database_url())
-        for name in PROCESSES:
+        for name, args in PROCESSES.items():
             # Own session: Ctrl-C reaches only this supervisor, which then stops children gracefully.
-            proc = subprocess.Popen([sys.executable, "-m", "runtime", "serve", name], env=env, start_new_session=True)
+            proc = subprocess.Popen([sys.executable, "-m", "runtime", *args], env=env, start_new_session=True)
             children.append((name, proc))
         print(f"\npublic    http://127.0.0.1:{settings.public_port}  (apps: /api/...)")
         print(f"internal  http://{settings.internal_host}:{settings.internal_port}  (control center: /internal/...)")
+        print("worker    timers and sweeps (functions/jobs/)")
         print("Ctrl-C stops everything.\n", flush=True)
         return _supervise(children)
     finally:

@@ -78,12 +78,6 @@ def template_db(server_urls: tuple[str, str]) -> str:
     with admin_connect(admin_dsn) as conn:
         conn.execute("SELECT pg_advisory_lock(4242)")
         try:
-            stale = conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'hb\\_tmpl\\_%%' AND datname NOT LIKE %s",
-                (name + "%",),
-            ).fetchall()
-            for (old,) in stale:  # templates of earlier migration sets
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(old))))
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if not exists:
                 building = f"{name}_build"
@@ -242,3 +236,29 @@ def cc_login(services: Services, make_cc_user):
         return user, str(access_for(services, grant, role)["access_token"]), grant.refresh_token
 
     return login
+
+
+@pytest.fixture
+def mitra_login(services: Services, make_mitra):
+    """Create a mitra and sign it in: returns (mitra row, access token)."""
+    from lib.auth.flows import access_for, sign_in
+
+    counter = iter(range(10, 100))
+
+    def login(active: bool = True, name: str = "Bestie") -> tuple[dict[str, Any], str]:
+        mitra = make_mitra(f"+62812000001{next(counter):02d}", name, active)
+        with services.db.connection() as conn:
+            grant = sign_in(services, conn, "mitra", str(mitra["id"]))
+        return mitra, str(access_for(services, grant)["access_token"])
+
+    return login
+
+
+@pytest.fixture
+def throwaway_valkey(tmp_path: Path):
+    """A private valkey-server on its own port, so a test can stop it without touching the shared one."""
+    from runtime.embedded import EmbeddedValkey
+
+    server = EmbeddedValkey(tmp_path / "valkey")
+    yield server
+    server.stop()

@@ -14,6 +14,9 @@ internal GET /health none runtime.probes.health
 internal GET /internal/auth/me cc_user functions.internal.auth.me
 internal GET /internal/config cc_user:config.read functions.internal.config.get
 internal GET /internal/config/mitra-ping cc_user:config.read functions.internal.config.mitra_ping.get
+internal GET /internal/mitras cc_user:mitras.read functions.internal.mitras.list
+internal GET /internal/mitras/{mitra_id:uuid} cc_user:mitras.read functions.internal.mitras.get
+internal GET /internal/mitras/{mitra_id:uuid}/online-logs cc_user:mitras.read functions.internal.mitras.online_logs
 internal GET /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.list
 internal GET /internal/pricing/first-session-discount cc_user:pricing.manage functions.internal.pricing.first_session_discount.get
 internal GET /internal/pricing/tiers cc_user:pricing.manage functions.internal.pricing.tiers.list
@@ -24,6 +27,8 @@ internal GET /internal/users/{user_id:uuid} cc_user:users.manage functions.inter
 internal GET /ready none runtime.probes.ready
 internal PATCH /internal/config cc_user:config.write functions.internal.config.patch
 internal PATCH /internal/config/mitra-ping cc_user:config.write functions.internal.config.mitra_ping.patch
+internal PATCH /internal/mitras/{mitra_id:uuid} cc_user:mitras.manage functions.internal.mitras.update
+internal PATCH /internal/mitras/{mitra_id:uuid}/status cc_user:mitras.manage functions.internal.mitras.status
 internal PATCH /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.switch
 internal PATCH /internal/otp-bypass/{entry_id:uuid} cc_user:config.write functions.internal.otp_bypass.update
 internal PATCH /internal/pricing/first-session-discount cc_user:pricing.manage functions.internal.pricing.first_session_discount.patch
@@ -33,6 +38,7 @@ internal POST /internal/auth/login none functions.internal.auth.login
 internal POST /internal/auth/logout cc_user functions.internal.auth.logout
 internal POST /internal/auth/password cc_user functions.internal.auth.password
 internal POST /internal/auth/refresh none functions.internal.auth.refresh
+internal POST /internal/mitras cc_user:mitras.manage functions.internal.mitras.create
 internal POST /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.create
 internal POST /internal/pricing/tiers cc_user:pricing.manage functions.internal.pricing.tiers.create
 internal POST /internal/users cc_user:users.manage functions.internal.users.create
@@ -40,6 +46,9 @@ internal POST /internal/users/{user_id:uuid}/reset-password cc_user:users.manage
 public DELETE /api/shared/devices/fcm-token any_app_user functions.shared.devices.fcm_token.delete
 public GET /api/client/chat/pricing customer functions.client.chat.pricing
 public GET /api/client/me customer functions.client.me.get
+public GET /api/client/mitra-availability customer functions.client.mitra_availability
+public GET /api/mitra/me mitra functions.mitra.me
+public GET /api/mitra/status mitra functions.mitra.status.get
 public GET /api/shared/auth-providers none functions.shared.auth_providers
 public GET /api/shared/support-handles none functions.shared.support_handles
 public GET /health none runtime.probes.health
@@ -52,6 +61,9 @@ public POST /api/client/auth/otp/verify optional_customer functions.client.auth.
 public POST /api/client/usp-seen customer functions.client.usp_seen
 public POST /api/mitra/auth/otp/request none functions.mitra.auth.otp.request
 public POST /api/mitra/auth/otp/verify none functions.mitra.auth.otp.verify
+public POST /api/mitra/status/heartbeat mitra functions.mitra.status.heartbeat
+public POST /api/mitra/status/offline mitra functions.mitra.status.offline
+public POST /api/mitra/status/online mitra functions.mitra.status.online
 public POST /api/shared/auth/anonymous none functions.shared.auth.anonymous
 public POST /api/shared/auth/logout any_app_user functions.shared.auth.logout
 public POST /api/shared/auth/refresh none functions.shared.auth.refresh

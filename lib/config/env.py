@@ -132,6 +132,8 @@ class Settings:
     mitra_heartbeat_cadence_seconds: int = 30
     mitra_auto_offline_sweep_seconds: int = 30
     payment_sweep_seconds: int = 60
+    heartbeat_flush_seconds: int = 10
+    presence_heal_seconds: int = 60
     admin_email: str = ""
     admin_password: str = field(default="", repr=False)
     trusted_proxy_hops: int = 0
@@ -201,6 +203,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "MITRA_AUTO_OFFLINE_SWEEP_SECONDS", 30, minimum=1, maximum=3600, environ=e
         ),
         payment_sweep_seconds=env_int("PAYMENT_SWEEP_SECONDS", 60, minimum=1, maximum=3600, environ=e),
+        heartbeat_flush_seconds=env_int("HEARTBEAT_FLUSH_SECONDS", 10, minimum=1, maximum=600, environ=e),
+        presence_heal_seconds=env_int("PRESENCE_HEAL_SECONDS", 60, minimum=5, maximum=3600, environ=e),
         admin_email=env_str("ADMIN_EMAIL", "", e),
         admin_password=env_str("ADMIN_PASSWORD", "", e),
         trusted_proxy_hops=env_int("TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=5, environ=e),

@@ -1,0 +1,14 @@
+"""Whether a Bestie is available now ({available, count}); polled every 5 s by idle apps."""
+
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.presence import availability
+
+ENDPOINT = Endpoint(method="GET", route="/api/client/mitra-availability", auth=Auth.CUSTOMER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    return availability(ctx.services, ctx.services.availability_cache)

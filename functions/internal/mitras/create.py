@@ -1,0 +1,22 @@
+"""Register a new mitra (operators only; mitras never sign themselves up)."""
+
+import falcon
+from marshmallow import Schema, fields, validate
+
+from lib.endpoint import Auth, Ctx, Endpoint, Reply
+from lib.mitras import create_mitra
+from lib.otp_bypass import PhoneField
+
+
+class Body(Schema):
+    phone = PhoneField(required=True)
+    display_name = fields.String(required=True, validate=validate.Length(1, 60))
+
+
+ENDPOINT = Endpoint(
+    method="POST", route="/internal/mitras", auth=Auth.CC_USER, permission="mitras.manage", body=Body, status=201
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> Reply:
+    return Reply(201, create_mitra(ctx.services.db, ctx.body["phone"], ctx.body["display_name"].strip()))

@@ -1,0 +1,14 @@
+"""One mitra."""
+
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.mitras import get_mitra
+
+ENDPOINT = Endpoint(method="GET", route="/internal/mitras/{mitra_id:uuid}", auth=Auth.CC_USER, permission="mitras.read")
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    return get_mitra(ctx.services.db, str(ctx.params["mitra_id"]))

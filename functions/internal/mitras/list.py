@@ -1,0 +1,27 @@
+"""Mitras, newest first; search by name or phone, filter by online state."""
+
+from typing import Any
+
+import falcon
+from marshmallow import fields, validate
+
+from lib.auth.accounts import mitra_doc
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.mitras import search_mitras
+from lib.pagination import PageQuery, decode_cursor, page
+
+
+class Query(PageQuery):
+    q = fields.String(load_default=None, validate=validate.Length(1, 100))
+    online = fields.Boolean(load_default=None)
+
+
+ENDPOINT = Endpoint(method="GET", route="/internal/mitras", auth=Auth.CC_USER, permission="mitras.read", query=Query)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    q = ctx.query
+    rows = search_mitras(
+        ctx.services.db, q=q["q"], online=q["online"], after=decode_cursor(q["cursor"]), limit=q["limit"]
+    )
+    return page(rows, q["limit"], mitra_doc)

@@ -1,0 +1,35 @@
+"""A mitra's online/offline changes with their reason, newest first."""
+
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.mitras import get_mitra
+from lib.pagination import PageQuery, decode_cursor, page
+
+ENDPOINT = Endpoint(
+    method="GET",
+    route="/internal/mitras/{mitra_id:uuid}/online-logs",
+    auth=Auth.CC_USER,
+    permission="mitras.read",
+    query=PageQuery,
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    mitra_id = str(ctx.params["mitra_id"])
+    get_mitra(ctx.services.db, mitra_id)  # 404 for an unknown mitra rather than an empty list
+    after = decode_cursor(ctx.query["cursor"])
+    rows = ctx.services.db.fetch_all(
+        "SELECT id, is_online, reason, created_at FROM mitra_online_logs WHERE mitra_id = %(m)s "
+        "AND (%(c)s::timestamptz IS NULL OR (created_at, id) < (%(c)s, %(i)s::bigint)) "
+        "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
+        {
+            "m": mitra_id,
+            "c": after[0] if after else None,
+            "i": after[1] if after else None,
+            "n": ctx.query["limit"] + 1,
+        },
+    )
+    return page(rows, ctx.query["limit"])

@@ -1,0 +1,24 @@
+"""Edit a mitra's display name or phone."""
+
+from typing import Any
+
+import falcon
+from marshmallow import Schema, fields, validate
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.mitras import update_mitra
+from lib.otp_bypass import PhoneField
+
+
+class Body(Schema):
+    phone = PhoneField()
+    display_name = fields.String(validate=validate.Length(1, 60))
+
+
+ENDPOINT = Endpoint(
+    method="PATCH", route="/internal/mitras/{mitra_id:uuid}", auth=Auth.CC_USER, permission="mitras.manage", body=Body
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    return update_mitra(ctx.services.db, str(ctx.params["mitra_id"]), ctx.body)

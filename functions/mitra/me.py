@@ -1,0 +1,23 @@
+"""The signed-in mitra's profile."""
+
+from typing import Any
+
+import falcon
+
+from lib.auth.accounts import mitra_doc
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.errors import Unauthorized
+
+ENDPOINT = Endpoint(method="GET", route="/api/mitra/me", auth=Auth.MITRA)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    row = ctx.services.db.fetch_one(
+        "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
+        "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id WHERE m.id = %(id)s",
+        {"id": ctx.principal.user_id},
+    )
+    if row is None:
+        raise Unauthorized("Account not found")
+    return mitra_doc(row)

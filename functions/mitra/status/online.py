@@ -1,0 +1,16 @@
+"""Go online (logged); counts as a heartbeat."""
+
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.presence import set_online, status_doc
+
+ENDPOINT = Endpoint(method="POST", route="/api/mitra/status/online", auth=Auth.MITRA)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    set_online(ctx.services, ctx.principal.user_id, True)
+    return status_doc(ctx.services, ctx.principal.user_id)

@@ -1,0 +1,72 @@
+"""Mitra records for the control center: create, search, edit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from lib.auth.accounts import mitra_doc
+from lib.db import Database
+from lib.errors import Conflict, NotFound
+
+_SELECT = (
+    "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
+    "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id "
+)
+
+
+def get_mitra(db: Database, mitra_id: str) -> dict[str, Any]:
+    row = db.fetch_one(_SELECT + "WHERE m.id = %(id)s", {"id": mitra_id})
+    if row is None:
+        raise NotFound()
+    return mitra_doc(row)
+
+
+def create_mitra(db: Database, phone: str, display_name: str) -> dict[str, Any]:
+    try:
+        row = db.fetch_one(
+            "INSERT INTO mitras (phone, display_name) VALUES (%(p)s, %(n)s) RETURNING id",
+            {"p": phone, "n": display_name},
+        )
+    except psycopg.errors.UniqueViolation as exc:
+        raise Conflict("A Bestie with this phone exists", code="PHONE_TAKEN") from exc
+    assert row is not None
+    return get_mitra(db, str(row["id"]))
+
+
+def update_mitra(db: Database, mitra_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    try:
+        row = db.fetch_one(
+            "UPDATE mitras SET phone = COALESCE(%(phone)s, phone), display_name = COALESCE(%(name)s, display_name), "
+            "updated_at = now() WHERE id = %(id)s RETURNING id",
+            {"phone": changes.get("phone"), "name": changes.get("display_name"), "id": mitra_id},
+        )
+    except psycopg.errors.UniqueViolation as exc:
+        raise Conflict("A Bestie with this phone exists", code="PHONE_TAKEN") from exc
+    if row is None:
+        raise NotFound()
+    return get_mitra(db, mitra_id)
+
+
+def search_mitras(
+    db: Database, *, q: str | None, online: bool | None, after: tuple[Any, str] | None, limit: int
+) -> list[dict[str, Any]]:
+    return db.fetch_all(
+        _SELECT + "WHERE (%(q)s::text IS NULL OR m.display_name ILIKE %(like)s OR m.phone LIKE %(like)s) "
+        "AND (%(online)s::boolean IS NULL OR COALESCE(s.is_online, false) = %(online)s) "
+        "AND (%(c)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(c)s, %(i)s::uuid)) "
+        "ORDER BY m.created_at DESC, m.id DESC LIMIT %(n)s",
+        {
+            "q": q,
+            "like": f"%{_escape_like(q)}%" if q else None,
+            "online": online,
+            "c": after[0] if after else None,
+            "i": after[1] if after else None,
+            "n": limit + 1,
+        },
+    )
+
+
+def _escape_like(text: str | None) -> str:
+    return (text or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,145 @@
+"""The worker: runs the scheduled jobs of functions/jobs/, safely beside other replicas.
+
+Each job has a row in job_schedule; a tick is claimed by one conditional UPDATE that moves
+next_run_at forward, so exactly one replica runs each tick and a restart loses nothing. SIGTERM
+lets the current tick finish, then the process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType, ModuleType
+
+from lib.errors import ApiError
+from lib.jobs import Job, JobCtx
+from lib.services import Services, utcnow
+from runtime.router import FUNCTIONS_DIR, DiscoveryError, _load, module_files
+
+log = logging.getLogger("runtime.worker")
+
+
+@dataclass(frozen=True)
+class JobModule:
+    name: str
+    job: Job
+    module: ModuleType
+
+
+def discover_jobs(root: Path = FUNCTIONS_DIR) -> list[JobModule]:
+    found = []
+    for dotted, path in module_files(root, top={"jobs"}):
+        module = _load(dotted, path)
+        job, run = getattr(module, "JOB", None), getattr(module, "run", None)
+        if not isinstance(job, Job) or not callable(run):
+            raise DiscoveryError(f"{path}: a job module defines JOB = Job(...) and run(ctx)")
+        if not (module.__doc__ or "").strip():
+            raise DiscoveryError(f"{path}: needs a one-line module docstring")
+        found.append(JobModule(path.stem, job, module))
+    return found
+
+
+_CLAIM = """
+UPDATE job_schedule SET next_run_at = now() + make_interval(secs => %(every)s), last_run_at = now(),
+       last_owner = %(owner)s
+WHERE name = %(name)s AND next_run_at <= now()
+RETURNING next_run_at
+"""
+
+
+class Worker:
+    def __init__(self, services: Services, jobs: list[JobModule], *, poll_seconds: float = 0.2) -> None:
+        self.services = services
+        self.jobs = jobs
+        self.poll = poll_seconds
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.stop = threading.Event()
+        self._due: dict[str, float] = {}
+        self.ticks: dict[str, int] = {j.name: 0 for j in jobs}
+
+    def _every(self, job: JobModule) -> float:
+        return float(job.job.every(self.services.settings))
+
+    def _run(self, job: JobModule) -> None:
+        started = time.monotonic()
+        try:
+            job.module.run(JobCtx(self.services, logging.getLogger(f"jobs.{job.name}"), utcnow))
+        except ApiError as exc:  # e.g. the database is away: the next tick tries again
+            log.warning("job %s: %s", job.name, exc)
+        except Exception:
+            log.exception("job %s failed", job.name)
+        self.ticks[job.name] += 1
+        log.debug("job %s took %.1f ms", job.name, (time.monotonic() - started) * 1000)
+
+    def _claim(self, job: JobModule) -> bool:
+        with self.services.db.connection() as conn:
+            claimed = conn.execute(
+                _CLAIM, {"every": self._every(job), "owner": self.owner, "name": job.name}
+            ).fetchone()
+            if claimed is None:  # another replica ran it: wait for the time it set
+                row = conn.execute(
+                    "SELECT next_run_at, now() AS now FROM job_schedule WHERE name = %(n)s", {"n": job.name}
+                ).fetchone()
+                self._due[job.name] = time.monotonic() + _seconds_until(row)
+                return False
+        self._due[job.name] = time.monotonic() + self._every(job)
+        return True
+
+    def start(self) -> None:
+        self.services.db.execute(
+            "INSERT INTO job_schedule (name) SELECT unnest(%(names)s::text[]) ON CONFLICT (name) DO NOTHING",
+            {"names": [j.name for j in self.jobs]},
+        )
+        for job in self.jobs:
+            if job.job.run_at_start:
+                self._run(job)
+
+    def run_once(self) -> None:
+        for job in self.jobs:
+            if self.stop.is_set():
+                return
+            if time.monotonic() >= self._due.get(job.name, 0.0):
+                try:
+                    claimed = self._claim(job)
+                except ApiError as exc:
+                    log.warning("job %s not claimed: %s", job.name, exc)
+                    self._due[job.name] = time.monotonic() + 1.0
+                    continue
+                if claimed:
+                    self._run(job)
+
+    def run_forever(self) -> None:
+        self.start()
+        log.info("worker %s running %s", self.owner, ", ".join(j.name for j in self.jobs))
+        while not self.stop.is_set():
+            self.run_once()
+            self.stop.wait(self.poll)
+        log.info("worker %s stopped", self.owner)
+
+
+def _seconds_until(row: dict[str, datetime] | None) -> float:
+    if row is None:
+        return 1.0
+    return max(0.0, (row["next_run_at"] - row["now"]).total_seconds())
+
+
+def main(services: Services) -> None:
+    worker = Worker(services, discover_jobs())
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("worker got signal %s: finishing the current tick", signum)
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        worker.run_forever()
+    finally:
+        services.close()

@@ -1,0 +1,130 @@
+"""The worker: job discovery, one replica per tick, jobs at start, clean SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import pytest
+
+from lib.config.env import Settings
+from lib.jobs import Job
+from lib.services import Services
+from runtime.worker import JobModule, Worker, discover_jobs
+from tests.conftest import PROJECT_ROOT, TEST_SECRET
+
+
+def test_project_jobs_are_discovered() -> None:
+    names = {j.name for j in discover_jobs()}
+    assert {"mitra_stale_sweep", "heartbeat_flush", "presence_heal"} <= names
+
+
+class _Counter:
+    """A job module stand-in that counts its ticks (shared by two workers)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def run(self, ctx: object) -> None:
+        with self.lock:
+            self.calls += 1
+        time.sleep(0.05)
+
+
+def test_two_replicas_never_run_the_same_tick(settings: Settings) -> None:
+    counter = _Counter()
+    job = JobModule("counter", Job(every=lambda s: 0.5), counter)  # type: ignore[arg-type]
+    services = [Services(settings, application_name=f"w{i}") for i in range(2)]
+    workers = [Worker(svc, [job], poll_seconds=0.02) for svc in services]
+    try:
+        for w in workers:
+            w.start()
+        deadline = time.monotonic() + 2.6
+
+        def spin(w: Worker) -> None:
+            while time.monotonic() < deadline:
+                w.run_once()
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=spin, args=(w,)) for w in workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for svc in services:
+            svc.close()
+    # 2.6 s at one tick per 0.5 s: 5 or 6 ticks in all, however the two replicas interleave.
+    assert 5 <= counter.calls <= 6, counter.calls
+
+
+def test_run_at_start_jobs_run_once_at_start(services: Services) -> None:
+    counter = _Counter()
+    job = JobModule("at_start", Job(every=lambda s: 3600, run_at_start=True), counter)  # type: ignore[arg-type]
+    Worker(services, [job]).start()
+    assert counter.calls == 1
+
+
+def test_a_failing_job_does_not_stop_the_worker(services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    class Boom:
+        def run(self, ctx: object) -> None:
+            raise RuntimeError("boom")
+
+    worker = Worker(services, [JobModule("boom", Job(every=lambda s: 3600), Boom())])  # type: ignore[arg-type]
+    worker.start()
+    worker.run_once()
+    assert worker.ticks["boom"] == 1
+    assert "job boom failed" in caplog.text
+
+
+def test_worker_process_stops_cleanly_on_sigterm(settings: Settings) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "AUTH_JWT_SECRET": TEST_SECRET,
+        "LOG_FORMAT": "text",
+        "APP_ENV": "test",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "worker"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "running heartbeat_flush, mitra_stale_sweep, presence_heal" in out
+    assert "stopped" in out
+
+
+def test_stale_sweep_runs_on_its_cadence(settings: Settings, services: Services, mitra_login) -> None:
+    from lib.presence import set_online
+
+    mitra, _ = mitra_login()
+    set_online(services, str(mitra["id"]), True)
+    services.db.execute("UPDATE mitra_online_status SET last_heartbeat_at = now() - interval '1 minute'")
+    services.valkey.delete(f"mitra:heartbeat:{mitra['id']}")
+    fast = Services(replace(settings, mitra_auto_offline_sweep_seconds=1), application_name="fast-worker")
+    worker = Worker(fast, [j for j in discover_jobs() if j.name == "mitra_stale_sweep"], poll_seconds=0.05)
+    try:
+        worker.start()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            worker.run_once()
+            row = services.db.fetch_one("SELECT is_online FROM mitra_online_status")
+            if row and not row["is_online"]:
+                break
+            time.sleep(0.05)
+    finally:
+        fast.close()
+    assert row == {"is_online": False}
