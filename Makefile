@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test lint bench routes migrate clean
+.PHONY: install dev test lint deploy-check bench routes migrate clean
 
 install: $(STAMP)
 
@@ -21,10 +21,19 @@ dev: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install
+lint: install deploy-check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The image, compose file and manifests, checked without a Docker engine or a cluster.
+deploy-check: install
+	$(BIN)/hadolint Dockerfile
+	tmp=$$(mktemp -d) && cp docker-compose.staging.yml $$tmp/ && cp .env.staging.example $$tmp/.env.staging \
+	  && sed -i 's/^POSTGRES_PASSWORD=$$/POSTGRES_PASSWORD=check/' $$tmp/.env.staging \
+	  && $(BIN)/docker-compose -f $$tmp/docker-compose.staging.yml --env-file $$tmp/.env.staging config --quiet \
+	  && rm -rf $$tmp
+	$(BIN)/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

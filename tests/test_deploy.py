@@ -1,0 +1,286 @@
+"""Deployment artefacts, checked without a Docker engine: the Dockerfile, .dockerignore, the staging
+compose file, the Kubernetes manifests, and the image's runtime contents built and run as the image
+would (wheels into a fresh venv, started as a non-root user)."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from lib.config.env import Settings
+from runtime.app import route_table
+from tests.conftest import PROJECT_ROOT, TEST_SECRET
+from tests.helpers import free_port, wait_http
+
+BIN = Path(sys.executable).parent
+K8S = PROJECT_ROOT / "deploy" / "k8s"
+
+
+def test_hadolint_reports_nothing() -> None:
+    run = subprocess.run([str(BIN / "hadolint"), "Dockerfile"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "", run.stdout
+
+
+def test_dockerfile_shape() -> None:
+    text = (PROJECT_ROOT / "Dockerfile").read_text()
+    stages = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(stages) == 2 and "AS build" in stages[0] and "slim" in stages[1]
+    assert "ARG PYTHON_VERSION=3.11" in text  # the same minor as requires-python's floor
+    assert 'requires-python = ">=3.11"' in (PROJECT_ROOT / "pyproject.toml").read_text()
+    runtime = text.split(stages[1])[1]
+    assert "--no-index" in runtime and "apt-get" not in runtime and "gcc" not in runtime
+    assert "USER 10001:10001" in runtime and "PYTHONDONTWRITEBYTECODE=1" in runtime
+    assert 'ENTRYPOINT ["python", "-m", "runtime"]' in runtime and "HEALTHCHECK" in runtime
+
+
+def _docker_context(root: Path) -> set[str]:
+    """Files a Docker build would send, by .dockerignore's rules (last matching line wins)."""
+    rules = [
+        r.strip() for r in (root / ".dockerignore").read_text().splitlines() if r.strip() and not r.startswith("#")
+    ]
+    sent = set()
+    for path in root.rglob("*"):
+        if not path.is_file() or ".venv" in path.parts:
+            continue
+        rel = path.relative_to(root).as_posix()
+        keep = True
+        for rule in rules:
+            negate, pattern = rule.startswith("!"), rule.lstrip("!").rstrip("/")
+            matched = any(
+                fnmatch.fnmatch(candidate, pattern) or fnmatch.fnmatch(candidate, pattern.replace("**/", ""))
+                for candidate in [rel, *("/".join(rel.split("/")[: i + 1]) for i in range(rel.count("/")))]
+            )
+            if pattern.startswith("**/"):
+                matched = matched or any(fnmatch.fnmatch(part, pattern[3:]) for part in rel.split("/"))
+            if matched:
+                keep = negate
+        if keep:
+            sent.add(rel)
+    return sent
+
+
+def test_dockerignore_keeps_the_context_small_and_secret_free(tmp_path: Path) -> None:
+    sent = _docker_context(PROJECT_ROOT)
+    assert "pyproject.toml" in sent and "runtime/app.py" in sent and "migrations/0001_app_config.sql" in sent
+    for forbidden in (".git/", ".env", "tests/", ".dev/", "bench/", "__pycache__", ".mypy_cache/", "deploy/"):
+        assert not [s for s in sent if s.startswith(forbidden) or f"/{forbidden}" in s], forbidden
+
+
+def _compose() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "docker-compose.staging.yml").read_text())
+    return config
+
+
+def test_compose_validates_without_a_daemon(tmp_path: Path) -> None:
+    shutil.copy(PROJECT_ROOT / "docker-compose.staging.yml", tmp_path)
+    env = (PROJECT_ROOT / ".env.staging.example").read_text().replace("POSTGRES_PASSWORD=\n", "POSTGRES_PASSWORD=x\n")
+    (tmp_path / ".env.staging").write_text(env)
+    run = subprocess.run(
+        [
+            str(BIN / "docker-compose"),
+            "-f",
+            "docker-compose.staging.yml",
+            "--env-file",
+            ".env.staging",
+            "config",
+            "--format",
+            "json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    import json
+
+    services = json.loads(run.stdout)["services"]
+    assert {"postgres", "valkey", "migrate", "public", "internal", "worker"} <= set(services)
+    internal_ports = services["internal"]["ports"]
+    assert internal_ports and all(p.get("host_ip") not in (None, "", "0.0.0.0", "::") for p in internal_ports)
+    for name in ("public", "internal", "worker"):
+        svc = services[name]
+        assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
+        assert svc["logging"]["options"]["max-size"] and svc["logging"]["options"]["max-file"]
+    for name in ("postgres", "valkey"):
+        assert services[name]["healthcheck"]["test"] and services[name]["volumes"]
+
+
+def _manifests() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(K8S.glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def test_manifests_validate_against_the_kubernetes_schema() -> None:
+    run = subprocess.run(
+        [str(BIN / "kubernetes-validate"), "--strict", "--quiet", *map(str, sorted(K8S.glob("*.yaml")))],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_pods_are_locked_down_and_shut_down_gracefully() -> None:
+    workloads = [d for d in _manifests() if d["kind"] in ("Deployment", "Job")]
+    assert {d["metadata"]["name"] for d in workloads} >= {
+        "halobestie-public",
+        "halobestie-internal",
+        "halobestie-worker",
+        "halobestie-migrate",
+    }
+    for d in workloads:
+        pod = d["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert c["resources"]["requests"] and c["resources"]["limits"]
+        if d["kind"] == "Deployment":
+            assert pod["terminationGracePeriodSeconds"] > Settings().graceful_timeout + 5  # + preStop
+            container = pod["containers"][0]
+            if container.get("ports"):
+                assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+                assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+
+
+def test_internal_has_no_ingress_and_is_fenced() -> None:
+    docs = _manifests()
+    backends = [
+        p["backend"]["service"]["name"]
+        for d in docs
+        if d["kind"] == "Ingress"
+        for rule in d["spec"]["rules"]
+        for p in rule["http"]["paths"]
+    ]
+    assert backends and "halobestie-internal" not in backends
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    assert any(p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "internal" for p in policies)
+
+
+def _world_readable(path: Path) -> bool:
+    real = path.resolve()
+    return all(os.stat(p).st_mode & 0o005 == 0o005 for p in [*real.parents, real])
+
+
+def _python_for_the_image() -> str:
+    """A Python 3.11+ a non-root user can run (the image's is /usr/local/bin/python; pyenv's under
+    /root is not readable by others), so the venv below behaves like the image's /opt/venv."""
+    for candidate in ("/usr/local/bin/python3.11", "/usr/bin/python3.11", sys.executable):
+        if Path(candidate).exists() and _world_readable(Path(candidate)):
+            return candidate
+    pytest.skip("no Python readable by an unprivileged user on this machine")
+
+
+@pytest.fixture(scope="module")
+def image_venv() -> Iterator[Path]:
+    """What the Dockerfile's runtime stage holds: the project's wheels installed into a fresh venv."""
+    # Not under pytest's tmp dir: that is private to root, and the image runs as another user.
+    work = Path(tempfile.mkdtemp(prefix="hb-image-"))
+    work.chmod(0o755)
+    context = work / "context"
+    for rel in sorted(_docker_context(PROJECT_ROOT)):
+        (context / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / rel, context / rel)
+    # Like the two stages: wheels built by one interpreter, installed into a fresh venv of the same.
+    python = _python_for_the_image()
+    builder, wheels, venv = work / "build-venv", work / "wheels", work / "venv"
+    subprocess.run([python, "-m", "venv", str(builder)], check=True)
+    subprocess.run(
+        [str(builder / "bin/pip"), "wheel", "--quiet", "--wheel-dir", str(wheels), str(context)],
+        check=True,
+        timeout=900,
+    )
+    subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    ours = sorted(wheels.glob("halobestie_backend-*.whl"))
+    subprocess.run(
+        [str(venv / "bin/pip"), "install", "--quiet", "--no-index", "--find-links", str(wheels), str(ours[0])],
+        check=True,
+        timeout=600,
+    )
+    for path in [work, *work.rglob("*")]:  # readable by anyone, writable by no one: like a read-only image
+        if path.is_symlink():
+            continue  # chmod would follow it to the interpreter outside the venv
+        mode = path.stat().st_mode
+        path.chmod((mode | 0o555) & ~0o222 if path.is_dir() else (mode | 0o444) & ~0o222)
+    yield venv
+    for path in [work, *work.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o200)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def test_image_contents_hold_every_module_and_migration(image_venv: Path) -> None:
+    out = subprocess.run(
+        [str(image_venv / "bin/python"), "-m", "runtime", "routes"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.strip().splitlines() == route_table()
+    status = subprocess.run(
+        [str(image_venv / "bin/python"), "-c", "from runtime.migrate import load; print(len(load()))"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(status.stdout) == len(list((PROJECT_ROOT / "migrations").glob("*.sql")))
+
+
+def test_image_serves_as_a_non_root_user(image_venv: Path, settings: Settings) -> None:
+    nobody = pwd.getpwnam("nobody")
+    port = free_port()
+    env = {
+        "PATH": f"{image_venv}/bin:/usr/bin:/bin",
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "AUTH_JWT_SECRET": TEST_SECRET,
+        "APP_ENV": "test",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "WEB_CONCURRENCY": "1",
+        "PUBLIC_PORT": str(port),
+        "HOME": "/nonexistent",
+    }
+
+    def drop() -> None:
+        os.setgid(nobody.pw_gid)
+        os.setgroups([])
+        os.setuid(nobody.pw_uid)
+
+    proc = subprocess.Popen(
+        [str(image_venv / "bin/python"), "-m", "runtime", "serve", "public"],
+        cwd="/",
+        env=env,
+        preexec_fn=drop if os.geteuid() == 0 else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/health").status_code == 200
+        assert requests.get(f"http://127.0.0.1:{port}/ready", timeout=5).json()["data"]["database"] == "up"
+        health = subprocess.run([str(image_venv / "bin/python"), "-m", "runtime.healthcheck"], env=env, cwd="/")
+        assert health.returncode == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
