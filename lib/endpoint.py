@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from lib.services import Services
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-_ROUTE = re.compile(r"^(/[A-Za-z0-9._~-]+|/\{[a-z_][a-z0-9_]*(:[a-z]+)?\})+$")
+_ROUTE = re.compile(r"^(/[A-Za-z0-9._~-]+|/\{[a-z_][a-z0-9_]*(:[a-z]+(\([a-z0-9=, ]*\))?)?\})+$")
 
 
 class Auth(enum.Enum):
@@ -43,6 +43,8 @@ class Endpoint:
     query: type[Schema] | None = None
     status: int = 200
     summary: str = ""
+    raw_body: bool = False  # hand the verbatim body to the handler (ctx.raw_body) instead of parsing it
+    dev_only: bool = False  # mounted only when APP_ENV is development or test
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -92,3 +94,4 @@ class Ctx:
     query: Mapping[str, Any] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     client_ip: str = ""
+    raw_body: bytes = b""

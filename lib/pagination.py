@@ -26,8 +26,8 @@ class PageQuery(Schema):
         return data
 
 
-def encode_cursor(row: dict[str, Any]) -> str:
-    raw = json.dumps([row["created_at"].isoformat(), str(row["id"])]).encode()
+def encode_cursor(row: dict[str, Any], time_field: str = "created_at") -> str:
+    raw = json.dumps([row[time_field].isoformat(), str(row["id"])]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -41,12 +41,12 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         raise ValidationFailed({"cursor": ["Invalid cursor."]}) from exc
 
 
-def page(rows: list[dict[str, Any]], limit: int, doc: Any = None) -> dict[str, Any]:
+def page(rows: list[dict[str, Any]], limit: int, doc: Any = None, time_field: str = "created_at") -> dict[str, Any]:
     """Callers fetch limit + 1 rows, newest first; the extra row only says there is more."""
     has_more = len(rows) > limit
     rows = rows[:limit]
     return {
         "items": [doc(r) if doc else r for r in rows],
-        "next_cursor": encode_cursor(rows[-1]) if has_more and rows else None,
+        "next_cursor": encode_cursor(rows[-1], time_field) if has_more and rows else None,
         "has_more": has_more,
     }

@@ -119,6 +119,18 @@ class Services:
         return self._once("availability_cache", AvailabilityCache)
 
     @property
+    def payment_events(self) -> Any:
+        from lib.payments.events import PaymentEvents
+
+        return self._once("payment_events", lambda: PaymentEvents(self.bus))
+
+    @property
+    def payment_gateway(self) -> Any:
+        from lib.payments.gateway import make_gateway
+
+        return self._once("payment_gateway", lambda: make_gateway(self.settings))
+
+    @property
     def refresh_chain(self) -> RefreshChain:
         return self._once("refresh_chain", lambda: RefreshChain(self.settings.auth_jwt_secret))
 

@@ -34,6 +34,11 @@ def routes_for(surface: str, routes: list[Route] | None = None) -> list[Route]:
     return probe_routes(surface) + [r for r in found if r.surface == surface]
 
 
+def mounted(routes: list[Route], settings: Settings) -> list[Route]:
+    """Development and test hooks (/internal/_test/...) do not exist in other environments."""
+    return [r for r in routes if settings.is_dev_or_test or not r.endpoint.dev_only]
+
+
 def route_table(routes: list[Route] | None = None) -> list[str]:
     """`<surface> <METHOD> <route> <auth> <module>` per route, sorted (python -m runtime routes)."""
     found = discover() if routes is None else routes
@@ -41,6 +46,7 @@ def route_table(routes: list[Route] | None = None) -> list[str]:
     for surface in SURFACES:
         for r in routes_for(surface, found):
             auth = r.endpoint.auth.value + (f":{r.endpoint.permission}" if r.endpoint.permission else "")
+            auth += ":dev-only" if r.endpoint.dev_only else ""
             rows.append(f"{surface} {r.endpoint.method} {r.endpoint.route} {auth} {r.module}")
     return sorted(rows)
 
@@ -54,6 +60,7 @@ def _responder(route: Route, services: Services) -> Any:
     authenticate = make_authenticator(endpoint, route.surface, services)
     status = endpoint.status
     trusted_hops = services.settings.trusted_proxy_hops
+    raw_body = endpoint.raw_body
 
     def responder(req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
         ctx = Ctx(
@@ -65,7 +72,9 @@ def _responder(route: Route, services: Services) -> Any:
             params=params,
             client_ip=client_ip(req, trusted_hops),
         )
-        if body_schema is not None:
+        if raw_body:
+            ctx.raw_body = http.read_raw(req)
+        elif body_schema is not None:
             ctx.body = http.load_body(req, body_schema)
         if query_schema is not None:
             ctx.query = http.load_query(req, query_schema)
@@ -96,6 +105,7 @@ def create_app(
     if services is None:
         services = Services(settings or env_settings(), application_name=f"halobestie-{surface}")
     check_jwt_secret(services.settings.auth_jwt_secret)
+    services.settings.check_payments()
     if surface == "public":
         services.settings.check_otp_provider()
 
@@ -112,7 +122,7 @@ def create_app(
     http.install_error_handlers(app)
 
     by_template: dict[str, _Resource] = defaultdict(_Resource)
-    for route in routes_for(surface, routes):
+    for route in mounted(routes_for(surface, routes), services.settings):
         setattr(
             by_template[route.endpoint.route],
             f"on_{route.endpoint.method.lower()}",

@@ -56,6 +56,8 @@ def run() -> int:
     env.setdefault("LOG_FORMAT", "text")
     env.setdefault("WEB_CONCURRENCY", "1")
     env.setdefault("AUTH_JWT_SECRET", _dev_secret(DEV_DIR / "jwt_secret"))
+    # The simulated gateway's callbacks (POST /internal/_test/payments/{id}/confirm) carry this token.
+    env.setdefault("XENDIT_WEBHOOK_TOKEN", _dev_secret(DEV_DIR / "xendit_webhook_token"))
     stoppers: list[Callable[[], None]] = []
     if not env.get("DATABASE_URL"):
         print("DATABASE_URL unset: starting embedded PostgreSQL in .dev/pg ...", flush=True)

@@ -127,16 +127,22 @@ def _walk_checks(data: Any) -> None:
             stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(value))
 
 
-def read_json(req: falcon.Request) -> Any:
-    """The request body as JSON, or None when there is no body. Enforces size, type and shape."""
+def read_raw(req: falcon.Request) -> bytes:
+    """The request body, at most 64 KiB (413 beyond)."""
     length = req.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"Request body exceeds {MAX_BODY_BYTES} bytes")
     if length == 0:
-        return None
-    raw = req.bounded_stream.read(MAX_BODY_BYTES + 1)
+        return b""
+    raw: bytes = req.bounded_stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"Request body exceeds {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def read_json(req: falcon.Request) -> Any:
+    """The request body as JSON, or None when there is no body. Enforces size, type and shape."""
+    raw = read_raw(req)
     if not raw.strip():
         return None
     media = (req.content_type or "").split(";", 1)[0].strip().lower()

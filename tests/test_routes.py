@@ -14,19 +14,26 @@ internal GET /health none runtime.probes.health
 internal GET /internal/auth/me cc_user functions.internal.auth.me
 internal GET /internal/config cc_user:config.read functions.internal.config.get
 internal GET /internal/config/mitra-ping cc_user:config.read functions.internal.config.mitra_ping.get
+internal GET /internal/failed-pairings cc_user:payments.manage functions.internal.failed_pairings.list
+internal GET /internal/failed-pairings/{failure_id:uuid} cc_user:payments.manage functions.internal.failed_pairings.get
 internal GET /internal/mitras cc_user:mitras.read functions.internal.mitras.list
 internal GET /internal/mitras/{mitra_id:uuid} cc_user:mitras.read functions.internal.mitras.get
 internal GET /internal/mitras/{mitra_id:uuid}/online-logs cc_user:mitras.read functions.internal.mitras.online_logs
 internal GET /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.list
+internal GET /internal/payment-requests cc_user:payments.read functions.internal.payment_requests.list
+internal GET /internal/payment-requests/{request_id:uuid} cc_user:payments.read functions.internal.payment_requests.get
 internal GET /internal/pricing/first-session-discount cc_user:pricing.manage functions.internal.pricing.first_session_discount.get
 internal GET /internal/pricing/tiers cc_user:pricing.manage functions.internal.pricing.tiers.list
 internal GET /internal/pricing/tiers/{tier_id:uuid} cc_user:pricing.manage functions.internal.pricing.tiers.get
 internal GET /internal/pricing/tiers/{tier_id:uuid}/history cc_user:pricing.manage functions.internal.pricing.tiers.history
 internal GET /internal/users cc_user:users.manage functions.internal.users.list
 internal GET /internal/users/{user_id:uuid} cc_user:users.manage functions.internal.users.get
+internal GET /internal/webhook-logs cc_user:payments.read functions.internal.webhook_logs.list
+internal GET /internal/webhook-logs/{log_id:int(min=1)} cc_user:payments.read functions.internal.webhook_logs.get
 internal GET /ready none runtime.probes.ready
 internal PATCH /internal/config cc_user:config.write functions.internal.config.patch
 internal PATCH /internal/config/mitra-ping cc_user:config.write functions.internal.config.mitra_ping.patch
+internal PATCH /internal/failed-pairings/{failure_id:uuid} cc_user:payments.manage functions.internal.failed_pairings.update
 internal PATCH /internal/mitras/{mitra_id:uuid} cc_user:mitras.manage functions.internal.mitras.update
 internal PATCH /internal/mitras/{mitra_id:uuid}/status cc_user:mitras.manage functions.internal.mitras.status
 internal PATCH /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.switch
@@ -34,6 +41,7 @@ internal PATCH /internal/otp-bypass/{entry_id:uuid} cc_user:config.write functio
 internal PATCH /internal/pricing/first-session-discount cc_user:pricing.manage functions.internal.pricing.first_session_discount.patch
 internal PATCH /internal/pricing/tiers/{tier_id:uuid} cc_user:pricing.manage functions.internal.pricing.tiers.update
 internal PATCH /internal/users/{user_id:uuid} cc_user:users.manage functions.internal.users.update
+internal POST /internal/_test/payments/{request_id:uuid}/confirm none:dev-only functions.internal.testing.confirm_payment
 internal POST /internal/auth/login none functions.internal.auth.login
 internal POST /internal/auth/logout cc_user functions.internal.auth.logout
 internal POST /internal/auth/password cc_user functions.internal.auth.password
@@ -47,6 +55,8 @@ public DELETE /api/shared/devices/fcm-token any_app_user functions.shared.device
 public GET /api/client/chat/pricing customer functions.client.chat.pricing
 public GET /api/client/me customer functions.client.me.get
 public GET /api/client/mitra-availability customer functions.client.mitra_availability
+public GET /api/client/payment-requests/pending customer functions.client.payment_requests.pending
+public GET /api/client/payment-requests/{request_id:uuid} customer functions.client.payment_requests.get
 public GET /api/mitra/me mitra functions.mitra.me
 public GET /api/mitra/status mitra functions.mitra.status.get
 public GET /api/shared/auth-providers none functions.shared.auth_providers
@@ -58,6 +68,8 @@ public POST /api/client/auth/apple optional_customer functions.client.auth.apple
 public POST /api/client/auth/google optional_customer functions.client.auth.google
 public POST /api/client/auth/otp/request none functions.client.auth.otp.request
 public POST /api/client/auth/otp/verify optional_customer functions.client.auth.otp.verify
+public POST /api/client/payment-requests customer functions.client.payment_requests.create
+public POST /api/client/payment-requests/{request_id:uuid}/abandon customer functions.client.payment_requests.abandon
 public POST /api/client/usp-seen customer functions.client.usp_seen
 public POST /api/mitra/auth/otp/request none functions.mitra.auth.otp.request
 public POST /api/mitra/auth/otp/verify none functions.mitra.auth.otp.verify
@@ -67,6 +79,7 @@ public POST /api/mitra/status/online mitra functions.mitra.status.online
 public POST /api/shared/auth/anonymous none functions.shared.auth.anonymous
 public POST /api/shared/auth/logout any_app_user functions.shared.auth.logout
 public POST /api/shared/auth/refresh none functions.shared.auth.refresh
+public POST /api/shared/payment/webhooks/xendit webhook functions.shared.payment.xendit_webhook
 public PUT /api/shared/devices/fcm-token any_app_user functions.shared.devices.fcm_token.put
 """.strip().splitlines()
 

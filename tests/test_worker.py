@@ -103,7 +103,10 @@ def test_worker_process_stops_cleanly_on_sigterm(settings: Settings) -> None:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
-    assert "running heartbeat_flush, mitra_stale_sweep, presence_heal" in out
+    assert (
+        "running heartbeat_flush, mitra_stale_sweep, payment_expiry, payment_reconcile, payment_reemit, "
+        "presence_heal" in out
+    )
     assert "stopped" in out
 
 

@@ -141,6 +141,15 @@ class Settings:
     otp_allow_stub: bool = False
     google_client_ids: tuple[str, ...] = ()
     apple_client_ids: tuple[str, ...] = ()
+    xendit_enabled: bool = False
+    xendit_secret_key: str = field(default="", repr=False)
+    xendit_webhook_token: str = field(default="", repr=False)
+    xendit_base_url: str = "https://api.xendit.co"
+    xendit_success_redirect_url: str = ""
+    xendit_failure_redirect_url: str = ""
+    xendit_webhook_fallback_enabled: bool = False
+    xendit_webhook_fallback_dir: str = "./logs"
+    xendit_webhook_fallback_name: str = "xendit-webhook-fallback"
     google_jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
     apple_jwks_url: str = "https://appleid.apple.com/auth/keys"
 
@@ -157,6 +166,10 @@ class Settings:
                 "APP_ENV=production with the stub OTP provider (it logs codes): "
                 "set OTP_ALLOW_STUB=true only if that is really intended"
             )
+
+    def check_payments(self) -> None:
+        if self.xendit_enabled and not (self.xendit_secret_key and self.xendit_webhook_token):
+            raise ConfigError("XENDIT_ENABLED=true needs XENDIT_SECRET_KEY and XENDIT_WEBHOOK_TOKEN")
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -212,6 +225,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         otp_allow_stub=env_bool("OTP_ALLOW_STUB", False, e),
         google_client_ids=env_list("GOOGLE_CLIENT_IDS", e),
         apple_client_ids=env_list("APPLE_CLIENT_IDS", e),
+        xendit_enabled=env_bool("XENDIT_ENABLED", False, e),
+        xendit_secret_key=env_str("XENDIT_SECRET_KEY", "", e),
+        xendit_webhook_token=env_str("XENDIT_WEBHOOK_TOKEN", "", e),
+        xendit_base_url=env_str("XENDIT_BASE_URL", "https://api.xendit.co", e).rstrip("/"),
+        xendit_success_redirect_url=env_str("XENDIT_SUCCESS_REDIRECT_URL", "", e),
+        xendit_failure_redirect_url=env_str("XENDIT_FAILURE_REDIRECT_URL", "", e),
+        xendit_webhook_fallback_enabled=env_bool("XENDIT_WEBHOOK_FALLBACK_ENABLED", False, e),
+        xendit_webhook_fallback_dir=env_str("XENDIT_WEBHOOK_FALLBACK_DIR", "./logs", e),
+        xendit_webhook_fallback_name=env_str("XENDIT_WEBHOOK_FALLBACK_NAME", "xendit-webhook-fallback", e),
         google_jwks_url=env_str("GOOGLE_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs", e),
         apple_jwks_url=env_str("APPLE_JWKS_URL", "https://appleid.apple.com/auth/keys", e),
     )

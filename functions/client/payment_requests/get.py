@@ -1,0 +1,15 @@
+"""One of the customer's payment requests (polled by the waiting screen; has session_id once paired)."""
+
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.payments.requests import get_owned, request_doc
+
+ENDPOINT = Endpoint(method="GET", route="/api/client/payment-requests/{request_id:uuid}", auth=Auth.CUSTOMER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    return request_doc(get_owned(ctx.services.db, str(ctx.params["request_id"]), ctx.principal.user_id))

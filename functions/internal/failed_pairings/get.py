@@ -1,0 +1,23 @@
+"""One failed pairing with its payment."""
+
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.errors import NotFound
+
+ENDPOINT = Endpoint(
+    method="GET", route="/internal/failed-pairings/{failure_id:uuid}", auth=Auth.CC_USER, permission="payments.manage"
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    row = ctx.services.db.fetch_one(
+        "SELECT f.*, p.amount, p.currency, p.confirmed_at, p.xendit_invoice_id FROM pairing_failures f "
+        "JOIN payment_requests p ON p.id = f.payment_request_id WHERE f.id = %(id)s",
+        {"id": ctx.params["failure_id"]},
+    )
+    if row is None:
+        raise NotFound()
+    return row

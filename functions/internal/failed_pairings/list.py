@@ -1,0 +1,39 @@
+"""Paid requests that ended without a chat, newest first, for manual refunds."""
+
+from typing import Any
+
+import falcon
+from marshmallow import fields, validate
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.pagination import PageQuery, decode_cursor, page
+
+REVIEW = ["open", "reviewed", "refunded"]
+
+
+class Query(PageQuery):
+    review_status = fields.String(load_default=None, validate=validate.OneOf(REVIEW))
+
+
+ENDPOINT = Endpoint(
+    method="GET", route="/internal/failed-pairings", auth=Auth.CC_USER, permission="payments.manage", query=Query
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    q = ctx.query
+    after = decode_cursor(q["cursor"])
+    rows = ctx.services.db.fetch_all(
+        "SELECT f.*, p.amount, p.currency, p.confirmed_at FROM pairing_failures f "
+        "JOIN payment_requests p ON p.id = f.payment_request_id "
+        "WHERE (%(r)s::text IS NULL OR f.review_status = %(r)s) "
+        "AND (%(c)s::timestamptz IS NULL OR (f.created_at, f.id) < (%(c)s, %(i)s::uuid)) "
+        "ORDER BY f.created_at DESC, f.id DESC LIMIT %(n)s",
+        {
+            "r": q["review_status"],
+            "c": after[0] if after else None,
+            "i": after[1] if after else None,
+            "n": q["limit"] + 1,
+        },
+    )
+    return page(rows, q["limit"])

@@ -1,0 +1,40 @@
+"""Record the review of a failed pairing: status (open / reviewed / refunded) and notes."""
+
+from typing import Any
+
+import falcon
+from marshmallow import Schema, fields, validate
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.errors import NotFound
+
+
+class Body(Schema):
+    review_status = fields.String(validate=validate.OneOf(["open", "reviewed", "refunded"]))
+    notes = fields.String(validate=validate.Length(0, 2000))
+
+
+ENDPOINT = Endpoint(
+    method="PATCH",
+    route="/internal/failed-pairings/{failure_id:uuid}",
+    auth=Auth.CC_USER,
+    permission="payments.manage",
+    body=Body,
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    row = ctx.services.db.fetch_one(
+        "UPDATE pairing_failures SET review_status = COALESCE(%(s)s, review_status), notes = COALESCE(%(n)s, notes), "
+        "reviewed_by = %(by)s, reviewed_at = now(), updated_at = now() WHERE id = %(id)s RETURNING *",
+        {
+            "s": ctx.body.get("review_status"),
+            "n": ctx.body.get("notes"),
+            "by": ctx.principal.user_id,
+            "id": ctx.params["failure_id"],
+        },
+    )
+    if row is None:
+        raise NotFound()
+    return row

@@ -1,0 +1,33 @@
+"""Development only: pay a request by pushing a PAID callback through the real webhook path."""
+
+import json
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.errors import NotFound
+from lib.payments.webhook import handle_callback
+
+ENDPOINT = Endpoint(
+    method="POST", route="/internal/_test/payments/{request_id:uuid}/confirm", auth=Auth.NONE, dev_only=True
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    s = ctx.services
+    row = s.db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": ctx.params["request_id"]})
+    if row is None:
+        raise NotFound()
+    callback = {
+        "id": row["xendit_invoice_id"] or "sim",
+        "external_id": str(row["id"]),
+        "status": "PAID",
+        "amount": row["amount"],
+        "paid_amount": row["amount"],
+        "currency": row["currency"],
+        "payment_method": "SIMULATED",
+        "payment_channel": "SIMULATED",
+        "metadata": {"app": "halobestie_v2"},
+    }
+    return handle_callback(s, json.dumps(callback).encode(), s.settings.xendit_webhook_token, "internal-test-hook")

@@ -1,0 +1,1 @@
+"""Payments: the Xendit gateway, payment requests, the webhook and the confirmation event."""

@@ -1,0 +1,140 @@
+"""Payment gateways: Xendit's Invoice API over `requests`, or a simulated one for development."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import requests
+from urllib3.exceptions import NewConnectionError
+
+from lib.config.env import Settings
+from lib.errors import BadGateway
+
+log = logging.getLogger(__name__)
+
+APP_METADATA = {"app": "halobestie_v2"}
+CONNECT_TIMEOUT, READ_TIMEOUT = 3.05, 10.0
+
+
+@dataclass(frozen=True)
+class Invoice:
+    id: str
+    invoice_url: str
+    status: str
+    raw: dict[str, Any]
+
+
+class GatewayError(BadGateway):
+    code, message = "PAYMENT_GATEWAY_ERROR", "The payment provider could not be reached"
+
+
+class Gateway(Protocol):
+    def create_invoice(self, *, external_id: str, amount: int, description: str, duration_seconds: int) -> Invoice: ...
+
+    def get_invoice(self, invoice_id: str) -> Invoice: ...
+
+
+class XenditGateway:
+    """POST /v2/invoices and GET /v2/invoices/{id}, Basic auth with the secret key.
+
+    Retries: a GET is retried on any transport failure; a POST only when the connection was never
+    made (nothing reached Xendit), because a second POST could create a second invoice.
+    """
+
+    def __init__(
+        self, base_url: str, secret_key: str, *, success_url: str = "", failure_url: str = "", attempts: int = 3
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = requests.Session()
+        self._session.auth = (secret_key, "")
+        self._success_url, self._failure_url = success_url, failure_url
+        self._attempts = attempts
+
+    def create_invoice(self, *, external_id: str, amount: int, description: str, duration_seconds: int) -> Invoice:
+        body: dict[str, Any] = {
+            "external_id": external_id,
+            "amount": amount,
+            "currency": "IDR",
+            "description": description,
+            "invoice_duration": duration_seconds,
+            "metadata": APP_METADATA,
+        }
+        if self._success_url:
+            body["success_redirect_url"] = self._success_url
+        if self._failure_url:
+            body["failure_redirect_url"] = self._failure_url
+        return self._call("POST", "/v2/invoices", idempotent=False, json=body)
+
+    def get_invoice(self, invoice_id: str) -> Invoice:
+        return self._call("GET", f"/v2/invoices/{invoice_id}", idempotent=True)
+
+    def _call(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> Invoice:
+        last: Exception | None = None
+        for attempt in range(self._attempts):
+            try:
+                response = self._session.request(
+                    method, self.base_url + path, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs
+                )
+            except requests.RequestException as exc:
+                last = exc
+                if not (idempotent or _never_sent(exc)):
+                    log.error("xendit %s %s failed after sending: %s", method, path, type(exc).__name__)
+                    raise GatewayError() from exc
+            else:
+                if response.status_code >= 500 and idempotent and attempt + 1 < self._attempts:
+                    last = GatewayError(f"HTTP {response.status_code}")
+                else:
+                    return self._invoice(method, path, response)
+            time.sleep(0.2 * (attempt + 1))
+        log.error("xendit %s %s failed after %d attempts: %s", method, path, self._attempts, type(last).__name__)
+        raise GatewayError() from last
+
+    @staticmethod
+    def _invoice(method: str, path: str, response: requests.Response) -> Invoice:
+        if response.status_code >= 400:
+            log.error("xendit %s %s answered %s", method, path, response.status_code)
+            raise GatewayError(f"The payment provider refused the request ({response.status_code})")
+        try:
+            data = response.json()
+            return Invoice(str(data["id"]), str(data.get("invoice_url", "")), str(data.get("status", "")), data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GatewayError("The payment provider answered something unexpected") from exc
+
+
+class SimulatedGateway:
+    """XENDIT_ENABLED=false: invoices exist only here; POST /internal/_test/payments/{id}/confirm
+    pays one through the real webhook path."""
+
+    def __init__(self, public_port: int) -> None:
+        self._base = f"http://127.0.0.1:{public_port}/simulated-invoices"
+
+    def create_invoice(self, *, external_id: str, amount: int, description: str, duration_seconds: int) -> Invoice:
+        invoice_id = f"sim-{uuid.uuid4().hex[:24]}"
+        raw = {"id": invoice_id, "external_id": external_id, "amount": amount, "currency": "IDR", "status": "PENDING"}
+        return Invoice(invoice_id, f"{self._base}/{invoice_id}", "PENDING", raw)
+
+    def get_invoice(self, invoice_id: str) -> Invoice:
+        return Invoice(invoice_id, f"{self._base}/{invoice_id}", "PENDING", {"id": invoice_id, "status": "PENDING"})
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request cannot have reached Xendit (no connection was made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
+
+
+def make_gateway(settings: Settings) -> Gateway:
+    if settings.xendit_enabled:
+        return XenditGateway(
+            settings.xendit_base_url,
+            settings.xendit_secret_key,
+            success_url=settings.xendit_success_redirect_url,
+            failure_url=settings.xendit_failure_redirect_url,
+        )
+    return SimulatedGateway(settings.public_port)

@@ -1,0 +1,232 @@
+"""Payment requests: creation (server-side price, Idempotency-Key, one open request per
+customer), reads, abandon, and the transitions the webhook and the worker apply."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import psycopg
+
+from lib.db import Database
+from lib.errors import ApiError, Conflict, NotFound, ValidationFailed
+from lib.payments.gateway import Gateway
+from lib.presence import find_available_mitras
+from lib.pricing import quote
+from lib.services import Services
+
+log = logging.getLogger(__name__)
+
+LIVE_SESSION = ("searching", "active", "extending", "closing")
+CONFIRMABLE = ("pending", "expired", "abandoned")  # money that arrives is never ignored
+
+
+def request_doc(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "mode": row["mode"],
+        "tier_id": row["tier_id"],
+        "minutes": row["minutes"],
+        "price": row["price"],
+        "discount": row["discount"],
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "topic_sensitivity": row["topic_sensitivity"],
+        "targeted_mitra_id": row["targeted_mitra_id"],
+        "invoice_url": row["invoice_url"],
+        "expires_at": row["expires_at"],
+        "confirmed_at": row["confirmed_at"],
+        "session_id": row["session_id"],
+        "created_at": row["created_at"],
+    }
+
+
+def admin_doc(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **request_doc(row),
+        "customer_id": row["customer_id"],
+        "xendit_invoice_id": row["xendit_invoice_id"],
+        "paid_amount": row["paid_amount"],
+        "payment_method": row["payment_method"],
+        "payment_channel": row["payment_channel"],
+        "failure_cause": row["failure_cause"],
+        "updated_at": row["updated_at"],
+    }
+
+
+def body_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _replay(db: Database, customer_id: str, key: str, digest: str) -> dict[str, Any] | None:
+    row = db.fetch_one(
+        "SELECT * FROM payment_requests WHERE customer_id = %(c)s AND idempotency_key = %(k)s",
+        {"c": customer_id, "k": key},
+    )
+    if row is None:
+        return None
+    if row["request_hash"] != digest:
+        raise ValidationFailed(
+            {"Idempotency-Key": ["Already used with a different request body."]}, code="IDEMPOTENCY_MISMATCH"
+        )
+    if row["invoice_url"] is None:
+        raise Conflict("The same request is still being processed", code="IDEMPOTENCY_IN_PROGRESS")
+    return request_doc(row)
+
+
+def create_request(
+    services: Services, gateway: Gateway, customer_id: str, body: dict[str, Any], idempotency_key: str | None
+) -> dict[str, Any]:
+    """The new request's document; a replayed Idempotency-Key (same body) returns the first answer."""
+    db = services.db
+    digest = body_hash(body)
+    if idempotency_key:
+        replay = _replay(db, customer_id, idempotency_key, digest)
+        if replay is not None:
+            return replay
+    live = db.fetch_one(
+        "SELECT 1 FROM chat_sessions WHERE customer_id = %(c)s AND status = ANY(%(s)s) LIMIT 1",
+        {"c": customer_id, "s": list(LIVE_SESSION)},
+    )
+    if live is not None:
+        raise Conflict("You already have a chat in progress", code="ALREADY_ACTIVE")
+    targeted = str(body["targeted_mitra_id"]) if body.get("targeted_mitra_id") else None
+    available = find_available_mitras(services)
+    if targeted and targeted not in available:
+        raise Conflict("This Bestie is not available right now", code="MITRA_UNAVAILABLE")
+    if not targeted and not available:
+        raise Conflict("No Bestie is available right now; no payment was taken", code="NO_MITRA_AVAILABLE")
+    minutes_valid = services.config.int("payment_request_timeout_minutes")
+    try:
+        with db.connection() as conn:
+            price = quote(conn, str(body["tier_id"]), customer_id, mode=body["mode"])
+            row = conn.execute(
+                "INSERT INTO payment_requests (customer_id, mode, tier_id, minutes, price, discount, amount, "
+                "topic_sensitivity, targeted_mitra_id, idempotency_key, request_hash, expires_at) "
+                "VALUES (%(c)s, %(mode)s, %(tier)s, %(min)s, %(price)s, %(disc)s, %(amount)s, %(topic)s, "
+                "%(target)s, %(key)s, %(hash)s, now() + make_interval(mins => %(valid)s)) RETURNING *",
+                {
+                    "c": customer_id,
+                    "mode": body["mode"],
+                    "tier": price.tier["id"],
+                    "min": price.tier["minutes"],
+                    "price": price.price,
+                    "disc": price.discount,
+                    "amount": price.amount,
+                    "topic": body.get("topic_sensitivity"),
+                    "target": targeted,
+                    "key": idempotency_key,
+                    "hash": digest,
+                    "valid": minutes_valid,
+                },
+            ).fetchone()
+    except psycopg.errors.UniqueViolation as exc:
+        if "idempotency" in str(exc.diag.constraint_name or ""):
+            assert idempotency_key is not None
+            replay = _replay(db, customer_id, idempotency_key, digest)
+            if replay is not None:
+                return replay
+            raise Conflict("The same request is still being processed", code="IDEMPOTENCY_IN_PROGRESS") from exc
+        raise Conflict("You already have an open payment request", code="ALREADY_ACTIVE") from exc
+    assert row is not None
+    try:
+        invoice = gateway.create_invoice(
+            external_id=str(row["id"]),
+            amount=row["amount"],
+            description=f"Sesi curhat {row['minutes']} menit",
+            duration_seconds=minutes_valid * 60,
+        )
+    except ApiError:
+        # No invoice, no request: the customer may simply try again.
+        db.execute("DELETE FROM payment_requests WHERE id = %(id)s AND invoice_url IS NULL", {"id": row["id"]})
+        raise
+    updated = db.fetch_one(
+        "UPDATE payment_requests SET xendit_invoice_id = %(inv)s, invoice_url = %(url)s, updated_at = now() "
+        "WHERE id = %(id)s RETURNING *",
+        {"inv": invoice.id, "url": invoice.invoice_url, "id": row["id"]},
+    )
+    assert updated is not None
+    return request_doc(updated)
+
+
+def get_owned(db: Database, request_id: str, customer_id: str) -> dict[str, Any]:
+    row = db.fetch_one(
+        "SELECT * FROM payment_requests WHERE id = %(id)s AND customer_id = %(c)s", {"id": request_id, "c": customer_id}
+    )
+    if row is None:
+        raise NotFound()  # another customer's request looks exactly like a missing one
+    return row
+
+
+def abandon(db: Database, request_id: str, customer_id: str) -> dict[str, Any]:
+    row = db.fetch_one(
+        "UPDATE payment_requests SET status = 'abandoned', updated_at = now() "
+        "WHERE id = %(id)s AND customer_id = %(c)s AND status = 'pending' RETURNING *",
+        {"id": request_id, "c": customer_id},
+    )
+    if row is None:
+        current = get_owned(db, request_id, customer_id)
+        raise Conflict(f"The request is {current['status']}, not pending", code="PAYMENT_NOT_PENDING")
+    return request_doc(row)
+
+
+def confirm(
+    db: Database,
+    request_id: str,
+    *,
+    amount: int,
+    currency: str,
+    invoice_id: str | None,
+    method: str | None,
+    channel: str | None,
+) -> tuple[str, dict[str, Any] | None]:
+    """The one conditional UPDATE that turns money received into a confirmed request.
+
+    Returns (outcome, row): confirmed | duplicate | quarantined_amount_mismatch | unknown_payment_request.
+    """
+    row = db.fetch_one(
+        "UPDATE payment_requests SET status = 'confirmed', confirmed_at = now(), paid_amount = %(amount)s, "
+        "xendit_invoice_id = COALESCE(xendit_invoice_id, %(inv)s), payment_method = %(method)s, "
+        "payment_channel = %(channel)s, updated_at = now() "
+        "WHERE id = %(id)s AND status = ANY(%(from)s) AND amount = %(amount)s AND currency = %(currency)s "
+        "RETURNING *",
+        {
+            "id": request_id,
+            "from": list(CONFIRMABLE),
+            "amount": amount,
+            "currency": currency,
+            "inv": invoice_id,
+            "method": method,
+            "channel": channel,
+        },
+    )
+    if row is not None:
+        return "confirmed", row
+    current = db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": request_id})
+    if current is None:
+        return "unknown_payment_request", None
+    if current["status"] in CONFIRMABLE:
+        log.error(
+            "[ALERT] payment %s paid %s %s but %s %s is due: quarantined, nothing credited",
+            request_id,
+            amount,
+            currency,
+            current["amount"],
+            current["currency"],
+        )
+        return "quarantined_amount_mismatch", current
+    return "duplicate", current
+
+
+def expire(db: Database, request_id: str) -> bool:
+    """pending -> expired; never touches a confirmed (or later) request."""
+    return bool(
+        db.execute(
+            "UPDATE payment_requests SET status = 'expired', updated_at = now() "
+            "WHERE id = %(id)s AND status = 'pending'",
+            {"id": request_id},
+        )
+    )
