@@ -79,6 +79,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     cookies: list[dict[str, Any]] = field(default_factory=list)
     envelope: bool = True
+    media_type: str | None = None  # set for a non-JSON body (data is then str or bytes, sent as is)
 
 
 @dataclass(slots=True)

@@ -52,7 +52,7 @@ CREATE TABLE webhook_logs (
     paid_amount        numeric,
     currency           text,
     client_ip          text,
-    raw_body           text NOT NULL,
+    raw_body           bytea NOT NULL,   -- verbatim, byte for byte (text could not hold a NUL)
     outcome            text,
     payment_request_id uuid,
     processed_at       timestamptz

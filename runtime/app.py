@@ -23,10 +23,19 @@ log = logging.getLogger("handler")
 
 
 def probe_routes(surface: str) -> list[Route]:
-    return [
+    """Routes the runtime itself provides: probes on both listeners, the API docs on the internal one."""
+    routes = [
         Route(surface, probes.HEALTH, probes.health, "runtime.probes.health"),
         Route(surface, probes.READY, probes.ready, "runtime.probes.ready"),
     ]
+    if surface == "internal":
+        from runtime import docs
+
+        routes += [
+            Route(surface, docs.OPENAPI, docs.openapi, "runtime.docs.openapi"),
+            Route(surface, docs.DOCS, docs.docs, "runtime.docs.docs"),
+        ]
+    return routes
 
 
 def routes_for(surface: str, routes: list[Route] | None = None) -> list[Route]:

@@ -195,6 +195,11 @@ def render(resp: falcon.Response, result: Any, default_status: int) -> None:
             resp.set_header(name, value)
         _apply_cookies(resp, result.cookies)
         status, data = result.status, result.data
+        if result.media_type is not None:
+            resp.status = status
+            resp.content_type = result.media_type
+            resp.data = data.encode() if isinstance(data, str) else data
+            return
         if status == 204 or (data is None and result.envelope):
             resp.status = 204 if data is None else status
             return

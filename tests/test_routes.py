@@ -14,11 +14,13 @@ internal GET /health none runtime.probes.health
 internal GET /internal/auth/me cc_user functions.internal.auth.me
 internal GET /internal/config cc_user:config.read functions.internal.config.get
 internal GET /internal/config/mitra-ping cc_user:config.read functions.internal.config.mitra_ping.get
+internal GET /internal/docs none runtime.docs.docs
 internal GET /internal/failed-pairings cc_user:payments.manage functions.internal.failed_pairings.list
 internal GET /internal/failed-pairings/{failure_id:uuid} cc_user:payments.manage functions.internal.failed_pairings.get
 internal GET /internal/mitras cc_user:mitras.read functions.internal.mitras.list
 internal GET /internal/mitras/{mitra_id:uuid} cc_user:mitras.read functions.internal.mitras.get
 internal GET /internal/mitras/{mitra_id:uuid}/online-logs cc_user:mitras.read functions.internal.mitras.online_logs
+internal GET /internal/openapi.json none runtime.docs.openapi
 internal GET /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.list
 internal GET /internal/payment-requests cc_user:payments.read functions.internal.payment_requests.list
 internal GET /internal/payment-requests/{request_id:uuid} cc_user:payments.read functions.internal.payment_requests.get

@@ -39,7 +39,8 @@ def _parse(raw: bytes) -> dict[str, Any]:
 
 
 def _text(value: Any, limit: int = 200) -> str | None:
-    return str(value)[:limit] if value is not None else None
+    # Parsed columns are for searching; PostgreSQL text cannot hold NUL (the raw body keeps all).
+    return str(value).replace("\x00", "")[:limit] if value is not None else None
 
 
 def _log_row(services: Services, raw: bytes, data: dict[str, Any], client_ip: str) -> int:
@@ -56,7 +57,7 @@ def _log_row(services: Services, raw: bytes, data: dict[str, Any], client_ip: st
             "p": paid if _number(paid) is not None else None,
             "c": _text(data.get("currency"), 10),
             "ip": client_ip,
-            "raw": raw.decode("utf-8", errors="replace"),
+            "raw": raw,
         },
     )
     assert row is not None

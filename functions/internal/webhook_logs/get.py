@@ -16,4 +16,4 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     row = ctx.services.db.fetch_one("SELECT * FROM webhook_logs WHERE id = %(id)s", {"id": ctx.params["log_id"]})
     if row is None:
         raise NotFound()
-    return row
+    return {**row, "raw_body": bytes(row["raw_body"]).decode("utf-8", errors="replace")}

@@ -1,0 +1,107 @@
+"""The OpenAPI description of each listener, generated from the endpoint declarations."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import EXCLUDE, RAISE, Schema
+
+from lib.endpoint import Auth
+from runtime.router import Route
+
+_FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)(?::([a-z]+)(?:\(([^)]*)\))?)?\}")
+_ENVELOPE = {"type": "object", "properties": {"success": {"type": "boolean"}, "data": {}}}
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "success": {"type": "boolean"},
+        "error": {
+            "type": "object",
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {"type": "object"}},
+        },
+    },
+}
+_AUTH_NOTE = {
+    Auth.NONE: "No authentication.",
+    Auth.WEBHOOK: "Authenticated by the `x-callback-token` header.",
+    Auth.OPTIONAL_CUSTOMER: "A customer token is optional (it upgrades an anonymous account).",
+    Auth.CUSTOMER: "Customer token.",
+    Auth.MITRA: "Mitra token.",
+    Auth.ANY_APP_USER: "Customer or mitra token.",
+    Auth.CC_USER: "Control-center token.",
+}
+
+
+def _path(route: str) -> tuple[str, list[dict[str, Any]]]:
+    params = []
+    for name, converter, args in _FIELD.findall(route):
+        schema: dict[str, Any] = {"type": "string"}
+        if converter == "uuid":
+            schema = {"type": "string", "format": "uuid"}
+        elif converter == "int":
+            schema = {"type": "integer"}
+            for arg in filter(None, (a.strip() for a in args.split(","))):
+                key, _, value = arg.partition("=")
+                if key == "min":
+                    schema["minimum"] = int(value)
+        params.append({"in": "path", "name": name, "required": True, "schema": schema})
+    return _FIELD.sub(lambda m: "{" + m.group(1) + "}", route), params
+
+
+def build_spec(surface: str, routes: list[Route]) -> dict[str, Any]:
+    # Inline every schema: each handler declares its own `Body`, so names would collide.
+    plugin = MarshmallowPlugin(schema_name_resolver=_inline)
+    spec = APISpec(title=f"Halo Bestie {surface} API", version="1.0.0", openapi_version="3.0.3", plugins=[plugin])
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    by_path: dict[str, dict[str, Any]] = {}
+    for route in sorted(routes, key=lambda r: (r.endpoint.route, r.endpoint.method)):
+        ep = route.endpoint
+        path, params = _path(ep.route)
+        operation: dict[str, Any] = {
+            "operationId": route.module,
+            "summary": _summary(route),
+            "description": _AUTH_NOTE[ep.auth] + (f" Permission: `{ep.permission}`." if ep.permission else ""),
+            "parameters": params,
+            "responses": {
+                str(ep.status): {"description": "Success", "content": {"application/json": {"schema": _ENVELOPE}}},
+                "default": {"description": "Error envelope", "content": {"application/json": {"schema": _ERROR}}},
+            },
+        }
+        if ep.auth not in (Auth.NONE, Auth.WEBHOOK):
+            operation["security"] = [{"bearer": []}] + ([{}] if ep.auth is Auth.OPTIONAL_CUSTOMER else [])
+        if ep.query is not None:
+            assert plugin.converter is not None  # set once the plugin is registered with the spec
+            operation["parameters"] += plugin.converter.schema2parameters(ep.query(unknown=EXCLUDE), location="query")
+        if ep.body is not None:
+            body_schema = ep.body(unknown=EXCLUDE if surface == "public" else RAISE)
+            operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": body_schema}}}
+        elif ep.raw_body:
+            operation["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+        by_path.setdefault(path, {})[ep.method.lower()] = operation
+    for path, operations in by_path.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
+
+
+def _inline(schema: type[Schema]) -> str:
+    return None  # type: ignore[return-value]  # apispec: None means "inline", its stub says str
+
+
+def _summary(route: Route) -> str:
+    import sys
+
+    module = sys.modules.get(route.module)
+    doc = (module.__doc__ if module else None) or route.endpoint.summary or ""
+    return doc.strip().splitlines()[0] if doc.strip() else route.module
+
+
+@lru_cache(maxsize=8)
+def cached_spec(surface: str, dev_or_test: bool) -> dict[str, Any]:
+    from runtime.app import routes_for
+
+    routes = [r for r in routes_for(surface) if dev_or_test or not r.endpoint.dev_only]
+    return build_spec(surface, routes)
