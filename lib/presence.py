@@ -22,6 +22,7 @@ from lib.valkey import VALKEY_ERRORS
 log = logging.getLogger(__name__)
 
 ONLINE, DEACTIVATED, SNAPSHOT = "mitras:online", "mitras:deactivated", "availability:snapshot"
+SEEDED = "presence:seeded"  # gone after a Valkey restart or flush: the mirror must be rebuilt
 SNAPSHOT_SECONDS = 10
 LOCAL_CACHE_SECONDS = 1.0
 LIVE_STATUSES = ("active", "extending", "closing")
@@ -332,7 +333,18 @@ def reseed(services: Services) -> None:
         if r["last_heartbeat_at"] is not None:
             pipe.set(heartbeat_key(mitra_id), r["last_heartbeat_at"].timestamp(), nx=True, ex=86400)
     pipe.delete(SNAPSHOT)
+    pipe.set(SEEDED, time.time())
     pipe.execute()
+
+
+def heal(services: Services, full_every: float) -> bool:
+    """Rebuild the mirror when Valkey lost it (restart, flush, failover) or every `full_every`
+    seconds against drift. Cheap when nothing is due: one EXISTS/GET. Returns whether it rebuilt."""
+    seeded = services.valkey.get(SEEDED)
+    if seeded is not None and time.time() - float(seeded) < full_every:
+        return False
+    reseed(services)
+    return True
 
 
 def set_active(services: Services, mitra_id: str, active: bool) -> dict[str, Any] | None:

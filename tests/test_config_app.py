@@ -170,6 +170,24 @@ def test_a_change_reaches_another_process_within_a_second(
         other.close()
 
 
+def test_without_valkey_a_change_arrives_when_the_cache_expires(
+    internal: testing.TestClient, make_settings, admin: str
+) -> None:
+    from tests.helpers import free_port
+
+    other = Services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"), application_name="no-valkey")
+    try:
+        client = testing.TestClient(create_app("public", other))
+        assert client.simulate_get("/api/shared/support-handles").json["data"] == {}
+        _patch(internal, admin, {"support_handles_json": {"whatsapp": "+62811"}})
+        started = time.monotonic()
+        while client.simulate_get("/api/shared/support-handles").json["data"] != {"whatsapp": "+62811"}:
+            assert time.monotonic() - started < 4.0, "the cache did not expire"
+            time.sleep(0.1)
+    finally:
+        other.close()
+
+
 def test_a_bad_row_cannot_crash_a_request(public: testing.TestClient, services: Services) -> None:
     services.db.execute("UPDATE app_config SET value = '\"lots\"' WHERE key = 'support_handles_json'")
     services.config.invalidate()

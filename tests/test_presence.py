@@ -216,6 +216,18 @@ def test_reseed_rebuilds_the_mirror(public: testing.TestClient, services: Servic
     assert services.valkey.smembers(ONLINE) == {str(online["id"])}
 
 
+def test_heal_rebuilds_after_valkey_loses_its_data(public: testing.TestClient, services: Services, mitra_login) -> None:
+    from lib.presence import heal
+
+    mitra, token = mitra_login()
+    _online(public, token)
+    assert heal(services, full_every=60) is True  # first run: nothing seeded yet
+    assert heal(services, full_every=60) is False  # seeded recently: one GET, nothing else
+    services.valkey.flushdb()  # what a Valkey restart looks like from here
+    assert heal(services, full_every=60) is True
+    assert services.valkey.smembers(ONLINE) == {str(mitra["id"])}
+
+
 def test_everything_keeps_working_with_valkey_stopped(
     settings: Settings, throwaway_valkey, mitra_login, anonymous
 ) -> None:

@@ -1,14 +1,16 @@
-"""Rebuild the Valkey presence mirror from PostgreSQL (at start, then periodically against drift)."""
+"""Rebuild the Valkey presence mirror from PostgreSQL: at start, within seconds of Valkey losing it
+(restart, flush, failover), and every PRESENCE_HEAL_SECONDS against drift."""
 
 from lib.jobs import Job, JobCtx
-from lib.presence import reseed
+from lib.presence import heal
 from lib.valkey import VALKEY_ERRORS
 
-JOB = Job(every=lambda s: s.presence_heal_seconds, run_at_start=True)
+# Checked every few seconds (a cheap GET); the full rebuild happens when due or when the mirror is gone.
+JOB = Job(every=lambda s: min(5, s.presence_heal_seconds), run_at_start=True)
 
 
 def run(ctx: JobCtx) -> None:
     try:
-        reseed(ctx.services)
+        heal(ctx.services, ctx.services.settings.presence_heal_seconds)
     except VALKEY_ERRORS:
         ctx.log.warning("presence mirror not rebuilt: Valkey unavailable")
