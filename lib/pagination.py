@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,13 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
         return datetime.fromisoformat(created), str(ident)
     except (ValueError, TypeError) as exc:
         raise ValidationFailed({"cursor": ["Invalid cursor."]}) from exc
+
+
+def keyset(query: Mapping[str, Any]) -> dict[str, Any]:
+    """SQL parameters for `(%(c)s::timestamptz IS NULL OR (t, id) < (%(c)s, %(i)s))` and `LIMIT %(n)s`:
+    the position after the cursor's row, and one row more than asked (to tell has_more)."""
+    after = decode_cursor(query["cursor"])
+    return {"c": after[0] if after else None, "i": after[1] if after else None, "n": query["limit"] + 1}
 
 
 def page(rows: list[dict[str, Any]], limit: int, doc: Any = None, time_field: str = "created_at") -> dict[str, Any]:

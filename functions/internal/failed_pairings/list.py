@@ -6,7 +6,7 @@ import falcon
 from marshmallow import fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pagination import PageQuery, decode_cursor, page
+from lib.pagination import PageQuery, keyset, page
 
 REVIEW = ["open", "reviewed", "refunded"]
 
@@ -22,18 +22,12 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
-    after = decode_cursor(q["cursor"])
     rows = ctx.services.db.fetch_all(
         "SELECT f.*, p.amount, p.currency, p.confirmed_at FROM pairing_failures f "
         "JOIN payment_requests p ON p.id = f.payment_request_id "
         "WHERE (%(r)s::text IS NULL OR f.review_status = %(r)s) "
         "AND (%(c)s::timestamptz IS NULL OR (f.created_at, f.id) < (%(c)s, %(i)s::uuid)) "
         "ORDER BY f.created_at DESC, f.id DESC LIMIT %(n)s",
-        {
-            "r": q["review_status"],
-            "c": after[0] if after else None,
-            "i": after[1] if after else None,
-            "n": q["limit"] + 1,
-        },
+        {"r": q["review_status"], **keyset(q)},
     )
     return page(rows, q["limit"])

@@ -6,7 +6,7 @@ import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.mitras import get_mitra
-from lib.pagination import PageQuery, decode_cursor, page
+from lib.pagination import PageQuery, keyset, page
 
 ENDPOINT = Endpoint(
     method="GET",
@@ -20,16 +20,10 @@ ENDPOINT = Endpoint(
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     mitra_id = str(ctx.params["mitra_id"])
     get_mitra(ctx.services.db, mitra_id)  # 404 for an unknown mitra rather than an empty list
-    after = decode_cursor(ctx.query["cursor"])
     rows = ctx.services.db.fetch_all(
         "SELECT id, is_online, reason, created_at FROM mitra_online_logs WHERE mitra_id = %(m)s "
         "AND (%(c)s::timestamptz IS NULL OR (created_at, id) < (%(c)s, %(i)s::bigint)) "
         "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        {
-            "m": mitra_id,
-            "c": after[0] if after else None,
-            "i": after[1] if after else None,
-            "n": ctx.query["limit"] + 1,
-        },
+        {"m": mitra_id, **keyset(ctx.query)},
     )
     return page(rows, ctx.query["limit"])

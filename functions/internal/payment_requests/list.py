@@ -6,7 +6,7 @@ import falcon
 from marshmallow import fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pagination import PageQuery, decode_cursor, page
+from lib.pagination import PageQuery, keyset, page
 from lib.payments.requests import admin_doc
 
 STATUSES = ["pending", "confirmed", "consumed", "expired", "abandoned", "failed_pairing"]
@@ -26,21 +26,12 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
-    after = decode_cursor(q["cursor"])
     rows = ctx.services.db.fetch_all(
         "SELECT * FROM payment_requests WHERE (%(s)s::text IS NULL OR status = %(s)s) "
         "AND (%(cu)s::uuid IS NULL OR customer_id = %(cu)s) "
         "AND (%(f)s::timestamptz IS NULL OR created_at >= %(f)s) AND (%(t)s::timestamptz IS NULL OR created_at < %(t)s) "
         "AND (%(c)s::timestamptz IS NULL OR (created_at, id) < (%(c)s, %(i)s::uuid)) "
         "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        {
-            "s": q["status"],
-            "cu": q["customer_id"],
-            "f": q["created_from"],
-            "t": q["created_to"],
-            "c": after[0] if after else None,
-            "i": after[1] if after else None,
-            "n": q["limit"] + 1,
-        },
+        {"s": q["status"], "cu": q["customer_id"], "f": q["created_from"], "t": q["created_to"], **keyset(q)},
     )
     return page(rows, q["limit"], admin_doc)

@@ -6,7 +6,7 @@ import falcon
 
 from lib.auth.accounts import cc_user_doc
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pagination import PageQuery, decode_cursor, page
+from lib.pagination import PageQuery, keyset, page
 
 ENDPOINT = Endpoint(
     method="GET", route="/internal/users", auth=Auth.CC_USER, permission="users.manage", query=PageQuery
@@ -14,10 +14,9 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    after = decode_cursor(ctx.query["cursor"])
     rows = ctx.services.db.fetch_all(
         "SELECT * FROM cc_users WHERE (%(c)s::timestamptz IS NULL OR (created_at, id) < (%(c)s, %(i)s::uuid)) "
         "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        {"c": after[0] if after else None, "i": after[1] if after else None, "n": ctx.query["limit"] + 1},
+        keyset(ctx.query),
     )
     return page(rows, ctx.query["limit"], cc_user_doc)

@@ -6,7 +6,7 @@ import falcon
 from marshmallow import fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pagination import PageQuery, decode_cursor, page
+from lib.pagination import PageQuery, keyset, page
 
 
 class Query(PageQuery):
@@ -22,7 +22,6 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
-    after = decode_cursor(q["cursor"])
     rows = ctx.services.db.fetch_all(
         "SELECT id, provider, received_at, external_id, invoice_id, status, amount, paid_amount, currency, outcome, "
         "payment_request_id, processed_at FROM webhook_logs "
@@ -30,13 +29,6 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "AND (%(o)s::text IS NULL OR outcome = %(o)s) "
         "AND (%(c)s::timestamptz IS NULL OR (received_at, id) < (%(c)s, %(i)s::bigint)) "
         "ORDER BY received_at DESC, id DESC LIMIT %(n)s",
-        {
-            "e": q["external_id"],
-            "s": q["status"],
-            "o": q["outcome"],
-            "c": after[0] if after else None,
-            "i": after[1] if after else None,
-            "n": q["limit"] + 1,
-        },
+        {"e": q["external_id"], "s": q["status"], "o": q["outcome"], **keyset(q)},
     )
     return page(rows, q["limit"], time_field="received_at")
