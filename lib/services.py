@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
@@ -21,6 +21,11 @@ from lib.config.env import ConfigError, Settings
 from lib.db import Database
 from lib.ratelimit import RateLimiter
 from lib.valkey import make_client
+
+if TYPE_CHECKING:  # these modules build on Services, so they are imported where first used
+    from lib.payments.events import PaymentEvents
+    from lib.payments.gateway import Gateway
+    from lib.presence import AvailabilityCache
 
 T = TypeVar("T")
 
@@ -113,19 +118,19 @@ class Services:
         return self._once("apple_jwks", lambda: JwksCache(self.settings.apple_jwks_url))
 
     @property
-    def availability_cache(self) -> Any:
-        from lib.presence import AvailabilityCache  # presence builds on Services; import late
+    def availability_cache(self) -> AvailabilityCache:
+        from lib.presence import AvailabilityCache
 
         return self._once("availability_cache", AvailabilityCache)
 
     @property
-    def payment_events(self) -> Any:
+    def payment_events(self) -> PaymentEvents:
         from lib.payments.events import PaymentEvents
 
         return self._once("payment_events", lambda: PaymentEvents(self.bus))
 
     @property
-    def payment_gateway(self) -> Any:
+    def payment_gateway(self) -> Gateway:
         from lib.payments.gateway import make_gateway
 
         return self._once("payment_gateway", lambda: make_gateway(self.settings))
