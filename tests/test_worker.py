@@ -59,8 +59,9 @@ def test_two_replicas_never_run_the_same_tick(settings: Settings) -> None:
     finally:
         for svc in services:
             svc.close()
-    # 2.6 s at one tick per 0.5 s: 5 or 6 ticks in all, however the two replicas interleave.
-    assert 5 <= counter.calls <= 6, counter.calls
+    # 2.6 s at one tick per 0.5 s: at most 6 ticks in all, however the two replicas interleave
+    # (double-running would give about twice that); at least 4 even on a loaded machine.
+    assert 4 <= counter.calls <= 6, counter.calls
 
 
 def test_run_at_start_jobs_run_once_at_start(services: Services) -> None:
