@@ -2,18 +2,53 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 
-class JwksServer:
+class JsonHandler(BaseHTTPRequestHandler):
+    """Request handler base: JSON replies, no console noise."""
+
+    def reply(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class LoopbackServer:
+    """A threaded HTTP server on a free loopback port, started by `with server.running():`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @contextmanager
+    def running(self) -> Iterator[Self]:
+        self._thread.start()
+        try:
+            yield self
+        finally:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+
+
+class JwksServer(LoopbackServer):
     """Google's or Apple's key endpoint: serves the public halves of keys it can sign with."""
 
     def __init__(self) -> None:
@@ -21,22 +56,13 @@ class JwksServer:
         self.fetches = 0
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 server.fetches += 1
-                body = json.dumps({"keys": [server.public_jwk(kid) for kid in server.keys]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, {"keys": [server.public_jwk(kid) for kid in server.keys]})
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/keys"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
+        self.url = self.base_url + "/keys"
 
     def add_key(self, kid: str) -> None:
         self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -48,22 +74,11 @@ class JwksServer:
     def sign(self, claims: dict[str, Any], kid: str, alg: str = "RS256") -> str:
         return jwt.encode(claims, self.keys[kid], algorithm=alg, headers={"kid": kid})
 
-    @contextmanager
-    def running(self) -> Iterator[JwksServer]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._httpd.shutdown()
-            self._httpd.server_close()
 
-
-class FakeXendit:
+class FakeXendit(LoopbackServer):
     """Xendit's Invoice API on loopback: records invoices, serves GET, can fail or be slow."""
 
     def __init__(self, secret_key: str) -> None:
-        import base64
-
         self.expected_auth = "Basic " + base64.b64encode(f"{secret_key}:".encode()).decode()
         self.invoices: dict[str, dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []
@@ -73,28 +88,18 @@ class FakeXendit:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _gate(self) -> bool:
-                import time
-
                 if server.delay:
                     time.sleep(server.delay)
                 server.auth_seen.append(self.headers.get("Authorization"))
                 if self.headers.get("Authorization") != server.expected_auth:
-                    self._reply(401, {"error_code": "INVALID_API_KEY"})
+                    self.reply(401, {"error_code": "INVALID_API_KEY"})
                     return False
                 with server._lock:
                     if server.fail_next:
                         server.fail_next -= 1
-                        self._reply(500, {"error_code": "SERVER_ERROR"})
+                        self.reply(500, {"error_code": "SERVER_ERROR"})
                         return False
                 return True
 
@@ -116,29 +121,19 @@ class FakeXendit:
                     }
                     server.invoices[invoice_id] = invoice
                     server.created.append(body)
-                self._reply(200, invoice)
+                self.reply(200, invoice)
 
             def do_GET(self) -> None:
                 if not self._gate():
                     return
                 invoice = server.invoices.get(self.path.rsplit("/", 1)[-1])
-                self._reply(200, invoice) if invoice else self._reply(404, {"error_code": "INVOICE_NOT_FOUND"})
+                if invoice:
+                    self.reply(200, invoice)
+                else:
+                    self.reply(404, {"error_code": "INVOICE_NOT_FOUND"})
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
+        self.url = self.base_url
 
     def set_status(self, invoice_id: str, status: str, **extra: Any) -> None:
         self.invoices[invoice_id].update({"status": status, **extra})
-
-    @contextmanager
-    def running(self) -> Iterator[FakeXendit]:
-        self._thread.start()
-        try:
-            yield self
-        finally:
-            self._httpd.shutdown()
-            self._httpd.server_close()
