@@ -10,7 +10,7 @@ from lib.auth.passwords import hash_password, verify_password
 from lib.auth.permissions import ROLES
 from lib.auth.sessions import record_security_event
 from lib.db import Database
-from lib.errors import ApiError, Conflict, Forbidden, Unauthorized, ValidationFailed
+from lib.errors import Conflict, Forbidden, Locked, Unauthorized, ValidationFailed
 from lib.services import Services
 
 
@@ -84,15 +84,13 @@ def authenticate(services: Services, email: str, password: str, client_ip: str) 
     return row
 
 
-def _locked(retry_after: int) -> ApiError:
-    error = ApiError(
+def _locked(retry_after: int) -> Locked:
+    return Locked(
         "Too many failed logins; try again later",
         code="ACCOUNT_LOCKED",
         details={"retry_after_seconds": retry_after},
         headers={"Retry-After": str(retry_after)},
     )
-    error.status = 423
-    return error
 
 
 def _count_failure(services: Services, row: dict[str, Any], client_ip: str) -> None:

@@ -10,14 +10,13 @@ from lib.auth.accounts import mitra_doc
 from lib.db import Database
 from lib.errors import Conflict, NotFound
 
-_SELECT = (
-    "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
-    "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id "
-)
-
 
 def get_mitra(db: Database, mitra_id: str) -> dict[str, Any]:
-    row = db.fetch_one(_SELECT + "WHERE m.id = %(id)s", {"id": mitra_id})
+    row = db.fetch_one(
+        "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
+        "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id WHERE m.id = %(id)s",
+        {"id": mitra_id},
+    )
     if row is None:
         raise NotFound()
     return mitra_doc(row)
@@ -50,21 +49,17 @@ def update_mitra(db: Database, mitra_id: str, changes: dict[str, Any]) -> dict[s
 
 
 def search_mitras(
-    db: Database, *, q: str | None, online: bool | None, after: tuple[Any, str] | None, limit: int
+    db: Database, *, q: str | None, online: bool | None, position: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    """Newest first; `position` is lib.pagination.keyset(query) (cursor and limit + 1)."""
     return db.fetch_all(
-        _SELECT + "WHERE (%(q)s::text IS NULL OR m.display_name ILIKE %(like)s OR m.phone LIKE %(like)s) "
+        "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
+        "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id "
+        "WHERE (%(q)s::text IS NULL OR m.display_name ILIKE %(like)s OR m.phone LIKE %(like)s) "
         "AND (%(online)s::boolean IS NULL OR COALESCE(s.is_online, false) = %(online)s) "
         "AND (%(c)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(c)s, %(i)s::uuid)) "
         "ORDER BY m.created_at DESC, m.id DESC LIMIT %(n)s",
-        {
-            "q": q,
-            "like": f"%{_escape_like(q)}%" if q else None,
-            "online": online,
-            "c": after[0] if after else None,
-            "i": after[1] if after else None,
-            "n": limit + 1,
-        },
+        {"q": q, "like": f"%{_escape_like(q)}%" if q else None, "online": online, **position},
     )
 
 

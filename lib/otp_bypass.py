@@ -6,8 +6,6 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
 
-from lib.auth.otp import normalize_phone
-
 CODE_RULE = validate.Regexp(r"^[0-9]{6}$", error="Must be 6 digits.")
 
 
@@ -21,15 +19,6 @@ def bypass_doc(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
     }
-
-
-class PhoneField(fields.String):
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        raw = super()._deserialize(value, attr, data, **kwargs)
-        try:
-            return normalize_phone(raw)
-        except Exception as exc:
-            raise ValidationError("Must be an Indonesian number in E.164 form.") from exc
 
 
 class ExpiryMixin(Schema):

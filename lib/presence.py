@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+from lib.auth.flows import revoke_sessions
 from lib.db import Conn
 from lib.errors import Forbidden, NotFound
 from lib.services import Services
@@ -25,7 +26,9 @@ ONLINE, DEACTIVATED, SNAPSHOT = "mitras:online", "mitras:deactivated", "availabi
 SEEDED = "presence:seeded"  # gone after a Valkey restart or flush: the mirror must be rebuilt
 SNAPSHOT_SECONDS = 10
 LOCAL_CACHE_SECONDS = 1.0
-LIVE_STATUSES = ("active", "extending", "closing")
+# A mitra's live sessions are written as the literal `status IN ('active', 'extending', 'closing')` in
+# every query, the predicate of the partial index chat_sessions_live_by_mitra_idx: a bound parameter
+# would keep the planner from using that index.
 
 
 def heartbeat_key(mitra_id: str) -> str:
@@ -44,13 +47,6 @@ _LIVE_COUNT = (
 def live_sessions(conn: Conn, mitra_id: str) -> int:
     row = conn.execute(_LIVE_COUNT, {"m": mitra_id}).fetchone()
     return int(row["n"]) if row else 0
-
-
-def _forget_snapshot(services: Services) -> None:
-    try:
-        services.valkey.delete(SNAPSHOT)
-    except VALKEY_ERRORS:
-        pass  # the snapshot expires on its own within 10 s
 
 
 def recompute_capacity(services: Services, mitra_id: str) -> int:
@@ -350,8 +346,6 @@ def heal(services: Services, full_every: float) -> bool:
 def set_active(services: Services, mitra_id: str, active: bool) -> dict[str, Any] | None:
     """Activate or deactivate. Deactivation: offline (logged), every auth session revoked at once,
     out of every availability set."""
-    from lib.auth.flows import revoke_sessions
-
     row = services.db.fetch_one(
         "UPDATE mitras SET is_active = %(a)s, updated_at = now() WHERE id = %(m)s RETURNING *",
         {"a": active, "m": mitra_id},

@@ -54,8 +54,8 @@ def create_tier(db: Database, body: dict[str, Any], changed_by: str) -> dict[str
     return tier_doc(row)
 
 
-def update_tier(db: Database, tier_id: str, changes: dict[str, Any], seen: datetime, changed_by: str) -> dict[str, Any]:
-    """Apply `changes` only if the tier is still as the caller read it (`updated_at` is the lock)."""
+def update_tier(db: Database, tier_id: str, edit: dict[str, Any], changed_by: str) -> dict[str, Any]:
+    """Apply `edit` only if the tier is still as the caller read it: `edit["updated_at"]` is the lock."""
     with db.connection() as conn:
         before = conn.execute("SELECT * FROM pricing_tiers WHERE id = %(id)s", {"id": tier_id}).fetchone()
         if before is None:
@@ -65,7 +65,7 @@ def update_tier(db: Database, tier_id: str, changes: dict[str, Any], seen: datet
             "sort_order = COALESCE(%(sort_order)s, sort_order), is_active = COALESCE(%(is_active)s, is_active), "
             "updated_at = date_trunc('milliseconds', clock_timestamp()) "
             "WHERE id = %(id)s AND updated_at = %(seen)s RETURNING *",
-            {**{f: changes.get(f) for f in TIER_FIELDS}, "id": tier_id, "seen": seen},
+            {**{f: edit.get(f) for f in TIER_FIELDS}, "id": tier_id, "seen": edit["updated_at"]},
         ).fetchone()
         if row is None:
             raise Conflict(
@@ -111,18 +111,19 @@ def first_session_discount(db: Database) -> dict[str, Any]:
     return discount_doc(row)
 
 
-def update_discount(db: Database, changes: dict[str, Any], seen: datetime, changed_by: str) -> dict[str, Any]:
+def update_discount(db: Database, edit: dict[str, Any], changed_by: str) -> dict[str, Any]:
+    """Same lock as tiers: `edit["updated_at"]` must be the version the caller read."""
     with db.connection() as conn:
         before = conn.execute("SELECT * FROM pricing_promotions WHERE kind = 'first_session'").fetchone()
         assert before is not None
-        merged = {**discount_doc(before), **changes}
+        merged = {**discount_doc(before), **{k: v for k, v in edit.items() if k != "updated_at"}}
         if merged["discount_type"] == "percent" and not 0 <= merged["value"] <= 100:
             raise ValidationFailed({"value": ["A percentage must be between 0 and 100."]})
         row = conn.execute(
             "UPDATE pricing_promotions SET enabled = %(enabled)s, discount_type = %(discount_type)s, "
             "value = %(value)s, updated_at = date_trunc('milliseconds', clock_timestamp()) "
             "WHERE kind = 'first_session' AND updated_at = %(seen)s RETURNING *",
-            {**merged, "seen": seen},
+            {**merged, "seen": edit["updated_at"]},
         ).fetchone()
         if row is None:
             raise Conflict(

@@ -60,7 +60,7 @@ def module_files(root: Path, top: Iterable[str] | None = None) -> list[tuple[str
     return found
 
 
-def _load(dotted: str, path: Path) -> ModuleType:
+def load_module(dotted: str, path: Path) -> ModuleType:
     try:
         return importlib.import_module(dotted)
     except Exception as exc:  # re-raised with the file named; never swallowed
@@ -97,7 +97,7 @@ def discover(root: Path = FUNCTIONS_DIR) -> list[Route]:
     for dotted, path in module_files(root, top=SURFACES):
         folder = path.relative_to(root).parts[0]
         surface, prefix = SURFACES[folder]
-        endpoint, handle = check_endpoint_module(_load(dotted, path), path)
+        endpoint, handle = check_endpoint_module(load_module(dotted, path), path)
         if not endpoint.route.startswith(prefix):
             raise DiscoveryError(
                 f"{path}: route {endpoint.route} must start with {prefix} "

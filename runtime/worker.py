@@ -21,7 +21,7 @@ from types import FrameType, ModuleType
 from lib.errors import ApiError
 from lib.jobs import Job, JobCtx
 from lib.services import Services, utcnow
-from runtime.router import FUNCTIONS_DIR, DiscoveryError, _load, module_files
+from runtime.router import FUNCTIONS_DIR, DiscoveryError, load_module, module_files
 
 log = logging.getLogger("runtime.worker")
 
@@ -36,7 +36,7 @@ class JobModule:
 def discover_jobs(root: Path = FUNCTIONS_DIR) -> list[JobModule]:
     found = []
     for dotted, path in module_files(root, top={"jobs"}):
-        module = _load(dotted, path)
+        module = load_module(dotted, path)
         job, run = getattr(module, "JOB", None), getattr(module, "run", None)
         if not isinstance(job, Job) or not callable(run):
             raise DiscoveryError(f"{path}: a job module defines JOB = Job(...) and run(ctx)")

@@ -30,7 +30,6 @@ from lib.services import Services
 
 log = logging.getLogger(__name__)
 
-FLOWS = ("customer", "mitra")
 _PHONE = re.compile(r"^\+62[1-9][0-9]{7,12}$")
 _CODE = re.compile(r"^[0-9]{6}$")
 

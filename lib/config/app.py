@@ -9,9 +9,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from lib.bus import Bus
 from lib.config.env import Settings
 from lib.db import Database
+from lib.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +165,6 @@ def set_values(
 ) -> None:
     """Validate every change, then write them all in one transaction with an audit row each, and
     tell every process to drop its cache. One bad key -> nothing is stored."""
-    from psycopg.types.json import Jsonb
-
-    from lib.errors import ValidationFailed
-
     problems: dict[str, list[str]] = {}
     for name, value in changes.items():
         key = KEYS.get(name)

@@ -4,8 +4,8 @@ import falcon
 from marshmallow import Schema, fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
+from lib.fields import PhoneField
 from lib.mitras import create_mitra
-from lib.otp_bypass import PhoneField
 
 
 class Body(Schema):

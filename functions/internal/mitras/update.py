@@ -6,8 +6,8 @@ import falcon
 from marshmallow import Schema, fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint
+from lib.fields import PhoneField
 from lib.mitras import update_mitra
-from lib.otp_bypass import PhoneField
 
 
 class Body(Schema):

@@ -6,7 +6,8 @@ from marshmallow import fields, validate
 from lib.auth.otp import hash_bypass_code
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.errors import Conflict
-from lib.otp_bypass import CODE_RULE, ExpiryMixin, PhoneField, bypass_doc
+from lib.fields import PhoneField
+from lib.otp_bypass import CODE_RULE, ExpiryMixin, bypass_doc
 
 
 class Body(ExpiryMixin):

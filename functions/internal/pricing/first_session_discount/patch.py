@@ -27,5 +27,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    changes = {k: v for k, v in ctx.body.items() if k != "updated_at"}
-    return update_discount(ctx.services.db, changes, ctx.body["updated_at"], ctx.principal.user_id)
+    return update_discount(ctx.services.db, ctx.body, ctx.principal.user_id)

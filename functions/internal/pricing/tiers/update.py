@@ -38,7 +38,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    changes = {k: v for k, v in ctx.body.items() if k != "updated_at"}
-    return update_tier(
-        ctx.services.db, str(ctx.params["tier_id"]), changes, ctx.body["updated_at"], ctx.principal.user_id
-    )
+    return update_tier(ctx.services.db, str(ctx.params["tier_id"]), ctx.body, ctx.principal.user_id)
