@@ -127,17 +127,33 @@ def _walk_checks(data: Any) -> None:
             stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(value))
 
 
+def _is_chunked(req: falcon.Request) -> bool:
+    return "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+
+
 def read_raw(req: falcon.Request) -> bytes:
-    """The request body, at most 64 KiB (413 beyond)."""
+    """The request body, sized or chunked, at most 64 KiB (413 beyond)."""
     length = req.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"Request body exceeds {MAX_BODY_BYTES} bytes")
+    if length is None and not _is_chunked(req):
+        return b""  # HTTP/1.1: neither Content-Length nor chunked means no body
     if length == 0:
         return b""
-    raw: bytes = req.bounded_stream.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
+    # bounded_stream trusts Content-Length and reads nothing without one; a chunked body is read
+    # from the server's own input, which ends at the last chunk (wsgi.input_terminated).
+    stream = req.bounded_stream if length is not None else req.stream
+    parts: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        part: bytes = stream.read(MAX_BODY_BYTES + 1 - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"Request body exceeds {MAX_BODY_BYTES} bytes")
-    return raw
+    return b"".join(parts)
 
 
 def read_json(req: falcon.Request) -> Any:

@@ -144,3 +144,39 @@ def test_dev_starts_embedded_servers_when_urls_are_unset(tmp_path: Path) -> None
     assert "starting embedded PostgreSQL" in out and "starting embedded Valkey" in out
     assert "migrations: " in out
     assert (tmp_path / "dev" / "pg" / "PG_VERSION").exists()
+
+
+def _chunks(data: bytes, size: int = 7) -> Iterator[bytes]:
+    # A generator body makes requests send Transfer-Encoding: chunked with no Content-Length.
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def test_chunked_bodies_are_read_like_sized_ones(served: tuple[str, subprocess.Popen[str]]) -> None:
+    url, _ = served
+    wait_http(url + "/health")
+    headers = {"Content-Type": "application/json"}
+    signup = url + "/api/shared/auth/anonymous"
+    sent = requests.post(signup, data=_chunks(b'{"display_name": "Chunky"}'), headers=headers, timeout=10)
+    assert sent.request.headers.get("Transfer-Encoding") == "chunked"
+    assert "Content-Length" not in sent.request.headers
+    assert sent.status_code == 201, sent.text
+    assert sent.json()["data"]["user"]["display_name"] == "Chunky"
+
+    malformed = requests.post(signup, data=_chunks(b'{"display_name": '), headers=headers, timeout=10)
+    assert malformed.status_code == 400 and malformed.json()["error"]["code"] == "BAD_REQUEST"
+
+    wrong_type = requests.post(
+        signup, data=_chunks(b"display_name=x"), headers={"Content-Type": "text/plain"}, timeout=10
+    )
+    assert wrong_type.status_code == 415
+
+    limit = 64 * 1024
+    head, tail = b'{"display_name": "A", "pad": "', b'"}'
+    at_limit = head + b"x" * (limit - len(head) - len(tail)) + tail
+    assert len(at_limit) == limit
+    ok = requests.post(signup, data=_chunks(at_limit, 4096), headers=headers, timeout=10)
+    assert ok.status_code == 201, ok.text
+    over = at_limit[:-2] + b'x"}'
+    refused = requests.post(signup, data=_chunks(over, 4096), headers=headers, timeout=10)
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
