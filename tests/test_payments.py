@@ -297,10 +297,18 @@ def test_non_uuid_unknown_and_other_statuses_are_acked(app, pay, online_mitra, c
     doc = _create(app, customer, _tier(pay)).json["data"]
     other = _callback(app, _paid(doc, status="PENDING"))
     assert other.json == {"ok": True, "ignored": "PENDING"}
-    garbage = _callback(app, b"{not json")
-    assert garbage.status_code == 200 and garbage.json["ignored"] == "ignored_non_uuid_external_id"
     huge = _callback(app, b"x" * (65 * 1024))
     assert huge.status_code == 413
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"PAID"', b"\xff\xfe"])
+def test_a_body_that_is_not_a_json_object_is_400_after_logging(app, pay, raw: bytes) -> None:
+    refused = _callback(app, raw, token="wrong")
+    assert refused.status_code == 401  # the token is still checked first
+    garbage = _callback(app, raw)
+    assert garbage.status_code == 400 and garbage.json == {"ok": False, "error": "malformed_body"}
+    logs = pay.db.fetch_all("SELECT outcome, raw_body FROM webhook_logs ORDER BY id")
+    assert [(r["outcome"], bytes(r["raw_body"])) for r in logs] == [("unauthorized", raw), ("malformed_body", raw)]
 
 
 def test_fallback_sink_when_the_log_insert_fails(pay_settings, tmp_path: Path) -> None:

@@ -30,12 +30,13 @@ def _number(value: Any) -> int | None:
     return None
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    """The callback as a JSON object, or None when the body is anything else."""
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _text(value: Any, limit: int = 200) -> str | None:
@@ -103,8 +104,10 @@ def _stamp(services: Services, log_id: int | None, outcome: str, request_id: str
         log.error("webhook %s: outcome %s not stamped (database unavailable)", log_id, outcome)
 
 
-def handle_callback(services: Services, raw: bytes, token: str | None, client_ip: str) -> dict[str, Any]:
-    data = _parse(raw)
+def handle_callback(services: Services, raw: bytes, token: str | None, client_ip: str) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, Xendit-style reply) for one callback."""
+    parsed = _parse(raw)
+    data = parsed or {}
     try:
         log_id: int | None = _log_row(services, raw, data, client_ip)
     except ApiError:
@@ -118,6 +121,13 @@ def handle_callback(services: Services, raw: bytes, token: str | None, client_ip
         raise Unauthorized("Invalid callback token")
     if log_id is None:  # logged to the file only; nothing can change without the database
         raise ServiceUnavailable("Database unavailable", retry_after=30)
+    if parsed is None:  # authenticated garbage: say so, rather than hide it behind an "ignored"
+        _stamp(services, log_id, "malformed_body", None)
+        return 400, {"ok": False, "error": "malformed_body"}
+    return 200, _act(services, log_id, data)
+
+
+def _act(services: Services, log_id: int, data: dict[str, Any]) -> dict[str, Any]:
     external_id = data.get("external_id")
     try:
         request_id = str(uuid.UUID(str(external_id)))

@@ -30,4 +30,5 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "payment_channel": "SIMULATED",
         "metadata": {"app": "halobestie_v2"},
     }
-    return handle_callback(s, json.dumps(callback).encode(), s.settings.xendit_webhook_token, "internal-test-hook")
+    _, reply = handle_callback(s, json.dumps(callback).encode(), s.settings.xendit_webhook_token, "internal-test-hook")
+    return reply

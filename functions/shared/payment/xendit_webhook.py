@@ -9,5 +9,5 @@ ENDPOINT = Endpoint(method="POST", route="/api/shared/payment/webhooks/xendit", 
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
-    result = handle_callback(ctx.services, ctx.raw_body, req.get_header("X-Callback-Token"), ctx.client_ip)
-    return Reply(200, result, envelope=False)
+    status, result = handle_callback(ctx.services, ctx.raw_body, req.get_header("X-Callback-Token"), ctx.client_ip)
+    return Reply(status, result, envelope=False)
