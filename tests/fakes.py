@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import parse_qs
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -18,8 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 class JsonHandler(BaseHTTPRequestHandler):
     """Request handler base: JSON replies, no console noise."""
 
+    def reply_list(self, body: list[Any]) -> None:
+        self._send(200, json.dumps(body).encode())
+
     def reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
+        self._send(status, json.dumps(body).encode())
+
+    def _send(self, status: int, data: bytes) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -85,6 +91,8 @@ class FakeXendit(LoopbackServer):
         self.auth_seen: list[str | None] = []
         self.fail_next = 0  # answer 500 to this many next requests
         self.delay = 0.0
+        self.create_answer_delay = 0.0  # create the invoice, then wait this long before answering
+        self.lookups_fail = False  # GETs answer 503 (Xendit's read side is down)
         self._lock = threading.Lock()
         server = self
 
@@ -121,12 +129,22 @@ class FakeXendit(LoopbackServer):
                     }
                     server.invoices[invoice_id] = invoice
                     server.created.append(body)
+                if server.create_answer_delay:
+                    time.sleep(server.create_answer_delay)
                 self.reply(200, invoice)
 
             def do_GET(self) -> None:
                 if not self._gate():
                     return
-                invoice = server.invoices.get(self.path.rsplit("/", 1)[-1])
+                if server.lookups_fail:
+                    self.reply(503, {"error_code": "SERVICE_UNAVAILABLE"})
+                    return
+                path, _, query = self.path.partition("?")
+                if path == "/v2/invoices":
+                    wanted = parse_qs(query).get("external_id", [""])[0]
+                    self.reply_list([i for i in server.invoices.values() if i["external_id"] == wanted])
+                    return
+                invoice = server.invoices.get(path.rsplit("/", 1)[-1])
                 if invoice:
                     self.reply(200, invoice)
                 else:

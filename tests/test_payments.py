@@ -16,7 +16,7 @@ import pytest
 from falcon import testing
 
 from lib.config.env import Settings
-from lib.payments.sweeps import expire_overdue, reconcile, reemit_unpaired
+from lib.payments.sweeps import expire_overdue, reconcile, recover_invoices, reemit_unpaired
 from lib.presence import set_online
 from lib.services import Services
 from runtime.app import create_app
@@ -206,6 +206,76 @@ def test_gateway_failure_leaves_nothing_behind(app, pay, xendit, online_mitra, c
     assert failed.status_code == 502 and failed.json["error"]["code"] == "PAYMENT_GATEWAY_ERROR"
     assert pay.db.fetch_one("SELECT count(*) AS n FROM payment_requests") == {"n": 0}
     assert _create(app, customer, _tier(pay)).status_code == 201
+
+
+@pytest.fixture
+def slow_xendit(pay_settings: Settings, xendit: FakeXendit) -> Iterator[tuple[testing.TestClient, Services]]:
+    """Xendit creates the invoice but answers after our client has given up waiting."""
+    xendit.create_answer_delay = 1.0
+    svc = Services(replace(pay_settings, xendit_timeout_seconds=0.3), application_name="payments-slow")
+    yield testing.TestClient(create_app("public", svc)), svc
+    svc.close()
+
+
+def test_a_timed_out_create_recovers_the_invoice_by_external_id(slow_xendit, xendit, online_mitra, customer) -> None:
+    app, svc = slow_xendit
+    result = _create(app, customer, _tier(svc), key="timeout-key-1")
+    assert result.status_code == 201, result.text
+    doc = result.json["data"]
+    assert len(xendit.created) == 1  # looked up, never created twice
+    invoice = next(iter(xendit.invoices.values()))
+    assert invoice["external_id"] == doc["id"] and doc["invoice_url"] == invoice["invoice_url"]
+    assert _status(svc, doc["id"]) == "pending"
+
+
+def test_a_timed_out_create_keeps_the_request_until_paid(slow_xendit, xendit, online_mitra, customer) -> None:
+    app, svc = slow_xendit
+    xendit.lookups_fail = True
+    result = _create(app, customer, _tier(svc), key="timeout-key-2")
+    assert result.status_code == 502 and result.json["error"]["code"] == "PAYMENT_GATEWAY_ERROR"
+    request_id = result.json["error"]["details"]["payment_request_id"]
+    row = svc.db.fetch_one("SELECT status, invoice_url FROM payment_requests WHERE id = %(id)s", {"id": request_id})
+    assert row == {"status": "pending", "invoice_url": None}  # kept: Xendit may hold an invoice for it
+    replay = _create(app, customer, _tier(svc), key="timeout-key-2")
+    assert replay.status_code == 409 and replay.json["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS"
+    assert len(xendit.created) == 1
+
+    assert recover_invoices(svc) == {}  # too young: its create call may still be running
+    svc.db.execute("UPDATE payment_requests SET created_at = now() - interval '20 seconds'")
+    assert recover_invoices(svc) == {request_id: "gateway_error"}
+    xendit.lookups_fail = False
+    svc.db.execute("UPDATE payment_requests SET last_reconciled_at = now() - interval '1 minute'")
+    assert recover_invoices(svc) == {request_id: "recovered"}
+    replayed = _create(app, customer, _tier(svc), key="timeout-key-2")
+    assert replayed.status_code == 201 and replayed.json["data"]["invoice_url"].startswith("https://checkout")
+    assert len(xendit.created) == 1
+    paid = _callback(app, _paid({"id": request_id, "amount": replayed.json["data"]["amount"]}))
+    assert paid.json == {"ok": True, "confirmed": True}
+
+
+def test_a_paid_callback_confirms_a_request_whose_invoice_was_never_seen(
+    slow_xendit, xendit, online_mitra, customer
+) -> None:
+    app, svc = slow_xendit
+    xendit.lookups_fail = True
+    result = _create(app, customer, _tier(svc))
+    request_id = result.json["error"]["details"]["payment_request_id"]
+    amount = next(iter(xendit.invoices.values()))["amount"]
+    assert _callback(app, _paid({"id": request_id, "amount": amount})).json == {"ok": True, "confirmed": True}
+    assert _status(svc, request_id) == "confirmed"
+
+
+def test_recovery_expires_a_request_xendit_never_created(app, pay, xendit, online_mitra, customer) -> None:
+    doc = _create(app, customer, _tier(pay)).json["data"]
+    # As if the process had died after the insert and before its create call reached Xendit.
+    pay.db.execute("UPDATE payment_requests SET invoice_url = NULL, xendit_invoice_id = NULL")
+    xendit.invoices.clear()
+    pay.db.execute("UPDATE payment_requests SET created_at = now() - interval '30 seconds'")
+    assert recover_invoices(pay) == {doc["id"]: "not_found_yet"}
+    assert expire_overdue(pay) == []  # an invoice-less request is not expired by age alone
+    pay.db.execute("UPDATE payment_requests SET created_at = now() - interval '3 minutes', last_reconciled_at = NULL")
+    assert recover_invoices(pay) == {doc["id"]: "expired"}
+    assert _create(app, customer, _tier(pay)).status_code == 201  # the customer is free to pay again
 
 
 def test_gateway_unreachable_retries_then_fails(pay_settings, online_mitra, customer) -> None:

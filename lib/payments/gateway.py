@@ -17,7 +17,7 @@ from lib.errors import BadGateway
 log = logging.getLogger(__name__)
 
 APP_METADATA = {"app": "halobestie_v2"}
-CONNECT_TIMEOUT, READ_TIMEOUT = 3.05, 10.0
+CONNECT_TIMEOUT = 3.05
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,17 @@ class GatewayError(BadGateway):
     code, message = "PAYMENT_GATEWAY_ERROR", "The payment provider could not be reached"
 
 
+class InvoiceOutcomeUnknown(GatewayError):
+    """The create request reached Xendit but no answer came back: an invoice may exist. Never
+    create again; look it up by our external_id instead."""
+
+
 class Gateway(Protocol):
     def create_invoice(self, *, external_id: str, amount: int, description: str, duration_seconds: int) -> Invoice: ...
 
     def get_invoice(self, invoice_id: str) -> Invoice: ...
+
+    def find_invoice(self, external_id: str) -> Invoice | None: ...
 
 
 class XenditGateway:
@@ -46,13 +53,21 @@ class XenditGateway:
     """
 
     def __init__(
-        self, base_url: str, secret_key: str, *, success_url: str = "", failure_url: str = "", attempts: int = 3
+        self,
+        base_url: str,
+        secret_key: str,
+        *,
+        success_url: str = "",
+        failure_url: str = "",
+        attempts: int = 3,
+        read_timeout: float = 10.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = requests.Session()
         self._session.auth = (secret_key, "")
         self._success_url, self._failure_url = success_url, failure_url
         self._attempts = attempts
+        self._timeout = (CONNECT_TIMEOUT, read_timeout)
 
     def create_invoice(self, *, external_id: str, amount: int, description: str, duration_seconds: int) -> Invoice:
         body: dict[str, Any] = {
@@ -67,42 +82,54 @@ class XenditGateway:
             body["success_redirect_url"] = self._success_url
         if self._failure_url:
             body["failure_redirect_url"] = self._failure_url
-        return self._call("POST", "/v2/invoices", idempotent=False, json=body)
+        return _invoice(self._call("POST", "/v2/invoices", idempotent=False, json=body))
 
     def get_invoice(self, invoice_id: str) -> Invoice:
-        return self._call("GET", f"/v2/invoices/{invoice_id}", idempotent=True)
+        return _invoice(self._call("GET", f"/v2/invoices/{invoice_id}", idempotent=True))
 
-    def _call(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> Invoice:
+    def find_invoice(self, external_id: str) -> Invoice | None:
+        """The invoice created for our external_id, if any (GET /v2/invoices?external_id=, a list)."""
+        found = self._call("GET", "/v2/invoices", idempotent=True, params={"external_id": external_id})
+        if not isinstance(found, list):
+            raise GatewayError("The payment provider answered something unexpected")
+        matching = [i for i in found if isinstance(i, dict) and i.get("external_id") == external_id]
+        return _invoice(matching[0]) if matching else None
+
+    def _call(self, method: str, path: str, *, idempotent: bool, **kwargs: Any) -> Any:
         last: Exception | None = None
         for attempt in range(self._attempts):
             try:
-                response = self._session.request(
-                    method, self.base_url + path, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), **kwargs
-                )
+                response = self._session.request(method, self.base_url + path, timeout=self._timeout, **kwargs)
             except requests.RequestException as exc:
                 last = exc
                 if not (idempotent or _never_sent(exc)):
-                    log.error("xendit %s %s failed after sending: %s", method, path, type(exc).__name__)
-                    raise GatewayError() from exc
+                    log.error("xendit %s %s: no answer after sending: %s", method, path, type(exc).__name__)
+                    raise InvoiceOutcomeUnknown() from exc
             else:
                 if response.status_code >= 500 and idempotent and attempt + 1 < self._attempts:
                     last = GatewayError(f"HTTP {response.status_code}")
                 else:
-                    return self._invoice(method, path, response)
+                    return _body(method, path, response)
             time.sleep(0.2 * (attempt + 1))
         log.error("xendit %s %s failed after %d attempts: %s", method, path, self._attempts, type(last).__name__)
         raise GatewayError() from last
 
-    @staticmethod
-    def _invoice(method: str, path: str, response: requests.Response) -> Invoice:
-        if response.status_code >= 400:
-            log.error("xendit %s %s answered %s", method, path, response.status_code)
-            raise GatewayError(f"The payment provider refused the request ({response.status_code})")
-        try:
-            data = response.json()
-            return Invoice(str(data["id"]), str(data.get("invoice_url", "")), str(data.get("status", "")), data)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise GatewayError("The payment provider answered something unexpected") from exc
+
+def _body(method: str, path: str, response: requests.Response) -> Any:
+    if response.status_code >= 400:
+        log.error("xendit %s %s answered %s", method, path, response.status_code)
+        raise GatewayError(f"The payment provider refused the request ({response.status_code})")
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise GatewayError("The payment provider answered something unexpected") from exc
+
+
+def _invoice(data: Any) -> Invoice:
+    try:
+        return Invoice(str(data["id"]), str(data.get("invoice_url", "")), str(data.get("status", "")), data)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise GatewayError("The payment provider answered something unexpected") from exc
 
 
 class SimulatedGateway:
@@ -120,6 +147,9 @@ class SimulatedGateway:
     def get_invoice(self, invoice_id: str) -> Invoice:
         return Invoice(invoice_id, f"{self._base}/{invoice_id}", "PENDING", {"id": invoice_id, "status": "PENDING"})
 
+    def find_invoice(self, external_id: str) -> Invoice | None:
+        return None  # creation never times out here, so nothing is ever looked for
+
 
 def _never_sent(exc: requests.RequestException) -> bool:
     """True when the request cannot have reached Xendit (no connection was made)."""
@@ -136,5 +166,6 @@ def make_gateway(settings: Settings) -> Gateway:
             settings.xendit_secret_key,
             success_url=settings.xendit_success_redirect_url,
             failure_url=settings.xendit_failure_redirect_url,
+            read_timeout=settings.xendit_timeout_seconds,
         )
     return SimulatedGateway(settings.public_port)

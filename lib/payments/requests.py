@@ -12,7 +12,7 @@ import psycopg
 
 from lib.db import Database
 from lib.errors import ApiError, Conflict, NotFound, ValidationFailed
-from lib.payments.gateway import Gateway
+from lib.payments.gateway import Gateway, GatewayError, Invoice, InvoiceOutcomeUnknown
 from lib.presence import find_available_mitras
 from lib.pricing import quote
 from lib.services import Services
@@ -132,24 +132,51 @@ def create_request(
             raise Conflict("The same request is still being processed", code="IDEMPOTENCY_IN_PROGRESS") from exc
         raise Conflict("You already have an open payment request", code="ALREADY_ACTIVE") from exc
     assert row is not None
+    request_id = str(row["id"])
     try:
         invoice = gateway.create_invoice(
-            external_id=str(row["id"]),
+            external_id=request_id,
             amount=row["amount"],
             description=f"Sesi curhat {row['minutes']} menit",
             duration_seconds=minutes_valid * 60,
         )
+    except InvoiceOutcomeUnknown:
+        # Xendit may have created it: keep the row (a PAID callback will find it) and look the
+        # invoice up by our id; never create a second one.
+        recovered = _lookup(gateway, request_id)
+        if recovered is None:
+            log.warning("payment %s: invoice outcome unknown; kept pending for the recovery job", request_id)
+            raise GatewayError(
+                "The payment provider did not answer in time; this request is kept and checked again",
+                details={"payment_request_id": request_id},
+            ) from None
+        invoice = recovered
     except ApiError:
-        # No invoice, no request: the customer may simply try again.
-        db.execute("DELETE FROM payment_requests WHERE id = %(id)s AND invoice_url IS NULL", {"id": row["id"]})
+        # Xendit answered and created nothing: no invoice, no request; the customer may try again.
+        db.execute("DELETE FROM payment_requests WHERE id = %(id)s AND invoice_url IS NULL", {"id": request_id})
         raise
-    updated = db.fetch_one(
+    attached = attach_invoice(db, request_id, invoice)
+    if attached is None:  # the recovery job attached the same invoice a moment ago
+        attached = db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": request_id})
+    assert attached is not None
+    return request_doc(attached)
+
+
+def _lookup(gateway: Gateway, request_id: str) -> Invoice | None:
+    try:
+        return gateway.find_invoice(request_id)
+    except ApiError as exc:
+        log.warning("payment %s: invoice lookup failed: %s", request_id, exc.code)
+        return None
+
+
+def attach_invoice(db: Database, request_id: str, invoice: Invoice) -> dict[str, Any] | None:
+    """Record the invoice of a request that has none yet (creation, or recovery after a timeout)."""
+    return db.fetch_one(
         "UPDATE payment_requests SET xendit_invoice_id = %(inv)s, invoice_url = %(url)s, updated_at = now() "
-        "WHERE id = %(id)s RETURNING *",
-        {"inv": invoice.id, "url": invoice.invoice_url, "id": row["id"]},
+        "WHERE id = %(id)s AND invoice_url IS NULL RETURNING *",
+        {"inv": invoice.id, "url": invoice.invoice_url, "id": request_id},
     )
-    assert updated is not None
-    return request_doc(updated)
 
 
 def get_owned(db: Database, request_id: str, customer_id: str) -> dict[str, Any]:

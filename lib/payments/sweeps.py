@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from lib.errors import ApiError
-from lib.payments.requests import confirm, expire
+from lib.payments.requests import attach_invoice, confirm, expire
 from lib.services import Services
 
 log = logging.getLogger(__name__)
@@ -13,17 +13,50 @@ log = logging.getLogger(__name__)
 RECONCILE_AFTER_SECONDS = 180  # a callback normally arrives within seconds of payment
 RECONCILE_EVERY_SECONDS = 120  # per request, so a long-pending invoice is not polled every tick
 REEMIT_AFTER_SECONDS = 30  # a confirmed request with no session by then: tell pairing again
-ORPHAN_SECONDS = 120  # a request whose invoice was never created (the process died in between)
+RECOVER_AFTER_SECONDS = 15  # a request still without an invoice by then: its create call has ended
+ORPHAN_SECONDS = 120  # no invoice at Xendit this long after creation: none will appear
 
 
 def expire_overdue(services: Services) -> list[str]:
     rows = services.db.fetch_all(
-        "UPDATE payment_requests SET status = 'expired', updated_at = now() WHERE status = 'pending' "
-        "AND (expires_at <= now() OR (invoice_url IS NULL AND created_at < now() - make_interval(secs => %(o)s))) "
-        "RETURNING id",
-        {"o": ORPHAN_SECONDS},
+        "UPDATE payment_requests SET status = 'expired', updated_at = now() "
+        "WHERE status = 'pending' AND expires_at <= now() RETURNING id"
     )
     return [str(r["id"]) for r in rows]
+
+
+def recover_invoices(services: Services, limit: int = 50) -> dict[str, str]:
+    """Pending requests without an invoice: their create call timed out (or the process died during
+    it). Look each up at Xendit by our id, never create again: found -> attached (the customer can
+    pay, reconciliation and callbacks confirm); none long after creation -> expired, which frees the
+    customer's one open request. A PAID callback still confirms an expired request."""
+    rows = services.db.fetch_all(
+        "UPDATE payment_requests SET last_reconciled_at = now() WHERE id IN ("
+        " SELECT id FROM payment_requests WHERE status = 'pending' AND invoice_url IS NULL "
+        " AND created_at < now() - make_interval(secs => %(after)s) "
+        " AND (last_reconciled_at IS NULL OR last_reconciled_at < now() - make_interval(secs => %(after)s)) "
+        " ORDER BY created_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
+        "RETURNING id, created_at < now() - make_interval(secs => %(orphan)s) AS orphaned",
+        {"after": RECOVER_AFTER_SECONDS, "orphan": ORPHAN_SECONDS, "n": limit},
+    )
+    outcomes: dict[str, str] = {}
+    for row in rows:
+        request_id = str(row["id"])
+        try:
+            invoice = services.payment_gateway.find_invoice(request_id)
+        except ApiError as exc:
+            log.warning("recover %s: %s", request_id, exc.code)
+            outcomes[request_id] = "gateway_error"
+            continue
+        if invoice is not None:
+            attach_invoice(services.db, request_id, invoice)
+            log.info("recover %s: invoice %s found by external_id", request_id, invoice.id)
+            outcomes[request_id] = "recovered"
+        elif row["orphaned"]:
+            outcomes[request_id] = "expired" if expire(services.db, request_id) else "unchanged"
+        else:
+            outcomes[request_id] = "not_found_yet"
+    return outcomes
 
 
 def reconcile(services: Services, limit: int = 50) -> dict[str, str]:
