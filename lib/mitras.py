@@ -51,13 +51,13 @@ def update_mitra(db: Database, mitra_id: str, changes: dict[str, Any]) -> dict[s
 def search_mitras(
     db: Database, *, q: str | None, online: bool | None, position: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Newest first; `position` is lib.pagination.keyset(query) (cursor and limit + 1)."""
+    """Newest first; `position` is lib.pagination.NEWEST.params(query) (cursor and limit + 1)."""
     return db.fetch_all(
         "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
         "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id "
         "WHERE (%(q)s::text IS NULL OR m.display_name ILIKE %(like)s OR m.phone LIKE %(like)s) "
         "AND (%(online)s::boolean IS NULL OR COALESCE(s.is_online, false) = %(online)s) "
-        "AND (%(c)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(c)s, %(i)s::uuid)) "
+        "AND (%(k0)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(k0)s, %(k1)s)) "
         "ORDER BY m.created_at DESC, m.id DESC LIMIT %(n)s",
         {"q": q, "like": f"%{_escape_like(q)}%" if q else None, "online": online, **position},
     )

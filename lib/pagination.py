@@ -1,10 +1,16 @@
-"""Cursor pagination: opaque, stable under inserts (keyset on created_at, id), limit clamped 1..100."""
+"""Cursor pagination for every list (API.md): `?cursor=&limit=` -> {items, next_cursor, has_more}.
+
+Keyset, not offset: the cursor holds the sort-key values of the last row returned, so pages stay
+stable under inserts. Cursors are opaque to clients but only base64 JSON, so every value is
+checked against the column's kind before it reaches SQL (a forged cursor is a 422, never a 500).
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +22,8 @@ DEFAULT_LIMIT, MAX_LIMIT = 20, 100
 
 
 class PageQuery(Schema):
+    """The query of every list endpoint; a list's own filters subclass it."""
+
     cursor = fields.String(load_default=None)
     limit = fields.Integer(load_default=DEFAULT_LIMIT)
 
@@ -27,34 +35,78 @@ class PageQuery(Schema):
         return data
 
 
-def encode_cursor(row: dict[str, Any], time_field: str = "created_at") -> str:
-    raw = json.dumps([row[time_field].isoformat(), str(row["id"])]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _time(value: Any) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("naive time")
+    return parsed
 
 
-def decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    if not cursor:
-        return None
-    try:
-        created, ident = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created), str(ident)
-    except (ValueError, TypeError) as exc:
-        raise ValidationFailed({"cursor": ["Invalid cursor."]}) from exc
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError("not an integer")
+    return value
 
 
-def keyset(query: Mapping[str, Any]) -> dict[str, Any]:
-    """SQL parameters for `(%(c)s::timestamptz IS NULL OR (t, id) < (%(c)s, %(i)s))` and `LIMIT %(n)s`:
-    the position after the cursor's row, and one row more than asked (to tell has_more)."""
-    after = decode_cursor(query["cursor"])
-    return {"c": after[0] if after else None, "i": after[1] if after else None, "n": query["limit"] + 1}
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return value
 
 
-def page(rows: list[dict[str, Any]], limit: int, doc: Any = None, time_field: str = "created_at") -> dict[str, Any]:
-    """Callers fetch limit + 1 rows, newest first; the extra row only says there is more."""
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    return {
-        "items": [doc(r) if doc else r for r in rows],
-        "next_cursor": encode_cursor(rows[-1], time_field) if has_more and rows else None,
-        "has_more": has_more,
-    }
+# column kind -> (load a cursor value, dump a row value)
+_KINDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "time": (_time, lambda v: v.isoformat()),
+    "uuid": (lambda v: uuid.UUID(_text(v)), str),
+    "int": (_int, int),
+    "text": (_text, str),
+}
+
+
+class Keyset:
+    """A list's order: columns that are unique together (the id last), all in one direction.
+
+    The handler's SQL compares the row value with the cursor's, e.g. for ``Keyset(("created_at",
+    "time"), ("id", "uuid"))``: ``(%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s,
+    %(k1)s)) ORDER BY created_at DESC, id DESC LIMIT %(n)s``.
+    """
+
+    def __init__(self, *columns: tuple[str, str], descending: bool = True) -> None:
+        unknown = [kind for _, kind in columns if kind not in _KINDS]
+        if not columns or unknown:
+            raise ValueError(f"columns need a kind among {sorted(_KINDS)}")
+        self.columns = columns
+        self.descending = descending
+
+    def params(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        """SQL parameters k0..kN (the cursor row's values, or None for the first page) and n, one
+        row more than asked, to tell whether there is more."""
+        values = self._decode(query["cursor"]) if query["cursor"] else [None] * len(self.columns)
+        return {**{f"k{i}": v for i, v in enumerate(values)}, "n": query["limit"] + 1}
+
+    def page(self, rows: list[dict[str, Any]], limit: int, doc: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "items": [doc(r) if doc else r for r in rows],
+            "next_cursor": self._encode(rows[-1]) if has_more and rows else None,
+            "has_more": has_more,
+        }
+
+    def _encode(self, row: Mapping[str, Any]) -> str:
+        values = [_KINDS[kind][1](row[name]) for name, kind in self.columns]
+        return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+    def _decode(self, cursor: str) -> list[Any]:
+        try:
+            values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            if not isinstance(values, list) or len(values) != len(self.columns):
+                raise ValueError("wrong shape")
+            return [_KINDS[kind][0](v) for (_, kind), v in zip(self.columns, values, strict=True)]
+        except (ValueError, TypeError, AttributeError) as exc:  # binascii.Error is a ValueError
+            raise ValidationFailed({"cursor": ["Invalid cursor."]}) from exc
+
+
+# The usual order: newest first by creation time, the id breaking ties.
+NEWEST = Keyset(("created_at", "time"), ("id", "uuid"))
+NEWEST_SERIAL = Keyset(("created_at", "time"), ("id", "int"))  # tables with bigserial ids

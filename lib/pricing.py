@@ -12,9 +12,13 @@ from psycopg.types.json import Jsonb
 
 from lib.db import Conn, Database
 from lib.errors import Conflict, NotFound, ValidationFailed
+from lib.pagination import Keyset
 
 MODES = ("chat", "call")
 TIER_FIELDS = ("label", "price", "sort_order", "is_active")
+# Display order for the control center's tier list, and newest first for a tier's history.
+TIER_ORDER = Keyset(("mode", "text"), ("sort_order", "int"), ("minutes", "int"), ("id", "uuid"), descending=False)
+HISTORY_ORDER = Keyset(("changed_at", "time"), ("id", "int"))
 
 
 def tier_doc(row: dict[str, Any]) -> dict[str, Any]:
@@ -31,10 +35,18 @@ def _json(doc: dict[str, Any]) -> Jsonb:
     )
 
 
-def list_tiers(db: Database, *, active_only: bool) -> list[dict[str, Any]]:
+def active_tiers(db: Database) -> list[dict[str, Any]]:
+    rows = db.fetch_all("SELECT * FROM pricing_tiers WHERE is_active ORDER BY mode, sort_order, minutes, id")
+    return [tier_doc(r) for r in rows]
+
+
+def tier_page(db: Database, position: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every tier, inactive ones included, in TIER_ORDER; `position` is TIER_ORDER.params(query)."""
     rows = db.fetch_all(
-        "SELECT * FROM pricing_tiers WHERE is_active OR NOT %(a)s ORDER BY mode, sort_order, minutes",
-        {"a": active_only},
+        "SELECT * FROM pricing_tiers WHERE (%(k0)s::text IS NULL "
+        "OR (mode, sort_order, minutes, id) > (%(k0)s, %(k1)s::int, %(k2)s::int, %(k3)s::uuid)) "
+        "ORDER BY mode, sort_order, minutes, id LIMIT %(n)s",
+        position,
     )
     return [tier_doc(r) for r in rows]
 
@@ -94,14 +106,16 @@ def _tier_history(conn: Conn, row: dict[str, Any], kind: str, before: dict[str, 
     )
 
 
-def tier_history(db: Database, tier_id: str) -> list[dict[str, Any]]:
+def tier_history(db: Database, tier_id: str, position: dict[str, Any]) -> list[dict[str, Any]]:
+    """A tier's changes in HISTORY_ORDER; `position` is HISTORY_ORDER.params(query)."""
     if db.fetch_one("SELECT 1 FROM pricing_tiers WHERE id = %(id)s", {"id": tier_id}) is None:
         raise NotFound()
     return db.fetch_all(
         "SELECT h.id, h.kind, h.before, h.after, h.changed_by, u.email AS changed_by_email, h.changed_at "
         "FROM pricing_tier_history h LEFT JOIN cc_users u ON u.id = h.changed_by "
-        "WHERE h.tier_id = %(id)s ORDER BY h.changed_at DESC, h.id DESC",
-        {"id": tier_id},
+        "WHERE h.tier_id = %(id)s AND (%(k0)s::timestamptz IS NULL OR (h.changed_at, h.id) < (%(k0)s, %(k1)s)) "
+        "ORDER BY h.changed_at DESC, h.id DESC LIMIT %(n)s",
+        {"id": tier_id, **position},
     )
 
 

@@ -11,10 +11,26 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import EXCLUDE, RAISE, Schema
 
 from lib.endpoint import Auth
+from lib.pagination import PageQuery
 from runtime.router import Route
 
 _FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)(?::([a-z]+)(?:\(([^)]*)\))?)?\}")
 _ENVELOPE = {"type": "object", "properties": {"success": {"type": "boolean"}, "data": {}}}
+_PAGE = {
+    "type": "object",
+    "properties": {
+        "success": {"type": "boolean"},
+        "data": {
+            "type": "object",
+            "required": ["items", "next_cursor", "has_more"],
+            "properties": {
+                "items": {"type": "array", "items": {"type": "object"}},
+                "next_cursor": {"type": "string", "nullable": True, "description": "opaque; pass as ?cursor="},
+                "has_more": {"type": "boolean"},
+            },
+        },
+    },
+}
 _ERROR = {
     "type": "object",
     "properties": {
@@ -61,13 +77,17 @@ def build_spec(surface: str, routes: list[Route]) -> dict[str, Any]:
     for route in sorted(routes, key=lambda r: (r.endpoint.route, r.endpoint.method)):
         ep = route.endpoint
         path, params = _path(ep.route)
+        is_page = ep.query is not None and issubclass(ep.query, PageQuery)
         operation: dict[str, Any] = {
             "operationId": route.module,
             "summary": _summary(route),
             "description": _AUTH_NOTE[ep.auth] + (f" Permission: `{ep.permission}`." if ep.permission else ""),
             "parameters": params,
             "responses": {
-                str(ep.status): {"description": "Success", "content": {"application/json": {"schema": _ENVELOPE}}},
+                str(ep.status): {
+                    "description": "A page of the list" if is_page else "Success",
+                    "content": {"application/json": {"schema": _PAGE if is_page else _ENVELOPE}},
+                },
                 "default": {"description": "Error envelope", "content": {"application/json": {"schema": _ERROR}}},
             },
         }

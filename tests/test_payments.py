@@ -292,7 +292,7 @@ def test_gateway_unreachable_retries_then_fails(pay_settings, online_mitra, cust
 def test_reads_and_abandon(app, pay, online_mitra, customer, anonymous) -> None:
     doc = _create(app, customer, _tier(pay)).json["data"]
     token = bearer(customer["access_token"])
-    assert [r["id"] for r in app.simulate_get(f"{CREATE}/pending", headers=token).json["data"]] == [doc["id"]]
+    assert [r["id"] for r in app.simulate_get(f"{CREATE}/pending", headers=token).json["data"]["items"]] == [doc["id"]]
     assert app.simulate_get(f"{CREATE}/{doc['id']}", headers=token).json["data"]["session_id"] is None
     stranger = bearer(anonymous()["access_token"])
     assert app.simulate_get(f"{CREATE}/{doc['id']}", headers=stranger).status_code == 404
@@ -301,7 +301,7 @@ def test_reads_and_abandon(app, pay, online_mitra, customer, anonymous) -> None:
     assert abandoned.status_code == 200 and abandoned.json["data"]["status"] == "abandoned"
     again = app.simulate_post(f"{CREATE}/{doc['id']}/abandon", headers=token)
     assert again.status_code == 409 and again.json["error"]["code"] == "PAYMENT_NOT_PENDING"
-    assert app.simulate_get(f"{CREATE}/pending", headers=token).json["data"] == []
+    assert app.simulate_get(f"{CREATE}/pending", headers=token).json["data"]["items"] == []
 
 
 def test_webhook_refuses_a_wrong_or_missing_token(app, pay, online_mitra, customer) -> None:

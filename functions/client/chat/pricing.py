@@ -5,7 +5,7 @@ from typing import Any
 import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pricing import MODES, first_session_discount, first_session_eligible, list_tiers
+from lib.pricing import MODES, active_tiers, first_session_discount, first_session_eligible
 
 ENDPOINT = Endpoint(method="GET", route="/api/client/chat/pricing", auth=Auth.CUSTOMER)
 
@@ -13,7 +13,7 @@ ENDPOINT = Endpoint(method="GET", route="/api/client/chat/pricing", auth=Auth.CU
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     db = ctx.services.db
-    tiers = list_tiers(db, active_only=True)
+    tiers = active_tiers(db)
     discount = first_session_discount(db)
     with db.connection() as conn:
         eligible = first_session_eligible(conn, ctx.principal.user_id)

@@ -6,7 +6,7 @@ import falcon
 from marshmallow import fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pagination import PageQuery, keyset, page
+from lib.pagination import NEWEST, PageQuery
 
 REVIEW = ["open", "reviewed", "refunded"]
 
@@ -26,8 +26,8 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "SELECT f.*, p.amount, p.currency, p.confirmed_at FROM pairing_failures f "
         "JOIN payment_requests p ON p.id = f.payment_request_id "
         "WHERE (%(r)s::text IS NULL OR f.review_status = %(r)s) "
-        "AND (%(c)s::timestamptz IS NULL OR (f.created_at, f.id) < (%(c)s, %(i)s::uuid)) "
+        "AND (%(k0)s::timestamptz IS NULL OR (f.created_at, f.id) < (%(k0)s, %(k1)s)) "
         "ORDER BY f.created_at DESC, f.id DESC LIMIT %(n)s",
-        {"r": q["review_status"], **keyset(q)},
+        {"r": q["review_status"], **NEWEST.params(q)},
     )
-    return page(rows, q["limit"])
+    return NEWEST.page(rows, q["limit"])

@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 from lib.auth.accounts import mitra_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.mitras import search_mitras
-from lib.pagination import PageQuery, keyset, page
+from lib.pagination import NEWEST, PageQuery
 
 
 class Query(PageQuery):
@@ -21,5 +21,5 @@ ENDPOINT = Endpoint(method="GET", route="/internal/mitras", auth=Auth.CC_USER, p
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
-    rows = search_mitras(ctx.services.db, q=q["q"], online=q["online"], position=keyset(q))
-    return page(rows, q["limit"], mitra_doc)
+    rows = search_mitras(ctx.services.db, q=q["q"], online=q["online"], position=NEWEST.params(q))
+    return NEWEST.page(rows, q["limit"], mitra_doc)

@@ -6,7 +6,7 @@ import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.mitras import get_mitra
-from lib.pagination import PageQuery, keyset, page
+from lib.pagination import NEWEST_SERIAL, PageQuery
 
 ENDPOINT = Endpoint(
     method="GET",
@@ -22,8 +22,8 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     get_mitra(ctx.services.db, mitra_id)  # 404 for an unknown mitra rather than an empty list
     rows = ctx.services.db.fetch_all(
         "SELECT id, is_online, reason, created_at FROM mitra_online_logs WHERE mitra_id = %(m)s "
-        "AND (%(c)s::timestamptz IS NULL OR (created_at, id) < (%(c)s, %(i)s::bigint)) "
+        "AND (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
         "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        {"m": mitra_id, **keyset(ctx.query)},
+        {"m": mitra_id, **NEWEST_SERIAL.params(ctx.query)},
     )
-    return page(rows, ctx.query["limit"])
+    return NEWEST_SERIAL.page(rows, ctx.query["limit"])

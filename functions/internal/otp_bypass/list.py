@@ -1,4 +1,4 @@
-"""The OTP bypass entries and whether the bypass is switched on."""
+"""The OTP bypass entries, newest first (the kill switch is `otp_bypass_enabled` in /internal/config)."""
 
 from typing import Any
 
@@ -6,10 +6,17 @@ import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.otp_bypass import bypass_doc
+from lib.pagination import NEWEST, PageQuery
 
-ENDPOINT = Endpoint(method="GET", route="/internal/otp-bypass", auth=Auth.CC_USER, permission="config.write")
+ENDPOINT = Endpoint(
+    method="GET", route="/internal/otp-bypass", auth=Auth.CC_USER, permission="config.write", query=PageQuery
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    rows = ctx.services.db.fetch_all("SELECT * FROM otp_bypass_entries ORDER BY created_at DESC")
-    return {"enabled": ctx.services.config.bool("otp_bypass_enabled"), "items": [bypass_doc(r) for r in rows]}
+    rows = ctx.services.db.fetch_all(
+        "SELECT * FROM otp_bypass_entries WHERE (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
+        "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
+        NEWEST.params(ctx.query),
+    )
+    return NEWEST.page(rows, ctx.query["limit"], bypass_doc)

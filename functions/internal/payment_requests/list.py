@@ -6,7 +6,7 @@ import falcon
 from marshmallow import fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pagination import PageQuery, keyset, page
+from lib.pagination import NEWEST, PageQuery
 from lib.payments.requests import admin_doc
 
 STATUSES = ["pending", "confirmed", "consumed", "expired", "abandoned", "failed_pairing"]
@@ -30,8 +30,8 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "SELECT * FROM payment_requests WHERE (%(s)s::text IS NULL OR status = %(s)s) "
         "AND (%(cu)s::uuid IS NULL OR customer_id = %(cu)s) "
         "AND (%(f)s::timestamptz IS NULL OR created_at >= %(f)s) AND (%(t)s::timestamptz IS NULL OR created_at < %(t)s) "
-        "AND (%(c)s::timestamptz IS NULL OR (created_at, id) < (%(c)s, %(i)s::uuid)) "
+        "AND (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
         "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        {"s": q["status"], "cu": q["customer_id"], "f": q["created_from"], "t": q["created_to"], **keyset(q)},
+        {"s": q["status"], "cu": q["customer_id"], "f": q["created_from"], "t": q["created_to"], **NEWEST.params(q)},
     )
-    return page(rows, q["limit"], admin_doc)
+    return NEWEST.page(rows, q["limit"], admin_doc)

@@ -6,7 +6,9 @@ import falcon
 from marshmallow import fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pagination import PageQuery, keyset, page
+from lib.pagination import Keyset, PageQuery
+
+ORDER = Keyset(("received_at", "time"), ("id", "int"))
 
 
 class Query(PageQuery):
@@ -27,8 +29,8 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "payment_request_id, processed_at FROM webhook_logs "
         "WHERE (%(e)s::text IS NULL OR external_id = %(e)s) AND (%(s)s::text IS NULL OR status = %(s)s) "
         "AND (%(o)s::text IS NULL OR outcome = %(o)s) "
-        "AND (%(c)s::timestamptz IS NULL OR (received_at, id) < (%(c)s, %(i)s::bigint)) "
+        "AND (%(k0)s::timestamptz IS NULL OR (received_at, id) < (%(k0)s, %(k1)s)) "
         "ORDER BY received_at DESC, id DESC LIMIT %(n)s",
-        {"e": q["external_id"], "s": q["status"], "o": q["outcome"], **keyset(q)},
+        {"e": q["external_id"], "s": q["status"], "o": q["outcome"], **ORDER.params(q)},
     )
-    return page(rows, q["limit"], time_field="received_at")
+    return ORDER.page(rows, q["limit"])

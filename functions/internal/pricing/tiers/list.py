@@ -1,14 +1,18 @@
-"""All pricing tiers, inactive (soft-deleted) ones included."""
+"""All pricing tiers, inactive (soft-deleted) ones included, in display order."""
 
 from typing import Any
 
 import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pricing import list_tiers
+from lib.pagination import PageQuery
+from lib.pricing import TIER_ORDER, tier_page
 
-ENDPOINT = Endpoint(method="GET", route="/internal/pricing/tiers", auth=Auth.CC_USER, permission="pricing.manage")
+ENDPOINT = Endpoint(
+    method="GET", route="/internal/pricing/tiers", auth=Auth.CC_USER, permission="pricing.manage", query=PageQuery
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    return {"items": list_tiers(ctx.services.db, active_only=False)}
+    rows = tier_page(ctx.services.db, TIER_ORDER.params(ctx.query))
+    return TIER_ORDER.page(rows, ctx.query["limit"])
