@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from marshmallow import Schema
 
+from lib.principal import Principal
+
 if TYPE_CHECKING:
     from lib.services import Services
 
@@ -57,17 +59,6 @@ class Endpoint:
             raise ValueError("permission only applies to Auth.CC_USER")
         if self.body is not None and self.method == "GET":
             raise ValueError("GET endpoints take no body")
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """The verified caller, taken from the access token (no database lookup)."""
-
-    user_type: str
-    user_id: str
-    session_id: str
-    role: str | None = None
-    expires_at: int = 0
 
 
 @dataclass(slots=True)

@@ -16,36 +16,33 @@ from lib.requests_ip import client_ip
 from lib.services import Services, utcnow
 from runtime import http, probes
 from runtime.auth import make_authenticator
+from runtime.docs import doc_routes
+from runtime.openapi import build_spec
 from runtime.router import Route, discover
 
 SURFACES = ("public", "internal")
 log = logging.getLogger("handler")
 
 
-def probe_routes(surface: str) -> list[Route]:
-    """Routes the runtime itself provides: probes on both listeners, the API docs on the internal one."""
-    routes = [
+def routes_for(surface: str, routes: list[Route] | None = None, settings: Settings | None = None) -> list[Route]:
+    """A listener's routes: the runtime's own (probes on both, the API docs on the internal one)
+    and the discovered endpoints of its surface. With `settings`, only what is mounted there."""
+    found = discover() if routes is None else routes
+    own = [
         Route(surface, probes.HEALTH, probes.health, "runtime.probes.health"),
         Route(surface, probes.READY, probes.ready, "runtime.probes.ready"),
     ]
     if surface == "internal":
-        from runtime import docs
-
-        routes += [
-            Route(surface, docs.OPENAPI, docs.openapi, "runtime.docs.openapi"),
-            Route(surface, docs.DOCS, docs.docs, "runtime.docs.docs"),
-        ]
-    return routes
+        own += doc_routes(lambda documented: openapi_document(documented, found, settings))
+    listed = own + [r for r in found if r.surface == surface]
+    # Development and test hooks (/internal/_test/...) do not exist in other environments.
+    return listed if settings is None or settings.is_dev_or_test else [r for r in listed if not r.endpoint.dev_only]
 
 
-def routes_for(surface: str, routes: list[Route] | None = None) -> list[Route]:
-    found = discover() if routes is None else routes
-    return probe_routes(surface) + [r for r in found if r.surface == surface]
-
-
-def mounted(routes: list[Route], settings: Settings) -> list[Route]:
-    """Development and test hooks (/internal/_test/...) do not exist in other environments."""
-    return [r for r in routes if settings.is_dev_or_test or not r.endpoint.dev_only]
+def openapi_document(
+    surface: str, routes: list[Route] | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
+    return build_spec(surface, routes_for(surface, routes, settings))
 
 
 def route_table(routes: list[Route] | None = None) -> list[str]:
@@ -131,7 +128,7 @@ def create_app(
     http.install_error_handlers(app)
 
     by_template: dict[str, _Resource] = defaultdict(_Resource)
-    for route in mounted(routes_for(surface, routes), services.settings):
+    for route in routes_for(surface, routes, services.settings):
         setattr(
             by_template[route.endpoint.route],
             f"on_{route.endpoint.method.lower()}",

@@ -8,8 +8,9 @@ import falcon
 
 from lib.auth.permissions import role_allows
 from lib.auth.tokens import APP_AUDIENCE, CC_AUDIENCE
-from lib.endpoint import Auth, Endpoint, Principal
+from lib.endpoint import Auth, Endpoint
 from lib.errors import Forbidden, Unauthorized
+from lib.principal import Principal
 from lib.services import Services
 
 Authenticator = Callable[[falcon.Request], Principal | None]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import falcon
 from marshmallow import Schema, fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
-from runtime.openapi import cached_spec
+from runtime.router import Route
 
 
 class SpecQuery(Schema):
@@ -38,9 +40,17 @@ _PAGE = """<!doctype html>
 """
 
 
-def openapi(req: falcon.Request, ctx: Ctx) -> Reply:
-    spec: dict[str, Any] = cached_spec(ctx.query["surface"], ctx.services.settings.is_dev_or_test)
-    return Reply(200, spec, envelope=False)
+def doc_routes(spec_of: Callable[[str], dict[str, Any]]) -> list[Route]:
+    """The two documentation routes; `spec_of(surface)` builds a listener's document (once)."""
+    cached = lru_cache(maxsize=2)(spec_of)
+
+    def openapi(req: falcon.Request, ctx: Ctx) -> Reply:
+        return Reply(200, cached(ctx.query["surface"]), envelope=False)
+
+    return [
+        Route("internal", OPENAPI, openapi, "runtime.docs.openapi"),
+        Route("internal", DOCS, docs, "runtime.docs.docs"),
+    ]
 
 
 def docs(req: falcon.Request, ctx: Ctx) -> Reply:

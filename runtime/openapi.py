@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import sys
 from typing import Any
 
 from apispec import APISpec
@@ -112,16 +112,6 @@ def _inline(schema: type[Schema]) -> str:
 
 
 def _summary(route: Route) -> str:
-    import sys
-
     module = sys.modules.get(route.module)
     doc = (module.__doc__ if module else None) or route.endpoint.summary or ""
     return doc.strip().splitlines()[0] if doc.strip() else route.module
-
-
-@lru_cache(maxsize=8)
-def cached_spec(surface: str, dev_or_test: bool) -> dict[str, Any]:
-    from runtime.app import routes_for
-
-    routes = [r for r in routes_for(surface) if dev_or_test or not r.endpoint.dev_only]
-    return build_spec(surface, routes)

@@ -12,7 +12,8 @@ import falcon
 import requests
 from falcon import testing
 
-from lib.endpoint import Ctx, Principal
+from lib.endpoint import Ctx
+from lib.principal import Principal
 from lib.services import Services, utcnow
 
 

@@ -13,8 +13,7 @@ from hypothesis.errors import Unsatisfiable
 
 from lib.config.app import set_values
 from lib.services import Services
-from runtime.app import create_app
-from runtime.openapi import cached_spec
+from runtime.app import create_app, openapi_document
 from tests.conftest import bearer
 
 FUZZ = settings(max_examples=10, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -33,7 +32,7 @@ def _schema(surface: str, services: Services) -> Any:
         None,
     )
     services.config.invalidate()
-    schema = schemathesis.openapi.from_dict(cached_spec(surface, True))
+    schema = schemathesis.openapi.from_dict(openapi_document(surface, settings=services.settings))
     schema.app = create_app(surface, services)
     return schema
 

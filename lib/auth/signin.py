@@ -7,7 +7,7 @@ from typing import Any
 from lib.auth.accounts import load_account, require_usable
 from lib.auth.flows import sign_in, token_pair
 from lib.auth.identity import resolve_customer
-from lib.endpoint import Principal
+from lib.principal import Principal
 from lib.services import Services
 
 

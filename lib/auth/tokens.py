@@ -8,8 +8,8 @@ from typing import Any
 
 import jwt
 
-from lib.endpoint import Principal
 from lib.errors import Unauthorized
+from lib.principal import Principal
 
 ISSUER = "halobestie"
 APP_AUDIENCE = "halobestie-app"
