@@ -1,4 +1,6 @@
-"""Control-center user records: creation (CLI, seed, admin API) and lookups."""
+"""Control-center users and the rules on their accounts: creation (CLI, seed, admin API), login
+with lockout, edits that may not lock the editor out, and password writes with the sessions each
+one ends."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import psycopg
 
 from lib.auth.passwords import hash_password, verify_password
 from lib.auth.permissions import ROLES
+from lib.auth.revocation import RevocationList
 from lib.auth.sessions import record_security_event
+from lib.config.app import AppConfig
 from lib.db import Database
-from lib.errors import Conflict, Forbidden, Locked, Unauthorized, ValidationFailed
-from lib.services import Services
+from lib.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized, ValidationFailed
+from lib.principal import Principal
+from lib.ratelimit import RateLimiter
 
 
 def create_cc_user(
@@ -57,30 +62,28 @@ def seed_admin(db: Database, email: str, password: str) -> dict[str, Any] | None
         return None
 
 
-def authenticate(services: Services, email: str, password: str, client_ip: str) -> dict[str, Any]:
+def authenticate(
+    db: Database, config: AppConfig, limiter: RateLimiter, email: str, password: str, client_ip: str
+) -> dict[str, Any]:
     """Check a control-center login; counts failures, locks the account past the threshold."""
-    cfg = services.config
-    services.rate_limiter.hit(
+    cfg = config
+    limiter.hit(
         "cc-login",
         client_ip,
         cfg.int("cc_login_attempts_per_ip_per_hour"),
         3600,
         message="Too many login attempts from this network",
     )
-    row = services.db.fetch_one(
-        "SELECT *, now() AS now FROM cc_users WHERE email = %(e)s", {"e": email.strip().lower()}
-    )
+    row = db.fetch_one("SELECT *, now() AS now FROM cc_users WHERE email = %(e)s", {"e": email.strip().lower()})
     if row is not None and row["locked_until"] is not None and row["locked_until"] > row["now"]:
         raise _locked(int((row["locked_until"] - row["now"]).total_seconds()) + 1)
     if not verify_password(password, row["password_hash"] if row else None) or row is None:
         if row is not None:
-            _count_failure(services, row, client_ip)
+            _count_failure(db, config, row, client_ip)
         raise Unauthorized("Wrong e-mail or password", code="INVALID_CREDENTIALS")
     if not row["is_active"]:
         raise Forbidden("This account is disabled", code="ACCOUNT_INACTIVE")
-    services.db.execute(
-        "UPDATE cc_users SET failed_login_count = 0, locked_until = NULL WHERE id = %(id)s", {"id": row["id"]}
-    )
+    db.execute("UPDATE cc_users SET failed_login_count = 0, locked_until = NULL WHERE id = %(id)s", {"id": row["id"]})
     return row
 
 
@@ -93,9 +96,8 @@ def _locked(retry_after: int) -> Locked:
     )
 
 
-def _count_failure(services: Services, row: dict[str, Any], client_ip: str) -> None:
-    cfg = services.config
-    updated = services.db.fetch_one(
+def _count_failure(db: Database, cfg: AppConfig, row: dict[str, Any], client_ip: str) -> None:
+    updated = db.fetch_one(
         "UPDATE cc_users SET failed_login_count = failed_login_count + 1, "
         "locked_until = CASE WHEN failed_login_count + 1 >= %(n)s "
         "THEN now() + make_interval(mins => %(m)s) ELSE locked_until END "
@@ -103,6 +105,53 @@ def _count_failure(services: Services, row: dict[str, Any], client_ip: str) -> N
         {"id": row["id"], "n": cfg.int("cc_lockout_threshold"), "m": cfg.int("cc_lockout_minutes")},
     )
     if updated and updated["failed_login_count"] == cfg.int("cc_lockout_threshold"):
-        record_security_event(
-            services.db, "cc_account_locked", user_type="cc_user", user_id=str(row["id"]), client_ip=client_ip
+        record_security_event(db, "cc_account_locked", user_type="cc_user", user_id=str(row["id"]), client_ip=client_ip)
+
+
+def update_user(
+    db: Database, revocations: RevocationList, actor: Principal, user_id: str, changes: dict[str, Any]
+) -> dict[str, Any]:
+    """Edit a user. Nobody may disable or demote themselves (the last admin could lock everyone
+    out); a changed role or a disabled account ends the user's sessions, since tokens carry the role."""
+    demoting = changes.get("is_active") is False or changes.get("role", "admin") != "admin"
+    if user_id == actor.user_id and demoting:
+        raise Conflict("You cannot disable or demote yourself", code="SELF_LOCKOUT")
+    with db.connection() as conn:
+        before = conn.execute("SELECT * FROM cc_users WHERE id = %(id)s FOR UPDATE", {"id": user_id}).fetchone()
+        if before is None:
+            raise NotFound()
+        row = conn.execute(
+            "UPDATE cc_users SET display_name = COALESCE(%(n)s, display_name), role = COALESCE(%(r)s, role), "
+            "is_active = COALESCE(%(a)s, is_active), updated_at = now() WHERE id = %(id)s RETURNING *",
+            {"n": changes.get("display_name"), "r": changes.get("role"), "a": changes.get("is_active"), "id": user_id},
+        ).fetchone()
+    assert row is not None
+    if row["role"] != before["role"] or (before["is_active"] and not row["is_active"]):
+        revocations.revoke_user("cc_user", user_id, reason="admin_revocation")
+    return row
+
+
+def change_password(db: Database, revocations: RevocationList, caller: Principal, current: str, new: str) -> None:
+    """The caller's own change: the current password is required; every other session ends."""
+    row = db.fetch_one("SELECT password_hash FROM cc_users WHERE id = %(id)s", {"id": caller.user_id})
+    if row is None or not verify_password(current, row["password_hash"]):
+        raise Unauthorized("Current password is wrong", code="INVALID_CREDENTIALS")
+    _store_password(db, caller.user_id, hash_password(new, field="new_password"))
+    revocations.revoke_user("cc_user", caller.user_id, reason="password_changed", keep=caller.session_id)
+
+
+def reset_password(db: Database, revocations: RevocationList, user_id: str, new: str) -> None:
+    """An admin sets a user's password: the lockout is lifted and every session of the user ends."""
+    if not _store_password(db, user_id, hash_password(new)):
+        raise NotFound()
+    revocations.revoke_user("cc_user", user_id, reason="password_reset")
+
+
+def _store_password(db: Database, user_id: str, password_hash: str) -> bool:
+    return bool(
+        db.execute(
+            "UPDATE cc_users SET password_hash = %(h)s, password_changed_at = now(), failed_login_count = 0, "
+            "locked_until = NULL, updated_at = now() WHERE id = %(id)s",
+            {"h": password_hash, "id": user_id},
         )
+    )

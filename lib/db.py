@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 import psycopg
+from psycopg import sql as psql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -17,6 +18,8 @@ from lib.errors import ServiceUnavailable
 log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[dict[str, Any]]
+# A literal statement, or one composed with psycopg.sql (identifiers, literal state lists).
+Query = str | psql.SQL | psql.Composed
 
 
 def connect_kwargs(server_tz: str, application_name: str) -> dict[str, Any]:
@@ -78,15 +81,15 @@ class Database:
             log.error("database error: %s", exc)
             raise ServiceUnavailable("Database unavailable", retry_after=2) from exc
 
-    def fetch_one(self, sql: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def fetch_one(self, sql: Query, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         with self.connection() as conn:
             return conn.execute(sql, params).fetchone()
 
-    def fetch_all(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    def fetch_all(self, sql: Query, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self.connection() as conn:
             return conn.execute(sql, params).fetchall()
 
-    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+    def execute(self, sql: Query, params: dict[str, Any] | None = None) -> int:
         with self.connection() as conn:
             return conn.execute(sql, params).rowcount
 

@@ -8,14 +8,12 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from marshmallow import Schema
 
 from lib.principal import Principal
-
-if TYPE_CHECKING:
-    from lib.services import Services
+from lib.services import Services
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 _ROUTE = re.compile(r"^(/[A-Za-z0-9._~-]+|/\{[a-z_][a-z0-9_]*(:[a-z]+(\([a-z0-9=, ]*\))?)?\})+$")

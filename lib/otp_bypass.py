@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates
@@ -26,7 +27,5 @@ class ExpiryMixin(Schema):
 
     @validates("expires_at")
     def _future(self, value: Any, **_: Any) -> None:
-        from datetime import UTC, datetime
-
         if value is not None and value <= datetime.now(UTC):
             raise ValidationError("Must be in the future.")

@@ -6,16 +6,19 @@ import argparse
 import getpass
 import sys
 
+from lib.cc_users import create_cc_user, seed_admin
 from lib.config.env import ConfigError, settings
+from lib.db import Database
 from lib.errors import ApiError
+from runtime import boot, dev, migrate, worker
+from runtime.app import route_table
+from runtime.container import build_services
 from runtime.migrate import MigrationError
 from runtime.router import DiscoveryError
+from runtime.serve import serve
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from lib.cc_users import seed_admin
-    from lib.db import Database
-    from runtime import boot, migrate
 
     s = settings()
     boot.init_process(s)
@@ -36,8 +39,6 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from runtime import boot
-    from runtime.serve import serve
 
     s = settings()
     boot.init_process(s)
@@ -47,15 +48,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_routes(args: argparse.Namespace) -> int:
-    from runtime.app import route_table
 
     print("\n".join(route_table()))
     return 0
 
 
 def _cmd_create_cc_user(args: argparse.Namespace) -> int:
-    from lib.cc_users import create_cc_user
-    from lib.db import Database
 
     password = args.password
     if password is None or password == "-":  # noqa: S105 ("-" means stdin, not a password)
@@ -71,18 +69,15 @@ def _cmd_create_cc_user(args: argparse.Namespace) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    from lib.services import Services
-    from runtime import boot, worker
 
     s = settings()
     boot.init_process(s)
     boot.check_timezone(s)
-    worker.main(Services(s, application_name="halobestie-worker"))
+    worker.main(build_services(s, application_name="halobestie-worker"))
     return 0
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    from runtime import dev
 
     return dev.run()
 

@@ -9,13 +9,15 @@ from typing import Any, Literal
 import falcon
 from marshmallow import EXCLUDE, RAISE
 
+from lib.clock import utcnow
 from lib.config.env import Settings, check_jwt_secret
 from lib.config.env import settings as env_settings
 from lib.endpoint import Ctx
 from lib.requests_ip import client_ip
-from lib.services import Services, utcnow
+from lib.services import Services
 from runtime import http, probes
 from runtime.auth import make_authenticator
+from runtime.container import build_services
 from runtime.docs import doc_routes
 from runtime.openapi import build_spec
 from runtime.router import Route, discover
@@ -108,12 +110,13 @@ def create_app(
 ) -> HaloApp:
     if surface not in SURFACES:
         raise ValueError(f"unknown surface {surface!r}")
-    if services is None:
-        services = Services(settings or env_settings(), application_name=f"halobestie-{surface}")
-    check_jwt_secret(services.settings.auth_jwt_secret)
-    services.settings.check_payments()
+    settings = services.settings if services is not None else settings or env_settings()
+    check_jwt_secret(settings.auth_jwt_secret)
+    settings.check_payments()
     if surface == "public":
-        services.settings.check_otp_provider()
+        settings.check_otp_provider()
+    if services is None:
+        services = build_services(settings, application_name=f"halobestie-{surface}")
 
     middleware: list[Any] = [http.RequestContext()]
     if surface == "internal" and services.settings.cc_origin:

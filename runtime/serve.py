@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from importlib import import_module
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -100,8 +101,6 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from importlib import import_module
-
         module, _, attr = APPS[self.surface].partition(":")
         return getattr(import_module(module), attr)
 

@@ -18,9 +18,10 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType, ModuleType
 
+from lib.clock import utcnow
 from lib.errors import ApiError
 from lib.jobs import Job, JobCtx
-from lib.services import Services, utcnow
+from lib.services import Services
 from runtime.router import FUNCTIONS_DIR, DiscoveryError, load_module, module_files
 
 log = logging.getLogger("runtime.worker")

@@ -23,6 +23,7 @@ from lib.config.env import Settings
 from lib.services import Services
 from runtime import migrate
 from runtime.app import create_app
+from runtime.container import build_services
 from runtime.embedded import DEV_DIR, EmbeddedPostgres, EmbeddedValkey
 
 TEST_SECRET = "test-only-secret-7Qx2vK9pLm4Rt8Wz3Nc6Yb1Hd5Jf0Gs"
@@ -147,7 +148,7 @@ def settings(database_url: str, valkey_url: str) -> Settings:
 
 @pytest.fixture
 def services(settings: Settings) -> Iterator[Services]:
-    svc = Services(settings, application_name="halobestie-test")
+    svc = build_services(settings, application_name="halobestie-test")
     yield svc
     svc.close()
 
@@ -232,8 +233,8 @@ def cc_login(services: Services, make_cc_user):
     def login(role: str = "admin") -> tuple[dict[str, Any], str, str]:
         user = make_cc_user(role)
         with services.db.connection() as conn:
-            grant = sign_in(services, conn, "cc_user", str(user["id"]))
-        return user, str(access_for(services, grant, role)["access_token"]), grant.refresh_token
+            grant = sign_in(conn, services.settings, "cc_user", str(user["id"]))
+        return user, str(access_for(services.settings, grant, role)["access_token"]), grant.refresh_token
 
     return login
 
@@ -248,8 +249,8 @@ def mitra_login(services: Services, make_mitra):
     def login(active: bool = True, name: str = "Bestie") -> tuple[dict[str, Any], str]:
         mitra = make_mitra(f"+62812000001{next(counter):02d}", name, active)
         with services.db.connection() as conn:
-            grant = sign_in(services, conn, "mitra", str(mitra["id"]))
-        return mitra, str(access_for(services, grant)["access_token"])
+            grant = sign_in(conn, services.settings, "mitra", str(mitra["id"]))
+        return mitra, str(access_for(services.settings, grant)["access_token"])
 
     return login
 

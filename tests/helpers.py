@@ -12,9 +12,10 @@ import falcon
 import requests
 from falcon import testing
 
+from lib.clock import utcnow
 from lib.endpoint import Ctx
 from lib.principal import Principal
-from lib.services import Services, utcnow
+from lib.services import Services
 
 
 def call_handler(

@@ -153,12 +153,12 @@ def test_deactivated_mitra_cannot_refresh(public: testing.TestClient, services: 
 
     mitra = make_mitra()
     with services.db.connection() as conn:
-        grant = sign_in(services, conn, "mitra", str(mitra["id"]))
+        grant = sign_in(conn, services.settings, "mitra", str(mitra["id"]))
     assert _refresh(public, grant.refresh_token).status_code == 200
     services.db.execute("UPDATE mitras SET is_active = false WHERE id = %(id)s", {"id": mitra["id"]})
     grant2 = None
     with services.db.connection() as conn:
-        grant2 = sign_in(services, conn, "mitra", str(mitra["id"]))
+        grant2 = sign_in(conn, services.settings, "mitra", str(mitra["id"]))
     result = _refresh(public, grant2.refresh_token)
     assert result.status_code == 403
     assert result.json["error"]["code"] == "ACCOUNT_INACTIVE"

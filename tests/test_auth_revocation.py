@@ -9,8 +9,8 @@ import pytest
 from falcon import testing
 
 from lib.config.env import Settings
-from lib.services import Services
 from runtime.app import create_app
+from runtime.container import build_services
 from tests.conftest import CC_ORIGIN, CC_PASSWORD, bearer
 from tests.helpers import free_port
 
@@ -18,14 +18,14 @@ from tests.helpers import free_port
 @pytest.fixture
 def second_process(settings: Settings) -> Iterator[testing.TestClient]:
     """Another app instance with its own services: what a second worker or replica sees."""
-    svc = Services(settings, application_name="second")
+    svc = build_services(settings, application_name="second")
     yield testing.TestClient(create_app("public", svc))
     svc.close()
 
 
 @pytest.fixture
 def second_process_without_valkey(make_settings) -> Iterator[testing.TestClient]:
-    svc = Services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"), application_name="no-valkey")
+    svc = build_services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"), application_name="no-valkey")
     yield testing.TestClient(create_app("public", svc))
     svc.close()
 
@@ -65,7 +65,7 @@ def test_revocation_reaches_a_process_whose_valkey_is_down(
 def test_a_new_process_knows_earlier_revocations(public: testing.TestClient, settings: Settings, anonymous) -> None:
     token = anonymous()["access_token"]
     public.simulate_post("/api/shared/auth/logout", headers=bearer(token))
-    svc = Services(settings, application_name="restarted")
+    svc = build_services(settings, application_name="restarted")
     try:
         fresh = testing.TestClient(create_app("public", svc))
         assert fresh.simulate_get("/api/client/me", headers=bearer(token)).status_code == 401
@@ -109,7 +109,7 @@ def test_disabling_a_cc_user_ends_its_sessions(internal: testing.TestClient, cc_
 def test_rate_limits_fall_back_per_process_when_valkey_is_down(make_settings) -> None:
     from lib.config.app import set_values
 
-    svc = Services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    svc = build_services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     try:
         set_values(svc.db, None, {"anonymous_signups_per_ip_per_hour": 2}, None)
         client = testing.TestClient(create_app("public", svc))

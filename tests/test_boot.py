@@ -12,8 +12,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from lib.config.env import ConfigError, Settings
-from lib.services import Services
 from runtime import boot
+from runtime.container import build_services
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def restore_tz():
 
 
 def test_pool_sessions_are_pinned(make_settings) -> None:
-    svc = Services(make_settings(server_tz="Asia/Jakarta"))
+    svc = build_services(make_settings(server_tz="Asia/Jakarta"))
     try:
         row = svc.db.fetch_one(
             "SELECT current_setting('TimeZone') AS tz, to_char(timestamptz '2026-01-01 00:00Z', 'HH24') AS local_hour"

@@ -12,6 +12,7 @@ from lib.config.app import KEYS
 from lib.config.env import Settings
 from lib.services import Services
 from runtime.app import create_app
+from runtime.container import build_services
 from tests.conftest import bearer
 
 GOOD: dict[str, Any] = {
@@ -156,7 +157,7 @@ def test_mitra_ping_keeps_its_contract(internal: testing.TestClient, admin: str)
 def test_a_change_reaches_another_process_within_a_second(
     internal: testing.TestClient, settings: Settings, admin: str
 ) -> None:
-    other = Services(settings, application_name="other-process")
+    other = build_services(settings, application_name="other-process")
     try:
         client = testing.TestClient(create_app("public", other))
         assert client.simulate_get("/api/shared/support-handles").json["data"] == {}  # cached now
@@ -175,7 +176,7 @@ def test_without_valkey_a_change_arrives_when_the_cache_expires(
 ) -> None:
     from tests.helpers import free_port
 
-    other = Services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"), application_name="no-valkey")
+    other = build_services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"), application_name="no-valkey")
     try:
         client = testing.TestClient(create_app("public", other))
         assert client.simulate_get("/api/shared/support-handles").json["data"] == {}

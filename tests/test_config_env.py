@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from lib.config.env import ConfigError, Settings, check_jwt_secret, env_bool, env_int, load_settings
-from lib.services import Services
 from runtime.app import create_app
+from runtime.container import build_services
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -83,9 +83,8 @@ def test_bad_jwt_secrets_are_refused(secret: str, why: str) -> None:
 
 
 def test_app_refuses_to_start_with_a_short_secret() -> None:
-    services = Services(Settings(auth_jwt_secret="too-short"))
     with pytest.raises(ConfigError, match="AUTH_JWT_SECRET"):
-        create_app("public", services)
+        create_app("public", settings=Settings(auth_jwt_secret="too-short"))
 
 
 def test_secrets_are_not_in_repr() -> None:
@@ -95,4 +94,4 @@ def test_secrets_are_not_in_repr() -> None:
 
 def test_missing_database_url_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="DATABASE_URL is not set"):
-        Services(Settings()).db  # noqa: B018
+        build_services(Settings(redis_url="redis://127.0.0.1:6379/0"))

@@ -67,8 +67,8 @@ def test_a_mitra_keeps_one_device(public: testing.TestClient, services: Services
 
     mitra = make_mitra()
     with services.db.connection() as conn:
-        grant = sign_in(services, conn, "mitra", str(mitra["id"]))
-    token = access_for(services, grant)["access_token"]
+        grant = sign_in(conn, services.settings, "mitra", str(mitra["id"]))
+    token = access_for(services.settings, grant)["access_token"]
     for name in ("old-phone", "new-phone"):
         public.simulate_put(
             "/api/shared/devices/fcm-token", headers=bearer(token), json={"token": name, "platform": "android"}

@@ -16,6 +16,7 @@ from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.errors import Conflict
 from lib.services import Services
 from runtime.app import create_app
+from runtime.container import build_services
 from runtime.router import Route
 
 
@@ -104,7 +105,7 @@ def test_ready_reports_database_and_valkey(request: pytest.FixtureRequest, clien
 def test_ready_valkey_down_is_still_ready(make_settings) -> None:
     from tests.helpers import free_port
 
-    svc = Services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    svc = build_services(make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
     try:
         result = testing.TestClient(create_app("public", svc)).simulate_get("/ready")
     finally:
@@ -117,7 +118,9 @@ def test_ready_valkey_down_is_still_ready(make_settings) -> None:
 def test_ready_database_down_is_503_with_retry_after(make_settings) -> None:
     from tests.helpers import free_port
 
-    svc = Services(make_settings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x", db_pool_timeout=0.5))
+    svc = build_services(
+        make_settings(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/x", db_pool_timeout=0.5)
+    )
     try:
         result = testing.TestClient(create_app("public", svc)).simulate_get("/ready")
     finally:

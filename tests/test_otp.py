@@ -15,6 +15,7 @@ from lib.config.app import set_values
 from lib.config.env import ConfigError, Settings
 from lib.services import Services
 from runtime.app import create_app
+from runtime.container import build_services
 from tests.conftest import bearer
 
 PHONE = "+6281234567890"
@@ -240,9 +241,9 @@ def test_stub_provider_refused_in_production(settings: Settings) -> None:
 
     prod = replace(settings, app_env="production")
     with pytest.raises(ConfigError, match="OTP_ALLOW_STUB"):
-        create_app("public", Services(prod))
-    create_app("public", Services(replace(prod, otp_allow_stub=True)))
-    create_app("internal", Services(prod))  # the internal listener sends no codes
+        create_app("public", build_services(prod))
+    create_app("public", build_services(replace(prod, otp_allow_stub=True)))
+    create_app("internal", build_services(prod))  # the internal listener sends no codes
 
 
 def test_otp_codes_never_reach_other_logs(public: testing.TestClient, caplog, sms) -> None:

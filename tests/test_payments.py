@@ -17,9 +17,10 @@ from falcon import testing
 
 from lib.config.env import Settings
 from lib.payments.sweeps import expire_overdue, reconcile, recover_invoices, reemit_unpaired
-from lib.presence import set_online
+from lib.presence.state import set_online
 from lib.services import Services
 from runtime.app import create_app
+from runtime.container import build_services
 from tests.conftest import PROJECT_ROOT, bearer
 from tests.fakes import FakeXendit
 
@@ -48,7 +49,7 @@ def pay_settings(settings: Settings, xendit: FakeXendit) -> Settings:
 
 @pytest.fixture
 def pay(pay_settings: Settings) -> Iterator[Services]:
-    svc = Services(pay_settings, application_name="payments-test")
+    svc = build_services(pay_settings, application_name="payments-test")
     yield svc
     svc.close()
 
@@ -68,7 +69,7 @@ def confirmed_events(pay: Services) -> list[str]:
 @pytest.fixture
 def online_mitra(pay: Services, make_mitra) -> dict[str, Any]:
     mitra = make_mitra("+6281277700001", "Bestie Online")
-    set_online(pay, str(mitra["id"]), True)
+    set_online(pay.db, pay.valkey, str(mitra["id"]), True)
     return dict(mitra)
 
 
@@ -212,7 +213,7 @@ def test_gateway_failure_leaves_nothing_behind(app, pay, xendit, online_mitra, c
 def slow_xendit(pay_settings: Settings, xendit: FakeXendit) -> Iterator[tuple[testing.TestClient, Services]]:
     """Xendit creates the invoice but answers after our client has given up waiting."""
     xendit.create_answer_delay = 1.0
-    svc = Services(replace(pay_settings, xendit_timeout_seconds=0.3), application_name="payments-slow")
+    svc = build_services(replace(pay_settings, xendit_timeout_seconds=0.3), application_name="payments-slow")
     yield testing.TestClient(create_app("public", svc)), svc
     svc.close()
 
@@ -240,12 +241,12 @@ def test_a_timed_out_create_keeps_the_request_until_paid(slow_xendit, xendit, on
     assert replay.status_code == 409 and replay.json["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS"
     assert len(xendit.created) == 1
 
-    assert recover_invoices(svc) == {}  # too young: its create call may still be running
+    assert recover_invoices(svc.db, svc.payment_gateway) == {}  # too young: its create call may still be running
     svc.db.execute("UPDATE payment_requests SET created_at = now() - interval '20 seconds'")
-    assert recover_invoices(svc) == {request_id: "gateway_error"}
+    assert recover_invoices(svc.db, svc.payment_gateway) == {request_id: "gateway_error"}
     xendit.lookups_fail = False
     svc.db.execute("UPDATE payment_requests SET last_reconciled_at = now() - interval '1 minute'")
-    assert recover_invoices(svc) == {request_id: "recovered"}
+    assert recover_invoices(svc.db, svc.payment_gateway) == {request_id: "recovered"}
     replayed = _create(app, customer, _tier(svc), key="timeout-key-2")
     assert replayed.status_code == 201 and replayed.json["data"]["invoice_url"].startswith("https://checkout")
     assert len(xendit.created) == 1
@@ -271,10 +272,10 @@ def test_recovery_expires_a_request_xendit_never_created(app, pay, xendit, onlin
     pay.db.execute("UPDATE payment_requests SET invoice_url = NULL, xendit_invoice_id = NULL")
     xendit.invoices.clear()
     pay.db.execute("UPDATE payment_requests SET created_at = now() - interval '30 seconds'")
-    assert recover_invoices(pay) == {doc["id"]: "not_found_yet"}
-    assert expire_overdue(pay) == []  # an invoice-less request is not expired by age alone
+    assert recover_invoices(pay.db, pay.payment_gateway) == {doc["id"]: "not_found_yet"}
+    assert expire_overdue(pay.db) == []  # an invoice-less request is not expired by age alone
     pay.db.execute("UPDATE payment_requests SET created_at = now() - interval '3 minutes', last_reconciled_at = NULL")
-    assert recover_invoices(pay) == {doc["id"]: "expired"}
+    assert recover_invoices(pay.db, pay.payment_gateway) == {doc["id"]: "expired"}
     assert _create(app, customer, _tier(pay)).status_code == 201  # the customer is free to pay again
 
 
@@ -392,7 +393,7 @@ def test_fallback_sink_when_the_log_insert_fails(pay_settings, tmp_path: Path) -
         xendit_webhook_fallback_dir=str(tmp_path),
         xendit_webhook_fallback_name="sink",
     )
-    svc = Services(down)
+    svc = build_services(down)
     try:
         client = testing.TestClient(create_app("public", svc))
         body = {"external_id": "00000000-0000-4000-8000-000000000001", "status": "PAID", "amount": 30000}
@@ -411,9 +412,9 @@ def test_fallback_sink_when_the_log_insert_fails(pay_settings, tmp_path: Path) -
 
 def test_expiry_job(app, pay, online_mitra, customer) -> None:
     doc = _create(app, customer, _tier(pay)).json["data"]
-    assert expire_overdue(pay) == []
+    assert expire_overdue(pay.db) == []
     pay.db.execute("UPDATE payment_requests SET expires_at = now() - interval '1 second'")
-    assert expire_overdue(pay) == [doc["id"]]
+    assert expire_overdue(pay.db) == [doc["id"]]
     assert _status(pay, doc["id"]) == "expired"
     # A payment that arrives after our expiry is still money received: it confirms.
     assert _callback(app, _paid(doc)).json == {"ok": True, "confirmed": True}
@@ -423,30 +424,30 @@ def test_reconcile_job_asks_xendit(app, pay, xendit, online_mitra, customer, con
     doc = _create(app, customer, _tier(pay)).json["data"]
     other = anonymous()
     doc2 = _create(app, other, _tier(pay)).json["data"]
-    assert reconcile(pay) == {}  # too young to bother Xendit
+    assert reconcile(pay.db, pay.payment_gateway, pay.payment_events) == {}  # too young to bother Xendit
     pay.db.execute("UPDATE payment_requests SET created_at = now() - interval '4 minutes'")
     invoice1 = pay.db.fetch_one("SELECT xendit_invoice_id FROM payment_requests WHERE id = %(id)s", {"id": doc["id"]})
     invoice2 = pay.db.fetch_one("SELECT xendit_invoice_id FROM payment_requests WHERE id = %(id)s", {"id": doc2["id"]})
     assert invoice1 and invoice2
     xendit.set_status(invoice1["xendit_invoice_id"], "PAID", paid_amount=doc["amount"], payment_channel="QRIS")
     xendit.set_status(invoice2["xendit_invoice_id"], "EXPIRED")
-    assert reconcile(pay) == {doc["id"]: "confirmed", doc2["id"]: "expired"}
+    assert reconcile(pay.db, pay.payment_gateway, pay.payment_events) == {doc["id"]: "confirmed", doc2["id"]: "expired"}
     assert confirmed_events == [doc["id"]]
-    assert reconcile(pay) == {}  # nothing pending any more
+    assert reconcile(pay.db, pay.payment_gateway, pay.payment_events) == {}  # nothing pending any more
 
 
 def test_reemit_job(app, pay, online_mitra, customer, confirmed_events) -> None:
     doc = _create(app, customer, _tier(pay)).json["data"]
     _callback(app, _paid(doc))
-    assert reemit_unpaired(pay) == []  # too recent
+    assert reemit_unpaired(pay.db, pay.payment_events) == []  # too recent
     pay.db.execute("UPDATE payment_requests SET confirmed_at = now() - interval '1 minute'")
-    assert reemit_unpaired(pay) == [doc["id"]]
-    assert reemit_unpaired(pay) == []  # not again right away
+    assert reemit_unpaired(pay.db, pay.payment_events) == [doc["id"]]
+    assert reemit_unpaired(pay.db, pay.payment_events) == []  # not again right away
     assert confirmed_events == [doc["id"], doc["id"]]
 
 
 def test_confirmation_reaches_other_processes_over_the_bus(app, pay, settings, online_mitra, customer) -> None:
-    other = Services(settings, application_name="pairing-process")
+    other = build_services(settings, application_name="pairing-process")
     received: list[str] = []
     done = threading.Event()
     try:
@@ -468,15 +469,15 @@ def test_confirmation_reaches_other_processes_over_the_bus(app, pay, settings, o
 
 
 def test_dev_confirm_hook_uses_the_webhook_path(settings: Settings, make_mitra, anonymous) -> None:
-    dev = Services(replace(settings, xendit_webhook_token=TOKEN))  # simulated gateway (XENDIT_ENABLED=false)
-    prod = Services(replace(settings, app_env="production", otp_allow_stub=True))
+    dev = build_services(replace(settings, xendit_webhook_token=TOKEN))  # simulated gateway (XENDIT_ENABLED=false)
+    prod = build_services(replace(settings, app_env="production", otp_allow_stub=True))
     try:
         public, internal = (
             testing.TestClient(create_app("public", dev)),
             testing.TestClient(create_app("internal", dev)),
         )
         mitra = make_mitra("+6281277700002", "Dev Bestie")
-        set_online(dev, str(mitra["id"]), True)
+        set_online(dev.db, dev.valkey, str(mitra["id"]), True)
         pair = anonymous()
         tier = _tier(dev)
         doc = public.simulate_post(

@@ -12,22 +12,13 @@ from falcon import testing
 
 from lib.config.app import set_values
 from lib.config.env import Settings
-from lib.presence import (
-    DEACTIVATED,
-    ONLINE,
-    SNAPSHOT,
-    AvailabilityCache,
-    availability,
-    capacity_key,
-    find_available_mitras,
-    flush_heartbeats,
-    heartbeat_key,
-    recompute_capacity,
-    reseed,
-    sweep_stale,
-)
+from lib.presence.availability import AvailabilityCache, availability, find_available_mitras
+from lib.presence.keys import DEACTIVATED, ONLINE, SNAPSHOT, capacity_key, heartbeat_key
+from lib.presence.mirror import flush_heartbeats, heal, reseed
+from lib.presence.state import recompute_capacity, sweep_stale
 from lib.services import Services
 from runtime.app import create_app
+from runtime.container import build_services
 from tests.conftest import bearer
 
 STATUS = "/api/mitra/status"
@@ -93,7 +84,7 @@ def test_heartbeat_touches_only_valkey_then_flushes(
     assert after == before  # no PostgreSQL write on the hot path
     beat = float(services.valkey.get(heartbeat_key(str(mitra["id"]))) or 0)
     assert abs(beat - time.time()) < 5
-    assert flush_heartbeats(services) == 1
+    assert flush_heartbeats(services.db, services.valkey) == 1
     flushed = services.db.fetch_one(
         "SELECT last_heartbeat_at FROM mitra_online_status WHERE mitra_id = %(m)s", {"m": mitra["id"]}
     )
@@ -116,13 +107,13 @@ def test_stale_sweep(public: testing.TestClient, services: Services, mitra_login
     services.valkey.set(heartbeat_key(str(stale["id"])), time.time() - 60)
     # The fresh one's PostgreSQL copy is old too, but its Valkey heartbeat is new: the sweep flushes first.
     public.simulate_post(f"{STATUS}/heartbeat", headers=bearer(fresh_token))
-    assert sweep_stale(services) == [str(stale["id"])]
+    assert sweep_stale(services.db, services.valkey, services.config) == [str(stale["id"])]
     assert _logs(services, stale["id"]) == [(True, "manual"), (False, "stale_sweep")]
     assert services.valkey.smembers(ONLINE) == {str(fresh["id"])}
     set_values(services.db, None, {"require_ping": False}, None)
     services.config.invalidate()
     services.db.execute("UPDATE mitra_online_status SET last_heartbeat_at = now() - interval '1 hour'")
-    assert sweep_stale(services) == []  # heartbeats not enforced
+    assert sweep_stale(services.db, services.valkey, services.config) == []  # heartbeats not enforced
 
 
 def test_capacity_counts_live_sessions(public: testing.TestClient, services: Services, mitra_login) -> None:
@@ -130,14 +121,17 @@ def test_capacity_counts_live_sessions(public: testing.TestClient, services: Ser
     _online(public, token)
     _sessions(services, mitra["id"], 2, "active")
     _sessions(services, mitra["id"], 1, "completed")
-    assert recompute_capacity(services, str(mitra["id"])) == 2
+    assert recompute_capacity(services.db, services.valkey, str(mitra["id"])) == 2
     status = public.simulate_get(STATUS, headers=bearer(token)).json["data"]
     assert (status["active_session_count"], status["available_slots"]) == (2, 1)
-    assert find_available_mitras(services) == [str(mitra["id"])]
+    assert find_available_mitras(services.db, services.valkey, services.config) == [str(mitra["id"])]
     _sessions(services, mitra["id"], 1, "closing")
-    recompute_capacity(services, str(mitra["id"]))
-    assert find_available_mitras(services) == []
-    assert availability(services, AvailabilityCache()) == {"available": False, "count": 0}
+    recompute_capacity(services.db, services.valkey, str(mitra["id"]))
+    assert find_available_mitras(services.db, services.valkey, services.config) == []
+    assert availability(services.db, services.valkey, services.config, AvailabilityCache()) == {
+        "available": False,
+        "count": 0,
+    }
 
 
 def test_availability_endpoint_and_snapshot(
@@ -149,7 +143,10 @@ def test_availability_endpoint_and_snapshot(
     _, token = mitra_login()
     _online(public, token)
     assert services.valkey.get(SNAPSHOT) is None  # a change drops the shared snapshot
-    assert availability(services, AvailabilityCache()) == {"available": True, "count": 1}
+    assert availability(services.db, services.valkey, services.config, AvailabilityCache()) == {
+        "available": True,
+        "count": 1,
+    }
     assert services.valkey.ttl(SNAPSHOT) <= 10
     _, mitra_token = mitra_login()
     assert public.simulate_get("/api/client/mitra-availability", headers=bearer(mitra_token)).status_code == 403
@@ -167,7 +164,7 @@ def test_find_available_mitras_rules(public: testing.TestClient, services: Servi
     )
     services.valkey.delete(heartbeat_key(str(stale["id"])))
     services.db.execute("UPDATE mitras SET is_active = false WHERE id = %(m)s", {"m": gone["id"]})
-    assert find_available_mitras(services) == [str(ok["id"])]
+    assert find_available_mitras(services.db, services.valkey, services.config) == [str(ok["id"])]
 
 
 def test_deactivation_end_to_end(
@@ -185,7 +182,7 @@ def test_deactivation_end_to_end(
     beat = public.simulate_post(f"{STATUS}/heartbeat", headers=bearer(token))
     assert beat.status_code == 401  # its sessions are revoked
     assert services.valkey.sismember(DEACTIVATED, str(mitra["id"])) == 1
-    assert find_available_mitras(services) == []
+    assert find_available_mitras(services.db, services.valkey, services.config) == []
     again = internal.simulate_patch(
         f"/internal/mitras/{mitra['id']}/status", headers=bearer(admin), json={"is_active": True}
     )
@@ -206,32 +203,30 @@ def test_reseed_rebuilds_the_mirror(public: testing.TestClient, services: Servic
     _online(public, token)
     _sessions(services, online["id"], 1)
     services.valkey.flushdb()  # Valkey restarted empty
-    reseed(services)
+    reseed(services.db, services.valkey)
     assert services.valkey.smembers(ONLINE) == {str(online["id"])}
     assert services.valkey.smembers(DEACTIVATED) == {str(inactive["id"])}
     assert services.valkey.get(capacity_key(str(online["id"]))) == "1"
     assert services.valkey.get(heartbeat_key(str(online["id"]))) is not None
     services.valkey.sadd(ONLINE, "00000000-0000-4000-8000-000000000000")  # drift
-    reseed(services)
+    reseed(services.db, services.valkey)
     assert services.valkey.smembers(ONLINE) == {str(online["id"])}
 
 
 def test_heal_rebuilds_after_valkey_loses_its_data(public: testing.TestClient, services: Services, mitra_login) -> None:
-    from lib.presence import heal
-
     mitra, token = mitra_login()
     _online(public, token)
-    assert heal(services, full_every=60) is True  # first run: nothing seeded yet
-    assert heal(services, full_every=60) is False  # seeded recently: one GET, nothing else
+    assert heal(services.db, services.valkey, full_every=60) is True  # first run: nothing seeded yet
+    assert heal(services.db, services.valkey, full_every=60) is False  # seeded recently: one GET, nothing else
     services.valkey.flushdb()  # what a Valkey restart looks like from here
-    assert heal(services, full_every=60) is True
+    assert heal(services.db, services.valkey, full_every=60) is True
     assert services.valkey.smembers(ONLINE) == {str(mitra["id"])}
 
 
 def test_everything_keeps_working_with_valkey_stopped(
     settings: Settings, throwaway_valkey, mitra_login, anonymous
 ) -> None:
-    svc = Services(replace(settings, redis_url=throwaway_valkey.url))
+    svc = build_services(replace(settings, redis_url=throwaway_valkey.url))
     try:
         client = testing.TestClient(create_app("public", svc))
         mitra, token = mitra_login()
@@ -251,7 +246,7 @@ def test_everything_keeps_working_with_valkey_stopped(
         time.sleep(1.1)  # past the per-process availability cache
         avail = client.simulate_get("/api/client/mitra-availability", headers=bearer(customer))
         assert avail.status_code == 200 and avail.json["data"] == {"available": True, "count": 1}
-        assert find_available_mitras(svc) == [str(mitra["id"])]
+        assert find_available_mitras(svc.db, svc.valkey, svc.config) == [str(mitra["id"])]
         assert client.simulate_post(f"{STATUS}/offline", headers=bearer(token)).status_code == 200
         svc.db.execute("UPDATE mitras SET is_active = false WHERE id = %(m)s", {"m": mitra["id"]})
         beat = client.simulate_post(f"{STATUS}/heartbeat", headers=bearer(token))

@@ -13,8 +13,8 @@ import pytest
 from falcon import testing
 
 from lib.config.env import Settings
-from lib.services import Services
 from runtime.app import create_app
+from runtime.container import build_services
 from tests.conftest import TEST_SECRET, bearer
 from tests.fakes import JwksServer
 
@@ -47,7 +47,7 @@ def social(settings: Settings, google: JwksServer, apple: JwksServer) -> Iterato
         google_jwks_url=google.url,
         apple_jwks_url=apple.url,
     )
-    svc = Services(configured)
+    svc = build_services(configured)
     yield testing.TestClient(create_app("public", svc))
     svc.close()
 
@@ -198,7 +198,7 @@ def test_disabled_providers(public: testing.TestClient) -> None:
 def test_keys_endpoint_down_is_401_not_500(settings: Settings) -> None:
     from tests.helpers import free_port
 
-    svc = Services(
+    svc = build_services(
         replace(settings, google_client_ids=(GOOGLE_CLIENT,), google_jwks_url=f"http://127.0.0.1:{free_port()}/keys")
     )
     try:

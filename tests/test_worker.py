@@ -14,6 +14,7 @@ import pytest
 from lib.config.env import Settings
 from lib.jobs import Job
 from lib.services import Services
+from runtime.container import build_services
 from runtime.worker import JobModule, Worker, discover_jobs
 from tests.conftest import PROJECT_ROOT, TEST_SECRET
 
@@ -39,7 +40,7 @@ class _Counter:
 def test_two_replicas_never_run_the_same_tick(settings: Settings) -> None:
     counter = _Counter()
     job = JobModule("counter", Job(every=lambda s: 0.5), counter)  # type: ignore[arg-type]
-    services = [Services(settings, application_name=f"w{i}") for i in range(2)]
+    services = [build_services(settings, application_name=f"w{i}") for i in range(2)]
     workers = [Worker(svc, [job], poll_seconds=0.02) for svc in services]
     try:
         for w in workers:
@@ -113,13 +114,13 @@ def test_worker_process_stops_cleanly_on_sigterm(settings: Settings) -> None:
 
 
 def test_stale_sweep_runs_on_its_cadence(settings: Settings, services: Services, mitra_login) -> None:
-    from lib.presence import set_online
+    from lib.presence.state import set_online
 
     mitra, _ = mitra_login()
-    set_online(services, str(mitra["id"]), True)
+    set_online(services.db, services.valkey, str(mitra["id"]), True)
     services.db.execute("UPDATE mitra_online_status SET last_heartbeat_at = now() - interval '1 minute'")
     services.valkey.delete(f"mitra:heartbeat:{mitra['id']}")
-    fast = Services(replace(settings, mitra_auto_offline_sweep_seconds=1), application_name="fast-worker")
+    fast = build_services(replace(settings, mitra_auto_offline_sweep_seconds=1), application_name="fast-worker")
     worker = Worker(fast, [j for j in discover_jobs() if j.name == "mitra_stale_sweep"], poll_seconds=0.05)
     try:
         worker.start()

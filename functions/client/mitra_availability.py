@@ -5,10 +5,11 @@ from typing import Any
 import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.presence import availability
+from lib.presence.availability import availability
 
 ENDPOINT = Endpoint(method="GET", route="/api/client/mitra-availability", auth=Auth.CUSTOMER)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    return availability(ctx.services, ctx.services.availability_cache)
+    s = ctx.services
+    return availability(s.db, s.valkey, s.config, s.availability_cache)

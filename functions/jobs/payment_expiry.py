@@ -7,4 +7,4 @@ JOB = Job(every=lambda s: s.payment_sweep_seconds)
 
 
 def run(ctx: JobCtx) -> None:
-    expire_overdue(ctx.services)
+    expire_overdue(ctx.services.db)

@@ -7,4 +7,5 @@ JOB = Job(every=lambda s: s.payment_sweep_seconds)
 
 
 def run(ctx: JobCtx) -> None:
-    reconcile(ctx.services)
+    s = ctx.services
+    reconcile(s.db, s.payment_gateway, s.payment_events)

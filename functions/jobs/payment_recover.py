@@ -8,4 +8,4 @@ JOB = Job(every=lambda s: min(10, s.payment_sweep_seconds))
 
 
 def run(ctx: JobCtx) -> None:
-    recover_invoices(ctx.services)
+    recover_invoices(ctx.services.db, ctx.services.payment_gateway)

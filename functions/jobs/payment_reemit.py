@@ -7,4 +7,4 @@ JOB = Job(every=lambda s: s.payment_sweep_seconds)
 
 
 def run(ctx: JobCtx) -> None:
-    reemit_unpaired(ctx.services)
+    reemit_unpaired(ctx.services.db, ctx.services.payment_events)

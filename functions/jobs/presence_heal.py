@@ -2,7 +2,7 @@
 (restart, flush, failover), and every PRESENCE_HEAL_SECONDS against drift."""
 
 from lib.jobs import Job, JobCtx
-from lib.presence import heal
+from lib.presence.mirror import heal
 from lib.valkey import VALKEY_ERRORS
 
 # Checked every few seconds (a cheap GET); the full rebuild happens when due or when the mirror is gone.
@@ -11,6 +11,7 @@ JOB = Job(every=lambda s: min(5, s.presence_heal_seconds), run_at_start=True)
 
 def run(ctx: JobCtx) -> None:
     try:
-        heal(ctx.services, ctx.services.settings.presence_heal_seconds)
+        s = ctx.services
+        heal(s.db, s.valkey, s.settings.presence_heal_seconds)
     except VALKEY_ERRORS:
         ctx.log.warning("presence mirror not rebuilt: Valkey unavailable")

@@ -9,8 +9,8 @@ import falcon
 
 from lib.auth.flows import access_for
 from lib.auth.sessions import SessionGrant
+from lib.config.env import Settings
 from lib.errors import Forbidden
-from lib.services import Services
 
 COOKIE = "cc_refresh_token"
 COOKIE_PATH = "/internal/auth"
@@ -33,17 +33,17 @@ def clear_cookie() -> dict[str, Any]:
     return {"name": COOKIE, "unset": True, "path": COOKIE_PATH}
 
 
-def cc_token_response(services: Services, grant: SessionGrant, user: dict[str, Any]) -> dict[str, Any]:
+def cc_token_response(settings: Settings, grant: SessionGrant, user: dict[str, Any]) -> dict[str, Any]:
     """Like the app token pair, minus the refresh token (it travels only in the cookie)."""
     return {
-        **access_for(services, grant, user["role"]),
+        **access_for(settings, grant, user["role"]),
         "refresh_token_expires_at": grant.refresh_expires_at,
         "user": user,
     }
 
 
-def check_origin(req: falcon.Request, services: Services) -> None:
+def check_origin(req: falcon.Request, allowed: tuple[str, ...]) -> None:
     """Cookie-authenticated calls must come from the control center's own origin (CSRF)."""
     origin = req.get_header("Origin")
-    if not origin or origin not in services.settings.cc_origin:
+    if not origin or origin not in allowed:
         raise Forbidden("Origin not allowed", code="ORIGIN_NOT_ALLOWED")

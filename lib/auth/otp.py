@@ -15,6 +15,8 @@ from typing import Any
 import bcrypt
 
 from lib.auth.accounts import mask_phone
+from lib.config.app import AppConfig
+from lib.db import Database
 from lib.errors import (
     ApiError,
     BadGateway,
@@ -26,7 +28,7 @@ from lib.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from lib.services import Services
+from lib.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +83,20 @@ class OtpSent:
         }
 
 
-def check_mitra_phone(services: Services, phone: str) -> None:
-    row = services.db.fetch_one("SELECT is_active FROM mitras WHERE phone = %(p)s", {"p": phone})
+def check_mitra_phone(db: Database, phone: str) -> None:
+    row = db.fetch_one("SELECT is_active FROM mitras WHERE phone = %(p)s", {"p": phone})
     if row is None:
         raise NotFound("No Bestie account uses this number", code="ACCOUNT_NOT_FOUND")
     if not row["is_active"]:
         raise Forbidden("This Bestie account is inactive", code="ACCOUNT_INACTIVE")
 
 
-def request_code(services: Services, flow: str, raw_phone: str, client_ip: str) -> OtpSent:
-    cfg = services.config
+def request_code(
+    db: Database, cfg: AppConfig, limiter: RateLimiter, secret: str, *, flow: str, raw_phone: str, client_ip: str
+) -> OtpSent:
+    """Send a code (or arm a bypass entry); `secret` keys the stored code hashes."""
     phone = normalize_phone(raw_phone)
-    services.rate_limiter.hit(
+    limiter.hit(
         "otp-ip",
         client_ip,
         cfg.int("otp_max_per_ip_per_hour"),
@@ -101,11 +105,11 @@ def request_code(services: Services, flow: str, raw_phone: str, client_ip: str) 
         message="Too many codes requested from this network",
     )
     if flow == "mitra":
-        check_mitra_phone(services, phone)
+        check_mitra_phone(db, phone)
     cooldown = cfg.int("otp_resend_cooldown_seconds")
     request_id = str(uuid.uuid4())
     code = f"{secrets.randbelow(1_000_000):06d}"
-    with services.db.connection() as conn:
+    with db.connection() as conn:
         # One request per phone at a time, so the cooldown and hourly count cannot be raced.
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('otp:' || %(p)s, 0))", {"p": phone})
         recent = conn.execute(
@@ -141,7 +145,7 @@ def request_code(services: Services, flow: str, raw_phone: str, client_ip: str) 
                 "id": request_id,
                 "f": flow,
                 "p": phone,
-                "h": None if bypass else _code_hash(services.settings.auth_jwt_secret, request_id, code),
+                "h": None if bypass else _code_hash(secret, request_id, code),
                 "b": bypass["id"] if bypass else None,
                 "m": cfg.int("otp_max_attempts"),
                 "ip": client_ip,
@@ -153,7 +157,7 @@ def request_code(services: Services, flow: str, raw_phone: str, client_ip: str) 
         try:
             StubOtpProvider().send(phone, code)
         except Exception as exc:
-            services.db.execute("UPDATE otp_requests SET consumed_at = now() WHERE id = %(id)s", {"id": request_id})
+            db.execute("UPDATE otp_requests SET consumed_at = now() WHERE id = %(id)s", {"id": request_id})
             log.error("OTP provider failed: %s", type(exc).__name__)
             raise BadGateway("Could not send the code", code="OTP_PROVIDER_FAILED") from exc
     return OtpSent(
@@ -187,17 +191,17 @@ def _refuse(row: dict[str, Any], flow: str, cooldown: int) -> ApiError | None:
     return None
 
 
-def verify_code(services: Services, flow: str, request_id: str, code: str) -> str:
+def verify_code(db: Database, cfg: AppConfig, secret: str, *, flow: str, request_id: str, code: str) -> str:
     """Consume the code; returns the verified phone number."""
     if not _CODE.match(code or ""):
         raise ValidationFailed({"code": ["Must be 6 digits."]}, code="CODE_INVALID")
-    cooldown = services.config.int("otp_resend_cooldown_seconds")
+    cooldown = cfg.int("otp_resend_cooldown_seconds")
     select = (
         "SELECT o.*, b.code_hash AS bypass_hash, b.expires_at AS bypass_expires_at, now() AS now, "
         "extract(epoch FROM now() - o.created_at) AS age "
         "FROM otp_requests o LEFT JOIN otp_bypass_entries b ON b.id = o.bypass_id WHERE o.id = %(id)s"
     )
-    with services.db.connection() as conn:
+    with db.connection() as conn:
         row = conn.execute(select, {"id": request_id}).fetchone()
         if row is None:
             raise NotFound("Unknown code request", code="OTP_NOT_FOUND")
@@ -206,13 +210,13 @@ def verify_code(services: Services, flow: str, request_id: str, code: str) -> st
             raise refusal
         counted = conn.execute(_ATTEMPT, {"id": request_id}).fetchone()
     if counted is None:  # lost a race with another attempt: report what the row says now
-        row = services.db.fetch_one(select, {"id": request_id})
+        row = db.fetch_one(select, {"id": request_id})
         assert row is not None
         raise _refuse(row, flow, cooldown) or Conflict("This code was already used", code="OTP_USED")
-    if not _matches(services, row, request_id, code):
+    if not _matches(cfg, secret, row, request_id, code):
         left = counted["max_attempts"] - counted["attempts"]
         raise Unauthorized("Wrong code", code="CODE_MISMATCH", details={"attempts_remaining": left})
-    used = services.db.fetch_one(
+    used = db.fetch_one(
         "UPDATE otp_requests SET consumed_at = now() WHERE id = %(id)s AND consumed_at IS NULL RETURNING phone",
         {"id": request_id},
     )
@@ -222,13 +226,11 @@ def verify_code(services: Services, flow: str, request_id: str, code: str) -> st
     return phone
 
 
-def _matches(services: Services, row: dict[str, Any], request_id: str, code: str) -> bool:
+def _matches(cfg: AppConfig, secret: str, row: dict[str, Any], request_id: str, code: str) -> bool:
     if row["bypass_id"] is not None:
         still_valid = (
-            row["bypass_hash"] is not None
-            and row["bypass_expires_at"] > row["now"]
-            and services.config.bool("otp_bypass_enabled")
+            row["bypass_hash"] is not None and row["bypass_expires_at"] > row["now"] and cfg.bool("otp_bypass_enabled")
         )
         return still_valid and bcrypt.checkpw(code.encode(), row["bypass_hash"].encode())
-    expected = _code_hash(services.settings.auth_jwt_secret, request_id, code)
+    expected = _code_hash(secret, request_id, code)
     return hmac.compare_digest(expected, row["code_hash"] or "")

@@ -56,13 +56,32 @@ class RevocationList:
             for sid in session_ids:
                 self._ids[sid] = forget_at
 
-    def revoke(self, session_ids: list[str]) -> None:
+    def revoke_sessions(self, session_ids: list[str], *, reason: str) -> list[str]:
+        """End these sessions: PostgreSQL first, then every process. Returns the ids it revoked."""
+        rows = self._db.fetch_all(
+            "UPDATE auth_sessions SET revoked_at = now(), revoked_reason = %(r)s "
+            "WHERE id = ANY(%(ids)s::uuid[]) AND revoked_at IS NULL RETURNING id",
+            {"ids": session_ids, "r": reason},
+        )
+        return self._announce([str(r["id"]) for r in rows])
+
+    def revoke_user(self, user_type: str, user_id: str, *, reason: str, keep: str | None = None) -> list[str]:
+        """End every session of a user (but `keep`, the caller's own, when given)."""
+        rows = self._db.fetch_all(
+            "UPDATE auth_sessions SET revoked_at = now(), revoked_reason = %(r)s "
+            "WHERE user_type = %(t)s AND user_id = %(u)s AND revoked_at IS NULL "
+            "AND id IS DISTINCT FROM %(keep)s::uuid RETURNING id",
+            {"t": user_type, "u": user_id, "keep": keep, "r": reason},
+        )
+        return self._announce([str(r["id"]) for r in rows])
+
+    def _announce(self, session_ids: list[str]) -> list[str]:
         """After the database says they are revoked: this process now, the others over the bus."""
-        if not session_ids:
-            return
-        self.add(session_ids)
-        if self._bus is not None:
-            self._bus.publish(CHANNEL, ",".join(session_ids))
+        if session_ids:
+            self.add(session_ids)
+            if self._bus is not None:
+                self._bus.publish(CHANNEL, ",".join(session_ids))
+        return session_ids
 
     def start(self) -> None:
         with self._lock:

@@ -7,12 +7,14 @@ from typing import Any
 from lib.auth.accounts import load_account, require_usable
 from lib.auth.flows import sign_in, token_pair
 from lib.auth.identity import resolve_customer
+from lib.config.env import Settings
+from lib.db import Database
 from lib.principal import Principal
-from lib.services import Services
 
 
 def customer_sign_in(
-    services: Services,
+    db: Database,
+    settings: Settings,
     provider: str,
     subject: str,
     *,
@@ -21,17 +23,17 @@ def customer_sign_in(
     email: str | None = None,
 ) -> dict[str, Any]:
     caller_id = caller.user_id if caller is not None and caller.user_type == "customer" else None
-    with services.db.connection() as conn:
+    with db.connection() as conn:
         customer_id = resolve_customer(conn, provider, subject, caller_id=caller_id, phone=phone, email=email)
         conn.execute("UPDATE customers SET last_login_at = now() WHERE id = %(id)s", {"id": customer_id})
-        grant = sign_in(services, conn, "customer", customer_id)
+        grant = sign_in(conn, settings, "customer", customer_id)
         account = require_usable("customer", load_account(conn, "customer", customer_id))
-    return token_pair(services, grant, account)
+    return token_pair(settings, grant, account)
 
 
-def mitra_sign_in(services: Services, phone: str) -> dict[str, Any]:
-    with services.db.connection() as conn:
+def mitra_sign_in(db: Database, settings: Settings, phone: str) -> dict[str, Any]:
+    with db.connection() as conn:
         row = conn.execute("SELECT id FROM mitras WHERE phone = %(p)s", {"p": phone}).fetchone()
         account = require_usable("mitra", load_account(conn, "mitra", str(row["id"])) if row else None)
-        grant = sign_in(services, conn, "mitra", str(account["id"]))
-    return token_pair(services, grant, account)
+        grant = sign_in(conn, settings, "mitra", str(account["id"]))
+    return token_pair(settings, grant, account)

@@ -103,18 +103,21 @@ class AppConfig:
 
     def __init__(self, db: Database, bus: Bus | None = None) -> None:
         self._db = db
+        self._bus = bus
         self._values: dict[str, Any] = {}
         self._rows: dict[str, dict[str, Any]] = {}
         self._loaded_at = 0.0
         self._lock = threading.Lock()
-        if bus is not None:
-            bus.subscribe(CHANNEL, lambda _message: self.invalidate())
-            bus.on_reconnect(self.invalidate)
+        self._listening = False
 
     def invalidate(self) -> None:
         self._loaded_at = 0.0
 
     def _load(self) -> None:
+        if self._bus is not None and not self._listening:  # first read: from now on, hear of changes
+            self._listening = True
+            self._bus.subscribe(CHANNEL, lambda _message: self.invalidate())
+            self._bus.on_reconnect(self.invalidate)
         rows = self._db.fetch_all("SELECT key, value, updated_at, updated_by FROM app_config")
         values: dict[str, Any] = {name: key.default for name, key in KEYS.items()}
         by_key = {row["key"]: row for row in rows}

@@ -9,17 +9,18 @@ import logging
 from typing import Any
 
 import psycopg
+import redis
 
+from lib.chat.states import OPEN
+from lib.config.app import AppConfig
 from lib.db import Database
 from lib.errors import ApiError, Conflict, NotFound, ValidationFailed
 from lib.payments.gateway import Gateway, GatewayError, Invoice, InvoiceOutcomeUnknown
-from lib.presence import find_available_mitras
+from lib.presence.availability import find_available_mitras
 from lib.pricing import quote
-from lib.services import Services
 
 log = logging.getLogger(__name__)
 
-LIVE_SESSION = ("searching", "active", "extending", "closing")
 CONFIRMABLE = ("pending", "expired", "abandoned")  # money that arrives is never ignored
 
 
@@ -78,10 +79,15 @@ def _replay(db: Database, customer_id: str, key: str, digest: str) -> dict[str, 
 
 
 def create_request(
-    services: Services, gateway: Gateway, customer_id: str, body: dict[str, Any], idempotency_key: str | None
+    db: Database,
+    valkey: redis.Redis,
+    config: AppConfig,
+    gateway: Gateway,
+    customer_id: str,
+    body: dict[str, Any],
+    idempotency_key: str | None,
 ) -> dict[str, Any]:
     """The new request's document; a replayed Idempotency-Key (same body) returns the first answer."""
-    db = services.db
     digest = body_hash(body)
     if idempotency_key:
         replay = _replay(db, customer_id, idempotency_key, digest)
@@ -89,17 +95,17 @@ def create_request(
             return replay
     live = db.fetch_one(
         "SELECT 1 FROM chat_sessions WHERE customer_id = %(c)s AND status = ANY(%(s)s) LIMIT 1",
-        {"c": customer_id, "s": list(LIVE_SESSION)},
+        {"c": customer_id, "s": list(OPEN)},
     )
     if live is not None:
         raise Conflict("You already have a chat in progress", code="ALREADY_ACTIVE")
     targeted = str(body["targeted_mitra_id"]) if body.get("targeted_mitra_id") else None
-    available = find_available_mitras(services)
+    available = find_available_mitras(db, valkey, config)
     if targeted and targeted not in available:
         raise Conflict("This Bestie is not available right now", code="MITRA_UNAVAILABLE")
     if not targeted and not available:
         raise Conflict("No Bestie is available right now; no payment was taken", code="NO_MITRA_AVAILABLE")
-    minutes_valid = services.config.int("payment_request_timeout_minutes")
+    minutes_valid = config.int("payment_request_timeout_minutes")
     try:
         with db.connection() as conn:
             price = quote(conn, str(body["tier_id"]), customer_id, mode=body["mode"])

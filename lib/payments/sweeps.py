@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 
+from lib.db import Database
 from lib.errors import ApiError
+from lib.payments.events import PaymentEvents
+from lib.payments.gateway import Gateway
 from lib.payments.requests import attach_invoice, confirm, expire
-from lib.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -17,20 +19,20 @@ RECOVER_AFTER_SECONDS = 15  # a request still without an invoice by then: its cr
 ORPHAN_SECONDS = 120  # no invoice at Xendit this long after creation: none will appear
 
 
-def expire_overdue(services: Services) -> list[str]:
-    rows = services.db.fetch_all(
+def expire_overdue(db: Database) -> list[str]:
+    rows = db.fetch_all(
         "UPDATE payment_requests SET status = 'expired', updated_at = now() "
         "WHERE status = 'pending' AND expires_at <= now() RETURNING id"
     )
     return [str(r["id"]) for r in rows]
 
 
-def recover_invoices(services: Services, limit: int = 50) -> dict[str, str]:
+def recover_invoices(db: Database, gateway: Gateway, limit: int = 50) -> dict[str, str]:
     """Pending requests without an invoice: their create call timed out (or the process died during
     it). Look each up at Xendit by our id, never create again: found -> attached (the customer can
     pay, reconciliation and callbacks confirm); none long after creation -> expired, which frees the
     customer's one open request. A PAID callback still confirms an expired request."""
-    rows = services.db.fetch_all(
+    rows = db.fetch_all(
         "UPDATE payment_requests SET last_reconciled_at = now() WHERE id IN ("
         " SELECT id FROM payment_requests WHERE status = 'pending' AND invoice_url IS NULL "
         " AND created_at < now() - make_interval(secs => %(after)s) "
@@ -43,26 +45,26 @@ def recover_invoices(services: Services, limit: int = 50) -> dict[str, str]:
     for row in rows:
         request_id = str(row["id"])
         try:
-            invoice = services.payment_gateway.find_invoice(request_id)
+            invoice = gateway.find_invoice(request_id)
         except ApiError as exc:
             log.warning("recover %s: %s", request_id, exc.code)
             outcomes[request_id] = "gateway_error"
             continue
         if invoice is not None:
-            attach_invoice(services.db, request_id, invoice)
+            attach_invoice(db, request_id, invoice)
             log.info("recover %s: invoice %s found by external_id", request_id, invoice.id)
             outcomes[request_id] = "recovered"
         elif row["orphaned"]:
-            outcomes[request_id] = "expired" if expire(services.db, request_id) else "unchanged"
+            outcomes[request_id] = "expired" if expire(db, request_id) else "unchanged"
         else:
             outcomes[request_id] = "not_found_yet"
     return outcomes
 
 
-def reconcile(services: Services, limit: int = 50) -> dict[str, str]:
+def reconcile(db: Database, gateway: Gateway, events: PaymentEvents, limit: int = 50) -> dict[str, str]:
     """Ask Xendit about pending invoices older than a few minutes: a callback that timed out is
     never retried by Xendit, so without this a paid customer could wait forever."""
-    rows = services.db.fetch_all(
+    rows = db.fetch_all(
         "UPDATE payment_requests SET last_reconciled_at = now() WHERE id IN ("
         " SELECT id FROM payment_requests WHERE status = 'pending' AND xendit_invoice_id IS NOT NULL "
         " AND created_at < now() - make_interval(secs => %(after)s) "
@@ -75,7 +77,7 @@ def reconcile(services: Services, limit: int = 50) -> dict[str, str]:
     for row in rows:
         request_id = str(row["id"])
         try:
-            invoice = services.payment_gateway.get_invoice(row["xendit_invoice_id"])
+            invoice = gateway.get_invoice(row["xendit_invoice_id"])
         except ApiError as exc:
             log.warning("reconcile %s: %s", request_id, exc.code)
             outcomes[request_id] = "gateway_error"
@@ -85,7 +87,7 @@ def reconcile(services: Services, limit: int = 50) -> dict[str, str]:
             raw = invoice.raw
             paid = raw.get("paid_amount", raw.get("amount"))
             outcome, _ = confirm(
-                services.db,
+                db,
                 request_id,
                 amount=paid if isinstance(paid, int) else -1,
                 currency=str(raw.get("currency") or "IDR"),
@@ -95,19 +97,19 @@ def reconcile(services: Services, limit: int = 50) -> dict[str, str]:
             )
             if outcome == "confirmed":
                 log.info("reconcile %s: confirmed from Xendit's invoice status", request_id)
-                services.payment_events.confirmed(request_id)
+                events.confirmed(request_id)
         elif status == "EXPIRED":
-            outcome = "expired" if expire(services.db, request_id) else "unchanged"
+            outcome = "expired" if expire(db, request_id) else "unchanged"
         else:
             outcome = "still_pending"
         outcomes[request_id] = outcome
     return outcomes
 
 
-def reemit_unpaired(services: Services) -> list[str]:
+def reemit_unpaired(db: Database, events: PaymentEvents) -> list[str]:
     """Confirmed requests that no session has consumed yet: emit the event again (pairing is
     idempotent), in case the first emit died with its process."""
-    rows = services.db.fetch_all(
+    rows = db.fetch_all(
         "UPDATE payment_requests SET last_emitted_at = now() WHERE status = 'confirmed' AND session_id IS NULL "
         "AND confirmed_at < now() - make_interval(secs => %(s)s) "
         "AND (last_emitted_at IS NULL OR last_emitted_at < now() - make_interval(secs => %(s)s)) RETURNING id",
@@ -115,5 +117,5 @@ def reemit_unpaired(services: Services) -> list[str]:
     )
     ids = [str(r["id"]) for r in rows]
     for request_id in ids:
-        services.payment_events.confirmed(request_id)
+        events.confirmed(request_id)
     return ids

@@ -11,9 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lib.config.env import Settings
+from lib.db import Database
 from lib.errors import ApiError, ServiceUnavailable, Unauthorized
+from lib.payments.events import PaymentEvents
 from lib.payments.requests import confirm, expire
-from lib.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,10 @@ def _text(value: Any, limit: int = 200) -> str | None:
     return str(value).replace("\x00", "")[:limit] if value is not None else None
 
 
-def _log_row(services: Services, raw: bytes, data: dict[str, Any], client_ip: str) -> int:
+def _log_row(db: Database, raw: bytes, data: dict[str, Any], client_ip: str) -> int:
     amount = data.get("amount")
     paid = data.get("paid_amount")
-    row = services.db.fetch_one(
+    row = db.fetch_one(
         "INSERT INTO webhook_logs (external_id, invoice_id, status, amount, paid_amount, currency, client_ip, raw_body) "
         "VALUES (%(e)s, %(i)s, %(s)s, %(a)s, %(p)s, %(c)s, %(ip)s, %(raw)s) RETURNING id",
         {
@@ -65,9 +67,8 @@ def _log_row(services: Services, raw: bytes, data: dict[str, Any], client_ip: st
     return int(row["id"])
 
 
-def _fallback(services: Services, raw: bytes, client_ip: str) -> bool:
+def _fallback(s: Settings, raw: bytes, client_ip: str) -> bool:
     """When the log row cannot be written: a rolling JSONL file keeps the callback for replay."""
-    s = services.settings
     if not s.xendit_webhook_fallback_enabled:
         return False
     now = datetime.now(UTC)
@@ -91,11 +92,11 @@ def _fallback(services: Services, raw: bytes, client_ip: str) -> bool:
     return True
 
 
-def _stamp(services: Services, log_id: int | None, outcome: str, request_id: str | None) -> None:
+def _stamp(db: Database, log_id: int | None, outcome: str, request_id: str | None) -> None:
     if log_id is None:
         return
     try:
-        services.db.execute(
+        db.execute(
             "UPDATE webhook_logs SET outcome = %(o)s, payment_request_id = %(r)s, processed_at = now() "
             "WHERE id = %(id)s",
             {"o": outcome, "r": request_id, "id": log_id},
@@ -104,42 +105,44 @@ def _stamp(services: Services, log_id: int | None, outcome: str, request_id: str
         log.error("webhook %s: outcome %s not stamped (database unavailable)", log_id, outcome)
 
 
-def handle_callback(services: Services, raw: bytes, token: str | None, client_ip: str) -> tuple[int, dict[str, Any]]:
+def handle_callback(
+    db: Database, events: PaymentEvents, settings: Settings, raw: bytes, token: str | None, client_ip: str
+) -> tuple[int, dict[str, Any]]:
     """(HTTP status, Xendit-style reply) for one callback."""
     parsed = _parse(raw)
     data = parsed or {}
     try:
-        log_id: int | None = _log_row(services, raw, data, client_ip)
+        log_id: int | None = _log_row(db, raw, data, client_ip)
     except ApiError:
         log.error("webhook log row not written (database unavailable)")
-        if not _fallback(services, raw, client_ip):
+        if not _fallback(settings, raw, client_ip):
             raise
         log_id = None
-    expected = services.settings.xendit_webhook_token
+    expected = settings.xendit_webhook_token
     if not expected or not hmac.compare_digest((token or "").encode(), expected.encode()):
-        _stamp(services, log_id, "unauthorized", None)
+        _stamp(db, log_id, "unauthorized", None)
         raise Unauthorized("Invalid callback token")
     if log_id is None:  # logged to the file only; nothing can change without the database
         raise ServiceUnavailable("Database unavailable", retry_after=30)
     if parsed is None:  # authenticated garbage: say so, rather than hide it behind an "ignored"
-        _stamp(services, log_id, "malformed_body", None)
+        _stamp(db, log_id, "malformed_body", None)
         return 400, {"ok": False, "error": "malformed_body"}
-    return 200, _act(services, log_id, data)
+    return 200, _act(db, events, log_id, data)
 
 
-def _act(services: Services, log_id: int, data: dict[str, Any]) -> dict[str, Any]:
+def _act(db: Database, events: PaymentEvents, log_id: int, data: dict[str, Any]) -> dict[str, Any]:
     external_id = data.get("external_id")
     try:
         request_id = str(uuid.UUID(str(external_id)))
     except ValueError:
-        _stamp(services, log_id, "ignored_non_uuid_external_id", None)
+        _stamp(db, log_id, "ignored_non_uuid_external_id", None)
         return {"ok": True, "ignored": "ignored_non_uuid_external_id"}
     status = str(data.get("status", "")).upper()
     if status in PAID:
         paid = _number(data.get("paid_amount"))
         amount = paid if paid is not None else _number(data.get("amount"))
         outcome, row = confirm(
-            services.db,
+            db,
             request_id,
             amount=amount if amount is not None else -1,
             currency=str(data.get("currency") or "IDR"),
@@ -147,9 +150,9 @@ def _act(services: Services, log_id: int, data: dict[str, Any]) -> dict[str, Any
             method=_text(data.get("payment_method"), 60),
             channel=_text(data.get("payment_channel"), 60),
         )
-        _stamp(services, log_id, outcome, request_id if row else None)
+        _stamp(db, log_id, outcome, request_id if row else None)
         if outcome == "confirmed":
-            services.payment_events.confirmed(request_id)
+            events.confirmed(request_id)
             return {"ok": True, "confirmed": True}
         if outcome == "quarantined_amount_mismatch":
             return {"ok": True, "quarantined": True}
@@ -157,10 +160,10 @@ def _act(services: Services, log_id: int, data: dict[str, Any]) -> dict[str, Any
             return {"ok": True, "duplicate": True}
         return {"ok": True, "ignored": outcome}
     if status == "EXPIRED":
-        outcome = "expired" if expire(services.db, request_id) else "ignored_expired_not_pending"
-        _stamp(services, log_id, outcome, request_id)
+        outcome = "expired" if expire(db, request_id) else "ignored_expired_not_pending"
+        _stamp(db, log_id, outcome, request_id)
         return (
             {"ok": True, "expired": outcome == "expired"} if outcome == "expired" else {"ok": True, "ignored": outcome}
         )
-    _stamp(services, log_id, f"ignored_status_{status.lower() or 'missing'}"[:60], request_id)
+    _stamp(db, log_id, f"ignored_status_{status.lower() or 'missing'}"[:60], request_id)
     return {"ok": True, "ignored": status or "missing_status"}

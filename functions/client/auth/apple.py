@@ -21,4 +21,6 @@ ENDPOINT = Endpoint(method="POST", route="/api/client/auth/apple", auth=Auth.OPT
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     s = ctx.services
     claims = verify_apple(ctx.body["id_token"], ctx.body["nonce"], s.apple_jwks, s.settings.apple_client_ids)
-    return customer_sign_in(s, "apple", claims["sub"], caller=ctx.principal, email=verified_email(claims))
+    return customer_sign_in(
+        s.db, s.settings, "apple", claims["sub"], caller=ctx.principal, email=verified_email(claims)
+    )

@@ -20,4 +20,6 @@ ENDPOINT = Endpoint(method="POST", route="/api/client/auth/google", auth=Auth.OP
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     s = ctx.services
     claims = verify_google(ctx.body["id_token"], s.google_jwks, s.settings.google_client_ids)
-    return customer_sign_in(s, "google", claims["sub"], caller=ctx.principal, email=verified_email(claims))
+    return customer_sign_in(
+        s.db, s.settings, "google", claims["sub"], caller=ctx.principal, email=verified_email(claims)
+    )

@@ -30,5 +30,6 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     key = req.get_header("Idempotency-Key")
     if key is not None and not _KEY.match(key):
         raise ValidationFailed({"Idempotency-Key": ["8-128 characters: letters, digits, . _ : -"]})
-    doc = create_request(ctx.services, ctx.services.payment_gateway, ctx.principal.user_id, dict(ctx.body), key)
+    s = ctx.services
+    doc = create_request(s.db, s.valkey, s.config, s.payment_gateway, ctx.principal.user_id, dict(ctx.body), key)
     return Reply(201, doc)

@@ -19,8 +19,9 @@ ENDPOINT = Endpoint(method="POST", route="/internal/auth/login", auth=Auth.NONE,
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
-    user = authenticate(ctx.services, ctx.body["email"], ctx.body["password"], ctx.client_ip)
+    s = ctx.services
+    user = authenticate(s.db, s.config, s.rate_limiter, ctx.body["email"], ctx.body["password"], ctx.client_ip)
     with ctx.services.db.connection() as conn:
-        grant = sign_in(ctx.services, conn, "cc_user", str(user["id"]))
+        grant = sign_in(conn, ctx.services.settings, "cc_user", str(user["id"]))
     doc = cc_user_doc(user)
-    return Reply(200, cc_token_response(ctx.services, grant, doc), cookies=[refresh_cookie(grant)])
+    return Reply(200, cc_token_response(ctx.services.settings, grant, doc), cookies=[refresh_cookie(grant)])

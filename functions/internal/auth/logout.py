@@ -3,7 +3,6 @@
 import falcon
 
 from lib.auth.cc_session import clear_cookie
-from lib.auth.flows import revoke_sessions
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
 ENDPOINT = Endpoint(method="POST", route="/internal/auth/logout", auth=Auth.CC_USER)
@@ -11,5 +10,5 @@ ENDPOINT = Endpoint(method="POST", route="/internal/auth/logout", auth=Auth.CC_U
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     assert ctx.principal is not None
-    revoke_sessions(ctx.services, session_ids=[ctx.principal.session_id], reason="logout")
+    ctx.services.revocations.revoke_sessions([ctx.principal.session_id], reason="logout")
     return Reply(204, cookies=[clear_cookie()])

@@ -11,10 +11,12 @@ ENDPOINT = Endpoint(method="POST", route="/internal/auth/refresh", auth=Auth.NON
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
-    check_origin(req, ctx.services)
+    s = ctx.services
+    check_origin(req, s.settings.cc_origin)
+    cookie = req.cookies.get(COOKIE) or ""
     try:
-        grant, account = refresh(ctx.services, req.cookies.get(COOKIE) or "", ctx.client_ip, CC_USER_TYPES)
+        grant, account = refresh(s.db, s.refresh_chain, s.revocations, cookie, ctx.client_ip, CC_USER_TYPES)
     except RefreshInvalid as exc:
         exc.cookies.append(clear_cookie())  # a dead cookie is of no use to keep
         raise
-    return Reply(200, cc_token_response(ctx.services, grant, account), cookies=[refresh_cookie(grant)])
+    return Reply(200, cc_token_response(s.settings, grant, account), cookies=[refresh_cookie(grant)])

@@ -8,7 +8,7 @@ from marshmallow import Schema, fields
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 from lib.mitras import get_mitra
-from lib.presence import set_active
+from lib.presence.deactivation import set_active
 
 
 class Body(Schema):
@@ -26,6 +26,7 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     mitra_id = str(ctx.params["mitra_id"])
-    if set_active(ctx.services, mitra_id, ctx.body["is_active"]) is None:
+    s = ctx.services
+    if set_active(s.db, s.valkey, s.revocations, mitra_id, ctx.body["is_active"]) is None:
         raise NotFound()
     return get_mitra(ctx.services.db, mitra_id)

@@ -30,5 +30,8 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "payment_channel": "SIMULATED",
         "metadata": {"app": "halobestie_v2"},
     }
-    _, reply = handle_callback(s, json.dumps(callback).encode(), s.settings.xendit_webhook_token, "internal-test-hook")
+    raw = json.dumps(callback).encode()
+    _, reply = handle_callback(
+        s.db, s.payment_events, s.settings, raw, s.settings.xendit_webhook_token, "internal-test-hook"
+    )
     return reply

@@ -25,7 +25,7 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     with services.db.connection() as conn:
         row = conn.execute("INSERT INTO customers (display_name) VALUES (%(n)s) RETURNING id", {"n": name}).fetchone()
         assert row is not None
-        grant = sign_in(services, conn, "customer", str(row["id"]))
+        grant = sign_in(conn, services.settings, "customer", str(row["id"]))
         account: dict[str, Any] | None = load_account(conn, "customer", str(row["id"]))
     assert account is not None
-    return Reply(201, token_pair(services, grant, account))
+    return Reply(201, token_pair(services.settings, grant, account))

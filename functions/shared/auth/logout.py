@@ -2,7 +2,6 @@
 
 import falcon
 
-from lib.auth.flows import revoke_sessions
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/logout", auth=Auth.ANY_APP_USER)
@@ -10,4 +9,4 @@ ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/logout", auth=Auth.AN
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:
     assert ctx.principal is not None
-    revoke_sessions(ctx.services, session_ids=[ctx.principal.session_id], reason="logout")
+    ctx.services.revocations.revoke_sessions([ctx.principal.session_id], reason="logout")

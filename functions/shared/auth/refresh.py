@@ -17,5 +17,8 @@ ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/refresh", auth=Auth.N
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    grant, account = refresh(ctx.services, ctx.body["refresh_token"], ctx.client_ip, APP_USER_TYPES)
-    return token_pair(ctx.services, grant, account)
+    s = ctx.services
+    grant, account = refresh(
+        s.db, s.refresh_chain, s.revocations, ctx.body["refresh_token"], ctx.client_ip, APP_USER_TYPES
+    )
+    return token_pair(s.settings, grant, account)

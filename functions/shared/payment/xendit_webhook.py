@@ -9,5 +9,7 @@ ENDPOINT = Endpoint(method="POST", route="/api/shared/payment/webhooks/xendit", 
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
-    status, result = handle_callback(ctx.services, ctx.raw_body, req.get_header("X-Callback-Token"), ctx.client_ip)
+    s = ctx.services
+    token = req.get_header("X-Callback-Token")
+    status, result = handle_callback(s.db, s.payment_events, s.settings, ctx.raw_body, token, ctx.client_ip)
     return Reply(status, result, envelope=False)

@@ -12,4 +12,14 @@ ENDPOINT = Endpoint(method="POST", route="/api/client/auth/otp/request", auth=Au
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    return request_code(ctx.services, "customer", ctx.body["phone"], ctx.client_ip).doc()
+    s = ctx.services
+    sent = request_code(
+        s.db,
+        s.config,
+        s.rate_limiter,
+        s.settings.auth_jwt_secret,
+        flow="customer",
+        raw_phone=ctx.body["phone"],
+        client_ip=ctx.client_ip,
+    )
+    return sent.doc()

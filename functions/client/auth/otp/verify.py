@@ -13,5 +13,13 @@ ENDPOINT = Endpoint(method="POST", route="/api/client/auth/otp/verify", auth=Aut
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    phone = verify_code(ctx.services, "customer", str(ctx.body["otp_request_id"]), ctx.body["code"])
-    return customer_sign_in(ctx.services, "phone", phone, caller=ctx.principal, phone=phone)
+    s = ctx.services
+    phone = verify_code(
+        s.db,
+        s.config,
+        s.settings.auth_jwt_secret,
+        flow="customer",
+        request_id=str(ctx.body["otp_request_id"]),
+        code=ctx.body["code"],
+    )
+    return customer_sign_in(s.db, s.settings, "phone", phone, caller=ctx.principal, phone=phone)

@@ -13,5 +13,13 @@ ENDPOINT = Endpoint(method="POST", route="/api/mitra/auth/otp/verify", auth=Auth
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    phone = verify_code(ctx.services, "mitra", str(ctx.body["otp_request_id"]), ctx.body["code"])
-    return mitra_sign_in(ctx.services, phone)
+    s = ctx.services
+    phone = verify_code(
+        s.db,
+        s.config,
+        s.settings.auth_jwt_secret,
+        flow="mitra",
+        request_id=str(ctx.body["otp_request_id"]),
+        code=ctx.body["code"],
+    )
+    return mitra_sign_in(s.db, s.settings, phone)

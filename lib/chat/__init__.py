@@ -1,0 +1,1 @@
+"""Chat sessions: their states and transitions, pairing, the session lifecycle and messages."""

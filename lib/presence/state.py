@@ -1,0 +1,156 @@
+"""A mitra's presence: online or offline (every change logged), heartbeats, the live sessions
+that use its capacity, and the sweep that sets silent mitras offline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from psycopg import sql
+
+from lib.chat.states import LIVE, in_states
+from lib.config.app import AppConfig
+from lib.db import Conn, Database
+from lib.errors import Forbidden, NotFound
+from lib.presence.keys import DEACTIVATED, HEARTBEAT_TTL_SECONDS, ONLINE, SNAPSHOT, capacity_key, heartbeat_key
+from lib.presence.mirror import flush_heartbeats
+from lib.valkey import VALKEY_ERRORS
+
+log = logging.getLogger(__name__)
+
+_LIVE_COUNT = sql.SQL("SELECT count(*) AS n FROM chat_sessions WHERE mitra_id = %(m)s AND {live}").format(
+    live=in_states("status", LIVE)
+)
+
+
+def live_sessions(conn: Conn, mitra_id: str) -> int:
+    row = conn.execute(_LIVE_COUNT, {"m": mitra_id}).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def recompute_capacity(db: Database, valkey: redis.Redis, mitra_id: str) -> int:
+    """Count live sessions in PostgreSQL and mirror the number; call after every session transition."""
+    with db.connection() as conn:
+        count = live_sessions(conn, mitra_id)
+    try:
+        pipe = valkey.pipeline(transaction=False)
+        pipe.set(capacity_key(mitra_id), count)
+        pipe.delete(SNAPSHOT)
+        pipe.execute()
+    except VALKEY_ERRORS:
+        pass
+    return count
+
+
+def status_doc(db: Database, config: AppConfig, cadence_seconds: int, mitra_id: str) -> dict[str, Any]:
+    capacity = config.int("max_customers_per_mitra")
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT is_online FROM mitra_online_status WHERE mitra_id = %(m)s", {"m": mitra_id}
+        ).fetchone()
+        live = live_sessions(conn, mitra_id)
+    return {
+        "is_online": bool(row and row["is_online"]),
+        "active_session_count": live,
+        "capacity": capacity,
+        "available_slots": max(0, capacity - live),
+        "heartbeat_cadence_seconds": cadence_seconds,
+        "stale_after_seconds": config.int("mitra_stale_after_seconds"),
+    }
+
+
+def set_online(db: Database, valkey: redis.Redis, mitra_id: str, online: bool, reason: str = "manual") -> bool:
+    """PostgreSQL first (state + log row when it changes), then the Valkey mirror. Returns changed."""
+    with db.connection() as conn:
+        if online:
+            active = conn.execute("SELECT is_active FROM mitras WHERE id = %(m)s", {"m": mitra_id}).fetchone()
+            if active is None:
+                raise NotFound()
+            if not active["is_active"]:
+                raise Forbidden("This Bestie account is inactive", code="ACCOUNT_INACTIVE")
+        previous = conn.execute(
+            "SELECT is_online FROM mitra_online_status WHERE mitra_id = %(m)s FOR UPDATE", {"m": mitra_id}
+        ).fetchone()
+        changed = previous is None or previous["is_online"] != online
+        # Going online counts as a heartbeat: a fresh online mitra is not stale.
+        conn.execute(
+            "INSERT INTO mitra_online_status (mitra_id, is_online, last_heartbeat_at, changed_at) "
+            "VALUES (%(m)s, %(o)s, CASE WHEN %(o)s THEN now() END, now()) "
+            "ON CONFLICT (mitra_id) DO UPDATE SET is_online = EXCLUDED.is_online, "
+            "last_heartbeat_at = CASE WHEN %(o)s THEN now() ELSE mitra_online_status.last_heartbeat_at END, "
+            "changed_at = CASE WHEN mitra_online_status.is_online <> EXCLUDED.is_online THEN now() "
+            "ELSE mitra_online_status.changed_at END",
+            {"m": mitra_id, "o": online},
+        )
+        if changed:
+            conn.execute(
+                "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) VALUES (%(m)s, %(o)s, %(r)s)",
+                {"m": mitra_id, "o": online, "r": reason},
+            )
+        live = live_sessions(conn, mitra_id)
+    try:
+        pipe = valkey.pipeline(transaction=False)
+        if online:
+            pipe.sadd(ONLINE, mitra_id)
+            pipe.set(heartbeat_key(mitra_id), time.time())
+        else:
+            pipe.srem(ONLINE, mitra_id)
+        pipe.set(capacity_key(mitra_id), live)
+        pipe.delete(SNAPSHOT)
+        pipe.execute()
+    except VALKEY_ERRORS:
+        log.warning("presence mirror not updated for %s (Valkey down); the worker heals it", mitra_id)
+    return changed
+
+
+def heartbeat(db: Database, valkey: redis.Redis, mitra_id: str) -> None:
+    """The hot path: one Valkey round trip, no PostgreSQL write (the worker flushes in batches)."""
+    try:
+        pipe = valkey.pipeline(transaction=False)
+        pipe.sismember(DEACTIVATED, mitra_id)
+        pipe.set(heartbeat_key(mitra_id), time.time(), ex=HEARTBEAT_TTL_SECONDS)
+        deactivated, _ = pipe.execute()
+    except VALKEY_ERRORS:
+        row = db.fetch_one(
+            "WITH m AS (SELECT is_active FROM mitras WHERE id = %(m)s), "
+            "u AS (UPDATE mitra_online_status SET last_heartbeat_at = now() "
+            "      WHERE mitra_id = %(m)s AND (SELECT is_active FROM m) RETURNING 1) "
+            "SELECT (SELECT is_active FROM m) AS is_active",
+            {"m": mitra_id},
+        )
+        deactivated = not (row and row["is_active"])
+    if deactivated:
+        raise Forbidden("This Bestie account is inactive", code="ACCOUNT_INACTIVE")
+
+
+def sweep_stale(db: Database, valkey: redis.Redis, config: AppConfig) -> list[str]:
+    """Set online mitras whose last heartbeat is older than mitra_stale_after_seconds offline."""
+    if not config.bool("require_ping"):
+        return []
+    flush_heartbeats(db, valkey)
+    with db.connection() as conn:
+        rows = conn.execute(
+            "UPDATE mitra_online_status SET is_online = false, changed_at = now() "
+            "WHERE is_online AND COALESCE(last_heartbeat_at, changed_at) < now() - make_interval(secs => %(s)s) "
+            "RETURNING mitra_id",
+            {"s": config.int("mitra_stale_after_seconds")},
+        ).fetchall()
+        ids = [str(r["mitra_id"]) for r in rows]
+        if ids:
+            conn.execute(
+                "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) "
+                "SELECT unnest(%(ids)s::uuid[]), false, 'stale_sweep'",
+                {"ids": ids},
+            )
+    if ids:
+        log.info("stale sweep set %d mitra(s) offline", len(ids))
+        try:
+            pipe = valkey.pipeline(transaction=False)
+            pipe.srem(ONLINE, *ids)
+            pipe.delete(SNAPSHOT)
+            pipe.execute()
+        except VALKEY_ERRORS:
+            pass
+    return ids

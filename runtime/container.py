@@ -1,0 +1,53 @@
+"""The composition root: every per-process part built from the settings, once, after the fork.
+
+Nothing here connects: the pool opens on first use, Valkey connects on its first command, the
+bus and the revocation poll start their threads when first needed.
+"""
+
+from __future__ import annotations
+
+from lib.auth.revocation import RevocationList
+from lib.auth.sessions import RefreshChain
+from lib.auth.social import JwksCache
+from lib.auth.tokens import VerifiedTokens
+from lib.bus import Bus
+from lib.config.app import AppConfig
+from lib.config.env import ConfigError, Settings
+from lib.db import Database
+from lib.payments.events import PaymentEvents
+from lib.payments.gateway import make_gateway
+from lib.presence.availability import AvailabilityCache
+from lib.ratelimit import RateLimiter
+from lib.services import Services
+from lib.valkey import make_client
+
+
+def build_services(settings: Settings, *, application_name: str = "halobestie") -> Services:
+    if not settings.redis_url:
+        raise ConfigError("REDIS_URL is not set (make dev starts an embedded Valkey)")
+    db = Database(
+        settings.require_database_url(),
+        server_tz=settings.server_tz,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        timeout=settings.db_pool_timeout,
+        application_name=application_name,
+    )
+    valkey = make_client(settings.redis_url, settings.valkey_timeout)
+    bus = Bus(settings.redis_url, valkey, connect_timeout=settings.valkey_timeout)
+    return Services(
+        settings=settings,
+        db=db,
+        valkey=valkey,
+        bus=bus,
+        config=AppConfig(db, bus),
+        revocations=RevocationList(db, bus, ttl_seconds=settings.access_token_ttl_seconds),
+        rate_limiter=RateLimiter(valkey),
+        verified_tokens=VerifiedTokens(settings.auth_jwt_secret),
+        refresh_chain=RefreshChain(settings.auth_jwt_secret),
+        google_jwks=JwksCache(settings.google_jwks_url),
+        apple_jwks=JwksCache(settings.apple_jwks_url),
+        availability_cache=AvailabilityCache(),
+        payment_events=PaymentEvents(bus),
+        payment_gateway=make_gateway(settings),
+    )
