@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
 from lib.auth.passwords import hash_password, verify_password
 from lib.auth.permissions import ROLES
 from lib.auth.revocation import RevocationList
 from lib.auth.sessions import record_security_event
 from lib.config.app import AppConfig
+from lib.constraints import EmailTaken
 from lib.db import Database
 from lib.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized, ValidationFailed
 from lib.principal import Principal
@@ -28,20 +27,12 @@ def create_cc_user(
     if role not in ROLES:
         raise ValidationFailed({"role": [f"Must be one of: {', '.join(ROLES)}."]})
     password_hash = hash_password(password)
-    try:
-        row = db.fetch_one(
-            "INSERT INTO cc_users (email, display_name, role, password_hash) "
-            "VALUES (%(email)s, %(name)s, %(role)s, %(hash)s) "
-            "RETURNING id, email, display_name, role, is_active, created_at, updated_at",
-            {
-                "email": email,
-                "name": display_name or email.split("@", 1)[0],
-                "role": role,
-                "hash": password_hash,
-            },
-        )
-    except psycopg.errors.UniqueViolation as exc:
-        raise Conflict("A user with this e-mail exists", code="EMAIL_TAKEN") from exc
+    row = db.fetch_one(
+        "INSERT INTO cc_users (email, display_name, role, password_hash) "
+        "VALUES (%(email)s, %(name)s, %(role)s, %(hash)s) "
+        "RETURNING id, email, display_name, role, is_active, created_at, updated_at",
+        {"email": email, "name": display_name or email.split("@", 1)[0], "role": role, "hash": password_hash},
+    )  # a taken e-mail is EMAIL_TAKEN (lib/constraints.py)
     assert row is not None
     return row
 
@@ -58,7 +49,7 @@ def seed_admin(db: Database, email: str, password: str) -> dict[str, Any] | None
         return None
     try:
         return create_cc_user(db, email=email, password=password, role="admin", display_name="Admin")
-    except Conflict:  # another replica seeded it first
+    except EmailTaken:  # another replica seeded it first
         return None
 
 

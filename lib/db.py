@@ -13,6 +13,7 @@ from psycopg import sql as psql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from lib.constraints import translate
 from lib.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,15 @@ class Database:
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Conn]:
-        """A pooled connection; the block is one transaction (committed on success)."""
+        """A pooled connection; the block is one transaction (committed on success). This is the
+        boundary where driver errors become domain errors: a unique violation leaves as the
+        409 that lib/constraints.py names for its constraint."""
         self._ensure_open()
         try:
             with self._pool.connection(timeout=timeout) as conn:
                 yield cast(Conn, conn)
+        except psycopg.errors.UniqueViolation as exc:
+            raise translate(exc) from exc
         except PoolTimeout as exc:
             log.error("database pool timeout: %s", exc)
             raise ServiceUnavailable("Database unavailable", retry_after=2) from exc

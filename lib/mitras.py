@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
 from lib.auth.accounts import mitra_doc
 from lib.db import Database
-from lib.errors import Conflict, NotFound
+from lib.errors import NotFound
 
 
 def get_mitra(db: Database, mitra_id: str) -> dict[str, Any]:
@@ -23,26 +21,20 @@ def get_mitra(db: Database, mitra_id: str) -> dict[str, Any]:
 
 
 def create_mitra(db: Database, phone: str, display_name: str) -> dict[str, Any]:
-    try:
-        row = db.fetch_one(
-            "INSERT INTO mitras (phone, display_name) VALUES (%(p)s, %(n)s) RETURNING id",
-            {"p": phone, "n": display_name},
-        )
-    except psycopg.errors.UniqueViolation as exc:
-        raise Conflict("A Bestie with this phone exists", code="PHONE_TAKEN") from exc
+    row = db.fetch_one(  # a taken phone is PHONE_TAKEN (lib/constraints.py)
+        "INSERT INTO mitras (phone, display_name) VALUES (%(p)s, %(n)s) RETURNING id",
+        {"p": phone, "n": display_name},
+    )
     assert row is not None
     return get_mitra(db, str(row["id"]))
 
 
 def update_mitra(db: Database, mitra_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-    try:
-        row = db.fetch_one(
-            "UPDATE mitras SET phone = COALESCE(%(phone)s, phone), display_name = COALESCE(%(name)s, display_name), "
-            "updated_at = now() WHERE id = %(id)s RETURNING id",
-            {"phone": changes.get("phone"), "name": changes.get("display_name"), "id": mitra_id},
-        )
-    except psycopg.errors.UniqueViolation as exc:
-        raise Conflict("A Bestie with this phone exists", code="PHONE_TAKEN") from exc
+    row = db.fetch_one(
+        "UPDATE mitras SET phone = COALESCE(%(phone)s, phone), display_name = COALESCE(%(name)s, display_name), "
+        "updated_at = now() WHERE id = %(id)s RETURNING id",
+        {"phone": changes.get("phone"), "name": changes.get("display_name"), "id": mitra_id},
+    )
     if row is None:
         raise NotFound()
     return get_mitra(db, mitra_id)

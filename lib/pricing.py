@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from lib.db import Conn, Database
@@ -52,17 +51,14 @@ def tier_page(db: Database, position: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def create_tier(db: Database, body: dict[str, Any], changed_by: str) -> dict[str, Any]:
-    try:
-        with db.connection() as conn:
-            row = conn.execute(
-                "INSERT INTO pricing_tiers (mode, minutes, price, label, sort_order) "
-                "VALUES (%(mode)s, %(minutes)s, %(price)s, %(label)s, %(sort_order)s) RETURNING *",
-                body,
-            ).fetchone()
-            assert row is not None
-            _tier_history(conn, row, "create", None, changed_by)
-    except psycopg.errors.UniqueViolation as exc:
-        raise Conflict("A tier with this mode and length exists", code="TIER_EXISTS") from exc
+    with db.connection() as conn:  # an existing (mode, minutes) is TIER_EXISTS (lib/constraints.py)
+        row = conn.execute(
+            "INSERT INTO pricing_tiers (mode, minutes, price, label, sort_order) "
+            "VALUES (%(mode)s, %(minutes)s, %(price)s, %(label)s, %(sort_order)s) RETURNING *",
+            body,
+        ).fetchone()
+        assert row is not None
+        _tier_history(conn, row, "create", None, changed_by)
     return tier_doc(row)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import psycopg
-
 from lib.db import Conn
 
 
@@ -73,13 +71,10 @@ def _owner(conn: Conn, provider: str, subject: str) -> str | None:
 
 
 def _attach(conn: Conn, customer_id: str, provider: str, subject: str, email: str | None) -> bool:
-    try:
-        with conn.transaction():  # a savepoint: a lost race must not abort the caller's transaction
-            row = conn.execute(
-                "INSERT INTO customer_identities (customer_id, provider, subject, email) "
-                "VALUES (%(c)s, %(p)s, %(s)s, %(e)s) ON CONFLICT (provider, subject) DO NOTHING RETURNING id",
-                {"c": customer_id, "p": provider, "s": subject, "e": email},
-            ).fetchone()
-    except psycopg.errors.UniqueViolation:
-        return False
+    """Give the identity to this customer; False when someone holds it already (a lost race)."""
+    row = conn.execute(
+        "INSERT INTO customer_identities (customer_id, provider, subject, email) "
+        "VALUES (%(c)s, %(p)s, %(s)s, %(e)s) ON CONFLICT (provider, subject) DO NOTHING RETURNING id",
+        {"c": customer_id, "p": provider, "s": subject, "e": email},
+    ).fetchone()
     return row is not None

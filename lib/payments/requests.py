@@ -8,11 +8,11 @@ import json
 import logging
 from typing import Any
 
-import psycopg
 import redis
 
 from lib.chat.states import OPEN
 from lib.config.app import AppConfig
+from lib.constraints import IdempotencyKeyTaken
 from lib.db import Database
 from lib.errors import ApiError, Conflict, NotFound, ValidationFailed
 from lib.payments.gateway import Gateway, GatewayError, Invoice, InvoiceOutcomeUnknown
@@ -74,7 +74,7 @@ def _replay(db: Database, customer_id: str, key: str, digest: str) -> dict[str, 
             {"Idempotency-Key": ["Already used with a different request body."]}, code="IDEMPOTENCY_MISMATCH"
         )
     if row["invoice_url"] is None:
-        raise Conflict("The same request is still being processed", code="IDEMPOTENCY_IN_PROGRESS")
+        raise IdempotencyKeyTaken(details={"payment_request_id": str(row["id"])})
     return request_doc(row)
 
 
@@ -129,14 +129,13 @@ def create_request(
                     "valid": minutes_valid,
                 },
             ).fetchone()
-    except psycopg.errors.UniqueViolation as exc:
-        if "idempotency" in str(exc.diag.constraint_name or ""):
-            assert idempotency_key is not None
-            replay = _replay(db, customer_id, idempotency_key, digest)
-            if replay is not None:
-                return replay
-            raise Conflict("The same request is still being processed", code="IDEMPOTENCY_IN_PROGRESS") from exc
-        raise Conflict("You already have an open payment request", code="ALREADY_ACTIVE") from exc
+    except IdempotencyKeyTaken:  # a concurrent duplicate inserted first: answer as it did
+        assert idempotency_key is not None
+        replay = _replay(db, customer_id, idempotency_key, digest)
+        if replay is not None:
+            return replay
+        raise
+    # (another open request of the customer is ALREADY_ACTIVE: payment_requests_one_open)
     assert row is not None
     request_id = str(row["id"])
     try:
