@@ -1,8 +1,8 @@
 """The worker: runs the scheduled jobs of functions/jobs/, safely beside other replicas.
 
-Each job has a row in job_schedule; a tick is claimed by one conditional UPDATE that moves
-next_run_at forward, so exactly one replica runs each tick and a restart loses nothing. SIGTERM
-lets the current tick finish, then the process exits.
+Each job runs in its own thread on its own cadence. Each has a row in job_schedule; a tick is
+claimed by one conditional UPDATE that moves next_run_at forward, so exactly one replica runs each
+tick and a restart loses nothing. SIGTERM lets every running tick finish, then the process exits.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ RETURNING next_run_at
 
 
 class Worker:
+    """One thread per job, so each keeps its own cadence: a sweep stuck on a slow outside call
+    (a reconcile waiting on Xendit) never delays a fast job's tick."""
+
     def __init__(self, services: Services, jobs: list[JobModule], *, poll_seconds: float = 0.2) -> None:
         self.services = services
         self.jobs = jobs
@@ -64,6 +67,7 @@ class Worker:
         self.stop = threading.Event()
         self._due: dict[str, float] = {}
         self.ticks: dict[str, int] = {j.name: 0 for j in jobs}
+        self._threads: list[threading.Thread] = []
 
     def _every(self, job: JobModule) -> float:
         return float(job.job.every(self.services.settings))
@@ -102,26 +106,46 @@ class Worker:
             if job.job.run_at_start:
                 self._run(job)
 
+    def tick(self, job: JobModule) -> None:
+        """Run the job if its tick is due here and this replica wins the claim."""
+        if time.monotonic() < self._due.get(job.name, 0.0):
+            return
+        try:
+            claimed = self._claim(job)
+        except ApiError as exc:
+            log.warning("job %s not claimed: %s", job.name, exc)
+            self._due[job.name] = time.monotonic() + 1.0
+            return
+        if claimed:
+            self._run(job)
+
     def run_once(self) -> None:
+        """Every due job once, in this thread (tests drive the worker step by step with it)."""
         for job in self.jobs:
             if self.stop.is_set():
                 return
-            if time.monotonic() >= self._due.get(job.name, 0.0):
-                try:
-                    claimed = self._claim(job)
-                except ApiError as exc:
-                    log.warning("job %s not claimed: %s", job.name, exc)
-                    self._due[job.name] = time.monotonic() + 1.0
-                    continue
-                if claimed:
-                    self._run(job)
+            self.tick(job)
+
+    def _loop(self, job: JobModule) -> None:
+        while not self.stop.is_set():
+            self.tick(job)
+            wait = self._due.get(job.name, 0.0) - time.monotonic()
+            self.stop.wait(min(self.poll, max(wait, 0.01)))
 
     def run_forever(self) -> None:
         self.start()
         log.info("worker %s running %s", self.owner, ", ".join(j.name for j in self.jobs))
-        while not self.stop.is_set():
-            self.run_once()
-            self.stop.wait(self.poll)
+        self._threads = [
+            threading.Thread(target=self._loop, args=(job,), name=f"job-{job.name}", daemon=True) for job in self.jobs
+        ]
+        for thread in self._threads:
+            thread.start()
+        self.stop.wait()
+        # Each thread finishes the tick it is in; one stuck on an outside call past the graceful
+        # timeout is abandoned (daemon) rather than holding the process.
+        deadline = time.monotonic() + self.services.settings.graceful_timeout
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         log.info("worker %s stopped", self.owner)
 
 

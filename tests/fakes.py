@@ -90,7 +90,8 @@ class FakeXendit(LoopbackServer):
         self.created: list[dict[str, Any]] = []
         self.auth_seen: list[str | None] = []
         self.fail_next = 0  # answer 500 to this many next requests
-        self.delay = 0.0
+        self.delay = 0.0  # wait this long before doing anything (a hanging Xendit)
+        self.started = 0  # requests received, counted before any delay
         self.create_answer_delay = 0.0  # create the invoice, then wait this long before answering
         self.lookups_fail = False  # GETs answer 503 (Xendit's read side is down)
         self._lock = threading.Lock()
@@ -98,6 +99,7 @@ class FakeXendit(LoopbackServer):
 
         class Handler(JsonHandler):
             def _gate(self) -> bool:
+                server.started += 1
                 if server.delay:
                     time.sleep(server.delay)
                 server.auth_seen.append(self.headers.get("Authorization"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -134,3 +135,55 @@ def test_stale_sweep_runs_on_its_cadence(settings: Settings, services: Services,
     finally:
         fast.close()
     assert row == {"is_online": False}
+
+
+def test_a_fast_job_keeps_its_cadence_while_a_slow_job_hangs_on_xendit(settings: Settings, anonymous) -> None:
+    from tests.fakes import FakeXendit
+
+    xendit = FakeXendit("xnd_secret")
+    with xendit.running():
+        slow_settings = replace(
+            settings,
+            xendit_enabled=True,
+            xendit_secret_key="xnd_secret",
+            xendit_webhook_token="token",
+            xendit_base_url=xendit.url,
+            payment_sweep_seconds=1,
+            graceful_timeout=5,
+        )
+        svc = build_services(slow_settings, application_name="worker-cadence")
+        customer = anonymous()["user"]["id"]
+        # A pending invoice old enough for reconciliation: its GET will hang on the fake.
+        svc.db.execute(
+            "INSERT INTO payment_requests (customer_id, mode, tier_id, minutes, price, amount, expires_at, "
+            "xendit_invoice_id, invoice_url, created_at) SELECT %(c)s, 'chat', id, 15, 30000, 30000, "
+            "now() + interval '1 hour', 'inv_hang', 'https://x.test/inv', now() - interval '10 minutes' "
+            "FROM pricing_tiers LIMIT 1",
+            {"c": customer},
+        )
+        xendit.delay = 2.0
+        fast_ticks: list[float] = []
+
+        class Fast:
+            def run(self, ctx: object) -> None:
+                fast_ticks.append(time.monotonic())
+
+        reconcile = next(j for j in discover_jobs() if j.name == "payment_reconcile")
+        fast = JobModule("fast", Job(every=lambda s: 0.1), Fast())  # type: ignore[arg-type]
+        worker = Worker(svc, [reconcile, fast], poll_seconds=0.05)
+        thread = threading.Thread(target=worker.run_forever)
+        try:
+            thread.start()
+            while not xendit.started:  # the reconcile tick is now waiting on Xendit
+                time.sleep(0.01)
+            stuck_at = time.monotonic()
+            time.sleep(1.5)
+            during = [t for t in fast_ticks if t >= stuck_at]
+            assert worker.ticks["payment_reconcile"] == 0  # still stuck
+        finally:
+            worker.stop.set()
+            thread.join(timeout=10)
+            svc.close()
+    # 1.5 s at one tick per 0.1 s is 15; a sequential worker would have run none.
+    assert len(during) >= 8, len(during)
+    assert max(b - a for a, b in itertools.pairwise(during)) < 0.5
