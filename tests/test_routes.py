@@ -33,14 +33,14 @@ internal GET /internal/users/{user_id:uuid} cc_user:users.manage functions.inter
 internal GET /internal/webhook-logs cc_user:payments.read functions.internal.webhook_logs.list
 internal GET /internal/webhook-logs/{log_id:int(min=1)} cc_user:payments.read functions.internal.webhook_logs.get
 internal GET /ready none runtime.probes.ready
-internal PATCH /internal/config cc_user:config.write functions.internal.config.patch
-internal PATCH /internal/config/mitra-ping cc_user:config.write functions.internal.config.mitra_ping.patch
+internal PATCH /internal/config cc_user:config.write functions.internal.config.update
+internal PATCH /internal/config/mitra-ping cc_user:config.write functions.internal.config.mitra_ping.update
 internal PATCH /internal/failed-pairings/{failure_id:uuid} cc_user:payments.manage functions.internal.failed_pairings.update
 internal PATCH /internal/mitras/{mitra_id:uuid} cc_user:mitras.manage functions.internal.mitras.update
 internal PATCH /internal/mitras/{mitra_id:uuid}/status cc_user:mitras.manage functions.internal.mitras.status
 internal PATCH /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.switch
 internal PATCH /internal/otp-bypass/{entry_id:uuid} cc_user:config.write functions.internal.otp_bypass.update
-internal PATCH /internal/pricing/first-session-discount cc_user:pricing.manage functions.internal.pricing.first_session_discount.patch
+internal PATCH /internal/pricing/first-session-discount cc_user:pricing.manage functions.internal.pricing.first_session_discount.update
 internal PATCH /internal/pricing/tiers/{tier_id:uuid} cc_user:pricing.manage functions.internal.pricing.tiers.update
 internal PATCH /internal/users/{user_id:uuid} cc_user:users.manage functions.internal.users.update
 internal POST /internal/_test/payments/{request_id:uuid}/confirm none:dev-only functions.internal.testing.confirm_payment
@@ -65,7 +65,7 @@ public GET /api/shared/auth-providers none functions.shared.auth_providers
 public GET /api/shared/support-handles none functions.shared.support_handles
 public GET /health none runtime.probes.health
 public GET /ready none runtime.probes.ready
-public PATCH /api/client/me customer functions.client.me.patch
+public PATCH /api/client/me customer functions.client.me.update
 public POST /api/client/auth/apple optional_customer functions.client.auth.apple
 public POST /api/client/auth/google optional_customer functions.client.auth.google
 public POST /api/client/auth/otp/request none functions.client.auth.otp.request
