@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 dev: install
 	$(BIN)/python -m runtime dev
 
+# Parallel (a database per test, a Valkey database per worker). The suite mostly waits on servers
+# and subprocesses, so 4 workers beat one per core on 2 cores (118 s against 162 s; serially 241 s).
+# TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 4
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install deploy-check
 	$(BIN)/ruff check .

@@ -2,6 +2,10 @@
 
 Publishing never raises (Valkey down = the message is lost, and every consumer has a PostgreSQL
 fallback that catches up). Subscribers learn when the link was down through `on_reconnect`.
+
+Valkey's pub/sub ignores the database number, so channels are namespaced by it (`db3:auth:revoked`;
+no prefix on database 0): two deployments, or two parallel test workers, that share one server on
+different databases never hear each other.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ class Bus:
     def __init__(self, url: str, publisher: redis.Redis, *, connect_timeout: float = 0.3) -> None:
         self._url = url
         self._publisher = publisher
+        database = int(publisher.connection_pool.connection_kwargs.get("db") or 0)
+        self._prefix = f"db{database}:" if database else ""
         self._connect_timeout = connect_timeout
         self._handlers: dict[str, list[Handler]] = {}
         self._reconnect_hooks: list[Callable[[], None]] = []
@@ -34,7 +40,7 @@ class Bus:
 
     def publish(self, channel: str, message: str) -> bool:
         try:
-            self._publisher.publish(channel, message)
+            self._publisher.publish(self._prefix + channel, message)
             return True
         except VALKEY_ERRORS as exc:
             log.warning("bus publish on %s failed: %s", channel, type(exc).__name__)
@@ -42,7 +48,7 @@ class Bus:
 
     def subscribe(self, channel: str, handler: Handler) -> None:
         with self._lock:
-            self._handlers.setdefault(channel, []).append(handler)
+            self._handlers.setdefault(self._prefix + channel, []).append(handler)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="bus-subscriber", daemon=True)
                 self._thread.start()

@@ -26,13 +26,19 @@ from runtime.app import create_app
 from runtime.container import build_services
 from runtime.embedded import DEV_DIR, EmbeddedPostgres, EmbeddedValkey
 
+pytest_plugins = ["tests.payflow"]  # payment fixtures, shared with the pairing and session tests
+
 TEST_SECRET = "test-only-secret-7Qx2vK9pLm4Rt8Wz3Nc6Yb1Hd5Jf0Gs"
-TEST_VALKEY_DB = 15
+# pytest-xdist workers (gw0, gw1, ...) each get their own Valkey database and embedded servers;
+# PostgreSQL needs nothing: every test clones its own database.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+# Counting down from 15 keeps tests off database 0, which a dev service on the same server uses.
+TEST_VALKEY_DB = 15 - int(WORKER.removeprefix("gw") or 0) % 15
 CC_ORIGIN = "https://cc.halobestie.test"
 CC_PASSWORD = "correct horse battery staple"
 _CC_HASH = bcrypt.hashpw(
     CC_PASSWORD.encode(), bcrypt.gensalt(12)
-).decode()  # once: bcrypt 12 is slow  # keeps tests off the database a dev service on the same server uses
+).decode()  # once: bcrypt 12 is slow
 
 
 @pytest.fixture(scope="session")
@@ -41,12 +47,12 @@ def server_urls() -> Iterator[tuple[str, str]]:
     stoppers = []
     pg_url = os.environ.get("DATABASE_URL", "")
     if not pg_url:
-        pg = EmbeddedPostgres(DEV_DIR / "test-pg")
+        pg = EmbeddedPostgres(DEV_DIR / f"test-pg-{WORKER}")
         pg_url = pg.url("postgres")
         stoppers.append(pg.stop)
     valkey_url = os.environ.get("REDIS_URL", "")
     if not valkey_url:
-        vk = EmbeddedValkey(DEV_DIR / "test-valkey")
+        vk = EmbeddedValkey(DEV_DIR / f"test-valkey-{WORKER}")
         valkey_url = vk.url
         stoppers.append(vk.stop)
     # Always the dedicated database number, whatever the URL says.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import time
 import uuid
@@ -13,9 +15,11 @@ import requests
 from falcon import testing
 
 from lib.clock import utcnow
+from lib.config.env import Settings
 from lib.endpoint import Ctx
 from lib.principal import Principal
 from lib.services import Services
+from tests.conftest import TEST_SECRET
 
 
 def call_handler(
@@ -45,8 +49,6 @@ def call_handler(
 
 
 def falcon_logger() -> Any:
-    import logging
-
     return logging.getLogger("test.handler")
 
 
@@ -66,3 +68,43 @@ def wait_http(url: str, timeout: float = 20.0) -> requests.Response:
             last = exc
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+MITRA_STATUS = "/api/mitra/status"
+
+
+def go_online(public: testing.TestClient, token: str) -> dict[str, Any]:
+    result = public.simulate_post(f"{MITRA_STATUS}/online", headers={"Authorization": f"Bearer {token}"})
+    assert result.status_code == 200, result.text
+    data: dict[str, Any] = result.json["data"]
+    return data
+
+
+def online_logs(services: Services, mitra_id: Any) -> list[tuple[bool, str]]:
+    rows = services.db.fetch_all(
+        "SELECT is_online, reason FROM mitra_online_logs WHERE mitra_id = %(m)s ORDER BY id", {"m": mitra_id}
+    )
+    return [(r["is_online"], r["reason"]) for r in rows]
+
+
+def add_sessions(services: Services, mitra_id: Any, n: int, status: str = "active") -> None:
+    customer = services.db.fetch_one("INSERT INTO customers DEFAULT VALUES RETURNING id")
+    assert customer is not None
+    for _ in range(n):
+        services.db.execute(
+            "INSERT INTO chat_sessions (customer_id, mitra_id, status) VALUES (%(c)s, %(m)s, %(s)s)",
+            {"c": customer["id"], "m": mitra_id, "s": status},
+        )
+
+
+def process_env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AUTH_JWT_SECRET": TEST_SECRET,
+        "LOG_FORMAT": "json",
+        "WEB_CONCURRENCY": "1",
+        "APP_ENV": "test",
+    }
+    if settings is not None:
+        env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    return env | extra

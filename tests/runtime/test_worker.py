@@ -187,3 +187,23 @@ def test_a_fast_job_keeps_its_cadence_while_a_slow_job_hangs_on_xendit(settings:
     # 1.5 s at one tick per 0.1 s is 15; a sequential worker would have run none.
     assert len(during) >= 8, len(during)
     assert max(b - a for a, b in itertools.pairwise(during)) < 0.5
+
+
+def test_worker_finishes_its_tick_on_stop(services: Services) -> None:
+    events: list[str] = []
+
+    class Slow:
+        def run(self, ctx: object) -> None:
+            events.append("start")
+            time.sleep(0.6)
+            events.append("end")
+
+    worker = Worker(services, [JobModule("slow", Job(every=lambda s: 3600), Slow())])  # type: ignore[arg-type]
+    thread = threading.Thread(target=worker.run_forever)
+    thread.start()
+    while "start" not in events:
+        time.sleep(0.01)
+    worker.stop.set()  # what SIGTERM does
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert events == ["start", "end"]

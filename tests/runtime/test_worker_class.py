@@ -1,4 +1,4 @@
-"""Graceful shutdown: SIGTERM under load loses no request; the worker finishes its tick."""
+"""Graceful shutdown: SIGTERM under load loses no request."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ import time
 import requests
 
 from lib.config.env import Settings
-from lib.jobs import Job
-from lib.services import Services
-from runtime.worker import JobModule, Worker
 from tests.conftest import PROJECT_ROOT, TEST_SECRET
 from tests.helpers import free_port, wait_http
 
@@ -71,23 +68,3 @@ def test_sigterm_under_load_loses_no_request(settings: Settings) -> None:
     assert proc.returncode == 0, out
     assert len(outcomes) > 50  # there was load when the signal came
     assert [o for o in outcomes if o != "200"] == []
-
-
-def test_worker_finishes_its_tick_on_stop(services: Services) -> None:
-    events: list[str] = []
-
-    class Slow:
-        def run(self, ctx: object) -> None:
-            events.append("start")
-            time.sleep(0.6)
-            events.append("end")
-
-    worker = Worker(services, [JobModule("slow", Job(every=lambda s: 3600), Slow())])  # type: ignore[arg-type]
-    thread = threading.Thread(target=worker.run_forever)
-    thread.start()
-    while "start" not in events:
-        time.sleep(0.01)
-    worker.stop.set()  # what SIGTERM does
-    thread.join(timeout=5)
-    assert not thread.is_alive()
-    assert events == ["start", "end"]

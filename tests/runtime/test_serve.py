@@ -1,34 +1,19 @@
-"""Real processes: gunicorn serving each listener, and `python -m runtime dev` end to end."""
+"""Real gunicorn processes serving each listener: start, stop, binds, bodies through the real HTTP server."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 
 from lib.config.env import Settings
-from tests.conftest import PROJECT_ROOT, TEST_SECRET
-from tests.helpers import free_port, wait_http
-
-
-def _env(settings: Settings | None = None, **extra: str) -> dict[str, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AUTH_JWT_SECRET": TEST_SECRET,
-        "LOG_FORMAT": "json",
-        "WEB_CONCURRENCY": "1",
-        "APP_ENV": "test",
-    }
-    if settings is not None:
-        env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
-    return env | extra
+from tests.conftest import PROJECT_ROOT
+from tests.helpers import free_port, process_env, wait_http
 
 
 @pytest.fixture
@@ -37,7 +22,7 @@ def served(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "runtime", "serve", "public", "--bind", f"127.0.0.1:{port}"],
         cwd=PROJECT_ROOT,
-        env=_env(settings),
+        env=process_env(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -46,6 +31,12 @@ def served(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
+
+
+def _chunks(data: bytes, size: int = 7) -> Iterator[bytes]:
+    # A generator body makes requests send Transfer-Encoding: chunked with no Content-Length.
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
 
 
 def test_gunicorn_serves_and_stops_cleanly(served: tuple[str, subprocess.Popen[str]]) -> None:
@@ -70,7 +61,7 @@ def test_internal_listener_binds_internal_host(settings: Settings) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "runtime", "serve", "internal"],
         cwd=PROJECT_ROOT,
-        env=_env(settings, INTERNAL_PORT=str(port)),
+        env=process_env(settings, INTERNAL_PORT=str(port)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -88,68 +79,13 @@ def test_serve_refuses_a_weak_secret(settings: Settings) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "runtime", "serve", "public", "--bind", f"127.0.0.1:{free_port()}"],
         cwd=PROJECT_ROOT,
-        env=_env(settings, AUTH_JWT_SECRET="short"),
+        env=process_env(settings, AUTH_JWT_SECRET="short"),
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert run.returncode != 0
     assert "AUTH_JWT_SECRET must be at least 32 bytes" in run.stdout + run.stderr
-
-
-def _run_dev(env: dict[str, str]) -> tuple[int, str]:
-    public, internal = free_port(), free_port()
-    env = env | {"PUBLIC_PORT": str(public), "INTERNAL_PORT": str(internal)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "dev"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert wait_http(f"http://127.0.0.1:{public}/ready", timeout=90).status_code == 200
-        assert wait_http(f"http://127.0.0.1:{internal}/ready").status_code == 200
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    for port in (public, internal):
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
-    return proc.returncode, out
-
-
-def test_dev_runs_everything_with_given_servers(settings: Settings, tmp_path: Path) -> None:
-    env = _env(settings, DEV_DATA_DIR=str(tmp_path))
-    del env["AUTH_JWT_SECRET"]  # dev makes its own and keeps it under the data dir
-    code, out = _run_dev(env)
-    assert code == 0, out
-    assert "control center admin created: admin@halobestie.local / " in out
-    assert (tmp_path / "jwt_secret").exists()
-    code, out = _run_dev(env)
-    assert code == 0, out
-    assert "an admin already exists" in out
-
-
-@pytest.mark.skipif(os.environ.get("SKIP_EMBEDDED") == "1", reason="SKIP_EMBEDDED=1")
-def test_dev_starts_embedded_servers_when_urls_are_unset(tmp_path: Path) -> None:
-    env = _env(DEV_DATA_DIR=str(tmp_path / "dev"))
-    del env["AUTH_JWT_SECRET"]
-    code, out = _run_dev(env)
-    assert code == 0, out
-    assert "starting embedded PostgreSQL" in out and "starting embedded Valkey" in out
-    assert "migrations: " in out
-    assert (tmp_path / "dev" / "pg" / "PG_VERSION").exists()
-
-
-def _chunks(data: bytes, size: int = 7) -> Iterator[bytes]:
-    # A generator body makes requests send Transfer-Encoding: chunked with no Content-Length.
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
 
 
 def test_chunked_bodies_are_read_like_sized_ones(served: tuple[str, subprocess.Popen[str]]) -> None:

@@ -1,0 +1,40 @@
+"""The bus: fan-out across processes, namespaced by the Valkey database number."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+
+from lib.bus import Bus
+from lib.valkey import make_client
+
+
+def _bus(url: str) -> Bus:
+    return Bus(url, make_client(url))
+
+
+def test_a_message_reaches_a_bus_on_the_same_database_only(valkey_url: str) -> None:
+    base = valkey_url.rsplit("/", 1)[0]
+    other_db = f"{base}/{13 if valkey_url.endswith('/14') else 14}"
+    same, other, sender = _bus(valkey_url), _bus(other_db), _bus(valkey_url)
+    heard: dict[str, list[str]] = {"same": [], "other": []}
+    arrived = threading.Event()
+
+    def on_same(message: str) -> None:
+        heard["same"].append(message)
+        arrived.set()
+
+    try:
+        same.subscribe("test:channel", on_same)
+        other.subscribe("test:channel", heard["other"].append)
+        assert same.wait_subscribed(3) and other.wait_subscribed(3)
+        assert sender.publish("test:channel", "hello")
+        assert arrived.wait(3)
+        assert heard == {"same": ["hello"], "other": []}
+        raw = redis.Redis.from_url(valkey_url)
+        assert raw.pubsub_numsub(f"db{valkey_url.rsplit('/', 1)[1]}:test:channel")[0][1] == 1
+        raw.close()
+    finally:
+        for bus in (same, other, sender):
+            bus.close()
