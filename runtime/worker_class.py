@@ -7,7 +7,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 
 class GracefulThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """Two changes to gunicorn 26's shutdown, both measured by tests/test_shutdown.py:
+    """Two changes to gunicorn 26's shutdown, both measured by tests/runtime/test_worker_class.py:
 
     - On stop, gthread only stops polling its listener; the socket stays open until the worker
       exits, so connections the kernel keeps queueing meanwhile are reset at exit: requests lost

@@ -36,9 +36,7 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 TEST_VALKEY_DB = 15 - int(WORKER.removeprefix("gw") or 0) % 15
 CC_ORIGIN = "https://cc.halobestie.test"
 CC_PASSWORD = "correct horse battery staple"
-_CC_HASH = bcrypt.hashpw(
-    CC_PASSWORD.encode(), bcrypt.gensalt(12)
-).decode()  # once: bcrypt 12 is slow
+_CC_HASH = bcrypt.hashpw(CC_PASSWORD.encode(), bcrypt.gensalt(12)).decode()  # once: bcrypt 12 is slow
 
 
 @pytest.fixture(scope="session")
