@@ -4,8 +4,7 @@ from typing import Any
 
 import falcon
 
-from lib.auth.otp import verify_code
-from lib.auth.otp_endpoints import OtpVerifyBody
+from lib.auth.otp_endpoints import OtpVerifyBody, verified_phone
 from lib.auth.signin import mitra_sign_in
 from lib.endpoint import Auth, Ctx, Endpoint
 
@@ -13,13 +12,5 @@ ENDPOINT = Endpoint(method="POST", route="/api/mitra/auth/otp/verify", auth=Auth
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    s = ctx.services
-    phone = verify_code(
-        s.db,
-        s.config,
-        s.settings.auth_jwt_secret,
-        flow="mitra",
-        request_id=str(ctx.body["otp_request_id"]),
-        code=ctx.body["code"],
-    )
-    return mitra_sign_in(s.db, s.settings, phone)
+    phone = verified_phone(ctx, "mitra")
+    return mitra_sign_in(ctx.services.db, ctx.services.settings, phone)
