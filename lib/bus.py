@@ -46,6 +46,20 @@ class Bus:
             log.warning("bus publish on %s failed: %s", channel, type(exc).__name__)
             return False
 
+    def publish_many(self, messages: list[tuple[str, str]]) -> bool:
+        """Several (channel, message) pairs in one round trip."""
+        if not messages:
+            return True
+        try:
+            pipe = self._publisher.pipeline(transaction=False)
+            for channel, message in messages:
+                pipe.publish(self._prefix + channel, message)
+            pipe.execute()
+            return True
+        except VALKEY_ERRORS as exc:
+            log.warning("bus publish of %d message(s) failed: %s", len(messages), type(exc).__name__)
+            return False
+
     def subscribe(self, channel: str, handler: Handler) -> None:
         with self._lock:
             self._handlers.setdefault(self._prefix + channel, []).append(handler)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from lib.auth.accounts import customer_doc
-from lib.db import Database
-from lib.errors import Unauthorized
+from lib.db import Database, contains
+from lib.errors import NotFound, Unauthorized
 
 
 def profile(db: Database, customer_id: str) -> dict[str, Any]:
@@ -14,3 +14,41 @@ def profile(db: Database, customer_id: str) -> dict[str, Any]:
     if row is None:  # a token for a customer that no longer exists
         raise Unauthorized("Account not found")
     return customer_doc(row)
+
+
+def search_customers(db: Database, q: str | None, position: dict[str, Any]) -> list[dict[str, Any]]:
+    """Newest first; `q` matches the call name, the e-mail or the phone."""
+    return db.fetch_all(
+        "SELECT * FROM customers WHERE (%(q)s::text IS NULL OR display_name ILIKE %(like)s "
+        "OR email ILIKE %(like)s OR phone LIKE %(like)s) "
+        "AND (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
+        "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
+        {"q": q, "like": contains(q), **position},
+    )
+
+
+def customer_record(db: Database, customer_id: str) -> dict[str, Any]:
+    row = db.fetch_one("SELECT * FROM customers WHERE id = %(id)s", {"id": customer_id})
+    if row is None:
+        raise NotFound()
+    summary = db.fetch_one(
+        "SELECT (SELECT count(*) FROM chat_sessions WHERE customer_id = %(id)s AND started_at IS NOT NULL) AS sessions, "
+        "(SELECT max(started_at) FROM chat_sessions WHERE customer_id = %(id)s) AS last_session_at, "
+        "(SELECT count(*) FROM payment_requests WHERE customer_id = %(id)s AND status IN ('confirmed', 'consumed', "
+        "'failed_pairing')) AS payments, "
+        "(SELECT COALESCE(sum(COALESCE(paid_amount, amount)), 0) FROM payment_requests WHERE customer_id = %(id)s "
+        "AND confirmed_at IS NOT NULL) AS paid_total",
+        {"id": customer_id},
+    )
+    identities = db.fetch_all(
+        "SELECT provider, email, created_at FROM customer_identities WHERE customer_id = %(id)s ORDER BY created_at",
+        {"id": customer_id},
+    )
+    return {
+        **customer_doc(row),
+        "account_belongs_to": row["account_belongs_to"],
+        "first_active_session_at": row["first_active_session_at"],
+        "last_login_at": row["last_login_at"],
+        "identities": identities,
+        **(summary or {}),
+    }

@@ -103,3 +103,10 @@ class Database:
             if self._opened:
                 self._pool.close()
                 self._opened = False
+
+
+def contains(text: str | None) -> str | None:
+    """A LIKE pattern matching `text` anywhere, its own % and _ taken literally (None for None)."""
+    if not text:
+        return None
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -17,6 +17,9 @@ class Job:
 
     every: Callable[[Settings], float]  # seconds between ticks, from deploy-fixed env settings
     run_at_start: bool = False  # also once when a worker starts (e.g. rebuilding a mirror)
+    # Every replica runs every tick: for jobs that settle concurrency themselves, row by row with
+    # FOR UPDATE SKIP LOCKED (the deadlines), so a second replica adds capacity instead of waiting.
+    every_replica: bool = False
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lib.auth.accounts import mitra_doc
-from lib.db import Database
+from lib.db import Database, contains
 from lib.errors import NotFound
 
 
@@ -51,9 +51,5 @@ def search_mitras(
         "AND (%(online)s::boolean IS NULL OR COALESCE(s.is_online, false) = %(online)s) "
         "AND (%(k0)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(k0)s, %(k1)s)) "
         "ORDER BY m.created_at DESC, m.id DESC LIMIT %(n)s",
-        {"q": q, "like": f"%{_escape_like(q)}%" if q else None, "online": online, **position},
+        {"q": q, "like": contains(q), "online": online, **position},
     )
-
-
-def _escape_like(text: str | None) -> str:
-    return (text or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

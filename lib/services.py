@@ -13,6 +13,7 @@ from lib.auth.sessions import RefreshChain
 from lib.auth.social import JwksCache
 from lib.auth.tokens import VerifiedTokens
 from lib.bus import Bus
+from lib.chat.events import ChatEvents
 from lib.config.app import AppConfig
 from lib.config.env import Settings
 from lib.db import Database
@@ -37,6 +38,7 @@ class Services:
     apple_jwks: JwksCache
     availability_cache: AvailabilityCache
     payment_events: PaymentEvents
+    chat_events: ChatEvents
     payment_gateway: Gateway
 
     def close(self) -> None:

@@ -11,6 +11,8 @@ from lib.auth.sessions import RefreshChain
 from lib.auth.social import JwksCache
 from lib.auth.tokens import VerifiedTokens
 from lib.bus import Bus
+from lib.chat.events import ChatEvents
+from lib.chat.purchases import deliver
 from lib.config.app import AppConfig
 from lib.config.env import ConfigError, Settings
 from lib.db import Database
@@ -35,12 +37,18 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
     )
     valkey = make_client(settings.redis_url, settings.valkey_timeout)
     bus = Bus(settings.redis_url, valkey, connect_timeout=settings.valkey_timeout)
+    config = AppConfig(db, bus)
+    chat_events = ChatEvents(bus)
+    payment_events = PaymentEvents(bus)
+    # Whoever confirms a payment delivers what it bought, in the same process (the re-emit job
+    # covers a process that died in between).
+    payment_events.on_confirmed(lambda request_id: deliver(db, valkey, config, chat_events, request_id))
     return Services(
         settings=settings,
         db=db,
         valkey=valkey,
         bus=bus,
-        config=AppConfig(db, bus),
+        config=config,
         revocations=RevocationList(db, bus, ttl_seconds=settings.access_token_ttl_seconds),
         rate_limiter=RateLimiter(valkey),
         verified_tokens=VerifiedTokens(settings.auth_jwt_secret),
@@ -48,6 +56,7 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
         google_jwks=JwksCache(settings.google_jwks_url),
         apple_jwks=JwksCache(settings.apple_jwks_url),
         availability_cache=AvailabilityCache(),
-        payment_events=PaymentEvents(bus),
+        payment_events=payment_events,
+        chat_events=chat_events,
         payment_gateway=make_gateway(settings),
     )

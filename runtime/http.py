@@ -7,8 +7,6 @@ import logging
 import re
 import time
 import uuid
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 import falcon
@@ -19,6 +17,7 @@ from psycopg_pool import PoolTimeout
 
 from lib import errors
 from lib.endpoint import Reply
+from lib.jsonenc import dumps
 from lib.log import request_id_var
 
 MAX_BODY_BYTES = 64 * 1024
@@ -47,24 +46,6 @@ _FALCON_ERRORS: dict[int, type[errors.ApiError]] = {
         errors.ServiceUnavailable,
     )
 }
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class RequestContext:

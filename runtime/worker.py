@@ -110,6 +110,10 @@ class Worker:
         """Run the job if its tick is due here and this replica wins the claim."""
         if time.monotonic() < self._due.get(job.name, 0.0):
             return
+        if job.job.every_replica:
+            self._due[job.name] = time.monotonic() + self._every(job)
+            self._run(job)
+            return
         try:
             claimed = self._claim(job)
         except ApiError as exc:

@@ -26,7 +26,7 @@ from runtime.app import create_app
 from runtime.container import build_services
 from runtime.embedded import DEV_DIR, EmbeddedPostgres, EmbeddedValkey
 
-pytest_plugins = ["tests.payflow"]  # payment fixtures, shared with the pairing and session tests
+pytest_plugins = ["tests.payflow", "tests.chatflow"]  # payment fixtures and the chat harness
 
 TEST_SECRET = "test-only-secret-7Qx2vK9pLm4Rt8Wz3Nc6Yb1Hd5Jf0Gs"
 # pytest-xdist workers (gw0, gw1, ...) each get their own Valkey database and embedded servers;

@@ -137,17 +137,25 @@ def create_request(
         raise
     # (another open request of the customer is ALREADY_ACTIVE: payment_requests_one_open)
     assert row is not None
+    return request_doc(open_invoice(db, gateway, row, f"Sesi curhat {row['minutes']} menit", minutes_valid))
+
+
+def open_invoice(
+    db: Database, gateway: Gateway, row: dict[str, Any], description: str, minutes_valid: int
+) -> dict[str, Any]:
+    """Create the Xendit invoice of a stored request and record it; the request row afterwards.
+
+    Xendit answered with an error: the row is deleted (no invoice, no request; the caller may try
+    again). No answer at all: Xendit may hold an invoice, so the row is kept (a PAID callback will
+    find it), the invoice is looked up by our id (never created twice), and GatewayError carries
+    the request id when it cannot be found yet (the payment_recover job keeps looking).
+    """
     request_id = str(row["id"])
     try:
         invoice = gateway.create_invoice(
-            external_id=request_id,
-            amount=row["amount"],
-            description=f"Sesi curhat {row['minutes']} menit",
-            duration_seconds=minutes_valid * 60,
+            external_id=request_id, amount=row["amount"], description=description, duration_seconds=minutes_valid * 60
         )
     except InvoiceOutcomeUnknown:
-        # Xendit may have created it: keep the row (a PAID callback will find it) and look the
-        # invoice up by our id; never create a second one.
         recovered = _lookup(gateway, request_id)
         if recovered is None:
             log.warning("payment %s: invoice outcome unknown; kept pending for the recovery job", request_id)
@@ -157,14 +165,13 @@ def create_request(
             ) from None
         invoice = recovered
     except ApiError:
-        # Xendit answered and created nothing: no invoice, no request; the customer may try again.
         db.execute("DELETE FROM payment_requests WHERE id = %(id)s AND invoice_url IS NULL", {"id": request_id})
         raise
     attached = attach_invoice(db, request_id, invoice)
     if attached is None:  # the recovery job attached the same invoice a moment ago
         attached = db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": request_id})
     assert attached is not None
-    return request_doc(attached)
+    return attached
 
 
 def _lookup(gateway: Gateway, request_id: str) -> Invoice | None:

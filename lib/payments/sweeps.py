@@ -110,7 +110,8 @@ def reemit_unpaired(db: Database, events: PaymentEvents) -> list[str]:
     """Confirmed requests that no session has consumed yet: emit the event again (pairing is
     idempotent), in case the first emit died with its process."""
     rows = db.fetch_all(
-        "UPDATE payment_requests SET last_emitted_at = now() WHERE status = 'confirmed' AND session_id IS NULL "
+        "UPDATE payment_requests SET last_emitted_at = now() WHERE status = 'confirmed' "
+        "AND (session_id IS NULL OR kind = 'extension') "
         "AND confirmed_at < now() - make_interval(secs => %(s)s) "
         "AND (last_emitted_at IS NULL OR last_emitted_at < now() - make_interval(secs => %(s)s)) RETURNING id",
         {"s": REEMIT_AFTER_SECONDS},

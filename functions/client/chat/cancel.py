@@ -1,0 +1,16 @@
+"""Cancel the current search or targeted wait (the payment is listed for a refund)."""
+
+from typing import Any
+
+import falcon
+
+from lib.chat.pairing import cancel
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="POST", route="/api/client/chat/cancel", auth=Auth.CUSTOMER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    s = ctx.services
+    return cancel(s.db, s.valkey, s.chat_events, ctx.principal.user_id)

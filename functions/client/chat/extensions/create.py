@@ -1,0 +1,29 @@
+"""Ask for more time with a tier: the chat pauses while the Bestie decides (money only after yes)."""
+
+import falcon
+from marshmallow import Schema, fields
+
+from lib.chat.extensions import request_extension
+from lib.endpoint import Auth, Ctx, Endpoint, Reply
+
+
+class Body(Schema):
+    tier_id = fields.UUID(required=True)
+
+
+ENDPOINT = Endpoint(
+    method="POST",
+    route="/api/client/chat/{session_id:uuid}/extensions",
+    auth=Auth.CUSTOMER,
+    body=Body,
+    status=201,
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> Reply:
+    assert ctx.principal is not None
+    s = ctx.services
+    doc = request_extension(
+        s.db, s.config, s.chat_events, ctx.principal, str(ctx.params["session_id"]), str(ctx.body["tier_id"])
+    )
+    return Reply(201, doc)

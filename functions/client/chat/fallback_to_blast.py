@@ -1,0 +1,16 @@
+"""After a targeted request failed, ask every available Bestie instead, with the same payment."""
+
+from typing import Any
+
+import falcon
+
+from lib.chat.pairing import fallback_to_blast
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="POST", route="/api/client/chat/fallback-to-blast", auth=Auth.CUSTOMER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    s = ctx.services
+    return fallback_to_blast(s.db, s.valkey, s.config, s.chat_events, ctx.principal.user_id)

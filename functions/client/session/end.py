@@ -1,0 +1,16 @@
+"""End the chat early, at the path older app builds call (same as /api/client/chat/{id}/end)."""
+
+from typing import Any
+
+import falcon
+
+from lib.chat.lifecycle import end_early
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="POST", route="/api/client/session/{session_id:uuid}/end", auth=Auth.CUSTOMER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    s = ctx.services
+    return end_early(s.db, s.valkey, s.config, s.chat_events, ctx.principal, str(ctx.params["session_id"]))

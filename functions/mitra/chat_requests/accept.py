@@ -1,0 +1,16 @@
+"""Take a request: the first accept wins; the winner's repeat answers the same session."""
+
+from typing import Any
+
+import falcon
+
+from lib.chat.pairing import accept
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="POST", route="/api/mitra/chat-requests/{session_id:uuid}/accept", auth=Auth.MITRA)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    s = ctx.services
+    return accept(s.db, s.valkey, s.config, s.chat_events, ctx.principal.user_id, str(ctx.params["session_id"]))

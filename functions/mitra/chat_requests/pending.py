@@ -1,0 +1,18 @@
+"""The open requests this Bestie was asked to take, newest first."""
+
+from typing import Any
+
+import falcon
+
+from lib.chat.pairing import mitra_requests, request_doc
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.pagination import Keyset, PageQuery
+
+ORDER = Keyset(("notified_at", "time"), ("id", "int"))
+ENDPOINT = Endpoint(method="GET", route="/api/mitra/chat-requests/pending", auth=Auth.MITRA, query=PageQuery)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    rows = mitra_requests(ctx.services.db, ctx.principal.user_id, open_only=True, position=ORDER.params(ctx.query))
+    return ORDER.page(rows, ctx.query["limit"], request_doc)

@@ -1,0 +1,15 @@
+"""Where a request stands for this Bestie: open, accepted (by me), taken, cancelled or expired."""
+
+from typing import Any
+
+import falcon
+
+from lib.chat.pairing import request_status
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="GET", route="/api/mitra/chat-requests/{session_id:uuid}/status", auth=Auth.MITRA)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    return request_status(ctx.services.db, ctx.principal.user_id, str(ctx.params["session_id"]))

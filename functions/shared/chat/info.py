@@ -1,0 +1,15 @@
+"""A session as its participants see it: parties by call name, status, timer, pending extension."""
+
+from typing import Any
+
+import falcon
+
+from lib.chat.views import info
+from lib.endpoint import Auth, Ctx, Endpoint
+
+ENDPOINT = Endpoint(method="GET", route="/api/shared/chat/{session_id:uuid}/info", auth=Auth.ANY_APP_USER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    return info(ctx.services.db, ctx.principal, str(ctx.params["session_id"]))

@@ -1,0 +1,29 @@
+"""Flag a session's topic sensitive (or back): the confirm step, the latch, an audit row per flip."""
+
+from typing import Any
+
+import falcon
+from marshmallow import Schema, fields, validate
+
+from lib.chat.lifecycle import set_topic
+from lib.endpoint import Auth, Ctx, Endpoint
+
+
+class Body(Schema):
+    topic_sensitivity = fields.String(required=True, validate=validate.OneOf(["normal", "sensitive"]))
+    confirmed = fields.Boolean(load_default=False)
+
+
+ENDPOINT = Endpoint(
+    method="PATCH", route="/api/shared/chat/sessions/{session_id:uuid}/topic", auth=Auth.MITRA, body=Body
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    s = ctx.services
+    b = ctx.body
+    session_id = str(ctx.params["session_id"])
+    return set_topic(
+        s.db, s.config, s.chat_events, ctx.principal, session_id, b["topic_sensitivity"], confirmed=b["confirmed"]
+    )

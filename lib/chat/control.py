@@ -1,0 +1,133 @@
+"""The control center's views of chats: sessions with filters, one session's record, the
+dashboard's figures and each mitra's response to requests. Never message content: transcripts are
+not part of these views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from psycopg import sql
+
+from lib.chat.sessions import BY_ID, SELECT, session_doc
+from lib.config.app import AppConfig
+from lib.db import Database
+from lib.errors import NotFound
+from lib.presence.availability import find_available_mitras
+
+
+def admin_session_doc(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **session_doc(row),
+        "customer_id": row["customer_id"],
+        "payment_request_id": row["payment_request_id"],
+        "request_type": row["request_type"],
+        "targeted_mitra_id": row["targeted_mitra_id"],
+        "failure_cause": row["failure_cause"],
+        "created_at": row["created_at"],
+        "completed_at": row["completed_at"],
+    }
+
+
+_SEARCH = sql.SQL(
+    "{select} WHERE (%(status)s::text IS NULL OR s.status = %(status)s) "
+    "AND (%(topic)s::text IS NULL OR s.topic_sensitivity = %(topic)s) "
+    "AND (%(mitra)s::uuid IS NULL OR s.mitra_id = %(mitra)s) "
+    "AND (%(customer)s::uuid IS NULL OR s.customer_id = %(customer)s) "
+    "AND (%(from)s::timestamptz IS NULL OR s.created_at >= %(from)s) "
+    "AND (%(to)s::timestamptz IS NULL OR s.created_at < %(to)s) "
+    "AND (%(k0)s::timestamptz IS NULL OR (s.created_at, s.id) < (%(k0)s, %(k1)s)) "
+    "ORDER BY s.created_at DESC, s.id DESC LIMIT %(n)s"
+).format(select=SELECT)
+
+
+def search_sessions(db: Database, filters: dict[str, Any], position: dict[str, Any]) -> list[dict[str, Any]]:
+    """Newest first; every filter optional (`from`/`to` bound the creation time)."""
+    return db.fetch_all(
+        _SEARCH,
+        {
+            "status": filters.get("status"),
+            "topic": filters.get("topic_sensitivity"),
+            "mitra": filters.get("mitra_id"),
+            "customer": filters.get("customer_id"),
+            "from": filters.get("from"),
+            "to": filters.get("to"),
+            **position,
+        },
+    )
+
+
+def session_record(db: Database, session_id: str) -> dict[str, Any]:
+    """One session with who was asked, its extensions, reroutes and topic flips."""
+    row = db.fetch_one(BY_ID, {"s": session_id})
+    if row is None:
+        raise NotFound()
+    params = {"s": session_id}
+    return {
+        **admin_session_doc(row),
+        "notifications": db.fetch_all(
+            "SELECT mitra_id, request_type, status, notified_at, responded_at FROM chat_request_notifications "
+            "WHERE session_id = %(s)s ORDER BY notified_at, id",
+            params,
+        ),
+        "extensions": db.fetch_all(
+            "SELECT id, tier_id, duration_minutes, price, status, decided_by, requested_at, decided_at, "
+            "payment_request_id, paid_at FROM session_extensions WHERE session_id = %(s)s ORDER BY requested_at",
+            params,
+        ),
+        "reroutes": db.fetch_all(
+            "SELECT from_mitra_id, to_mitra_id, rerouted_by, created_at FROM session_reroutes "
+            "WHERE session_id = %(s)s ORDER BY created_at",
+            params,
+        ),
+        "topic_changes": db.fetch_all(
+            "SELECT changed_by_type, changed_by, old_value, new_value, confirmed, created_at FROM session_topic_audit "
+            "WHERE session_id = %(s)s ORDER BY created_at",
+            params,
+        ),
+    }
+
+
+def dashboard(db: Database, valkey: redis.Redis, config: AppConfig) -> dict[str, Any]:
+    """Today's figures: 'today' is the calendar day in SERVER_TZ (the database session's zone)."""
+    row = db.fetch_one(
+        "SELECT (SELECT count(*) FROM mitra_online_status o JOIN mitras m ON m.id = o.mitra_id "
+        "        WHERE o.is_online AND m.is_active) AS mitras_online, "
+        "(SELECT count(*) FROM chat_sessions WHERE status = 'searching') AS searching_requests, "
+        "(SELECT count(*) FROM chat_sessions WHERE status IN ('active', 'extending', 'closing')) AS active_sessions, "
+        "(SELECT count(*) FROM chat_sessions WHERE status IN ('active', 'extending', 'closing') "
+        "        AND topic_sensitivity = 'sensitive') AS sensitive_sessions, "
+        "(SELECT count(*) FROM chat_sessions WHERE started_at >= date_trunc('day', now())) AS sessions_today, "
+        "(SELECT COALESCE(sum(COALESCE(paid_amount, amount)), 0) FROM payment_requests "
+        "        WHERE confirmed_at >= date_trunc('day', now())) AS revenue_today, "
+        "(SELECT count(*) FROM pairing_failures WHERE review_status = 'open') AS open_failed_pairings"
+    )
+    assert row is not None
+    return {**row, "mitras_available": len(find_available_mitras(db, valkey, config))}
+
+
+def mitra_activity(db: Database, window: dict[str, Any], position: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per mitra, newest mitra first: how it answered the requests it was sent in the window."""
+    rows = db.fetch_all(
+        "SELECT m.id, m.display_name, m.created_at, "
+        "count(n.id) AS notified, count(n.id) FILTER (WHERE n.status = 'accepted') AS accepted, "
+        "count(n.id) FILTER (WHERE n.status = 'declined') AS declined, "
+        "count(n.id) FILTER (WHERE n.status = 'missed') AS missed, "
+        "count(n.id) FILTER (WHERE n.status = 'ignored') AS ignored, "
+        "avg(extract(epoch FROM n.responded_at - n.notified_at)) "
+        "    FILTER (WHERE n.status IN ('accepted', 'declined')) AS avg_response_seconds, "
+        "(SELECT count(*) FROM chat_sessions s WHERE s.mitra_id = m.id AND s.topic_sensitivity = 'sensitive' "
+        "    AND (%(from)s::timestamptz IS NULL OR s.created_at >= %(from)s) "
+        "    AND (%(to)s::timestamptz IS NULL OR s.created_at < %(to)s)) AS sensitive_sessions "
+        "FROM mitras m LEFT JOIN chat_request_notifications n ON n.mitra_id = m.id "
+        "    AND (%(from)s::timestamptz IS NULL OR n.notified_at >= %(from)s) "
+        "    AND (%(to)s::timestamptz IS NULL OR n.notified_at < %(to)s) "
+        "WHERE (%(k0)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(k0)s, %(k1)s)) "
+        "GROUP BY m.id ORDER BY m.created_at DESC, m.id DESC LIMIT %(n)s",
+        {"from": window.get("from"), "to": window.get("to"), **position},
+    )
+    for r in rows:
+        r["acceptance_rate"] = round(r["accepted"] / r["notified"], 4) if r["notified"] else None
+        seconds = r["avg_response_seconds"]
+        r["avg_response_seconds"] = round(float(seconds), 3) if seconds is not None else None
+    return rows

@@ -1,0 +1,291 @@
+"""Extensions (DOMAIN.md, "Session lifecycle"): the customer picks a tier and the chat pauses
+(`extending`); the mitra approves or rejects within `extension_timeout_seconds`, else
+`extension_default_action_on_timeout` decides. Money is asked only after approval: approval opens
+an invoice (its own payment request, kind `extension`), and once it is paid the session resumes
+with the minutes added to what was left. A rejection or an unpaid invoice resumes the session with
+only what was left (closing at once if nothing was): the customer keeps the time they paid for.
+The race between the mitra's answer and the timeout is settled by one conditional UPDATE.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from lib.chat.errors import SessionNotActive
+from lib.chat.events import ChatEvents
+from lib.chat.lifecycle import parties, resume
+from lib.chat.pairing import Outbox, fail_payment
+from lib.chat.sessions import for_participant
+from lib.config.app import AppConfig
+from lib.db import Conn, Database
+from lib.errors import ApiError, Conflict, NotFound
+from lib.payments.gateway import Gateway
+from lib.payments.requests import open_invoice
+from lib.pricing import quote
+from lib.principal import Principal
+
+log = logging.getLogger(__name__)
+
+EXTENSION_NOT_APPLIED = "EXTENSION_NOT_APPLIED"  # paid after the extension had lapsed: refund by hand
+
+
+class ExtensionAlreadyDecided(Conflict):
+    code, message = "EXTENSION_ALREADY_DECIDED", "This extension has already been decided"
+
+
+def extension_doc(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "extension_id": row["id"],
+        "session_id": row["session_id"],
+        "tier_id": row["tier_id"],
+        "duration_minutes": row["duration_minutes"],
+        "price": row["price"],
+        "status": row["status"],
+        "requested_at": row["requested_at"],
+        "expires_at": row["expires_at"],
+        "timeout_seconds": max(0, int((row["expires_at"] - row["requested_at"]).total_seconds())),
+        "decided_by": row["decided_by"],
+        "payment_request_id": row["payment_request_id"],
+        "invoice_url": row.get("invoice_url"),
+        "pay_by": row["pay_by"],
+    }
+
+
+def pending_for(db: Database, session_id: str) -> dict[str, Any] | None:
+    """The extension being decided or paid, for `info.pending_extension`."""
+    row = db.fetch_one(
+        "SELECT e.*, p.invoice_url FROM session_extensions e LEFT JOIN payment_requests p ON p.id = e.payment_request_id "
+        "WHERE e.session_id = %(s)s AND e.status IN ('pending', 'approved')",
+        {"s": session_id},
+    )
+    return extension_doc(row) if row else None
+
+
+def _with_invoice(db: Database, extension_id: str) -> dict[str, Any]:
+    row = db.fetch_one(
+        "SELECT e.*, p.invoice_url FROM session_extensions e LEFT JOIN payment_requests p ON p.id = e.payment_request_id "
+        "WHERE e.id = %(e)s",
+        {"e": extension_id},
+    )
+    assert row is not None
+    return row
+
+
+def request_extension(
+    db: Database, config: AppConfig, events: ChatEvents, who: Principal, session_id: str, tier_id: str
+) -> dict[str, Any]:
+    with db.connection() as conn:
+        session = for_participant(conn, who, session_id, lock=True)
+        if session["status"] == "extending":
+            raise Conflict("An extension is already being decided", code="EXTENSION_PENDING")
+        if session["status"] != "active":
+            raise SessionNotActive()
+        price = quote(conn, tier_id, who.user_id, mode=session["mode"], allow_discount=False)
+        row = conn.execute(
+            "INSERT INTO session_extensions (session_id, tier_id, duration_minutes, price, expires_at) "
+            "VALUES (%(s)s, %(t)s, %(m)s, %(p)s, now() + make_interval(secs => %(timeout)s)) RETURNING *",
+            {
+                "s": session_id,
+                "t": price.tier["id"],
+                "m": price.tier["minutes"],
+                "p": price.amount,
+                "timeout": config.int("extension_timeout_seconds"),
+            },
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "UPDATE chat_sessions SET status = 'extending', paused_at = now(), updated_at = now() WHERE id = %(s)s",
+            {"s": session_id},
+        )
+    doc = extension_doc(row)
+    events.publish(parties(session), "extension.requested", doc)
+    return doc
+
+
+def respond(
+    db: Database,
+    valkey: redis.Redis,
+    config: AppConfig,
+    events: ChatEvents,
+    gateway: Gateway,
+    who: Principal,
+    extension_id: str,
+    approve: bool,
+) -> dict[str, Any]:
+    """The mitra's answer; the loser of a race with the timeout gets EXTENSION_ALREADY_DECIDED."""
+    outbox = Outbox()
+    with db.connection() as conn:
+        owned = conn.execute(
+            "SELECT e.id FROM session_extensions e JOIN chat_sessions s ON s.id = e.session_id "
+            "WHERE e.id = %(e)s AND s.mitra_id = %(m)s",
+            {"e": extension_id, "m": who.user_id},
+        ).fetchone()
+        if owned is None:
+            raise NotFound()
+        if _decide(conn, outbox, extension_id, approve, "mitra") is None:
+            raise ExtensionAlreadyDecided()
+    outbox.flush(db, valkey, events)
+    if approve:
+        issue_invoice(db, valkey, config, events, gateway, extension_id)
+    return extension_doc(_with_invoice(db, extension_id))
+
+
+def _decide(conn: Conn, outbox: Outbox, extension_id: str, approve: bool, by: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "UPDATE session_extensions SET status = %(st)s, decided_by = %(by)s, decided_at = now() "
+        "WHERE id = %(e)s AND status = 'pending' RETURNING *",
+        {"e": extension_id, "st": "approved" if approve else "rejected", "by": by},
+    ).fetchone()
+    if row is None:
+        return None
+    session = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": row["session_id"]}).fetchone()
+    assert session is not None
+    if not approve:
+        outbox.add(parties(session), "extension.resolved", extension_doc(row))
+        resume(conn, outbox, str(row["session_id"]), 0)
+    return row
+
+
+def issue_invoice(
+    db: Database,
+    valkey: redis.Redis,
+    config: AppConfig,
+    events: ChatEvents,
+    gateway: Gateway,
+    extension_id: str,
+) -> None:
+    """Open the payment request and invoice of an approved extension; safe to call twice (the
+    first caller records the request, the unique index stops a second)."""
+    minutes_valid = config.int("payment_request_timeout_minutes")
+    with db.connection() as conn:
+        ext = conn.execute(
+            "SELECT e.*, s.customer_id, s.mode FROM session_extensions e JOIN chat_sessions s ON s.id = e.session_id "
+            "WHERE e.id = %(e)s AND e.status = 'approved' AND e.payment_request_id IS NULL FOR UPDATE OF e SKIP LOCKED",
+            {"e": extension_id},
+        ).fetchone()
+        if ext is None:
+            return
+        request = conn.execute(
+            "INSERT INTO payment_requests (customer_id, kind, extension_id, session_id, mode, tier_id, minutes, price, "
+            "amount, status, expires_at) VALUES (%(c)s, 'extension', %(e)s, %(s)s, %(mode)s, %(t)s, %(m)s, %(p)s, "
+            "%(p)s, 'pending', now() + make_interval(mins => %(valid)s)) RETURNING *",
+            {
+                "c": ext["customer_id"],
+                "e": extension_id,
+                "s": ext["session_id"],
+                "mode": ext["mode"],
+                "t": ext["tier_id"],
+                "m": ext["duration_minutes"],
+                "p": ext["price"],
+                "valid": minutes_valid,
+            },
+        ).fetchone()
+        assert request is not None
+        conn.execute(
+            "UPDATE session_extensions SET payment_request_id = %(p)s, pay_by = %(by)s WHERE id = %(e)s",
+            {"p": request["id"], "by": request["expires_at"], "e": extension_id},
+        )
+    outbox = Outbox()
+    try:
+        open_invoice(db, gateway, request, f"Tambahan waktu curhat {ext['duration_minutes']} menit", minutes_valid)
+    except ApiError as exc:
+        if not exc.details.get("payment_request_id"):  # Xendit refused: no invoice, so no extension
+            log.warning("extension %s: invoice not created (%s); the session resumes", extension_id, exc.code)
+            with db.connection() as conn:
+                conn.execute(
+                    "UPDATE session_extensions SET status = 'expired', payment_request_id = NULL WHERE id = %(e)s",
+                    {"e": extension_id},
+                )
+                resume(conn, outbox, str(ext["session_id"]), 0)
+            outbox.flush(db, valkey, events)
+        return  # an unknown outcome is recovered by the payment_recover job, or lapses at pay_by
+    session = db.fetch_one("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": ext["session_id"]})
+    assert session is not None
+    events.publish(parties(session), "extension.resolved", extension_doc(_with_invoice(db, extension_id)))
+
+
+def apply_payment(db: Database, valkey: redis.Redis, events: ChatEvents, payment_request_id: str) -> bool:
+    """A confirmed extension payment: the minutes are added and the chat resumes. Paid after the
+    extension had lapsed, the money is recorded for a manual refund. Idempotent."""
+    outbox = Outbox()
+    with db.connection() as conn:
+        pay = conn.execute(
+            "SELECT * FROM payment_requests WHERE id = %(p)s FOR UPDATE", {"p": payment_request_id}
+        ).fetchone()
+        if pay is None or pay["kind"] != "extension" or pay["status"] != "confirmed":
+            return False
+        ext = conn.execute(
+            "UPDATE session_extensions SET status = 'paid', paid_at = now() WHERE id = %(e)s AND status = 'approved' "
+            "RETURNING *",
+            {"e": pay["extension_id"]},
+        ).fetchone()
+        if ext is None:
+            fail_payment(conn, payment_request_id, str(pay["session_id"]), EXTENSION_NOT_APPLIED)
+        else:
+            conn.execute(
+                "UPDATE payment_requests SET status = 'consumed', updated_at = now() WHERE id = %(p)s",
+                {"p": payment_request_id},
+            )
+            resume(conn, outbox, str(ext["session_id"]), int(ext["duration_minutes"]))
+    outbox.flush(db, valkey, events)
+    return ext is not None
+
+
+# --- deadlines (run by the worker) ---------------------------------------------------------------
+
+
+def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: ChatEvents, limit: int = 100) -> list[str]:
+    """Extensions the mitra did not answer in time: the configured default decides. Approved ones
+    are invoiced by the extension_invoices job, so no outside call runs inside the deadline tick."""
+    approve = config.get("extension_default_action_on_timeout") == "auto_approve"
+    outbox = Outbox()
+    with db.connection() as conn:
+        due = conn.execute(
+            "SELECT id FROM session_extensions WHERE status = 'pending' AND expires_at <= now() "
+            "ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED",
+            {"n": limit},
+        ).fetchall()
+        decided = [
+            str(row["id"])
+            for row in due
+            if _decide(conn, outbox, str(row["id"]), approve, "auto_approve" if approve else "auto_reject")
+        ]
+    outbox.flush(db, valkey, events)
+    return decided
+
+
+def lapse_unpaid(db: Database, valkey: redis.Redis, events: ChatEvents, limit: int = 100) -> list[str]:
+    """Approved extensions not paid by `pay_by`: the session resumes with what it had left."""
+    outbox = Outbox()
+    with db.connection() as conn:
+        due = conn.execute(
+            "SELECT e.id, e.session_id, e.payment_request_id FROM session_extensions e "
+            "WHERE e.status = 'approved' AND e.pay_by <= now() ORDER BY e.pay_by LIMIT %(n)s FOR UPDATE SKIP LOCKED",
+            {"n": limit},
+        ).fetchall()
+        for row in due:
+            conn.execute("UPDATE session_extensions SET status = 'expired' WHERE id = %(e)s", {"e": row["id"]})
+            conn.execute(
+                "UPDATE payment_requests SET status = 'expired', updated_at = now() WHERE id = %(p)s AND status = 'pending'",
+                {"p": row["payment_request_id"]},
+            )
+            session = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": row["session_id"]}).fetchone()
+            assert session is not None
+            outbox.add(parties(session), "extension.resolved", {"extension_id": row["id"], "status": "expired"})
+            resume(conn, outbox, str(row["session_id"]), 0)
+    outbox.flush(db, valkey, events)
+    return [str(r["id"]) for r in due]
+
+
+def unbilled(db: Database, limit: int = 50) -> list[str]:
+    """Approved extensions still waiting for their invoice (the auto-approved ones)."""
+    rows = db.fetch_all(
+        "SELECT id FROM session_extensions WHERE status = 'approved' AND payment_request_id IS NULL "
+        "ORDER BY decided_at LIMIT %(n)s",
+        {"n": limit},
+    )
+    return [str(r["id"]) for r in rows]

@@ -1,0 +1,490 @@
+"""Pairing (DOMAIN.md, "Pairing"): a confirmed payment opens a search, a blast to every available
+mitra or a targeted request to one; the first accept wins by one conditional UPDATE; a search that
+nobody takes in time fails, and paid money that bought no chat becomes a `pairing_failures` row
+for a manual refund. After a targeted failure the customer may fall back to a blast with the same
+payment, for RETURNING_CHOICE_SECONDS.
+
+Causes (`failure_cause`, `pairing_failures.cause`, `pairing.expired`): NO_MITRA_AVAILABLE (nobody to
+ask), PAIRING_TIMEOUT (a blast nobody took), RETURNING_CHAT_TIMEOUT (the targeted mitra did not take
+it: `reason` timeout, declined or unavailable), CANCELLED (the customer), ALREADY_ACTIVE (paid while
+another session was open).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from lib.chat import events as ev
+from lib.chat.events import ChatEvents, Party
+from lib.chat.sessions import BY_ID, call_name, session_doc
+from lib.chat.states import OPEN
+from lib.config.app import AppConfig
+from lib.db import Conn, Database
+from lib.errors import Conflict, Forbidden, Gone, NotFound
+from lib.presence.availability import find_available_mitras
+from lib.presence.state import live_sessions, recompute_capacity
+
+log = logging.getLogger(__name__)
+
+RETURNING_CHOICE_SECONDS = 600
+
+NO_MITRA_AVAILABLE = "NO_MITRA_AVAILABLE"
+PAIRING_TIMEOUT = "PAIRING_TIMEOUT"
+RETURNING_CHAT_TIMEOUT = "RETURNING_CHAT_TIMEOUT"
+CANCELLED = "CANCELLED"
+ALREADY_ACTIVE = "ALREADY_ACTIVE"
+
+
+class RequestTaken(Conflict):
+    code, message = "REQUEST_TAKEN", "Another Bestie has taken this request"
+
+
+class RequestExpired(Gone):
+    code, message = "REQUEST_EXPIRED", "This request is no longer open"
+
+
+class CapacityFull(Conflict):
+    code, message = "CAPACITY_FULL", "You are already in as many chats as you can take"
+
+
+@dataclass
+class Outbox:
+    """Events to publish once the transaction that caused them has committed."""
+
+    items: list[tuple[list[Party], str, dict[str, Any]]] = field(default_factory=list)
+    capacity: set[str] = field(default_factory=set)  # mitras whose live count changed
+
+    def add(self, to: list[Party], event_type: str, data: dict[str, Any]) -> None:
+        self.items.append((to, event_type, data))
+
+    def flush(self, db: Database, valkey: redis.Redis, events: ChatEvents) -> None:
+        for mitra_id in sorted(self.capacity):
+            recompute_capacity(db, valkey, mitra_id)
+        events.publish_each(self.items)
+        self.items, self.capacity = [], set()
+
+
+def request_doc(row: dict[str, Any]) -> dict[str, Any]:
+    """A request as a notified mitra sees it (API.md, chat-requests/pending)."""
+    return {
+        "session_id": row["session_id"],
+        "request_type": row["request_type"],
+        "customer_call_name": call_name(row["customer_name"]),
+        "mode": row["mode"],
+        "duration_minutes": row["duration_minutes"],
+        "topic_sensitivity": row["topic_sensitivity"],
+        "notified_at": row["notified_at"],
+        "expires_at": row["search_expires_at"],
+    }
+
+
+def pairing_doc(row: dict[str, Any], targeted_name: str | None = None) -> dict[str, Any]:
+    """A search as its customer sees it: open, or failed with the fallback still possible."""
+    return {
+        "session_id": row["id"],
+        "payment_request_id": row["payment_request_id"],
+        "status": row["status"],
+        "request_type": row["request_type"],
+        "targeted_mitra": {"id": row["targeted_mitra_id"], "display_name": targeted_name}
+        if row["targeted_mitra_id"]
+        else None,
+        "expires_at": row["search_expires_at"],
+        "cause": row["failure_cause"],
+        "reason": row["failure_reason"],
+        "can_fallback": row["choice_expires_at"] is not None,
+        "fallback_until": row["choice_expires_at"],
+    }
+
+
+# --- starting a search -------------------------------------------------------------------------
+
+
+def start_pairing(
+    db: Database, valkey: redis.Redis, config: AppConfig, events: ChatEvents, payment_request_id: str
+) -> str | None:
+    """Open the search a confirmed session payment paid for. Idempotent: a payment that already has
+    a session (or is no longer confirmed) is left alone. Returns the new session id."""
+    candidates = find_available_mitras(db, valkey, config)
+    outbox = Outbox()
+    with db.connection() as conn:
+        pay = conn.execute(
+            "SELECT * FROM payment_requests WHERE id = %(id)s FOR UPDATE", {"id": payment_request_id}
+        ).fetchone()
+        if pay is None or pay["kind"] != "session" or pay["status"] != "confirmed" or pay["session_id"] is not None:
+            return None
+        request_type = "targeted" if pay["targeted_mitra_id"] else "blast"
+        session_id = _open_search(conn, config, outbox, pay, request_type, candidates)
+    outbox.flush(db, valkey, events)
+    return session_id
+
+
+def _open_search(
+    conn: Conn,
+    config: AppConfig,
+    outbox: Outbox,
+    pay: dict[str, Any],
+    request_type: str,
+    candidates: list[str],
+) -> str:
+    customer_id = str(pay["customer_id"])
+    conn.execute("SELECT 1 FROM customers WHERE id = %(c)s FOR UPDATE", {"c": customer_id})
+    other = conn.execute(
+        "SELECT id FROM chat_sessions WHERE customer_id = %(c)s AND status = ANY(%(open)s) LIMIT 1",
+        {"c": customer_id, "open": list(OPEN)},
+    ).fetchone()
+    targeted = str(pay["targeted_mitra_id"]) if request_type == "targeted" else None
+    asked = ([targeted] if targeted in candidates else []) if targeted else candidates
+    window = config.int("returning_chat_confirmation_timeout_seconds" if targeted else "pairing_blast_timeout_seconds")
+    row = conn.execute(
+        "INSERT INTO chat_sessions (customer_id, mode, status, payment_request_id, request_type, targeted_mitra_id, "
+        "duration_minutes, topic_sensitivity, search_expires_at) VALUES (%(c)s, %(mode)s, 'searching', %(p)s, "
+        "%(type)s, %(target)s, %(minutes)s, %(topic)s, now() + make_interval(secs => %(window)s)) RETURNING id",
+        {
+            "c": customer_id,
+            "mode": pay["mode"],
+            "p": pay["id"],
+            "type": request_type,
+            "target": targeted,
+            "minutes": pay["minutes"],
+            "topic": pay["topic_sensitivity"] or "normal",
+            "window": window,
+        },
+    ).fetchone()
+    assert row is not None
+    session_id = str(row["id"])
+    conn.execute(
+        "UPDATE payment_requests SET session_id = %(s)s, updated_at = now() WHERE id = %(p)s",
+        {"s": session_id, "p": pay["id"]},
+    )
+    if other is not None:  # paid again while a session was open: nothing to pair, refund by hand
+        _end_search(conn, outbox, session_id, ALREADY_ACTIVE, None)
+        return session_id
+    if not asked:
+        if targeted:
+            _end_search(conn, outbox, session_id, RETURNING_CHAT_TIMEOUT, "unavailable")
+        else:
+            _end_search(conn, outbox, session_id, NO_MITRA_AVAILABLE, None)
+        return session_id
+    conn.execute(
+        "INSERT INTO chat_request_notifications (session_id, mitra_id, request_type) "
+        "SELECT %(s)s, unnest(%(ids)s::uuid[]), %(t)s",
+        {"s": session_id, "ids": asked, "t": request_type},
+    )
+    for note in _requests(conn, session_id):
+        outbox.add([ev.mitra(note["mitra_id"])], "pairing.request", request_doc(note))
+    return session_id
+
+
+def _requests(conn: Conn, session_id: str, mitra_id: str | None = None) -> list[dict[str, Any]]:
+    return conn.execute(
+        "SELECT n.mitra_id, n.session_id, n.notified_at, s.request_type, s.mode, s.duration_minutes, "
+        "s.topic_sensitivity, s.search_expires_at, c.display_name AS customer_name "
+        "FROM chat_request_notifications n JOIN chat_sessions s ON s.id = n.session_id "
+        "JOIN customers c ON c.id = s.customer_id "
+        "WHERE n.session_id = %(s)s AND (%(m)s::uuid IS NULL OR n.mitra_id = %(m)s)",
+        {"s": session_id, "m": mitra_id},
+    ).fetchall()
+
+
+def _end_search(conn: Conn, outbox: Outbox, session_id: str, cause: str, reason: str | None) -> None:
+    """A search that found nobody: the session ends `expired` (or `cancelled`), the mitras still
+    asked hear it is over, and the payment fails unless a targeted customer may still fall back."""
+    fallback = cause == RETURNING_CHAT_TIMEOUT
+    row = conn.execute(
+        "UPDATE chat_sessions SET status = %(st)s, failure_cause = %(cause)s, failure_reason = %(reason)s, "
+        "search_expires_at = NULL, ended_at = now(), updated_at = now(), "
+        "choice_expires_at = CASE WHEN %(fallback)s THEN now() + make_interval(secs => %(choice)s) END "
+        "WHERE id = %(s)s AND status = 'searching' RETURNING *",
+        {
+            "st": "cancelled" if cause == CANCELLED else "expired",
+            "cause": cause,
+            "reason": reason,
+            "fallback": fallback,
+            "choice": RETURNING_CHOICE_SECONDS,
+            "s": session_id,
+        },
+    ).fetchone()
+    if row is None:
+        return
+    asked = conn.execute(
+        "UPDATE chat_request_notifications SET status = 'ignored', responded_at = now() "
+        "WHERE session_id = %(s)s AND status = 'notified' RETURNING mitra_id",
+        {"s": session_id},
+    ).fetchall()
+    if asked:
+        kind = "pairing.cancelled" if cause == CANCELLED else "pairing.expired"
+        outbox.add([ev.mitra(a["mitra_id"]) for a in asked], kind, {"session_id": session_id})
+    if not fallback:
+        fail_payment(conn, str(row["payment_request_id"]), session_id, cause)
+    outbox.add(
+        [ev.customer(row["customer_id"])],
+        "pairing.expired" if cause != CANCELLED else "pairing.cancelled",
+        {
+            "session_id": session_id,
+            "cause": cause,
+            "reason": reason,
+            "can_fallback": fallback,
+            "fallback_until": row["choice_expires_at"],
+        },
+    )
+
+
+def fail_payment(conn: Conn, payment_request_id: str, session_id: str | None, cause: str) -> None:
+    """Paid, and no chat came of it: `failed_pairing`, listed for a manual refund (DOMAIN.md)."""
+    failed = conn.execute(
+        "UPDATE payment_requests SET status = 'failed_pairing', failure_cause = %(cause)s, updated_at = now() "
+        "WHERE id = %(p)s AND status = 'confirmed' RETURNING id, customer_id",
+        {"p": payment_request_id, "cause": cause},
+    ).fetchone()
+    if failed is not None:
+        conn.execute(
+            "INSERT INTO pairing_failures (payment_request_id, customer_id, cause, session_id) "
+            "VALUES (%(p)s, %(c)s, %(cause)s, %(s)s) ON CONFLICT (payment_request_id) DO NOTHING",
+            {"p": payment_request_id, "c": failed["customer_id"], "cause": cause, "s": session_id},
+        )
+        log.info("payment %s failed pairing: %s", payment_request_id, cause)
+
+
+# --- the mitra's side --------------------------------------------------------------------------
+
+
+def accept(
+    db: Database, valkey: redis.Redis, config: AppConfig, events: ChatEvents, mitra_id: str, session_id: str
+) -> dict[str, Any]:
+    """First accept wins; the winner's repeat is answered with the same session."""
+    outbox = Outbox()
+    with db.connection() as conn:
+        # Accepts of one mitra queue here, so its capacity check and the win cannot interleave.
+        me = conn.execute("SELECT is_active FROM mitras WHERE id = %(m)s FOR UPDATE", {"m": mitra_id}).fetchone()
+        if me is None or not me["is_active"]:
+            raise Forbidden("This Bestie account is inactive", code="ACCOUNT_INACTIVE")
+        note = conn.execute(
+            "SELECT status FROM chat_request_notifications WHERE session_id = %(s)s AND mitra_id = %(m)s",
+            {"s": session_id, "m": mitra_id},
+        ).fetchone()
+        if note is None:
+            raise NotFound()  # never asked: as if the request did not exist
+        current = conn.execute(
+            "SELECT status, mitra_id FROM chat_sessions WHERE id = %(s)s", {"s": session_id}
+        ).fetchone()
+        assert current is not None
+        if current["status"] == "searching":
+            if live_sessions(conn, mitra_id) >= config.int("max_customers_per_mitra"):
+                raise CapacityFull()
+            won = conn.execute(
+                "UPDATE chat_sessions SET status = 'active', mitra_id = %(m)s, started_at = now(), "
+                "expires_at = now() + make_interval(mins => duration_minutes), search_expires_at = NULL, "
+                "updated_at = now() WHERE id = %(s)s AND status = 'searching' RETURNING *",
+                {"s": session_id, "m": mitra_id},
+            ).fetchone()
+            if won is not None:
+                _won(conn, outbox, won, mitra_id)
+        row = conn.execute(BY_ID, {"s": session_id}).fetchone()
+    assert row is not None
+    if str(row["mitra_id"] or "") != mitra_id:
+        raise RequestTaken() if row["mitra_id"] else RequestExpired()
+    outbox.flush(db, valkey, events)
+    return session_doc(row)
+
+
+def _won(conn: Conn, outbox: Outbox, session: dict[str, Any], mitra_id: str) -> None:
+    session_id = str(session["id"])
+    conn.execute(
+        "UPDATE chat_request_notifications SET status = 'accepted', responded_at = now() "
+        "WHERE session_id = %(s)s AND mitra_id = %(m)s",
+        {"s": session_id, "m": mitra_id},
+    )
+    missed = conn.execute(
+        "UPDATE chat_request_notifications SET status = 'missed', responded_at = now() "
+        "WHERE session_id = %(s)s AND status = 'notified' RETURNING mitra_id",
+        {"s": session_id},
+    ).fetchall()
+    conn.execute(
+        "UPDATE payment_requests SET status = 'consumed', updated_at = now() WHERE id = %(p)s AND status = 'confirmed'",
+        {"p": session["payment_request_id"]},
+    )
+    conn.execute(
+        "UPDATE customers SET first_active_session_at = COALESCE(first_active_session_at, now()) WHERE id = %(c)s",
+        {"c": session["customer_id"]},
+    )
+    full = conn.execute(BY_ID, {"s": session_id}).fetchone()
+    assert full is not None
+    outbox.capacity.add(mitra_id)
+    outbox.add(
+        [ev.customer(session["customer_id"])],
+        "session.paired",
+        {"session_id": session_id, "mitra_name": full["mitra_name"], "session": session_doc(full)},
+    )
+    if missed:
+        outbox.add([ev.mitra(m["mitra_id"]) for m in missed], "pairing.taken", {"session_id": session_id})
+
+
+def decline(db: Database, valkey: redis.Redis, events: ChatEvents, mitra_id: str, session_id: str) -> None:
+    """A blast stays open for the others; a targeted request ends (its only mitra said no)."""
+    outbox = Outbox()
+    with db.connection() as conn:
+        declined = conn.execute(
+            "UPDATE chat_request_notifications SET status = 'declined', responded_at = now() "
+            "WHERE session_id = %(s)s AND mitra_id = %(m)s AND status = 'notified' RETURNING request_type",
+            {"s": session_id, "m": mitra_id},
+        ).fetchone()
+        if declined is None:
+            asked = conn.execute(
+                "SELECT 1 FROM chat_request_notifications WHERE session_id = %(s)s AND mitra_id = %(m)s",
+                {"s": session_id, "m": mitra_id},
+            ).fetchone()
+            if asked is None:
+                raise NotFound()
+            return  # already answered, taken or over: nothing left to decline
+        if declined["request_type"] == "targeted":
+            _end_search(conn, outbox, session_id, RETURNING_CHAT_TIMEOUT, "declined")
+    outbox.flush(db, valkey, events)
+
+
+def request_status(db: Database, mitra_id: str, session_id: str) -> dict[str, Any]:
+    """`{status, response}`: open | accepted (by me) | taken | cancelled | expired, and my answer."""
+    row = db.fetch_one(
+        "SELECT n.status AS response, s.status, s.mitra_id FROM chat_request_notifications n "
+        "JOIN chat_sessions s ON s.id = n.session_id WHERE n.session_id = %(s)s AND n.mitra_id = %(m)s",
+        {"s": session_id, "m": mitra_id},
+    )
+    if row is None:
+        raise NotFound()
+    if row["status"] == "searching":
+        status = "open"
+    elif row["mitra_id"] is not None:
+        status = "accepted" if str(row["mitra_id"]) == mitra_id else "taken"
+    else:
+        status = row["status"]
+    return {"session_id": session_id, "status": status, "response": row["response"]}
+
+
+def mitra_requests(db: Database, mitra_id: str, *, open_only: bool, position: dict[str, Any]) -> list[dict[str, Any]]:
+    """Requests this mitra was asked to take, newest first: the open ones, or all (recent)."""
+    return db.fetch_all(
+        "SELECT n.id, n.mitra_id, n.session_id, n.notified_at, n.status AS response, s.request_type, s.mode, "
+        "s.duration_minutes, s.topic_sensitivity, s.search_expires_at, c.display_name AS customer_name "
+        "FROM chat_request_notifications n JOIN chat_sessions s ON s.id = n.session_id "
+        "JOIN customers c ON c.id = s.customer_id WHERE n.mitra_id = %(m)s "
+        "AND (NOT %(open)s OR (n.status = 'notified' AND s.status = 'searching')) "
+        "AND (%(k0)s::timestamptz IS NULL OR (n.notified_at, n.id) < (%(k0)s, %(k1)s)) "
+        "ORDER BY n.notified_at DESC, n.id DESC LIMIT %(n)s",
+        {"m": mitra_id, "open": open_only, **position},
+    )
+
+
+# --- the customer's side -----------------------------------------------------------------------
+
+
+def cancel(db: Database, valkey: redis.Redis, events: ChatEvents, customer_id: str) -> dict[str, Any]:
+    """Stop the current search, or give up the fallback after a targeted failure."""
+    outbox = Outbox()
+    with db.connection() as conn:
+        searching = conn.execute(
+            "SELECT id FROM chat_sessions WHERE customer_id = %(c)s AND status = 'searching' FOR UPDATE",
+            {"c": customer_id},
+        ).fetchone()
+        if searching is not None:
+            session_id = str(searching["id"])
+            _end_search(conn, outbox, session_id, CANCELLED, None)
+        else:
+            waiting = _fallback_candidate(conn, customer_id)
+            if waiting is None:
+                raise Conflict("There is no search to cancel", code="NO_ACTIVE_REQUEST")
+            session_id = str(waiting["id"])
+            conn.execute(
+                "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(s)s",
+                {"s": session_id},
+            )
+            fail_payment(conn, str(waiting["payment_request_id"]), session_id, RETURNING_CHAT_TIMEOUT)
+    outbox.flush(db, valkey, events)
+    return {"session_id": session_id, "status": "cancelled"}
+
+
+def _fallback_candidate(conn: Conn, customer_id: str) -> dict[str, Any] | None:
+    return conn.execute(
+        "SELECT s.* FROM chat_sessions s JOIN payment_requests p ON p.id = s.payment_request_id "
+        "WHERE s.customer_id = %(c)s AND s.choice_expires_at > now() AND p.status = 'confirmed' "
+        "AND p.session_id = s.id ORDER BY s.created_at DESC LIMIT 1 FOR UPDATE OF s, p",
+        {"c": customer_id},
+    ).fetchone()
+
+
+def fallback_to_blast(
+    db: Database, valkey: redis.Redis, config: AppConfig, events: ChatEvents, customer_id: str
+) -> dict[str, Any]:
+    """After a targeted failure: the same payment, asked of every available mitra."""
+    candidates = find_available_mitras(db, valkey, config)
+    outbox = Outbox()
+    with db.connection() as conn:
+        waiting = _fallback_candidate(conn, customer_id)
+        if waiting is None:
+            raise RequestExpired("There is no targeted request to fall back from")
+        conn.execute(
+            "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(s)s",
+            {"s": waiting["id"]},
+        )
+        pay = conn.execute(
+            "SELECT * FROM payment_requests WHERE id = %(p)s", {"p": waiting["payment_request_id"]}
+        ).fetchone()
+        assert pay is not None
+        session_id = _open_search(conn, config, outbox, pay, "blast", candidates)
+        row = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": session_id}).fetchone()
+    outbox.flush(db, valkey, events)
+    assert row is not None
+    return pairing_doc(row)
+
+
+def customer_pairing(db: Database, customer_id: str) -> dict[str, Any] | None:
+    """The customer's open search, or the targeted failure they may still fall back from."""
+    row = db.fetch_one(
+        "SELECT s.*, t.display_name AS targeted_name FROM chat_sessions s "
+        "LEFT JOIN mitras t ON t.id = s.targeted_mitra_id "
+        "WHERE s.customer_id = %(c)s AND (s.status = 'searching' OR s.choice_expires_at > now()) "
+        "ORDER BY s.created_at DESC LIMIT 1",
+        {"c": customer_id},
+    )
+    return pairing_doc(row, row["targeted_name"]) if row else None
+
+
+# --- deadlines (run by the worker) ---------------------------------------------------------------
+
+
+def expire_searches(db: Database, valkey: redis.Redis, events: ChatEvents, limit: int = 100) -> int:
+    """Searches past their window: a blast fails (PAIRING_TIMEOUT), a targeted request fails with
+    RETURNING_CHAT_TIMEOUT and opens the customer's fallback window."""
+    outbox = Outbox()
+    with db.connection() as conn:
+        due = conn.execute(
+            "SELECT id, request_type FROM chat_sessions WHERE status = 'searching' AND search_expires_at <= now() "
+            "ORDER BY search_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED",
+            {"n": limit},
+        ).fetchall()
+        for row in due:
+            if row["request_type"] == "targeted":
+                _end_search(conn, outbox, str(row["id"]), RETURNING_CHAT_TIMEOUT, "timeout")
+            else:
+                _end_search(conn, outbox, str(row["id"]), PAIRING_TIMEOUT, None)
+    outbox.flush(db, valkey, events)
+    return len(due)
+
+
+def expire_fallback_choices(db: Database, limit: int = 100) -> int:
+    """A targeted failure the customer did not fall back from in time: the payment fails."""
+    with db.connection() as conn:
+        due = conn.execute(
+            "SELECT id, payment_request_id FROM chat_sessions WHERE choice_expires_at <= now() "
+            "ORDER BY choice_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED",
+            {"n": limit},
+        ).fetchall()
+        for row in due:
+            conn.execute(
+                "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(s)s",
+                {"s": row["id"]},
+            )
+            fail_payment(conn, str(row["payment_request_id"]), str(row["id"]), RETURNING_CHAT_TIMEOUT)
+    return len(due)

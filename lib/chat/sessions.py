@@ -1,0 +1,98 @@
+"""Chat sessions as the apps and the control center see them, and who may see which: a customer
+only their own, a mitra only the sessions it holds (after a reroute, no longer the old ones)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import sql
+
+from lib.auth.accounts import CALL_NAME_FALLBACK
+from lib.chat.states import LIVE, in_states
+from lib.db import Conn, Database
+from lib.errors import NotFound
+from lib.principal import Principal
+
+# Every read of a session joins the two parties' names (call names only: never phone or e-mail).
+COLUMNS = sql.SQL("s.*, c.display_name AS customer_name, m.display_name AS mitra_name")
+FROM = sql.SQL("FROM chat_sessions s JOIN customers c ON c.id = s.customer_id LEFT JOIN mitras m ON m.id = s.mitra_id")
+SELECT = sql.SQL("SELECT {} {}").format(COLUMNS, FROM)
+BY_ID = sql.SQL("{} WHERE s.id = %(s)s").format(SELECT)
+# Messages the reader has not read yet: the other side's, not yet `read`.
+UNREAD = sql.SQL(
+    "(SELECT count(*) FROM chat_messages u WHERE u.session_id = s.id "
+    "AND u.sender_type <> %(reader)s AND u.status <> 'read') AS unread_count"
+)
+
+
+def call_name(display_name: str | None) -> str:
+    return display_name or CALL_NAME_FALLBACK
+
+
+def session_doc(row: dict[str, Any]) -> dict[str, Any]:
+    doc = {
+        "id": row["id"],
+        "status": row["status"],
+        "mode": row["mode"],
+        "duration_minutes": row["duration_minutes"],
+        "topic_sensitivity": row["topic_sensitivity"],
+        "started_at": row["started_at"],
+        "expires_at": row["expires_at"],
+        "ended_at": row["ended_at"],
+        "ended_by": row["ended_by"],
+        "customer": {"call_name": call_name(row["customer_name"])},
+        "mitra": {"id": row["mitra_id"], "display_name": row["mitra_name"]} if row["mitra_id"] else None,
+    }
+    if row["status"] == "closing":
+        doc["closing"] = {
+            "expires_at": row["closing_expires_at"],
+            "customer_done": row["customer_closing"] is not None,
+            "mitra_done": row["mitra_closing"] is not None,
+        }
+    if "unread_count" in row:
+        doc["unread_count"] = row["unread_count"]
+    return doc
+
+
+def party_column(user_type: str) -> str:
+    if user_type not in ("customer", "mitra"):
+        raise NotFound()
+    return "customer_id" if user_type == "customer" else "mitra_id"
+
+
+def for_participant(db: Database | Conn, who: Principal, session_id: str, *, lock: bool = False) -> dict[str, Any]:
+    """The session if `who` takes part in it, else 404 (another user's session looks missing)."""
+    query = sql.SQL("{select} WHERE s.id = %(id)s AND s.{party} = %(user)s{lock}").format(
+        select=SELECT,
+        party=sql.Identifier(party_column(who.user_type)),
+        lock=sql.SQL(" FOR UPDATE OF s") if lock else sql.SQL(""),
+    )
+    params = {"id": session_id, "user": who.user_id}
+    row = db.execute(query, params).fetchone() if not isinstance(db, Database) else db.fetch_one(query, params)
+    if row is None:
+        raise NotFound()
+    return row
+
+
+def live_of(db: Database, user_type: str, user_id: str) -> list[dict[str, Any]]:
+    """The user's live sessions (active, extending, closing) with their unread counts, oldest first."""
+    query = sql.SQL(
+        "SELECT {cols}, {unread} {frm} WHERE s.{party} = %(user)s AND {live} ORDER BY s.started_at, s.id"
+    ).format(
+        cols=COLUMNS,
+        unread=UNREAD,
+        frm=FROM,
+        party=sql.Identifier(party_column(user_type)),
+        live=in_states("s.status", LIVE),
+    )
+    return db.fetch_all(query, {"user": user_id, "reader": user_type})
+
+
+def history_of(db: Database, user_type: str, user_id: str, position: dict[str, Any]) -> list[dict[str, Any]]:
+    """Closing and completed sessions, newest first; `position` is NEWEST.params(query)."""
+    query = sql.SQL(
+        "{select} WHERE s.{party} = %(user)s AND s.status IN ('closing', 'completed') "
+        "AND (%(k0)s::timestamptz IS NULL OR (s.created_at, s.id) < (%(k0)s, %(k1)s)) "
+        "ORDER BY s.created_at DESC, s.id DESC LIMIT %(n)s"
+    ).format(select=SELECT, party=sql.Identifier(party_column(user_type)))
+    return db.fetch_all(query, {"user": user_id, **position})

@@ -1,0 +1,28 @@
+"""JSON as the API writes it everywhere (HTTP bodies, WebSocket frames, bus messages): UTC times
+with `Z` and milliseconds, UUIDs as strings, integral decimals as integers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, default=_default, ensure_ascii=False, separators=(",", ":")).encode()
