@@ -1,0 +1,172 @@
+"""Extensions: request pauses the chat, the mitra decides (or the default at the deadline), the
+invoice comes only after approval, paying adds the minutes, a race with the timeout has one outcome."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from lib.chat.extensions import decide_due
+from lib.clock import utcnow
+from lib.jobs import JobCtx
+from tests.chatflow import Chat, job
+from tests.conftest import bearer
+from tests.payflow import paid_body, send_callback, tier_of
+
+
+def _extend(chat: Chat, customer: dict[str, Any], session_id: str, minutes: int = 15) -> dict[str, Any]:
+    result = chat.app.simulate_post(
+        f"/api/client/chat/{session_id}/extensions",
+        headers=bearer(customer["access_token"]),
+        json={"tier_id": tier_of(chat.pay, minutes)},
+    )
+    assert result.status_code == 201, result.text
+    doc: dict[str, Any] = result.json["data"]
+    return doc
+
+
+def _respond(chat: Chat, token: str, extension_id: str, decision: str):
+    return chat.app.simulate_post(
+        f"/api/mitra/extensions/{extension_id}/respond", headers=bearer(token), json={"decision": decision}
+    )
+
+
+def _expires(chat: Chat, session_id: str):
+    row = chat.pay.db.fetch_one("SELECT expires_at, status FROM chat_sessions WHERE id = %(s)s", {"s": session_id})
+    assert row is not None
+    return row
+
+
+def test_approve_invoice_pay_and_the_minutes_are_added(chat: Chat) -> None:
+    customer, mitra, token, session_id = chat.paired(minutes=15)
+    before = _expires(chat, session_id)["expires_at"]
+    ext = _extend(chat, customer, session_id, minutes=30)
+    assert ext["status"] == "pending" and ext["price"] == 60000 and ext["duration_minutes"] == 30
+    assert ext["timeout_seconds"] == 10
+    assert chat.status(session_id) == "extending"
+    assert chat.heard.last("mitra", mitra["id"], "extension.requested")["data"]["id"] == ext["id"]
+    paused = chat.app.simulate_post(
+        f"/api/shared/chat/{session_id}/messages",
+        headers=bearer(customer["access_token"]),
+        json={"client_message_id": "x", "content": "halo?"},
+    )
+    assert paused.status_code == 409 and paused.json["error"]["code"] == "SESSION_PAUSED"
+    again = chat.app.simulate_post(
+        f"/api/client/chat/{session_id}/extensions",
+        headers=bearer(customer["access_token"]),
+        json={"tier_id": tier_of(chat.pay, 15)},
+    )
+    assert again.status_code == 409 and again.json["error"]["code"] == "EXTENSION_PENDING"
+    info = chat.app.simulate_get(f"/api/shared/chat/{session_id}/info", headers=bearer(customer["access_token"])).json
+    assert info["data"]["pending_extension"]["extension_id"] == ext["id"]
+
+    approved = _respond(chat, token, ext["id"], "approve")
+    assert approved.status_code == 200, approved.text
+    decided = approved.json["data"]
+    assert decided["status"] == "approved" and decided["invoice_url"].startswith("https://checkout")
+    resolved = chat.heard.last("customer", customer["user"]["id"], "extension.resolved")["data"]
+    assert resolved["payment_request_id"] == decided["payment_request_id"] and resolved["invoice_url"]
+    twice = _respond(chat, token, ext["id"], "reject")
+    assert twice.status_code == 409 and twice.json["error"]["code"] == "EXTENSION_ALREADY_DECIDED"
+    polled = chat.app.simulate_get(
+        f"/api/client/payment-requests/{decided['payment_request_id']}", headers=bearer(customer["access_token"])
+    ).json["data"]
+    assert polled["status"] == "pending" and polled["amount"] == 60000 and polled["discount"] == 0
+
+    paid = send_callback(chat.app, paid_body(polled))
+    assert paid.json == {"ok": True, "confirmed": True}
+    after = _expires(chat, session_id)
+    assert after["status"] == "active"
+    # 30 minutes more than what was left when the chat paused (a little time passed meanwhile).
+    assert timedelta(minutes=29, seconds=50) < after["expires_at"] - before < timedelta(minutes=30, seconds=10)
+    assert chat.heard.last("customer", customer["user"]["id"], "session.extended")["data"]["session_id"] == session_id
+    row = chat.pay.db.fetch_one("SELECT duration_minutes FROM chat_sessions")
+    assert row == {"duration_minutes": 45}
+    assert chat.pay.db.fetch_one("SELECT status FROM session_extensions") == {"status": "paid"}
+    assert chat.payment_status({"id": decided["payment_request_id"]}) == "consumed"
+
+
+def test_reject_resumes_with_the_time_that_was_left(chat: Chat) -> None:
+    customer, _, token, session_id = chat.paired()
+    left = _expires(chat, session_id)["expires_at"]
+    ext = _extend(chat, customer, session_id)
+    rejected = _respond(chat, token, ext["id"], "reject")
+    assert rejected.json["data"]["status"] == "rejected"
+    after = _expires(chat, session_id)
+    assert after["status"] == "active" and abs((after["expires_at"] - left).total_seconds()) < 5
+    assert chat.pay.db.fetch_one("SELECT count(*) AS n FROM payment_requests WHERE kind = 'extension'") == {"n": 0}
+
+
+def test_the_default_action_decides_at_the_deadline(chat: Chat) -> None:
+    customer, _, _, session_id = chat.paired()
+    _extend(chat, customer, session_id)
+    chat.pay.db.execute("UPDATE session_extensions SET expires_at = now() - interval '1 second'")
+    chat.tick()
+    row = chat.pay.db.fetch_one("SELECT status, decided_by, payment_request_id FROM session_extensions")
+    assert row is not None and row["status"] == "approved" and row["decided_by"] == "auto_approve"
+    assert row["payment_request_id"] is None  # the invoice is the extension_invoices job's, not the deadline's
+    job("extension_invoices").module.run(JobCtx(chat.pay, logging.getLogger("test"), utcnow))
+    billed = chat.pay.db.fetch_one("SELECT payment_request_id FROM session_extensions")
+    assert billed is not None and billed["payment_request_id"] is not None
+    assert chat.heard.last("customer", customer["user"]["id"], "extension.resolved")["data"]["invoice_url"]
+
+    # Unpaid by its deadline: the extension lapses and the chat resumes.
+    chat.pay.db.execute("UPDATE session_extensions SET pay_by = now() - interval '1 second'")
+    chat.tick()
+    assert chat.pay.db.fetch_one("SELECT status FROM session_extensions") == {"status": "expired"}
+    assert chat.status(session_id) == "active"
+    # Money that arrives after that is recorded for a refund, not lost and not applied.
+    late = chat.pay.db.fetch_one("SELECT * FROM payment_requests WHERE kind = 'extension'")
+    assert late is not None
+    send_callback(chat.app, paid_body({"id": str(late["id"]), "amount": late["amount"]}))
+    assert chat.pay.db.fetch_one("SELECT cause FROM pairing_failures") == {"cause": "EXTENSION_NOT_APPLIED"}
+
+
+def test_auto_reject_with_no_time_left_closes_the_session(chat: Chat) -> None:
+    chat.config(extension_default_action_on_timeout="auto_reject")
+    customer, _, _, session_id = chat.paired()
+    _extend(chat, customer, session_id)
+    chat.pay.db.execute(
+        "UPDATE chat_sessions SET expires_at = paused_at - interval '1 second'; "
+        "UPDATE session_extensions SET expires_at = now() - interval '1 second'"
+    )
+    chat.tick()
+    assert chat.pay.db.fetch_one("SELECT decided_by FROM session_extensions") == {"decided_by": "auto_reject"}
+    assert chat.status(session_id) == "closing"
+
+
+def test_the_mitras_answer_racing_the_timeout_has_exactly_one_outcome(chat: Chat) -> None:
+    for _ in range(5):
+        customer, _, token, session_id = chat.paired()
+        ext = _extend(chat, customer, session_id)
+        chat.pay.db.execute("UPDATE session_extensions SET expires_at = now() WHERE id = %(e)s", {"e": ext["id"]})
+        outcomes: list[Any] = []
+        barrier = threading.Barrier(2)
+
+        def mitra_says_no() -> None:
+            barrier.wait()
+            outcomes.append(_respond(chat, token, ext["id"], "reject").status_code)
+
+        def timeout_fires() -> None:
+            barrier.wait()
+            outcomes.append(decide_due(chat.pay.db, chat.pay.valkey, chat.pay.config, chat.pay.chat_events))
+
+        threads = [threading.Thread(target=mitra_says_no), threading.Thread(target=timeout_fires)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        row = chat.pay.db.fetch_one(
+            "SELECT status, decided_by FROM session_extensions WHERE id = %(e)s", {"e": ext["id"]}
+        )
+        assert row is not None
+        code = next(o for o in outcomes if isinstance(o, int))
+        by_timeout = next(o for o in outcomes if isinstance(o, list))
+        if row["decided_by"] == "mitra":
+            assert code == 200 and by_timeout == [] and row["status"] == "rejected"
+        else:
+            assert code == 409 and by_timeout == [ext["id"]] and row["status"] == "approved"
+        chat.app.simulate_post(f"/api/client/chat/{session_id}/end", headers=bearer(customer["access_token"]))
+        chat.pay.db.execute("UPDATE chat_sessions SET status = 'completed'")

@@ -1,0 +1,100 @@
+"""Messages over REST: send (idempotent), list with after and cursor, receipts, unread counts,
+only participants."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.chatflow import Chat
+from tests.conftest import bearer
+
+
+def _send(chat: Chat, token: str, session_id: str, content: str, client_id: str | None = None):
+    return chat.app.simulate_post(
+        f"/api/shared/chat/{session_id}/messages",
+        headers=bearer(token),
+        json={"client_message_id": client_id or str(uuid.uuid4()), "content": content},
+    )
+
+
+def test_both_parties_exchange_messages_with_receipts_and_unread_counts(chat: Chat) -> None:
+    customer, mitra, mitra_token, session_id = chat.paired()
+    me = customer["access_token"]
+    hello = _send(chat, me, session_id, "Halo, aku mau cerita")
+    assert hello.status_code == 201, hello.text
+    doc = hello.json["data"]
+    assert doc["sender_type"] == "customer" and doc["status"] == "sent" and doc["session_id"] == session_id
+    heard = chat.heard.last("mitra", mitra["id"], "message.new")
+    assert heard["data"]["id"] == doc["id"] and heard["data"]["content"] == "Halo, aku mau cerita"
+    _send(chat, me, session_id, "Boleh?")
+    reply = _send(chat, mitra_token, session_id, "Boleh banget").json["data"]
+    assert chat.heard.last("customer", customer["user"]["id"], "message.new")["data"]["id"] == reply["id"]
+
+    views = chat.app.simulate_get("/api/mitra/sessions/active", headers=bearer(mitra_token)).json["data"]["items"]
+    assert views[0]["unread_count"] == 2
+    listed = chat.app.simulate_get(f"/api/shared/chat/{session_id}/messages", headers=bearer(mitra_token)).json["data"]
+    assert [m["content"] for m in listed["items"]] == ["Halo, aku mau cerita", "Boleh?", "Boleh banget"]
+    read = chat.app.simulate_post(
+        f"/api/shared/chat/{session_id}/read",
+        headers=bearer(mitra_token),
+        json={"up_to_message_id": listed["items"][1]["id"]},
+    )
+    assert read.status_code == 204
+    receipt = chat.heard.last("customer", customer["user"]["id"], "message.status")["data"]
+    assert receipt == {"message_id": listed["items"][1]["id"], "status": "read"}
+    views = chat.app.simulate_get("/api/mitra/sessions/active", headers=bearer(mitra_token)).json["data"]["items"]
+    assert views[0]["unread_count"] == 0
+    active = chat.app.simulate_get("/api/client/chat/active", headers=bearer(me)).json["data"]
+    assert active["session"]["unread_count"] == 1  # the mitra's reply
+    statuses = chat.pay.db.fetch_all("SELECT status FROM chat_messages WHERE sender_type = 'customer'")
+    assert {r["status"] for r in statuses} == {"read"}
+
+
+def test_after_and_cursor_pages(chat: Chat) -> None:
+    customer, _, _, session_id = chat.paired()
+    me = customer["access_token"]
+    sent = [_send(chat, me, session_id, f"pesan {i}").json["data"]["id"] for i in range(5)]
+    url = f"/api/shared/chat/{session_id}/messages"
+    after = chat.app.simulate_get(url, headers=bearer(me), params={"after": sent[1]}).json["data"]
+    assert [m["id"] for m in after["items"]] == sent[2:]
+    first = chat.app.simulate_get(url, headers=bearer(me), params={"limit": 2}).json["data"]
+    assert [m["id"] for m in first["items"]] == sent[:2] and first["has_more"]
+    second = chat.app.simulate_get(url, headers=bearer(me), params={"limit": 2, "cursor": first["next_cursor"]}).json
+    assert [m["id"] for m in second["data"]["items"]] == sent[2:4]
+    foreign = chat.app.simulate_get(url, headers=bearer(me), params={"after": str(uuid.uuid4())})
+    assert foreign.status_code == 422
+
+
+def test_twenty_concurrent_sends_of_one_client_message_id_store_one_message(chat: Chat) -> None:
+    customer, mitra, _, session_id = chat.paired()
+    client_id = str(uuid.uuid4())
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(
+            pool.map(lambda _: _send(chat, customer["access_token"], session_id, "sekali", client_id), range(20))
+        )
+    assert {r.status_code for r in results} == {201}
+    assert len({r.json["data"]["id"] for r in results}) == 1
+    assert chat.pay.db.fetch_one("SELECT count(*) AS n FROM chat_messages") == {"n": 1}
+    chat.heard.of("mitra", mitra["id"], wait_for="message.new")
+    assert chat.heard.of("mitra", mitra["id"]).count("message.new") == 1  # heard once, too
+
+
+def test_only_participants_and_only_while_active(chat: Chat) -> None:
+    customer, _, mitra_token, session_id = chat.paired()
+    stranger = chat.customer("Orang lain")
+    _, other_mitra = chat.mitra("Lain")
+    for token in (stranger["access_token"], other_mitra):
+        assert _send(chat, token, session_id, "hai").status_code == 404
+        assert (
+            chat.app.simulate_get(f"/api/shared/chat/{session_id}/messages", headers=bearer(token)).status_code == 404
+        )
+        assert chat.app.simulate_get(f"/api/shared/chat/{session_id}/info", headers=bearer(token)).status_code == 404
+    too_long = _send(chat, customer["access_token"], session_id, "x" * 4001)
+    assert too_long.status_code == 422
+    blank = _send(chat, customer["access_token"], session_id, "   ")
+    assert blank.status_code == 422
+    assert _send(chat, customer["access_token"], session_id, "x" * 4000).status_code == 201
+    chat.app.simulate_post(f"/api/client/chat/{session_id}/end", headers=bearer(customer["access_token"]))
+    closed = _send(chat, mitra_token, session_id, "masih di sini?")
+    assert closed.status_code == 409 and closed.json["error"]["code"] == "SESSION_NOT_ACTIVE"
