@@ -33,6 +33,14 @@ class OpenRequestExists(Conflict):
     code, message = "ALREADY_ACTIVE", "You already have an open payment request"
 
 
+class ChatAlreadyOpen(Conflict):
+    code, message = "ALREADY_ACTIVE", "You already have a chat in progress"
+
+
+class ExtensionPending(Conflict):
+    code, message = "EXTENSION_PENDING", "An extension is already being decided"
+
+
 class IdempotencyKeyTaken(Conflict):
     """A request with the same Idempotency-Key was inserted first (the caller may replay it)."""
 
@@ -46,6 +54,8 @@ UNIQUE: dict[str, type[ApiError]] = {
     "otp_bypass_entries_phone_key": BypassExists,
     "payment_requests_one_open": OpenRequestExists,
     "payment_requests_idempotency_key": IdempotencyKeyTaken,
+    "chat_sessions_one_open_per_customer": ChatAlreadyOpen,
+    "session_extensions_one_open": ExtensionPending,
 }
 
 

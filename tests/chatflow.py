@@ -112,7 +112,7 @@ class Chat:
 
     def admin(self) -> str:
         _, token, _ = self._cc_login("admin")
-        return token
+        return str(token)
 
     def pay_for(self, customer: dict[str, Any], minutes: int = 15, **extra: Any) -> dict[str, Any]:
         """Create a payment request and pay it through the webhook: pairing starts."""

@@ -88,12 +88,12 @@ def online_logs(services: Services, mitra_id: Any) -> list[tuple[bool, str]]:
 
 
 def add_sessions(services: Services, mitra_id: Any, n: int, status: str = "active") -> None:
-    customer = services.db.fetch_one("INSERT INTO customers DEFAULT VALUES RETURNING id")
-    assert customer is not None
+    """`n` sessions of this mitra in `status`, each with a customer of its own."""
     for _ in range(n):
         services.db.execute(
-            "INSERT INTO chat_sessions (customer_id, mitra_id, status) VALUES (%(c)s, %(m)s, %(s)s)",
-            {"c": customer["id"], "m": mitra_id, "s": status},
+            "WITH c AS (INSERT INTO customers DEFAULT VALUES RETURNING id) "
+            "INSERT INTO chat_sessions (customer_id, mitra_id, status) SELECT c.id, %(m)s, %(s)s FROM c",
+            {"m": mitra_id, "s": status},
         )
 
 

@@ -35,7 +35,7 @@ def world(services: Services, anonymous, mitra_login, cc_login, make_mitra) -> d
     customer = anonymous("Pelanggan")
     other = anonymous("Lain")
     mitra, mitra_token = mitra_login()
-    make_mitra("+6281299900002", "Bestie Dua")
+    second_mitra = make_mitra("+6281299900002", "Bestie Dua")
     admin, admin_token, _ = cc_login("admin")
     cc_login("operator")
     db = services.db
@@ -76,6 +76,34 @@ def world(services: Services, anonymous, mitra_login, cc_login, make_mitra) -> d
         db.execute(
             "INSERT INTO webhook_logs (external_id, status, raw_body) VALUES (%(e)s, 'PAID', '{}')", {"e": request_id}
         )
+    # Chats: the customer's two completed sessions (with two mitras, messages in the first); the
+    # mitra's two live sessions and two open requests, with customers of their own.
+    mine = []
+    for with_mitra in (mitra["id"], second_mitra["id"]):
+        row = db.fetch_one(
+            "INSERT INTO chat_sessions (customer_id, mitra_id, status, duration_minutes, started_at, expires_at, "
+            "ended_at, completed_at) VALUES (%(c)s, %(m)s, 'completed', 15, now() - interval '1 hour', "
+            "now() - interval '45 minutes', now() - interval '45 minutes', now() - interval '40 minutes') RETURNING id",
+            {"c": customer["user"]["id"], "m": with_mitra},
+        )
+        assert row is not None
+        mine.append(str(row["id"]))
+    for sender, sender_id in (("customer", customer["user"]["id"]), ("mitra", mitra["id"])):
+        db.execute(
+            "INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, content) "
+            "VALUES (%(s)s, %(t)s, %(u)s, %(cm)s, 'halo')",
+            {"s": mine[0], "t": sender, "u": sender_id, "cm": f"seed-{sender}"},
+        )
+    for status in ("active", "closing", "searching", "searching"):
+        db.execute(
+            "WITH c AS (INSERT INTO customers (display_name) VALUES ('Seed') RETURNING id), "
+            "s AS (INSERT INTO chat_sessions (customer_id, mitra_id, status, duration_minutes, started_at, "
+            "expires_at, search_expires_at) SELECT c.id, CASE WHEN %(st)s = 'searching' THEN NULL ELSE %(m)s::uuid END, "
+            "%(st)s, 15, now(), now() + interval '15 minutes', now() + interval '1 minute' FROM c RETURNING id) "
+            "INSERT INTO chat_request_notifications (session_id, mitra_id, request_type) SELECT s.id, %(m)s, 'blast' "
+            "FROM s WHERE %(st)s = 'searching'",
+            {"st": status, "m": mitra["id"]},
+        )
     return {
         "tokens": {
             Auth.CUSTOMER: customer["access_token"],
@@ -92,6 +120,8 @@ def world(services: Services, anonymous, mitra_login, cc_login, make_mitra) -> d
             "entry_id": str(uuid.uuid4()),
             "failure_id": str(uuid.uuid4()),
             "log_id": "1",
+            "session_id": mine[0],
+            "customer_id": str(customer["user"]["id"]),
         },
     }
 
@@ -112,7 +142,7 @@ def _get(client: testing.TestClient, route: Route, world: dict[str, Any], **quer
 
 
 def _ids(items: list[dict[str, Any]]) -> list[str]:
-    return [str(item["id"]) for item in items]
+    return [str(item.get("id") or item["session_id"]) for item in items]
 
 
 def test_every_list_route_has_the_list_shape_and_pages(services: Services, world: dict[str, Any]) -> None:

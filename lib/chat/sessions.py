@@ -11,6 +11,7 @@ from lib.auth.accounts import CALL_NAME_FALLBACK
 from lib.chat.states import LIVE, in_states
 from lib.db import Conn, Database
 from lib.errors import NotFound
+from lib.pagination import Keyset
 from lib.principal import Principal
 
 # Every read of a session joins the two parties' names (call names only: never phone or e-mail).
@@ -74,10 +75,17 @@ def for_participant(db: Database | Conn, who: Principal, session_id: str, *, loc
     return row
 
 
-def live_of(db: Database, user_type: str, user_id: str) -> list[dict[str, Any]]:
-    """The user's live sessions (active, extending, closing) with their unread counts, oldest first."""
+LIVE_ORDER = Keyset(("started_at", "time"), ("id", "uuid"), descending=False)
+_ALL = {"k0": None, "k1": None, "n": None}
+
+
+def live_of(db: Database, user_type: str, user_id: str, position: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The user's live sessions (active, extending, closing) with their unread counts, oldest
+    first; `position` is LIVE_ORDER.params(query), all of them without it."""
     query = sql.SQL(
-        "SELECT {cols}, {unread} {frm} WHERE s.{party} = %(user)s AND {live} ORDER BY s.started_at, s.id"
+        "SELECT {cols}, {unread} {frm} WHERE s.{party} = %(user)s AND {live} "
+        "AND (%(k0)s::timestamptz IS NULL OR (s.started_at, s.id) > (%(k0)s, %(k1)s)) "
+        "ORDER BY s.started_at, s.id LIMIT %(n)s"
     ).format(
         cols=COLUMNS,
         unread=UNREAD,
@@ -85,7 +93,7 @@ def live_of(db: Database, user_type: str, user_id: str) -> list[dict[str, Any]]:
         party=sql.Identifier(party_column(user_type)),
         live=in_states("s.status", LIVE),
     )
-    return db.fetch_all(query, {"user": user_id, "reader": user_type})
+    return db.fetch_all(query, {"user": user_id, "reader": user_type, **(position or _ALL)})
 
 
 def history_of(db: Database, user_type: str, user_id: str, position: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,6 +14,10 @@ SETTLED_ELSEWHERE = {
     "customers_phone_key": "set only from a verified phone identity, which is unique itself",
     "auth_refresh_tokens_session_id_generation_key": "rotation is one conditional UPDATE per generation",
     "pairing_failures_payment_request_id_key": "written ON CONFLICT DO NOTHING",
+    "chat_sessions_one_open_per_payment": "pairing starts with the payment row locked and checked",
+    "chat_request_notifications_session_id_mitra_id_key": "each search asks each mitra once, in one insert",
+    "chat_messages_session_id_sender_id_client_message_id_key": "a send inserts ON CONFLICT DO NOTHING",
+    "payment_requests_one_per_extension": "invoicing locks the extension and checks it has no request",
 }
 
 

@@ -107,9 +107,8 @@ def test_worker_process_stops_cleanly_on_sigterm(settings: Settings) -> None:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert (
-        "running heartbeat_flush, mitra_stale_sweep, payment_expiry, payment_reconcile, payment_recover, "
-        "payment_reemit, "
-        "presence_heal" in out
+        "running chat_deadlines, extension_invoices, heartbeat_flush, mitra_stale_sweep, payment_expiry, "
+        "payment_reconcile, payment_recover, payment_reemit, presence_heal" in out
     )
     assert "stopped" in out
 

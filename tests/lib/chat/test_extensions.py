@@ -137,36 +137,38 @@ def test_auto_reject_with_no_time_left_closes_the_session(chat: Chat) -> None:
     assert chat.status(session_id) == "closing"
 
 
+def _race_once(chat: Chat) -> None:
+    customer, _, token, session_id = chat.paired()
+    ext = _extend(chat, customer, session_id)
+    chat.pay.db.execute("UPDATE session_extensions SET expires_at = now() WHERE id = %(e)s", {"e": ext["id"]})
+    outcomes: list[Any] = []
+    barrier = threading.Barrier(2)
+
+    def mitra_says_no() -> None:
+        barrier.wait()
+        outcomes.append(_respond(chat, token, ext["id"], "reject").status_code)
+
+    def timeout_fires() -> None:
+        barrier.wait()
+        outcomes.append(decide_due(chat.pay.db, chat.pay.valkey, chat.pay.config, chat.pay.chat_events))
+
+    threads = [threading.Thread(target=mitra_says_no), threading.Thread(target=timeout_fires)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    row = chat.pay.db.fetch_one("SELECT status, decided_by FROM session_extensions WHERE id = %(e)s", {"e": ext["id"]})
+    assert row is not None
+    code = next(o for o in outcomes if isinstance(o, int))
+    by_timeout = next(o for o in outcomes if isinstance(o, list))
+    if row["decided_by"] == "mitra":
+        assert code == 200 and by_timeout == [] and row["status"] == "rejected"
+    else:
+        assert code == 409 and by_timeout == [ext["id"]] and row["status"] == "approved"
+    chat.app.simulate_post(f"/api/client/chat/{session_id}/end", headers=bearer(customer["access_token"]))
+    chat.pay.db.execute("UPDATE chat_sessions SET status = 'completed' WHERE id = %(s)s", {"s": session_id})
+
+
 def test_the_mitras_answer_racing_the_timeout_has_exactly_one_outcome(chat: Chat) -> None:
     for _ in range(5):
-        customer, _, token, session_id = chat.paired()
-        ext = _extend(chat, customer, session_id)
-        chat.pay.db.execute("UPDATE session_extensions SET expires_at = now() WHERE id = %(e)s", {"e": ext["id"]})
-        outcomes: list[Any] = []
-        barrier = threading.Barrier(2)
-
-        def mitra_says_no() -> None:
-            barrier.wait()
-            outcomes.append(_respond(chat, token, ext["id"], "reject").status_code)
-
-        def timeout_fires() -> None:
-            barrier.wait()
-            outcomes.append(decide_due(chat.pay.db, chat.pay.valkey, chat.pay.config, chat.pay.chat_events))
-
-        threads = [threading.Thread(target=mitra_says_no), threading.Thread(target=timeout_fires)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        row = chat.pay.db.fetch_one(
-            "SELECT status, decided_by FROM session_extensions WHERE id = %(e)s", {"e": ext["id"]}
-        )
-        assert row is not None
-        code = next(o for o in outcomes if isinstance(o, int))
-        by_timeout = next(o for o in outcomes if isinstance(o, list))
-        if row["decided_by"] == "mitra":
-            assert code == 200 and by_timeout == [] and row["status"] == "rejected"
-        else:
-            assert code == 409 and by_timeout == [ext["id"]] and row["status"] == "approved"
-        chat.app.simulate_post(f"/api/client/chat/{session_id}/end", headers=bearer(customer["access_token"]))
-        chat.pay.db.execute("UPDATE chat_sessions SET status = 'completed'")
+        _race_once(chat)

@@ -13,7 +13,8 @@ from tests.conftest import bearer
 def _live(chat: Chat, mitra: dict[str, Any], token: str) -> tuple[int, str | None]:
     """The mitra's live sessions as its status says, and as the Valkey mirror holds them."""
     status = chat.app.simulate_get("/api/mitra/status", headers=bearer(token)).json["data"]
-    return status["active_session_count"], chat.pay.valkey.get(capacity_key(str(mitra["id"])))
+    mirrored = chat.pay.valkey.get(capacity_key(str(mitra["id"])))
+    return int(status["active_session_count"]), str(mirrored) if mirrored is not None else None
 
 
 def test_the_whole_path_from_webhook_to_completed(chat: Chat) -> None:

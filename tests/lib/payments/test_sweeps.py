@@ -48,6 +48,12 @@ def test_reconcile_job_asks_xendit(app, pay, xendit, online_mitra, customer, con
 def test_reemit_job(app, pay, online_mitra, customer, confirmed_events) -> None:
     doc = create_payment(app, customer, tier_of(pay)).json["data"]
     send_callback(app, paid_body(doc))
+    pay.db.execute("UPDATE payment_requests SET confirmed_at = now() - interval '1 minute'")
+    assert reemit_unpaired(pay.db, pay.payment_events) == []  # its search started: nothing to re-emit
+    # As if the confirming process had died before the search started.
+    pay.db.execute("DELETE FROM chat_request_notifications")
+    pay.db.execute("UPDATE payment_requests SET session_id = NULL, confirmed_at = now() - interval '10 seconds'")
+    pay.db.execute("DELETE FROM chat_sessions")
     assert reemit_unpaired(pay.db, pay.payment_events) == []  # too recent
     pay.db.execute("UPDATE payment_requests SET confirmed_at = now() - interval '1 minute'")
     assert reemit_unpaired(pay.db, pay.payment_events) == [doc["id"]]
