@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test lint deploy-check bench routes migrate clean
+.PHONY: install dev test lint deploy-check bench bench-sessions routes migrate clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ deploy-check: install
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# N concurrent chat sessions through pairing, messages and closing: deadline lateness, messages/s.
+bench-sessions: install
+	$(BIN)/python bench/sessions.py $(BENCH_ARGS)
 
 routes: install
 	$(BIN)/python -m runtime routes
