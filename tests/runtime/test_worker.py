@@ -160,7 +160,7 @@ def test_a_fast_job_keeps_its_cadence_while_a_slow_job_hangs_on_xendit(settings:
             "FROM pricing_tiers LIMIT 1",
             {"c": customer},
         )
-        xendit.delay = 2.0
+        xendit.delay = 3.5
         fast_ticks: list[float] = []
 
         class Fast:
@@ -176,16 +176,17 @@ def test_a_fast_job_keeps_its_cadence_while_a_slow_job_hangs_on_xendit(settings:
             while not xendit.started:  # the reconcile tick is now waiting on Xendit
                 time.sleep(0.01)
             stuck_at = time.monotonic()
-            time.sleep(1.5)
+            time.sleep(2.5)
             during = [t for t in fast_ticks if t >= stuck_at]
             assert worker.ticks["payment_reconcile"] == 0  # still stuck
         finally:
             worker.stop.set()
             thread.join(timeout=10)
             svc.close()
-    # 1.5 s at one tick per 0.1 s is 15; a sequential worker would have run none.
+    # 2.5 s at one tick per 0.1 s is 25; a sequential worker would have run none. (Generous: a
+    # loaded machine can stall a thread for a second.)
     assert len(during) >= 8, len(during)
-    assert max(b - a for a, b in itertools.pairwise(during)) < 0.5
+    assert max(b - a for a, b in itertools.pairwise(during)) < 1.5
 
 
 def test_worker_finishes_its_tick_on_stop(services: Services) -> None:
