@@ -36,6 +36,7 @@ class Bus:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._subscribed = threading.Event()
+        self._changed = False  # channels were added or removed since the subscriber last looked
         self.healthy = False
 
     def publish(self, channel: str, message: str) -> bool:
@@ -63,9 +64,19 @@ class Bus:
     def subscribe(self, channel: str, handler: Handler) -> None:
         with self._lock:
             self._handlers.setdefault(self._prefix + channel, []).append(handler)
+            self._changed = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="bus-subscriber", daemon=True)
                 self._thread.start()
+
+    def unsubscribe(self, channel: str, handler: Handler) -> None:
+        with self._lock:
+            handlers = self._handlers.get(self._prefix + channel, [])
+            if handler in handlers:
+                handlers.remove(handler)
+            if not handlers:
+                self._handlers.pop(self._prefix + channel, None)
+            self._changed = True
 
     def on_reconnect(self, hook: Callable[[], None]) -> None:
         """Called after the subscription is (re)established: catch up on what may have been missed."""
@@ -87,18 +98,24 @@ class Bus:
             pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
                 with self._lock:
-                    channels = list(self._handlers)
-                pubsub.subscribe(*channels)
+                    channels, self._changed = list(self._handlers), False
+                if channels:
+                    pubsub.subscribe(*channels)
+                else:
+                    client.ping()  # nothing to subscribe to yet: still prove the link is up
                 self.healthy = True
                 self._subscribed.set()
                 for hook in list(self._reconnect_hooks):
                     self._safe(hook)
                 while not self._stop.is_set():
-                    with self._lock:
-                        wanted = set(self._handlers)
-                    missing = wanted - set(pubsub.channels)
-                    if missing:
-                        pubsub.subscribe(*missing)
+                    if self._changed:  # O(channels) only when they changed (a gateway holds thousands)
+                        with self._lock:
+                            wanted, self._changed = set(self._handlers), False
+                        current = {c.decode() if isinstance(c, bytes) else c for c in pubsub.channels}
+                        if wanted - current:
+                            pubsub.subscribe(*(wanted - current))
+                        if current - wanted:
+                            pubsub.unsubscribe(*(current - wanted))
                     message = pubsub.get_message(timeout=0.25)  # short, so close() is quick
                     if message and message.get("type") == "message":
                         for handler in list(self._handlers.get(message["channel"], ())):

@@ -20,6 +20,7 @@ from lib.db import Database
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import Gateway
 from lib.presence.availability import AvailabilityCache
+from lib.push import Notifier
 from lib.ratelimit import RateLimiter
 
 
@@ -39,10 +40,12 @@ class Services:
     availability_cache: AvailabilityCache
     payment_events: PaymentEvents
     chat_events: ChatEvents
+    notifier: Notifier
     payment_gateway: Gateway
 
     def close(self) -> None:
         """Stop the background threads, then close the connections; safe to call twice."""
+        self.notifier.close()
         self.revocations.close()
         self.bus.close()
         self.valkey.close()

@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_migrate)
 
     p = sub.add_parser("serve", help="run a listener under gunicorn")
-    p.add_argument("surface", choices=["public", "internal"])
-    p.add_argument("--bind", help="host:port (default from PUBLIC_PORT / INTERNAL_HOST:INTERNAL_PORT)")
+    p.add_argument("surface", choices=["public", "internal", "realtime"])
+    p.add_argument("--bind", help="host:port (default from PUBLIC_PORT, INTERNAL_HOST:INTERNAL_PORT, REALTIME_PORT)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("worker", help="run the scheduled jobs (timers, sweeps)")

@@ -6,6 +6,8 @@ bus and the revocation poll start their threads when first needed.
 
 from __future__ import annotations
 
+import logging
+
 from lib.auth.revocation import RevocationList
 from lib.auth.sessions import RefreshChain
 from lib.auth.social import JwksCache
@@ -19,12 +21,18 @@ from lib.db import Database
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import make_gateway
 from lib.presence.availability import AvailabilityCache
+from lib.push import Fcm, Notifier
 from lib.ratelimit import RateLimiter
 from lib.services import Services
 from lib.valkey import make_client
 
+log = logging.getLogger(__name__)
+
 
 def build_services(settings: Settings, *, application_name: str = "halobestie") -> Services:
+    settings.check_pushes()
+    if not settings.firebase_service_account_path:
+        log.warning("FIREBASE_SERVICE_ACCOUNT_PATH is not set: pushes are off (everything else works)")
     if not settings.redis_url:
         raise ConfigError("REDIS_URL is not set (make dev starts an embedded Valkey)")
     db = Database(
@@ -38,7 +46,13 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
     valkey = make_client(settings.redis_url, settings.valkey_timeout)
     bus = Bus(settings.redis_url, valkey, connect_timeout=settings.valkey_timeout)
     config = AppConfig(db, bus)
-    chat_events = ChatEvents(bus)
+    fcm = (
+        Fcm(settings.firebase_service_account_path, settings.fcm_base_url)
+        if settings.firebase_service_account_path
+        else None
+    )
+    notifier = Notifier(db, valkey, fcm)
+    chat_events = ChatEvents(bus, notifier)
     payment_events = PaymentEvents(bus)
     # Whoever confirms a payment delivers what it bought, in the same process (the re-emit job
     # covers a process that died in between).
@@ -58,5 +72,6 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
         availability_cache=AvailabilityCache(),
         payment_events=payment_events,
         chat_events=chat_events,
+        notifier=notifier,
         payment_gateway=make_gateway(settings),
     )

@@ -22,7 +22,7 @@ SURFACES: dict[str, tuple[str, str]] = {
     "shared": ("public", "/api/shared/"),
     "internal": ("internal", "/internal/"),
 }
-NON_HTTP_FOLDERS = frozenset({"jobs"})  # discovered by the worker, not the router
+NON_HTTP_FOLDERS = frozenset({"jobs", "realtime"})  # discovered by the worker and the gateway
 
 Handle = Callable[..., Any]
 

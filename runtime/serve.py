@@ -1,4 +1,5 @@
-"""Gunicorn for the REST listeners: gthread workers, per-process pools, graceful shutdown."""
+"""Gunicorn for every listener: gthread workers for REST, the native ASGI worker for the realtime
+gateway; per-process pools, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from gunicorn.workers.base import Worker
 from lib import log as logsetup
 from lib.config.env import Settings
 
-APPS = {"public": "runtime.public:app", "internal": "runtime.internal:app"}
+APPS = {"public": "runtime.public:app", "internal": "runtime.internal:app", "realtime": "runtime.realtime:app"}
 log = logging.getLogger("runtime.serve")
 
 
 def default_bind(surface: str, settings: Settings) -> str:
     if surface == "internal":
         return f"{settings.internal_host}:{settings.internal_port}"
+    if surface == "realtime":
+        return f"0.0.0.0:{settings.realtime_port}"
     return f"0.0.0.0:{settings.public_port}"
 
 
@@ -32,7 +35,7 @@ def _on_starting(server: Arbiter) -> None:
 def _post_worker_init(worker: Worker) -> None:
     # The app (and its pool) was built in this worker, after the fork; warm the pool now so the
     # first requests do not pay for connecting.
-    services = getattr(worker.wsgi, "services", None)
+    services = getattr(getattr(worker, "wsgi", None), "services", None)
     if services is not None and services.settings.database_url:
         try:
             services.db._ensure_open()
@@ -48,17 +51,31 @@ def _worker_exit(server: Arbiter, worker: Worker) -> None:
 
 def gunicorn_options(surface: str, settings: Settings, bind: str | None = None) -> dict[str, Any]:
     """The production config; bench/ measured the alternatives (see README, "Performance")."""
+    if surface == "realtime":
+        return {
+            **_common(surface, settings, bind),
+            "worker_class": "runtime.worker_class.RealtimeWorker",
+            "workers": settings.web_concurrency,
+            "asgi_lifespan": "on",  # the gateway starts its bus link and presence refresh there
+            "asgi_loop": "asyncio",
+        }
     return {
-        "bind": [bind or default_bind(surface, settings)],
+        **_common(surface, settings, bind),
         "worker_class": "runtime.worker_class.GracefulThreadWorker",
         "workers": settings.web_concurrency,
         "threads": settings.web_threads,
+        "keepalive": 5,
+        "http_parser": "auto",  # the gunicorn-h1c C parser when installed (gunicorn[fast])
+    }
+
+
+def _common(surface: str, settings: Settings, bind: str | None) -> dict[str, Any]:
+    return {
+        "bind": [bind or default_bind(surface, settings)],
         "graceful_timeout": settings.graceful_timeout,
         "timeout": 60,
-        "keepalive": 5,
         "preload_app": False,  # import the app, and so open pools, in each worker after fork
         "control_socket_disable": True,  # two instances sharing the default socket path clash
-        "http_parser": "auto",  # the gunicorn-h1c C parser when installed (gunicorn[fast])
         "accesslog": None,  # our RequestContext middleware logs each request with its id
         "errorlog": "-",
         # gunicorn's own lines go through the root handler too, so they share our JSON/text format.

@@ -13,6 +13,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 
@@ -157,3 +158,76 @@ class FakeXendit(LoopbackServer):
 
     def set_status(self, invoice_id: str, status: str, **extra: Any) -> None:
         self.invoices[invoice_id].update({"status": status, **extra})
+
+
+class FakeFcm(LoopbackServer):
+    """Google's OAuth token endpoint and FCM's v1 send API on loopback, for the real firebase-admin.
+
+    `service_account(path)` writes a service-account file whose token_uri points here; the client
+    signs its JWT assertion with that file's key and gets a token back; sends are recorded.
+    """
+
+    PROJECT = "halobestie-test"
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.token_requests = 0
+        self.unregistered: set[str] = set()  # device tokens FCM reports as UNREGISTERED
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/token":
+                    server.token_requests += 1
+                    self.reply(200, {"access_token": "fake-oauth-token", "expires_in": 3600, "token_type": "Bearer"})
+                    return
+                if (
+                    not self.path.endswith("/messages:send")
+                    or self.headers.get("Authorization") != "Bearer fake-oauth-token"
+                ):
+                    self.reply(401, {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": "no token"}})
+                    return
+                message = json.loads(body)["message"]
+                if message.get("token") in server.unregistered:
+                    self.reply(
+                        404,
+                        {
+                            "error": {
+                                "code": 404,
+                                "message": "Requested entity was not found.",
+                                "status": "NOT_FOUND",
+                                "details": [
+                                    {
+                                        "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                                        "errorCode": "UNREGISTERED",
+                                    }
+                                ],
+                            }
+                        },
+                    )
+                    return
+                with server._lock:
+                    server.sent.append(message)
+                self.reply(200, {"name": f"projects/{server.PROJECT}/messages/{len(server.sent)}"})
+
+        super().__init__(Handler)
+        self.url = self.base_url
+
+    def service_account(self, path: Any) -> str:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        info = {
+            "type": "service_account",
+            "project_id": self.PROJECT,
+            "private_key_id": "test-key",
+            "private_key": pem,
+            "client_email": f"push@{self.PROJECT}.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": f"{self.base_url}/token",
+        }
+        path.write_text(json.dumps(info))
+        return str(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from lib.bus import Bus
@@ -39,6 +40,7 @@ class RevocationList:
         self._poll = poll_seconds
         self._idle_poll = idle_poll_seconds
         self._ids: dict[str, float] = {}  # session id -> monotonic time after which it can be forgotten
+        self._hooks: list[Callable[[list[str]], None]] = []
         self._since: datetime | None = None
         self._lock = threading.Lock()
         self._started = False
@@ -53,8 +55,19 @@ class RevocationList:
     def add(self, session_ids: list[str]) -> None:
         forget_at = time.monotonic() + self._ttl + 60
         with self._lock:
+            new = [sid for sid in session_ids if sid not in self._ids]
             for sid in session_ids:
                 self._ids[sid] = forget_at
+            hooks = list(self._hooks)
+        for hook in hooks:
+            if new:
+                hook(new)
+
+    def on_revoked(self, hook: Callable[[list[str]], None]) -> None:
+        """Called (from whichever thread learnt it) with session ids newly known to be revoked:
+        the realtime gateway closes their sockets."""
+        with self._lock:
+            self._hooks.append(hook)
 
     def revoke_sessions(self, session_ids: list[str], *, reason: str) -> list[str]:
         """End these sessions: PostgreSQL first, then every process. Returns the ids it revoked."""

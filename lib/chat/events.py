@@ -16,6 +16,7 @@ from typing import Any
 
 from lib.bus import Bus
 from lib.jsonenc import dumps
+from lib.push import Notifier
 
 
 @dataclass(frozen=True)
@@ -48,17 +49,23 @@ def frame(event_type: str, data: dict[str, Any]) -> str:
 
 
 class ChatEvents:
-    def __init__(self, bus: Bus) -> None:
+    """Publishes each event to its recipients' channels, and hands the ones an app must be woken
+    for to the notifier, which pushes where no live socket carries them."""
+
+    def __init__(self, bus: Bus, notifier: Notifier | None = None) -> None:
         self._bus = bus
+        self._notifier = notifier
 
     def publish(self, to: Iterable[Party], event_type: str, data: dict[str, Any]) -> None:
-        text = frame(event_type, data)
-        self._bus.publish_many([(party.channel, text) for party in dict.fromkeys(to)])
+        self.publish_each([(to, event_type, data)])
 
     def publish_each(self, events: Iterable[tuple[Iterable[Party], str, dict[str, Any]]]) -> None:
         """Many events (a deadline tick's worth) in one round trip."""
         messages = []
         for to, event_type, data in events:
+            parties = list(dict.fromkeys(to))
             text = frame(event_type, data)
-            messages += [(party.channel, text) for party in dict.fromkeys(to)]
+            messages += [(party.channel, text) for party in parties]
+            if self._notifier is not None:
+                self._notifier.notify([(p.user_type, p.user_id) for p in parties], event_type, data)
         self._bus.publish_many(messages)

@@ -118,6 +118,7 @@ class Settings:
     internal_host: str = "127.0.0.1"
     internal_port: int = 3001
     realtime_port: int = 3002
+    realtime_auth_timeout_seconds: float = 10.0
     cc_origin: tuple[str, ...] = ()
     server_tz: str = "UTC"
     log_format: str = "json"
@@ -151,6 +152,8 @@ class Settings:
     xendit_webhook_fallback_enabled: bool = False
     xendit_webhook_fallback_dir: str = "./logs"
     xendit_webhook_fallback_name: str = "xendit-webhook-fallback"
+    firebase_service_account_path: str = ""
+    fcm_base_url: str = ""  # tests point firebase-admin at a fake FCM; empty = Google's
     google_jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
     apple_jwks_url: str = "https://appleid.apple.com/auth/keys"
 
@@ -171,6 +174,12 @@ class Settings:
     def check_payments(self) -> None:
         if self.xendit_enabled and not (self.xendit_secret_key and self.xendit_webhook_token):
             raise ConfigError("XENDIT_ENABLED=true needs XENDIT_SECRET_KEY and XENDIT_WEBHOOK_TOKEN")
+
+    def check_pushes(self) -> None:
+        """Pushes are optional, but a configured service account must be there."""
+        path = self.firebase_service_account_path
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"FIREBASE_SERVICE_ACCOUNT_PATH={path!r} is not a readable file")
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -199,6 +208,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         internal_host=env_str("INTERNAL_HOST", "127.0.0.1", e),
         internal_port=env_int("INTERNAL_PORT", 3001, minimum=1, maximum=65535, environ=e),
         realtime_port=env_int("REALTIME_PORT", 3002, minimum=1, maximum=65535, environ=e),
+        realtime_auth_timeout_seconds=env_float("REALTIME_AUTH_TIMEOUT_SECONDS", 10.0, e),
         cc_origin=env_list("CC_ORIGIN", e),
         server_tz=env_str("SERVER_TZ", "UTC", e),
         log_format=log_format,
@@ -236,6 +246,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         xendit_webhook_fallback_enabled=env_bool("XENDIT_WEBHOOK_FALLBACK_ENABLED", False, e),
         xendit_webhook_fallback_dir=env_str("XENDIT_WEBHOOK_FALLBACK_DIR", "./logs", e),
         xendit_webhook_fallback_name=env_str("XENDIT_WEBHOOK_FALLBACK_NAME", "xendit-webhook-fallback", e),
+        firebase_service_account_path=env_str("FIREBASE_SERVICE_ACCOUNT_PATH", "", e),
+        fcm_base_url=env_str("FCM_BASE_URL", "", e),
         google_jwks_url=env_str("GOOGLE_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs", e),
         apple_jwks_url=env_str("APPLE_JWKS_URL", "https://appleid.apple.com/auth/keys", e),
     )

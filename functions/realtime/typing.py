@@ -1,0 +1,16 @@
+"""The user is typing: the other party hears it at once; nothing is stored."""
+
+from lib.chat.events import customer, mitra
+from lib.chat.sessions import for_participant
+from lib.frames import Frame, FrameCtx
+
+FRAME = Frame(type="typing", needs_session=True)
+
+
+def handle(ctx: FrameCtx) -> None:
+    assert ctx.session_id is not None
+    s = ctx.services
+    row = for_participant(s.db, ctx.principal, ctx.session_id)
+    other = mitra(row["mitra_id"]) if ctx.principal.user_type == "customer" else customer(row["customer_id"])
+    if row["status"] == "active" and (ctx.principal.user_type == "mitra" or row["mitra_id"]):
+        s.chat_events.publish([other], "typing", {"session_id": ctx.session_id, "sender_type": ctx.principal.user_type})
