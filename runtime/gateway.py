@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections import deque
@@ -104,6 +105,7 @@ class Gateway:
         self.by_user: dict[tuple[str, str], set[Connection]] = {}
         self.by_auth_session: dict[str, set[Connection]] = {}
         self._bus_handlers: dict[tuple[str, str], Callable[[str], None]] = {}
+        self._listening: dict[tuple[str, str], threading.Event] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
         self._presence_task: asyncio.Task[None] | None = None
@@ -154,8 +156,11 @@ class Gateway:
         conn = await self._authenticate(ws)
         if conn is None:
             return
-        self._register(conn)
+        listening = self._register(conn)
         try:
+            # Events published from now on must reach this socket: auth.ok waits (briefly: Valkey may
+            # be away, and then the app re-syncs anyway) for Valkey to confirm the subscription.
+            await self.blocking(listening.wait, 1.0)
             self.enqueue(conn, server_frame("auth.ok", {**self._who(conn), "session_id": conn.session_id}))
             while True:
                 try:
@@ -278,16 +283,18 @@ class Gateway:
 
     # --- the registry, the bus and the presence ----------------------------------------------
 
-    def _register(self, conn: Connection) -> None:
+    def _register(self, conn: Connection) -> threading.Event:
+        """Add the socket; the event is set once its user's channel is confirmed subscribed."""
         group = self.by_user.setdefault(conn.user, set())
         group.add(conn)
         self.by_auth_session.setdefault(conn.principal.session_id, set()).add(conn)
         if conn.user not in self._bus_handlers:
             handler = self._bus_handler(conn.user)
             self._bus_handlers[conn.user] = handler
-            self.services.bus.subscribe(user_channel(*conn.user), handler)
+            self._listening[conn.user] = self.services.bus.subscribe(user_channel(*conn.user), handler)
         key, session_id = conn.presence
         self.spawn(self._presence(sockets.announce, [(key, sockets.member(self.process_id, session_id))]))
+        return self._listening[conn.user]
 
     def _unregister(self, conn: Connection) -> None:
         conn.closing = True
@@ -305,6 +312,7 @@ class Gateway:
         if not group:
             self.by_user.pop(conn.user, None)
             handler = self._bus_handlers.pop(conn.user, None)
+            self._listening.pop(conn.user, None)
             if handler is not None:
                 self.services.bus.unsubscribe(user_channel(*conn.user), handler)
 

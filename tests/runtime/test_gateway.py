@@ -1,0 +1,318 @@
+"""The WebSocket gateway served by gunicorn, with a real WebSocket client: auth paths, both parties
+chatting with receipts and typing, two gateway processes, revocation and deactivation closing
+sockets, SIGTERM -> 1001, Valkey stopped mid-test, frame limits and slow readers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from lib.chat import events as ev
+from lib.config.env import Settings
+from runtime.container import build_services
+from tests.chatflow import Chat
+from tests.conftest import PROJECT_ROOT, bearer
+from tests.helpers import free_port, process_env, wait_http
+
+
+@contextmanager
+def gateway(settings: Settings, **env: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`python -m runtime serve realtime` on a free port; yields (ws url, process)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "serve", "realtime", "--bind", f"127.0.0.1:{port}"],
+        cwd=PROJECT_ROOT,
+        env=process_env(settings, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+        yield f"ws://127.0.0.1:{port}/api/shared/ws", proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
+@pytest.fixture
+def ws_url(settings: Settings) -> Iterator[str]:
+    with gateway(settings) as (url, _):
+        yield url
+
+
+class Client:
+    """A WebSocket app: frames in order, with helpers to wait for one type."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.seen: list[dict[str, Any]] = []
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(frame))
+
+    def next(self, timeout: float = 5.0) -> dict[str, Any]:
+        frame: dict[str, Any] = json.loads(self.ws.recv(timeout=timeout))
+        self.seen.append(frame)
+        return frame
+
+    def until(self, event_type: str, timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            frame = self.next(max(0.05, deadline - time.monotonic()))
+            if frame["type"] == event_type:
+                return frame
+
+    def closed_with(self, timeout: float = 5.0) -> int | None:
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self.ws.recv(timeout=max(0.05, deadline - time.monotonic()))
+        except ConnectionClosed as closed:
+            return closed.rcvd.code if closed.rcvd else None
+        except TimeoutError:
+            return None
+        return None
+
+
+@contextmanager
+def socket(url: str, token: str | None, session_id: str | None = None, first: Any = None) -> Iterator[Client]:
+    with connect(url, open_timeout=5, close_timeout=2) as ws:
+        client = Client(ws)
+        if first is not None:
+            ws.send(first if isinstance(first, str) else json.dumps(first))
+        elif token is not None:
+            client.send({"type": "auth", "token": token, **({"session_id": session_id} if session_id else {})})
+        yield client
+
+
+def _ok(client: Client) -> dict[str, Any]:
+    frame = client.next()
+    assert frame["type"] == "auth.ok", frame
+    return frame
+
+
+def test_auth_paths(ws_url: str, chat: Chat) -> None:
+    customer, _, mitra_token, session_id = chat.paired()
+    stranger = chat.customer("Lain")
+    with socket(ws_url, customer["access_token"]) as general:
+        ok = _ok(general)
+        assert ok["data"] == {"user_type": "customer", "user_id": customer["user"]["id"], "session_id": None}
+        assert ok["at"].endswith("Z")
+    with socket(ws_url, mitra_token, session_id) as joined:
+        assert _ok(joined)["data"]["session_id"] == session_id
+    cases: list[tuple[Any, int]] = [
+        ({"type": "auth", "token": "not-a-jwt"}, 4401),
+        ({"type": "ping"}, 4401),
+        ("not json", 4401),
+        ({"type": "auth", "token": chat.admin()}, 4401),  # a control-center token has the wrong audience
+        ({"type": "auth", "token": stranger["access_token"], "session_id": session_id}, 4403),
+        ({"type": "auth", "token": customer["access_token"], "session_id": "not-a-uuid"}, 4403),
+    ]
+    for first, code in cases:
+        with socket(ws_url, None, first=first) as refused:
+            assert refused.closed_with() == code, first
+    # The token never travels in the URL: a token in the query string is not looked at.
+    with connect(f"{ws_url}?token={customer['access_token']}", open_timeout=5) as ws:
+        ws.send(json.dumps({"type": "ping"}))
+        assert Client(ws).closed_with() == 4401
+
+
+def test_no_auth_frame_in_time_is_4401(settings: Settings) -> None:
+    with gateway(settings, REALTIME_AUTH_TIMEOUT_SECONDS="0.5") as (url, _), socket(url, None) as silent:
+        started = time.monotonic()
+        assert silent.closed_with(timeout=5) == 4401
+        assert time.monotonic() - started < 3
+
+
+def test_both_parties_chat_with_receipts_and_typing(ws_url: str, chat: Chat) -> None:
+    customer, _, mitra_token, session_id = chat.paired()
+    with socket(ws_url, customer["access_token"], session_id) as me, socket(ws_url, mitra_token, session_id) as bestie:
+        _ok(me)
+        _ok(bestie)
+        me.send({"type": "typing"})
+        typing = bestie.until("typing")
+        assert typing["data"] == {"session_id": session_id, "sender_type": "customer"}
+        me.send({"type": "message.send", "client_message_id": "c-1", "content": "Halo Bestie"})
+        sent = me.until("message.sent")["data"]
+        assert sent["content"] == "Halo Bestie" and sent["status"] == "sent" and sent["sender_type"] == "customer"
+        assert set(sent) >= {"id", "session_id", "client_message_id", "sender_type", "content", "status", "created_at"}
+        received = bestie.until("message.new")["data"]
+        assert received["id"] == sent["id"]
+        bestie.send({"type": "message.delivered", "message_id": sent["id"]})
+        assert me.until("message.status")["data"] == {"message_id": sent["id"], "status": "delivered"}
+        bestie.send({"type": "message.read", "up_to_message_id": sent["id"]})
+        assert me.until("message.status")["data"] == {"message_id": sent["id"], "status": "read"}
+        me.send({"type": "message.send", "client_message_id": "c-1", "content": "Halo Bestie"})  # a retry
+        assert me.until("message.sent")["data"]["id"] == sent["id"]
+        bestie.send({"type": "message.send", "client_message_id": "m-1", "content": "Hai, cerita aja"})
+        assert me.until("message.new")["data"]["content"] == "Hai, cerita aja"
+        bestie.send({"type": "ping"})
+        assert bestie.until("pong")["type"] == "pong"
+        # Invalid frames get an error and the socket stays open.
+        me.send({"type": "message.send", "client_message_id": "c-2", "content": ""})
+        assert me.until("error")["data"]["code"] == "VALIDATION_ERROR"
+        me.send({"type": "no.such.frame"})
+        assert me.until("error")["data"]["code"] == "UNKNOWN_TYPE"
+        me.ws.send("{broken")
+        assert me.until("error")["data"]["code"] == "BAD_FRAME"
+        me.ws.send(b"\x00binary")
+        assert me.until("error")["data"]["code"] == "TEXT_ONLY"
+        me.send({"type": "ping"})
+        assert me.until("pong")
+    stored = chat.pay.db.fetch_all("SELECT content, status FROM chat_messages ORDER BY seq")
+    assert [(r["content"], r["status"]) for r in stored] == [("Halo Bestie", "read"), ("Hai, cerita aja", "sent")]
+
+
+def test_a_general_socket_hears_pairing_and_a_session_socket_only_its_session(ws_url: str, chat: Chat) -> None:
+    mitra, token = chat.mitra("Ayu")
+    customer = chat.customer()
+    with socket(ws_url, token) as home, socket(ws_url, customer["access_token"]) as waiting:
+        _ok(home)
+        _ok(waiting)
+        session_id = chat.session_of(chat.pay_for(customer))
+        request = home.until("pairing.request")["data"]
+        assert request["session_id"] == session_id and request["customer_call_name"] == "Pelanggan"
+        chat.accept(token, session_id)
+        paired = waiting.until("session.paired")["data"]
+        assert paired["session_id"] == session_id and paired["mitra_name"] == "Ayu"
+        with socket(ws_url, customer["access_token"], session_id) as in_chat:
+            _ok(in_chat)
+            chat.app.simulate_post(
+                f"/api/shared/chat/{session_id}/messages",
+                headers=bearer(token),
+                json={"client_message_id": "x", "content": "Hi"},
+            )
+            assert in_chat.until("message.new")["data"]["content"] == "Hi"
+            assert waiting.until("message.new")["data"]["content"] == "Hi"  # the general channel hears it too
+    assert mitra["id"]
+
+
+def test_two_gateway_processes_carry_a_chat_between_them(settings: Settings, chat: Chat) -> None:
+    customer, _, mitra_token, session_id = chat.paired()
+    with (
+        gateway(settings) as (first, _),
+        gateway(settings) as (second, _),
+        socket(first, customer["access_token"], session_id) as me,
+        socket(second, mitra_token, session_id) as bestie,
+    ):
+        _ok(me)
+        _ok(bestie)
+        me.send({"type": "message.send", "client_message_id": "c-1", "content": "dari gateway satu"})
+        assert bestie.until("message.new")["data"]["content"] == "dari gateway satu"
+        bestie.send({"type": "message.send", "client_message_id": "m-1", "content": "dari gateway dua"})
+        assert me.until("message.new")["data"]["content"] == "dari gateway dua"
+
+
+def test_logout_and_deactivation_close_live_sockets(ws_url: str, chat: Chat) -> None:
+    customer, mitra, mitra_token, session_id = chat.paired()
+    with socket(ws_url, customer["access_token"]) as me, socket(ws_url, mitra_token, session_id) as bestie:
+        _ok(me)
+        _ok(bestie)
+        started = time.monotonic()
+        chat.app.simulate_post("/api/shared/auth/logout", headers=bearer(customer["access_token"]))
+        assert me.closed_with() == 4401
+        assert time.monotonic() - started < 2
+        admin = bearer(chat.admin())
+        chat.cc.simulate_patch(f"/internal/mitras/{mitra['id']}/status", headers=admin, json={"is_active": False})
+        assert bestie.closed_with() == 4401
+    with socket(ws_url, customer["access_token"]) as again:
+        assert again.closed_with() == 4401  # a revoked session cannot come back
+
+
+def test_sigterm_closes_every_socket_with_1001(settings: Settings, chat: Chat) -> None:
+    customer, _, mitra_token, session_id = chat.paired()
+    with (
+        gateway(settings) as (url, proc),
+        socket(url, customer["access_token"]) as one,
+        socket(url, mitra_token, session_id) as two,
+    ):
+        _ok(one)
+        _ok(two)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert one.closed_with() == 1001 and two.closed_with() == 1001
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, out
+        assert time.monotonic() - started < 10  # not the whole graceful timeout
+
+
+def test_a_frame_over_the_limit_closes_with_1009(ws_url: str, chat: Chat) -> None:
+    customer, _, _, session_id = chat.paired()
+    with socket(ws_url, customer["access_token"], session_id) as me:
+        _ok(me)
+        me.send({"type": "message.send", "client_message_id": "big", "content": "x" * 40_000})
+        assert me.closed_with() == 1009
+
+
+def test_a_slow_reader_is_dropped_and_the_others_are_not_slowed(settings: Settings, chat: Chat) -> None:
+    customer, _, _mitra_token, session_id = chat.paired()
+    other_customer, _, other_token, other_session = chat.paired()
+    with (
+        gateway(settings) as (url, _),
+        connect(url, open_timeout=5, max_queue=1) as slow,
+        socket(url, other_token, other_session) as fine,
+    ):
+        slow.send(json.dumps({"type": "auth", "token": customer["access_token"], "session_id": session_id}))
+        _ok(fine)
+        # 20 MB of events for the slow socket, which reads none of them: more than the kernel's
+        # socket buffers hold, so the gateway's own bounded outbox fills up.
+        big = {"session_id": session_id, "pad": "x" * 8000}
+        slow_customer = [ev.customer(customer["user"]["id"])]
+        chat.pay.chat_events.publish_each([(slow_customer, "message.new", big)] * 2500)
+        started = time.monotonic()
+        chat.app.simulate_post(
+            f"/api/shared/chat/{other_session}/messages",
+            headers=bearer(other_customer["access_token"]),
+            json={"client_message_id": "x", "content": "tetap lancar"},
+        )
+        assert fine.until("message.new")["data"]["content"] == "tetap lancar"
+        assert time.monotonic() - started < 2
+        closed = Client(slow).closed_with(timeout=10)
+        assert closed == 4008
+
+
+def test_a_gateway_that_loses_valkey_keeps_its_sockets_and_asks_for_a_resync(
+    pay_settings: Settings, throwaway_valkey, make_mitra, anonymous, cc_login
+) -> None:
+    private = replace(pay_settings, redis_url=throwaway_valkey.url)
+    svc = build_services(private, application_name="valkey-loss")
+    local = Chat(svc, make_mitra, anonymous, cc_login)
+    try:
+        customer, _, mitra_token, session_id = local.paired()
+        with (
+            gateway(private) as (url, _),
+            socket(url, customer["access_token"], session_id) as me,
+            socket(url, mitra_token, session_id) as bestie,
+        ):
+            _ok(me)
+            _ok(bestie)
+            throwaway_valkey.stop()
+            me.send({"type": "ping"})
+            assert me.until("pong")  # still served
+            me.send({"type": "message.send", "client_message_id": "during", "content": "waktu mati"})
+            assert me.until("message.sent")["data"]["content"] == "waktu mati"  # stored; the event is lost
+            throwaway_valkey.start()
+            assert me.until("resync", timeout=15)["data"]["reason"]
+            assert bestie.until("resync", timeout=15)
+            me.send({"type": "message.send", "client_message_id": "after", "content": "sudah hidup"})
+            assert bestie.until("message.new", timeout=10)["data"]["content"] == "sudah hidup"
+    finally:
+        local.heard.close()
+        svc.close()
