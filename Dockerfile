@@ -34,7 +34,7 @@ RUN python -m venv /opt/venv \
 VOLUME ["/tmp"]
 WORKDIR /nonexistent
 USER 10001:10001
-EXPOSE 3000 3001
+EXPOSE 3000 3001 3002
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-m", "runtime.healthcheck"]
 ENTRYPOINT ["python", "-m", "runtime"]

@@ -18,10 +18,11 @@ from lib.db import Database
 from runtime import boot, migrate
 from runtime.embedded import DEV_DIR, EmbeddedPostgres, EmbeddedValkey
 
-# Processes `make dev` runs (the realtime gateway joins when its issue lands).
+# Processes `make dev` runs.
 PROCESSES: dict[str, list[str]] = {
     "public": ["serve", "public"],
     "internal": ["serve", "internal"],
+    "realtime": ["serve", "realtime"],
     "worker": ["worker"],
 }
 DEV_ADMIN_EMAIL = "admin@halobestie.local"
@@ -82,6 +83,7 @@ def run() -> int:
             children.append((name, proc))
         print(f"\npublic    http://127.0.0.1:{settings.public_port}  (apps: /api/...)")
         print(f"internal  http://{settings.internal_host}:{settings.internal_port}  (control center: /internal/...)")
+        print(f"realtime  ws://127.0.0.1:{settings.realtime_port}/api/shared/ws  (WebSocket gateway)")
         print("worker    timers and sweeps (functions/jobs/)")
         print("Ctrl-C stops everything.\n", flush=True)
         return _supervise(children)

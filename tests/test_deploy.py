@@ -108,10 +108,10 @@ def test_compose_validates_without_a_daemon(tmp_path: Path) -> None:
     import json
 
     services = json.loads(run.stdout)["services"]
-    assert {"postgres", "valkey", "migrate", "public", "internal", "worker"} <= set(services)
+    assert {"postgres", "valkey", "migrate", "public", "internal", "realtime", "worker"} <= set(services)
     internal_ports = services["internal"]["ports"]
     assert internal_ports and all(p.get("host_ip") not in (None, "", "0.0.0.0", "::") for p in internal_ports)
-    for name in ("public", "internal", "worker"):
+    for name in ("public", "internal", "realtime", "worker"):
         svc = services[name]
         assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
@@ -141,6 +141,7 @@ def test_pods_are_locked_down_and_shut_down_gracefully() -> None:
     assert {d["metadata"]["name"] for d in workloads} >= {
         "halobestie-public",
         "halobestie-internal",
+        "halobestie-realtime",
         "halobestie-worker",
         "halobestie-migrate",
     }
@@ -171,6 +172,16 @@ def test_internal_has_no_ingress_and_is_fenced() -> None:
         for p in rule["http"]["paths"]
     ]
     assert backends and "halobestie-internal" not in backends
+    ws = [
+        (p["path"], p["backend"]["service"]["name"], d["metadata"]["annotations"])
+        for d in docs
+        if d["kind"] == "Ingress"
+        for rule in d["spec"]["rules"]
+        for p in rule["http"]["paths"]
+        if p["path"] == "/api/shared/ws"
+    ]
+    assert len(ws) == 1 and ws[0][1] == "halobestie-realtime"
+    assert int(ws[0][2]["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     assert any(p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "internal" for p in policies)
 

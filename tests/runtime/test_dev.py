@@ -17,8 +17,8 @@ from tests.helpers import free_port, process_env, wait_http
 
 
 def _run_dev(env: dict[str, str]) -> tuple[int, str]:
-    public, internal = free_port(), free_port()
-    env = env | {"PUBLIC_PORT": str(public), "INTERNAL_PORT": str(internal)}
+    public, internal, realtime = free_port(), free_port(), free_port()
+    env = env | {"PUBLIC_PORT": str(public), "INTERNAL_PORT": str(internal), "REALTIME_PORT": str(realtime)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "runtime", "dev"],
         cwd=PROJECT_ROOT,
@@ -30,13 +30,14 @@ def _run_dev(env: dict[str, str]) -> tuple[int, str]:
     try:
         assert wait_http(f"http://127.0.0.1:{public}/ready", timeout=90).status_code == 200
         assert wait_http(f"http://127.0.0.1:{internal}/ready").status_code == 200
+        assert wait_http(f"http://127.0.0.1:{realtime}/ready").json()["data"]["sockets"] == 0
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    for port in (public, internal):
+    for port in (public, internal, realtime):
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/health", timeout=2)
     return proc.returncode, out
