@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test lint deploy-check bench bench-sessions routes migrate clean
+.PHONY: install dev test lint deploy-check bench bench-sessions bench-realtime routes migrate clean
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ bench: install
 # N concurrent chat sessions through pairing, messages and closing: deadline lateness, messages/s.
 bench-sessions: install
 	$(BIN)/python bench/sessions.py $(BENCH_ARGS)
+
+# The WebSocket gateway: idle sockets (memory, CPU) and active chat pairs (end-to-end latency).
+bench-realtime: install
+	$(BIN)/python bench/realtime.py $(BENCH_ARGS)
 
 routes: install
 	$(BIN)/python -m runtime routes

@@ -86,16 +86,27 @@ class Database:
             log.error("database error: %s", exc)
             raise ServiceUnavailable("Database unavailable", retry_after=2) from exc
 
-    def fetch_one(self, sql: Query, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    @contextmanager
+    def _statement(self) -> Iterator[Conn]:
+        """A connection for one statement, in autocommit: a statement is atomic on its own, and
+        this saves the BEGIN and COMMIT round trips a transaction block would cost."""
         with self.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                conn.autocommit = False
+
+    def fetch_one(self, sql: Query, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        with self._statement() as conn:
             return conn.execute(sql, params).fetchone()
 
     def fetch_all(self, sql: Query, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self.connection() as conn:
+        with self._statement() as conn:
             return conn.execute(sql, params).fetchall()
 
     def execute(self, sql: Query, params: dict[str, Any] | None = None) -> int:
-        with self.connection() as conn:
+        with self._statement() as conn:
             return conn.execute(sql, params).rowcount
 
     def close(self) -> None:

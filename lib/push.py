@@ -153,7 +153,8 @@ class Notifier:
         """Push to every device of the user unless a live socket carries the event; returns pushes sent."""
         assert self._fcm is not None
         try:
-            if sockets.covered(self._valkey, user_type, user_id, data.get("session_id")):
+            session_id = data.get("session_id")
+            if sockets.covered(self._valkey, user_type, user_id, str(session_id) if session_id else None):
                 return 0
         except VALKEY_ERRORS:
             pass  # cannot tell: rather a push too many than a missed chat

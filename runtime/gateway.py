@@ -158,8 +158,11 @@ class Gateway:
             return
         listening = self._register(conn)
         try:
-            # Events published from now on must reach this socket: auth.ok waits (briefly: Valkey may
-            # be away, and then the app re-syncs anyway) for Valkey to confirm the subscription.
+            # Events published from now on must reach this socket, and pushes must know of it: auth.ok
+            # waits for the socket's presence and (briefly: Valkey may be away, and then the app
+            # re-syncs anyway) for Valkey to confirm the subscription.
+            key, session_id = conn.presence
+            await self._presence(sockets.announce, [(key, sockets.member(self.process_id, session_id))])
             await self.blocking(listening.wait, 1.0)
             self.enqueue(conn, server_frame("auth.ok", {**self._who(conn), "session_id": conn.session_id}))
             while True:
@@ -292,8 +295,6 @@ class Gateway:
             handler = self._bus_handler(conn.user)
             self._bus_handlers[conn.user] = handler
             self._listening[conn.user] = self.services.bus.subscribe(user_channel(*conn.user), handler)
-        key, session_id = conn.presence
-        self.spawn(self._presence(sockets.announce, [(key, sockets.member(self.process_id, session_id))]))
         return self._listening[conn.user]
 
     def _unregister(self, conn: Connection) -> None:

@@ -61,7 +61,8 @@ class BoundedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
     message) over MAX_FRAME_BYTES is refused with 1009 before it is buffered; reading pauses while
     the app is behind (bounded receive queue and buffer), and sending waits for the transport to
     drain, so a client that stops reading fills our bounded outbox and is dropped instead of
-    growing memory. Unmasking is done a word at a time instead of a byte at a time."""
+    growing memory; a client's close reaches the app. Unmasking is done a word at a time instead of
+    a byte at a time."""
 
     max_frame = MAX_FRAME_BYTES
     max_buffer = 4 * MAX_FRAME_BYTES
@@ -87,6 +88,12 @@ class BoundedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
             self._paused = False
             self.transport.resume_reading()
         return data
+
+    async def _handle_close(self, payload: bytes) -> None:
+        # Stock gunicorn answers a client's close frame but never tells the app, which then waits
+        # on receive() forever and keeps the connection (and the client's close) hanging.
+        await super()._handle_close(payload)
+        await self._receive_queue.put({"type": "websocket.disconnect", "code": self.close_code})
 
     async def _send_frame(self, opcode: int, payload: bytes | str) -> None:
         await super()._send_frame(opcode, payload)

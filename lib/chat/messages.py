@@ -12,9 +12,9 @@ from psycopg import sql
 from lib.chat import events as ev
 from lib.chat.errors import SessionNotActive, SessionPaused
 from lib.chat.events import ChatEvents, Party
-from lib.chat.sessions import for_participant
+from lib.chat.sessions import for_participant, party_column
 from lib.db import Database
-from lib.errors import ValidationFailed
+from lib.errors import NotFound, ValidationFailed
 from lib.pagination import Keyset
 from lib.principal import Principal
 
@@ -42,6 +42,17 @@ def other_party(row: dict[str, Any], who: Principal) -> list[Party]:
     return [ev.customer(row["customer_id"])]
 
 
+# The hot path in one statement: the participant check, the state check and the idempotent insert.
+_SEND = sql.SQL(
+    "WITH s AS (SELECT id, status, customer_id, mitra_id FROM chat_sessions WHERE id = %(s)s AND {party} = %(u)s), "
+    "ins AS (INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, content) "
+    "SELECT s.id, %(t)s, %(u)s, %(cm)s, %(c)s FROM s WHERE s.status = 'active' "
+    "ON CONFLICT (session_id, sender_id, client_message_id) DO NOTHING RETURNING *) "
+    "SELECT s.status AS session_status, s.customer_id AS session_customer, s.mitra_id AS session_mitra, ins.* "
+    "FROM s LEFT JOIN ins ON true"
+)
+
+
 def send(
     db: Database, events: ChatEvents, who: Principal, session_id: str, client_message_id: str, content: str
 ) -> tuple[dict[str, Any], bool]:
@@ -49,25 +60,20 @@ def send(
     with the message stored the first time, and nobody hears of it twice."""
     if not content.strip():
         raise ValidationFailed({"content": ["Must not be blank."]})
-    with db.connection() as conn:
-        session = for_participant(conn, who, session_id)
-        stored = conn.execute(
-            "INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, content) "
-            "SELECT %(s)s, %(t)s, %(u)s, %(cm)s, %(c)s WHERE EXISTS "
-            "(SELECT 1 FROM chat_sessions WHERE id = %(s)s AND status = 'active') "
-            "ON CONFLICT (session_id, sender_id, client_message_id) DO NOTHING RETURNING *",
-            {"s": session_id, "t": who.user_type, "u": who.user_id, "cm": client_message_id, "c": content},
-        ).fetchone()
-        if stored is None:
-            earlier = conn.execute(
-                "SELECT * FROM chat_messages WHERE session_id = %(s)s AND sender_id = %(u)s "
-                "AND client_message_id = %(cm)s",
-                {"s": session_id, "u": who.user_id, "cm": client_message_id},
-            ).fetchone()
-            if earlier is not None:
-                return message_doc(earlier), False
-            raise SessionPaused() if session["status"] == "extending" else SessionNotActive()
-    doc = message_doc(stored)
+    params = {"s": session_id, "t": who.user_type, "u": who.user_id, "cm": client_message_id, "c": content}
+    row = db.fetch_one(_SEND.format(party=sql.Identifier(party_column(who.user_type))), params)
+    if row is None:
+        raise NotFound()  # another user's session looks like a missing one
+    if row["id"] is None:
+        earlier = db.fetch_one(
+            "SELECT * FROM chat_messages WHERE session_id = %(s)s AND sender_id = %(u)s AND client_message_id = %(cm)s",
+            params,
+        )
+        if earlier is not None:
+            return message_doc(earlier), False
+        raise SessionPaused() if row["session_status"] == "extending" else SessionNotActive()
+    doc = message_doc(row)
+    session = {"customer_id": row["session_customer"], "mitra_id": row["session_mitra"]}
     events.publish(other_party(session, who), "message.new", doc)
     return doc, True
 

@@ -23,6 +23,7 @@ from lib.config.env import Settings
 from runtime.container import build_services
 from tests.chatflow import Chat
 from tests.conftest import PROJECT_ROOT, bearer
+from tests.fakes import FakeFcm
 from tests.helpers import free_port, process_env, wait_http
 
 
@@ -316,3 +317,47 @@ def test_a_gateway_that_loses_valkey_keeps_its_sockets_and_asks_for_a_resync(
     finally:
         local.heard.close()
         svc.close()
+
+
+def test_a_push_is_sent_exactly_when_no_socket_carries_the_event(
+    pay_settings: Settings, tmp_path, make_mitra, anonymous, cc_login
+) -> None:
+    fcm = FakeFcm()
+    with fcm.running():
+        configured = replace(
+            pay_settings, firebase_service_account_path=fcm.service_account(tmp_path / "sa.json"), fcm_base_url=fcm.url
+        )
+        svc = build_services(configured, application_name="push-gateway")
+        local = Chat(svc, make_mitra, anonymous, cc_login)
+        try:
+            customer, _, mitra_token, session_id = local.paired()
+            local.app.simulate_put(
+                "/api/shared/devices/fcm-token",
+                headers=bearer(customer["access_token"]),
+                json={"token": "customer-phone", "platform": "android"},
+            )
+            svc.notifier.drain()
+            fcm.sent.clear()
+
+            def say(text: str) -> None:
+                local.app.simulate_post(
+                    f"/api/shared/chat/{session_id}/messages",
+                    headers=bearer(mitra_token),
+                    json={"client_message_id": text, "content": text},
+                )
+                assert svc.notifier.drain()
+
+            with gateway(pay_settings) as (url, _):
+                with socket(url, customer["access_token"], session_id) as me:
+                    _ok(me)
+                    say("while connected")
+                    assert me.until("message.new")["data"]["content"] == "while connected"
+                    assert fcm.sent == []  # the socket carried it: no push
+                deadline = time.monotonic() + 5
+                while local.pay.valkey.zcard(f"ws:customer:{customer['user']['id']}") and time.monotonic() < deadline:
+                    time.sleep(0.05)  # the gateway forgets the closed socket
+                say("while away")
+                assert [(m["token"], m["data"]["type"]) for m in fcm.sent] == [("customer-phone", "message")]
+        finally:
+            local.heard.close()
+            svc.close()
