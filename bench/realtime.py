@@ -243,7 +243,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the active phase")
     parser.add_argument("--rate", type=float, default=1.0, help="messages per second per pair")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     secret = secrets.token_urlsafe(48)
     with servers() as (db_url, valkey_url):
@@ -279,7 +279,9 @@ def main() -> None:
     print(f"  send -> other party, p50:   {active['p50_ms']:8.1f} ms")
     print(f"  p99 / max:                  {active['p99_ms']:8.1f} / {active['max_ms']:.1f} ms")
     print(f"  gateway CPU per message:    {active['gateway_cpu_ms_per_message']:8.2f} ms")
-    print(f"  whole machine busy:         {active['machine_busy_percent']:8.1f} % (client, gateway, PostgreSQL, Valkey)")
+    print(
+        f"  whole machine busy:         {active['machine_busy_percent']:8.1f} % (client, gateway, PostgreSQL, Valkey)"
+    )
 
 
 if __name__ == "__main__":
