@@ -14,7 +14,7 @@ JOB = Job(every=lambda s: 0.25, every_replica=True)
 def run(ctx: JobCtx) -> None:
     s = ctx.services
     expire_searches(s.db, s.valkey, s.chat_events)
-    expire_fallback_choices(s.db)
+    expire_fallback_choices(s.db, s.valkey, s.chat_events)
     decide_due(s.db, s.valkey, s.config, s.chat_events)
     lapse_unpaid(s.db, s.valkey, s.chat_events)
     close_due(s.db, s.valkey, s.chat_events)

@@ -17,7 +17,8 @@ import redis
 from lib.chat.errors import SessionNotActive
 from lib.chat.events import ChatEvents
 from lib.chat.lifecycle import parties, resume
-from lib.chat.pairing import Outbox, fail_payment
+from lib.chat.outbox import Outbox, fire_due
+from lib.chat.pairing import fail_payment
 from lib.chat.sessions import for_participant
 from lib.config.app import AppConfig
 from lib.db import Conn, Database
@@ -242,43 +243,39 @@ def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: Cha
     """Extensions the mitra did not answer in time: the configured default decides. Approved ones
     are invoiced by the extension_invoices job, so no outside call runs inside the deadline tick."""
     approve = config.get("extension_default_action_on_timeout") == "auto_approve"
-    outbox = Outbox()
-    with db.connection() as conn:
-        due = conn.execute(
-            "SELECT id FROM session_extensions WHERE status = 'pending' AND expires_at <= now() "
-            "ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED",
-            {"n": limit},
-        ).fetchall()
-        decided = [
-            str(row["id"])
-            for row in due
-            if _decide(conn, outbox, str(row["id"]), approve, "auto_approve" if approve else "auto_reject")
-        ]
-    outbox.flush(db, valkey, events)
+    decided: list[str] = []
+
+    def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
+        if _decide(conn, outbox, str(row["id"]), approve, "auto_approve" if approve else "auto_reject"):
+            decided.append(str(row["id"]))
+
+    claim = (
+        "SELECT id FROM session_extensions WHERE status = 'pending' AND expires_at <= now() "
+        "ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+    )
+    fire_due(db, valkey, events, claim, fire, limit)
     return decided
 
 
 def lapse_unpaid(db: Database, valkey: redis.Redis, events: ChatEvents, limit: int = 100) -> list[str]:
     """Approved extensions not paid by `pay_by`: the session resumes with what it had left."""
-    outbox = Outbox()
-    with db.connection() as conn:
-        due = conn.execute(
-            "SELECT e.id, e.session_id, e.payment_request_id FROM session_extensions e "
-            "WHERE e.status = 'approved' AND e.pay_by <= now() ORDER BY e.pay_by LIMIT %(n)s FOR UPDATE SKIP LOCKED",
-            {"n": limit},
-        ).fetchall()
-        for row in due:
-            conn.execute("UPDATE session_extensions SET status = 'expired' WHERE id = %(e)s", {"e": row["id"]})
-            conn.execute(
-                "UPDATE payment_requests SET status = 'expired', updated_at = now() WHERE id = %(p)s AND status = 'pending'",
-                {"p": row["payment_request_id"]},
-            )
-            session = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": row["session_id"]}).fetchone()
-            assert session is not None
-            outbox.add(parties(session), "extension.resolved", {"extension_id": row["id"], "status": "expired"})
-            resume(conn, outbox, str(row["session_id"]), 0)
-    outbox.flush(db, valkey, events)
-    return [str(r["id"]) for r in due]
+
+    def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
+        conn.execute("UPDATE session_extensions SET status = 'expired' WHERE id = %(e)s", {"e": row["id"]})
+        conn.execute(
+            "UPDATE payment_requests SET status = 'expired', updated_at = now() WHERE id = %(p)s AND status = 'pending'",
+            {"p": row["payment_request_id"]},
+        )
+        session = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": row["session_id"]}).fetchone()
+        assert session is not None
+        outbox.add(parties(session), "extension.resolved", {"extension_id": row["id"], "status": "expired"})
+        resume(conn, outbox, str(row["session_id"]), 0)
+
+    claim = (
+        "SELECT id, session_id, payment_request_id FROM session_extensions WHERE status = 'approved' "
+        "AND pay_by <= now() ORDER BY pay_by LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+    )
+    return [str(r["id"]) for r in fire_due(db, valkey, events, claim, fire, limit)]
 
 
 def unbilled(db: Database, limit: int = 50) -> list[str]:

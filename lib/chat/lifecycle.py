@@ -15,7 +15,7 @@ from lib.chat import events as ev
 from lib.chat.errors import MitraUnavailable, SessionNotActive, SessionNotClosing
 from lib.chat.events import ChatEvents
 from lib.chat.messages import message_doc
-from lib.chat.pairing import Outbox
+from lib.chat.outbox import Outbox
 from lib.chat.sessions import BY_ID, for_participant, session_doc
 from lib.chat.states import LIVE
 from lib.config.app import AppConfig

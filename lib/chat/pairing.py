@@ -13,20 +13,20 @@ another session was open).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from lib.chat import events as ev
-from lib.chat.events import ChatEvents, Party
+from lib.chat.events import ChatEvents
+from lib.chat.outbox import Outbox, fire_due
 from lib.chat.sessions import BY_ID, call_name, session_doc
 from lib.chat.states import OPEN
 from lib.config.app import AppConfig
 from lib.db import Conn, Database
 from lib.errors import Conflict, Forbidden, Gone, NotFound
 from lib.presence.availability import find_available_mitras
-from lib.presence.state import live_sessions, recompute_capacity
+from lib.presence.state import live_sessions
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +49,6 @@ class RequestExpired(Gone):
 
 class CapacityFull(Conflict):
     code, message = "CAPACITY_FULL", "You are already in as many chats as you can take"
-
-
-@dataclass
-class Outbox:
-    """Events to publish once the transaction that caused them has committed."""
-
-    items: list[tuple[list[Party], str, dict[str, Any]]] = field(default_factory=list)
-    capacity: set[str] = field(default_factory=set)  # mitras whose live count changed
-
-    def add(self, to: list[Party], event_type: str, data: dict[str, Any]) -> None:
-        self.items.append((to, event_type, data))
-
-    def flush(self, db: Database, valkey: redis.Redis, events: ChatEvents) -> None:
-        for mitra_id in sorted(self.capacity):
-            recompute_capacity(db, valkey, mitra_id)
-        events.publish_each(self.items)
-        self.items, self.capacity = [], set()
 
 
 def request_doc(row: dict[str, Any]) -> dict[str, Any]:
@@ -457,34 +440,31 @@ def customer_pairing(db: Database, customer_id: str) -> dict[str, Any] | None:
 def expire_searches(db: Database, valkey: redis.Redis, events: ChatEvents, limit: int = 100) -> int:
     """Searches past their window: a blast fails (PAIRING_TIMEOUT), a targeted request fails with
     RETURNING_CHAT_TIMEOUT and opens the customer's fallback window."""
-    outbox = Outbox()
-    with db.connection() as conn:
-        due = conn.execute(
-            "SELECT id, request_type FROM chat_sessions WHERE status = 'searching' AND search_expires_at <= now() "
-            "ORDER BY search_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED",
-            {"n": limit},
-        ).fetchall()
-        for row in due:
-            if row["request_type"] == "targeted":
-                _end_search(conn, outbox, str(row["id"]), RETURNING_CHAT_TIMEOUT, "timeout")
-            else:
-                _end_search(conn, outbox, str(row["id"]), PAIRING_TIMEOUT, None)
-    outbox.flush(db, valkey, events)
-    return len(due)
+
+    def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
+        if row["request_type"] == "targeted":
+            _end_search(conn, outbox, str(row["id"]), RETURNING_CHAT_TIMEOUT, "timeout")
+        else:
+            _end_search(conn, outbox, str(row["id"]), PAIRING_TIMEOUT, None)
+
+    claim = (
+        "SELECT id, request_type FROM chat_sessions WHERE status = 'searching' AND search_expires_at <= now() "
+        "ORDER BY search_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+    )
+    return len(fire_due(db, valkey, events, claim, fire, limit))
 
 
-def expire_fallback_choices(db: Database, limit: int = 100) -> int:
+def expire_fallback_choices(db: Database, valkey: redis.Redis, events: ChatEvents, limit: int = 100) -> int:
     """A targeted failure the customer did not fall back from in time: the payment fails."""
-    with db.connection() as conn:
-        due = conn.execute(
-            "SELECT id, payment_request_id FROM chat_sessions WHERE choice_expires_at <= now() "
-            "ORDER BY choice_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED",
-            {"n": limit},
-        ).fetchall()
-        for row in due:
-            conn.execute(
-                "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(s)s",
-                {"s": row["id"]},
-            )
-            fail_payment(conn, str(row["payment_request_id"]), str(row["id"]), RETURNING_CHAT_TIMEOUT)
-    return len(due)
+
+    def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
+        conn.execute(
+            "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(s)s", {"s": row["id"]}
+        )
+        fail_payment(conn, str(row["payment_request_id"]), str(row["id"]), RETURNING_CHAT_TIMEOUT)
+
+    claim = (
+        "SELECT id, payment_request_id FROM chat_sessions WHERE choice_expires_at <= now() "
+        "ORDER BY choice_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+    )
+    return len(fire_due(db, valkey, events, claim, fire, limit))
