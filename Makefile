@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test lint deploy-check bench bench-sessions bench-realtime routes migrate clean
+.PHONY: install dev test lint deploy-check bench bench-profile bench-sessions bench-realtime routes migrate clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ deploy-check: install
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# py-spy samples of the workers while wrk loads each hot endpoint: the top frames.
+bench-profile: install
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python bench/profile.py $(BENCH_ARGS)
 
 # N concurrent chat sessions through pairing, messages and closing: deadline lateness, messages/s.
 bench-sessions: install

@@ -1,9 +1,11 @@
-"""Benchmark the public listener under its production gunicorn config with wrk on loopback.
+"""The hot endpoints of the public listener, side by side with the Fastify peer, with wrk on loopback.
 
-    make bench                       # the hot endpoints, production config
-    make bench BENCH_ARGS=--matrix   # /health under alternative gunicorn configs too
+    make bench                       # production (granian) and gunicorn, and the peer, at -c64 and -c256
+    make bench BENCH_ARGS=--matrix   # also the alternative server configs (granian threads, gunicorn classes)
 
-Prints a table; compare rows of one run only (the machine is shared and noisy).
+bench/peer/ is a two-process Fastify 5 cluster doing the same work as the endpoint it is paired
+with (see its server.js); without Node.js it is skipped with a line saying so. Prints one table per
+connection count; compare rows of one run only (the machine is shared and noisy).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 import psycopg
 import requests
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,19 +40,45 @@ from runtime.embedded import EmbeddedPostgres, EmbeddedValkey  # noqa: E402
 
 BENCH_DB = "halobestie_bench"
 
-# name -> gunicorn option overrides, on top of runtime.serve.gunicorn_options
-VARIANTS: dict[str, dict[str, object]] = {
-    "production (gthread, h1c parser)": {},
-    "gthread, pure-Python parser": {"http_parser": "python"},
-    "sync workers, h1c parser": {"worker_class": "sync"},
-    "gthread, 4 workers x 4 threads": {"workers": 4, "threads": 4},
+# label -> (server, option overrides on top of runtime.serve's production options)
+CONFIGS: dict[str, tuple[str, dict[str, object]]] = {
+    "granian 2x8 (production)": ("granian", {}),
+    "gunicorn gthread 2x8": ("gunicorn", {}),
 }
+MATRIX: dict[str, tuple[str, dict[str, object]]] = {
+    "granian 2x1": ("granian", {"blocking_threads": 1}),
+    "granian 2x4": ("granian", {"blocking_threads": 4}),
+    "granian 2x16": ("granian", {"blocking_threads": 16}),
+    "granian 3x8": ("granian", {"workers": 3}),
+    "granian 2x8, 2 runtime threads": ("granian", {"runtime_threads": 2}),
+    "gunicorn sync x2": ("gunicorn", {"worker_class": "sync"}),
+    "gunicorn gthread 4x4": ("gunicorn", {"workers": 4, "threads": 4}),
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: str
+    token: str | None  # "customer" | "mitra"
+    peer: str  # the Fastify route doing the same work
+
+
+ENDPOINTS = (
+    Endpoint("health (fixed JSON)", "GET", "/health", None, "/health"),
+    Endpoint("me (token + 1 row)", "GET", "/api/client/me", "customer", "/me"),
+    Endpoint("availability (token, memory)", "GET", "/api/client/mitra-availability", "customer", "/jwt"),
+    Endpoint("heartbeat (token + Valkey)", "POST", "/api/mitra/status/heartbeat", "mitra", "/heartbeat"),
+    Endpoint("chat/active (token + 1 query)", "GET", "/api/client/chat/active", "customer", "/me"),
+)
 
 
 @dataclass
 class Result:
-    label: str
-    path: str
+    config: str
+    endpoint: str
+    connections: int
     rps: float
     p50_ms: float
     p99_ms: float
@@ -105,21 +133,9 @@ def servers() -> Iterator[tuple[str, str]]:
 
 
 @contextmanager
-def public_server(env: dict[str, str], overrides: dict[str, object]) -> Iterator[str]:
-    port = free_port()
-    code = (
-        "import json, sys; from lib.config.env import settings; from runtime import boot; "
-        "from runtime.serve import serve; s = settings(); boot.init_process(s); "
-        "serve('public', s, bind=sys.argv[1], overrides=json.loads(sys.argv[2]))"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, f"127.0.0.1:{port}", json.dumps(overrides)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+def running(cmd: list[str], env: dict[str, str], url: str, cwd: Path = ROOT) -> Iterator[str]:
+    """Start a server process, wait for its /health, stop it with SIGTERM."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -128,7 +144,7 @@ def public_server(env: dict[str, str], overrides: dict[str, object]) -> Iterator
                 break
             except requests.RequestException:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("server did not start") from None
+                    raise RuntimeError(f"{cmd} did not start") from None
                 time.sleep(0.1)
         yield url
     finally:
@@ -137,6 +153,44 @@ def public_server(env: dict[str, str], overrides: dict[str, object]) -> Iterator
             proc.wait(timeout=40)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def public_server(env: dict[str, str], overrides: dict[str, object], server: str = "gunicorn") -> Iterator[str]:
+    """The public listener under its production config (with gunicorn option overrides, or granian)."""
+    port = free_port()
+    code = (
+        "import json, sys; from lib.config.env import settings; from runtime import boot; "
+        "from runtime.serve import serve; s = settings(); boot.init_process(s); "
+        "serve('public', s, bind=sys.argv[1], "
+        "overrides=json.loads(sys.argv[2]), server=sys.argv[3])"
+    )
+    cmd = [sys.executable, "-c", code, f"127.0.0.1:{port}", json.dumps(overrides), server]
+    with running(cmd, env, f"http://127.0.0.1:{port}") as url:
+        yield url
+
+
+PEER_DIR = ROOT / "bench" / "peer"
+
+
+@contextmanager
+def fastify_peer(env: dict[str, str]) -> Iterator[str | None]:
+    """The two-process Fastify cluster of bench/peer/, or None (with a line saying why) without Node."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        print("Fastify peer skipped: Node.js/npm not installed (ratios are printed only with it)")
+        yield None
+        return
+    if not (PEER_DIR / "node_modules").exists():
+        print("installing the Fastify peer (npm ci in bench/peer) ...", flush=True)
+        subprocess.run([npm, "ci", "--silent", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True)
+    port = free_port()
+    c = conninfo_to_dict(env["DATABASE_URL"])  # node-postgres wants a URL, not key=value pairs
+    host, port_, user = c.get("host", "127.0.0.1"), c.get("port", 5432), c.get("user", "postgres")
+    db = f"postgresql://{user}:{c.get('password', '')}@{host}:{port_}/{c['dbname']}"
+    peer_env = {**env, "PORT": str(port), "DATABASE_URL": db}
+    with running([node, "server.js"], peer_env, f"http://127.0.0.1:{port}", cwd=PEER_DIR) as url:
+        yield url
 
 
 def _ms(value: str, unit: str) -> float:
@@ -186,19 +240,19 @@ def mitra_token(db_url: str, secret: str) -> str:
     return token
 
 
-def endpoints(url: str, db_url: str, secret: str) -> list[tuple[str, str, dict[str, str], str]]:
-    """(label, path, headers, method) of the endpoints to measure; hot endpoints join as issues land."""
+def tokens(url: str, db_url: str, secret: str) -> dict[str, dict[str, str]]:
+    """Authorization headers of a fresh customer and of an online mitra."""
     pair = requests.post(url + "/api/shared/auth/anonymous", json={}, timeout=5).json()["data"]
-    customer = {"Authorization": f"Bearer {pair['access_token']}"}
     mitra = {"Authorization": f"Bearer {mitra_token(db_url, secret)}"}
     requests.post(url + "/api/mitra/status/online", headers=mitra, timeout=5).raise_for_status()
-    return [
-        ("health", "/health", {}, "GET"),
-        ("no auth, no I/O", "/api/shared/auth-providers", {}, "GET"),
-        ("customer token + 1 query", "/api/client/me", customer, "GET"),
-        ("availability poll", "/api/client/mitra-availability", customer, "GET"),
-        ("mitra heartbeat", "/api/mitra/status/heartbeat", mitra, "POST"),
-    ]
+    return {"customer": {"Authorization": f"Bearer {pair['access_token']}"}, "mitra": mitra}
+
+
+def measure(
+    wrk: str, url: str, path: str, method: str, headers: dict[str, str], connections: int, duration: int
+) -> tuple[float, float, float, int]:
+    run_wrk(wrk, url + path, 1, connections, headers, method)  # warm-up: pools, caches, JIT of V8
+    return run_wrk(wrk, url + path, duration, connections, headers, method)
 
 
 def auth_microbench() -> list[str]:
@@ -221,12 +275,13 @@ def auth_microbench() -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=8, help="seconds per measurement")
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--matrix", action="store_true", help="also /health under alternative configs")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--matrix", action="store_true", help="also the alternative server configs")
     args = parser.parse_args()
     wrk = ensure_wrk()
     results: list[Result] = []
+    peer: dict[tuple[str, int], Result] = {}
     with servers() as (db_url, valkey_url):
         env = {
             **os.environ,
@@ -234,30 +289,39 @@ def main() -> None:
             "REDIS_URL": valkey_url,
             "AUTH_JWT_SECRET": secrets.token_urlsafe(48),
             "APP_ENV": "test",
-            "LOG_LEVEL": "INFO",  # as in production; DEBUG (a line per request) is measured below
+            "LOG_LEVEL": "INFO",  # as in production
         }
-        variants = VARIANTS if args.matrix else {"production (gthread, h1c parser)": {}}
-        for label, overrides in variants.items():
-            with public_server(env, overrides) as url:
-                todo: list[tuple[str, str, dict[str, str], str]] = [("health", "/health", {}, "GET")]
-                if not overrides:
-                    todo = endpoints(url, db_url, env["AUTH_JWT_SECRET"])
-                for name, path, headers, method in todo:
-                    run_wrk(wrk, url + path, 2, args.connections, headers, method)  # warm-up
-                    rps, p50, p99, errors = run_wrk(wrk, url + path, args.duration, args.connections, headers, method)
-                    results.append(Result(f"{label}", f"{method} {path} ({name})", rps, p50, p99, errors))
-        with public_server({**env, "LOG_LEVEL": "DEBUG"}, {}) as url:
-            run_wrk(wrk, url + "/health", 2, args.connections, {})
-            rps, p50, p99, errors = run_wrk(wrk, url + "/health", args.duration, args.connections, {})
-            results.append(Result("LOG_LEVEL=DEBUG (line per request)", "GET /health (health)", rps, p50, p99, errors))
-    print(f"\nwrk -t2 -c{args.connections} -d{args.duration}s on loopback; {os.cpu_count()} CPUs\n")
-    print(f"{'config':36} {'endpoint':58} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for r in results:
-        print(f"{r.label:36} {r.path:58} {r.rps:9.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d}")
-    base = next(r.rps for r in results if r.path.startswith("GET /health"))
-    print("\nratio to /health (production config):")
-    for r in results:
-        print(f"  {r.label:36} {r.path:58} {r.rps / base:6.2f}")
+        configs = {**CONFIGS, **(MATRIX if args.matrix else {})}
+        headers: dict[str, dict[str, str]] = {}
+        for label, (server, overrides) in configs.items():
+            with public_server(env, overrides, server) as url:
+                headers = headers or tokens(url, db_url, env["AUTH_JWT_SECRET"])
+                for c in args.connections:
+                    for e in ENDPOINTS:
+                        h = headers[e.token] if e.token else {}
+                        rps, p50, p99, errs = measure(wrk, url, e.path, e.method, h, c, args.duration)
+                        results.append(Result(label, e.name, c, rps, p50, p99, errs))
+        with fastify_peer(env) as peer_url:
+            if peer_url:
+                for c in args.connections:
+                    for path in sorted({e.peer for e in ENDPOINTS}):
+                        e = next(x for x in ENDPOINTS if x.peer == path)
+                        h = headers[e.token] if e.token else {}
+                        rps, p50, p99, errs = measure(wrk, peer_url, path, e.method, h, c, args.duration)
+                        peer[(path, c)] = Result("Fastify cluster x2", path, c, rps, p50, p99, errs)
+    print(f"\nwrk -t2 -d{args.duration}s on loopback, one run; {os.cpu_count()} CPUs shared by server and wrk")
+    for c in args.connections:
+        print(f"\n-c{c}")
+        print(
+            f"{'endpoint':31} {'config':31} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'vs Fastify':>10}"
+        )
+        for e in ENDPOINTS:
+            ref = peer.get((e.peer, c))
+            rows = [r for r in results if r.endpoint == e.name and r.connections == c]
+            for r in [*rows, *([ref] if ref else [])]:
+                ratio = f"{r.rps / ref.rps:9.2f}x" if ref and ref.rps else "         -"
+                name = f"  Fastify {e.peer}" if r is ref else e.name
+                print(f"{name:31} {r.config:31} {r.rps:8.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.errors:6d} {ratio}")
     print("\nauthenticate step, in-process (one core):")
     print("\n".join(auth_microbench()))
 

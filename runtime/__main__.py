@@ -7,7 +7,7 @@ import getpass
 import sys
 
 from lib.cc_users import create_cc_user, seed_admin
-from lib.config.env import ConfigError, settings
+from lib.config.env import WEB_SERVERS, ConfigError, settings
 from lib.db import Database
 from lib.errors import ApiError
 from runtime import boot, dev, migrate, worker
@@ -43,7 +43,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     s = settings()
     boot.init_process(s)
     boot.check_timezone(s)
-    serve(args.surface, s, bind=args.bind)
+    serve(args.surface, s, bind=args.bind, server=args.server)
     return 0
 
 
@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", nargs="?", choices=["apply", "status"], default="apply")
     p.set_defaults(func=_cmd_migrate)
 
-    p = sub.add_parser("serve", help="run a listener under gunicorn")
+    p = sub.add_parser("serve", help="run a listener (REST under WEB_SERVER, realtime under gunicorn)")
     p.add_argument("surface", choices=["public", "internal", "realtime"])
     p.add_argument("--bind", help="host:port (default from PUBLIC_PORT, INTERNAL_HOST:INTERNAL_PORT, REALTIME_PORT)")
+    p.add_argument("--server", choices=WEB_SERVERS, help="the REST server (default WEB_SERVER, granian)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("worker", help="run the scheduled jobs (timers, sweeps)")

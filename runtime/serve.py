@@ -1,5 +1,6 @@
-"""Gunicorn for every listener: gthread workers for REST, the native ASGI worker for the realtime
-gateway; per-process pools, graceful shutdown."""
+"""The servers: granian (runtime/granian_server.py) or gunicorn gthread for the REST listeners, as
+WEB_SERVER says; gunicorn's native ASGI worker for the realtime gateway. Per-process pools,
+graceful shutdown under each."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gunicorn.workers.base import Worker
 
 from lib import log as logsetup
 from lib.config.env import Settings
+from runtime.granian_server import granian_options, serve_granian
 
 APPS = {"public": "runtime.public:app", "internal": "runtime.internal:app", "realtime": "runtime.realtime:app"}
 log = logging.getLogger("runtime.serve")
@@ -122,5 +124,23 @@ class GunicornServer(BaseApplication):  # type: ignore[misc]
         return getattr(import_module(module), attr)
 
 
-def serve(surface: str, settings: Settings, bind: str | None = None, overrides: dict[str, Any] | None = None) -> None:
-    GunicornServer(surface, settings, bind, overrides).run()
+def serve(
+    surface: str,
+    settings: Settings,
+    bind: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    server: str | None = None,
+) -> None:
+    """Run a listener until SIGTERM; overrides are options of the chosen server (bench/run.py)."""
+    server = server or settings.web_server
+    if server == "granian" and surface != "realtime":
+        options = granian_options(
+            APPS[surface],
+            bind or default_bind(surface, settings),
+            settings.web_concurrency,
+            settings.web_threads,
+            settings.graceful_timeout,
+        )
+        serve_granian({**options, **(overrides or {})})
+    else:
+        GunicornServer(surface, settings, bind, overrides).run()

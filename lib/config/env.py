@@ -27,6 +27,9 @@ _PLACEHOLDER_MARKERS = (
 )
 
 
+WEB_SERVERS = ("granian", "gunicorn")  # for the REST listeners; the realtime gateway runs on gunicorn
+
+
 class ConfigError(RuntimeError):
     """A setting is missing or unusable; the process must not start."""
 
@@ -123,6 +126,7 @@ class Settings:
     server_tz: str = "UTC"
     log_format: str = "json"
     log_level: str = "INFO"
+    web_server: str = "granian"
     web_concurrency: int = 2
     web_threads: int = 8
     graceful_timeout: int = 30
@@ -197,6 +201,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if log_format not in ("json", "text"):
         log.warning("[config] LOG_FORMAT=%r is not json|text; using json", log_format)
         log_format = "json"
+    web_server = env_str("WEB_SERVER", "granian", e).lower()
+    if web_server not in WEB_SERVERS:
+        raise ConfigError(f"WEB_SERVER must be one of {', '.join(WEB_SERVERS)}, not {web_server!r}")
     return Settings(
         app_env=app_env,
         database_url=env_str("DATABASE_URL", "", e),
@@ -213,6 +220,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         server_tz=env_str("SERVER_TZ", "UTC", e),
         log_format=log_format,
         log_level=env_str("LOG_LEVEL", "INFO", e).upper(),
+        web_server=web_server,
         web_concurrency=env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=64, environ=e),
         web_threads=env_int("WEB_THREADS", 8, minimum=1, maximum=256, environ=e),
         graceful_timeout=env_int("GRACEFUL_TIMEOUT", 30, minimum=1, maximum=600, environ=e),

@@ -1,4 +1,5 @@
-"""Real gunicorn processes serving each listener: start, stop, binds, bodies through the real HTTP server."""
+"""Real server processes (granian, the default, and gunicorn) serving each listener: start, stop,
+binds, bodies through the real HTTP server."""
 
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from tests.conftest import PROJECT_ROOT
 from tests.helpers import free_port, process_env, wait_http
 
 
-@pytest.fixture
-def served(settings: Settings) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+@pytest.fixture(params=["granian", "gunicorn"])
+def served(settings: Settings, request: pytest.FixtureRequest) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "serve", "public", "--bind", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "runtime", "serve", "public", "--bind", f"127.0.0.1:{port}", "--server", request.param],
         cwd=PROJECT_ROOT,
         env=process_env(settings),
         stdout=subprocess.PIPE,
@@ -39,7 +40,7 @@ def _chunks(data: bytes, size: int = 7) -> Iterator[bytes]:
         yield data[i : i + size]
 
 
-def test_gunicorn_serves_and_stops_cleanly(served: tuple[str, subprocess.Popen[str]]) -> None:
+def test_serves_and_stops_cleanly(served: tuple[str, subprocess.Popen[str]]) -> None:
     url, proc = served
     # Held on purpose: its idle keep-alive connection must not stall the graceful stop.
     health = wait_http(url + "/health")

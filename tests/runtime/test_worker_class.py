@@ -1,4 +1,4 @@
-"""Graceful shutdown: SIGTERM under load loses no request."""
+"""Graceful shutdown under both supported servers: SIGTERM under load loses no request."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import pytest
 import requests
 
 from lib.config.env import Settings
@@ -20,7 +21,8 @@ def _refused(exc: requests.ConnectionError) -> bool:
     return "Connection refused" in str(exc) or "Errno 111" in str(exc)
 
 
-def test_sigterm_under_load_loses_no_request(settings: Settings) -> None:
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_sigterm_under_load_loses_no_request(settings: Settings, server: str) -> None:
     port = free_port()
     env = {
         "PATH": "/usr/bin:/bin",
@@ -32,7 +34,7 @@ def test_sigterm_under_load_loses_no_request(settings: Settings) -> None:
         "LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "serve", "public", "--bind", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "runtime", "serve", "public", "--bind", f"127.0.0.1:{port}", "--server", server],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,

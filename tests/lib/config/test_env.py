@@ -68,6 +68,13 @@ def test_unknown_app_env_is_fatal() -> None:
         load_settings({"APP_ENV": "prod"})
 
 
+def test_web_server_is_granian_unless_chosen() -> None:
+    assert load_settings({}).web_server == "granian"
+    assert load_settings({"WEB_SERVER": "Gunicorn"}).web_server == "gunicorn"
+    with pytest.raises(ConfigError, match="WEB_SERVER"):
+        load_settings({"WEB_SERVER": "uvicorn"})
+
+
 @pytest.mark.parametrize(
     ("secret", "why"),
     [
