@@ -20,6 +20,7 @@ from lib.db import Database
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import Gateway
 from lib.presence.availability import AvailabilityCache
+from lib.presence.beats import Heartbeats
 from lib.push import Notifier
 from lib.ratelimit import RateLimiter
 
@@ -38,6 +39,7 @@ class Services:
     google_jwks: JwksCache
     apple_jwks: JwksCache
     availability_cache: AvailabilityCache
+    heartbeats: Heartbeats
     payment_events: PaymentEvents
     chat_events: ChatEvents
     notifier: Notifier
@@ -46,6 +48,7 @@ class Services:
     def close(self) -> None:
         """Stop the background threads, then close the connections; safe to call twice."""
         self.notifier.close()
+        self.heartbeats.close()
         self.revocations.close()
         self.bus.close()
         self.valkey.close()

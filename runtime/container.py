@@ -21,6 +21,7 @@ from lib.db import Database
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import make_gateway
 from lib.presence.availability import AvailabilityCache
+from lib.presence.beats import Heartbeats
 from lib.push import Fcm, Notifier
 from lib.ratelimit import RateLimiter
 from lib.services import Services
@@ -70,6 +71,7 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
         google_jwks=JwksCache(settings.google_jwks_url),
         apple_jwks=JwksCache(settings.apple_jwks_url),
         availability_cache=AvailabilityCache(),
+        heartbeats=Heartbeats(db, valkey),
         payment_events=payment_events,
         chat_events=chat_events,
         notifier=notifier,

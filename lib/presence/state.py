@@ -3,7 +3,6 @@ that use its capacity, and the sweep that sets silent mitras offline."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from typing import Any
@@ -15,7 +14,7 @@ from lib.chat.states import LIVE, in_states
 from lib.config.app import AppConfig
 from lib.db import Conn, Database
 from lib.errors import Forbidden, NotFound
-from lib.presence.keys import DEACTIVATED, HEARTBEAT_TTL_SECONDS, ONLINE, SNAPSHOT, capacity_key, heartbeat_key
+from lib.presence.keys import ONLINE, SNAPSHOT, capacity_key, heartbeat_key
 from lib.presence.mirror import flush_heartbeats
 from lib.valkey import VALKEY_ERRORS
 
@@ -104,37 +103,6 @@ def set_online(db: Database, valkey: redis.Redis, mitra_id: str, online: bool, r
     except VALKEY_ERRORS:
         log.warning("presence mirror not updated for %s (Valkey down); the worker heals it", mitra_id)
     return changed
-
-
-# One command for the hot path: refuse a deactivated mitra, else record the beat. A script costs the
-# client one command where a pipeline of two cost twice the client-side work (bench/run.py).
-_BEAT = """
-if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-return 0
-"""
-_BEAT_SHA = hashlib.sha1(_BEAT.encode()).hexdigest()  # noqa: S324 (Valkey names scripts by SHA-1)
-
-
-def heartbeat(db: Database, valkey: redis.Redis, mitra_id: str) -> None:
-    """The hot path: one Valkey command, no PostgreSQL write (the worker flushes in batches)."""
-    keys_and_args = (DEACTIVATED, heartbeat_key(mitra_id), mitra_id, time.time(), HEARTBEAT_TTL_SECONDS)
-    try:
-        try:
-            deactivated = bool(valkey.evalsha(_BEAT_SHA, 2, *keys_and_args))
-        except redis.exceptions.NoScriptError:  # a fresh Valkey: load the script once
-            deactivated = bool(valkey.eval(_BEAT, 2, *keys_and_args))
-    except VALKEY_ERRORS:
-        row = db.fetch_one(
-            "WITH m AS (SELECT is_active FROM mitras WHERE id = %(m)s), "
-            "u AS (UPDATE mitra_online_status SET last_heartbeat_at = now() "
-            "      WHERE mitra_id = %(m)s AND (SELECT is_active FROM m) RETURNING 1) "
-            "SELECT (SELECT is_active FROM m) AS is_active",
-            {"m": mitra_id},
-        )
-        deactivated = not (row and row["is_active"])
-    if deactivated:
-        raise Forbidden("This Bestie account is inactive", code="ACCOUNT_INACTIVE")
 
 
 def sweep_stale(db: Database, valkey: redis.Redis, config: AppConfig) -> list[str]:

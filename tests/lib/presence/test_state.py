@@ -52,6 +52,7 @@ def test_heartbeat_touches_only_valkey_then_flushes(
         "SELECT last_heartbeat_at FROM mitra_online_status WHERE mitra_id = %(m)s", {"m": mitra["id"]}
     )
     assert after == before  # no PostgreSQL write on the hot path
+    services.heartbeats.flush()  # what the process's flush thread does every 0.5 s
     beat = float(services.valkey.get(heartbeat_key(str(mitra["id"]))) or 0)
     assert abs(beat - time.time()) < 5
     assert flush_heartbeats(services.db, services.valkey) == 1
@@ -63,7 +64,9 @@ def test_heartbeat_touches_only_valkey_then_flushes(
 
 def test_deactivated_set_refuses_heartbeats(public: testing.TestClient, services: Services, mitra_login) -> None:
     mitra, token = mitra_login()
+    assert public.simulate_post(f"{STATUS}/heartbeat", headers=bearer(token)).status_code == 204
     services.valkey.sadd(DEACTIVATED, str(mitra["id"]))  # the instant before revocation reaches us
+    services.heartbeats.flush()  # what the process's flush thread does every 0.5 s
     result = public.simulate_post(f"{STATUS}/heartbeat", headers=bearer(token))
     assert result.status_code == 403 and result.json["error"]["code"] == "ACCOUNT_INACTIVE"
 
@@ -77,6 +80,7 @@ def test_stale_sweep(public: testing.TestClient, services: Services, mitra_login
     services.valkey.set(heartbeat_key(str(stale["id"])), time.time() - 60)
     # The fresh one's PostgreSQL copy is old too, but its Valkey heartbeat is new: the sweep flushes first.
     public.simulate_post(f"{STATUS}/heartbeat", headers=bearer(fresh_token))
+    services.heartbeats.flush()
     assert sweep_stale(services.db, services.valkey, services.config) == [str(stale["id"])]
     assert online_logs(services, stale["id"]) == [(True, "manual"), (False, "stale_sweep")]
     assert services.valkey.smembers(ONLINE) == {str(fresh["id"])}

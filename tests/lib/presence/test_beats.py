@@ -1,0 +1,69 @@
+"""Buffered heartbeats: no I/O on the request, the flush thread writes them and learns deactivations."""
+
+from __future__ import annotations
+
+import time
+
+from lib.errors import Forbidden
+from lib.presence.beats import Heartbeats
+from lib.presence.keys import DEACTIVATED, heartbeat_key
+from lib.services import Services
+
+
+def _eventually(check, seconds: float = 3.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_flush_thread_writes_beats_and_learns_deactivations(services: Services, mitra_login) -> None:
+    mitra, _ = mitra_login()
+    mitra_id = str(mitra["id"])
+    beats = Heartbeats(services.db, services.valkey, flush_seconds=0.2)
+    try:
+        beats.record(mitra_id)  # the first beat of a process flushes once and starts the thread
+        services.valkey.delete(heartbeat_key(mitra_id))
+        before = time.time()
+        beats.record(mitra_id)
+        assert services.valkey.get(heartbeat_key(mitra_id)) is None  # nothing written on the request
+        assert _eventually(lambda: services.valkey.get(heartbeat_key(mitra_id)) is not None)
+        assert float(services.valkey.get(heartbeat_key(mitra_id)) or 0) >= before
+        services.valkey.sadd(DEACTIVATED, mitra_id)
+
+        def refused() -> bool:
+            try:
+                beats.record(mitra_id)
+            except Forbidden as exc:
+                return exc.code == "ACCOUNT_INACTIVE"
+            return False
+
+        assert _eventually(refused)
+    finally:
+        beats.close()
+        services.valkey.srem(DEACTIVATED, mitra_id)
+
+
+def test_close_writes_what_is_pending(services: Services, mitra_login) -> None:
+    mitra, _ = mitra_login()
+    mitra_id = str(mitra["id"])
+    beats = Heartbeats(services.db, services.valkey, flush_seconds=60)
+    beats.record(mitra_id)
+    services.valkey.delete(heartbeat_key(mitra_id))
+    beats.record(mitra_id)
+    beats.close()
+    assert services.valkey.get(heartbeat_key(mitra_id)) is not None
+
+
+def test_one_flush_writes_every_pending_beat(services: Services) -> None:
+    n = 500
+    beats = Heartbeats(services.db, services.valkey, flush_seconds=60)
+    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(n)]
+    beats.record(ids[0])
+    for mitra_id in ids:
+        beats.record(mitra_id)
+    assert beats.flush() == n
+    assert all(v is not None for v in services.valkey.mget([heartbeat_key(m) for m in ids]))
+    beats.close()
