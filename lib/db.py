@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[dict[str, Any]]
 # A literal statement, or one composed with psycopg.sql (identifiers, literal state lists).
-Query = str | psql.SQL | psql.Composed
+Query = str | bytes | psql.SQL | psql.Composed
 
 
 def connect_kwargs(server_tz: str, application_name: str) -> dict[str, Any]:
