@@ -23,6 +23,7 @@ from lib.presence.availability import AvailabilityCache
 from lib.presence.beats import Heartbeats
 from lib.push import Notifier
 from lib.ratelimit import RateLimiter
+from lib.transcripts import Transcripts
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -40,6 +41,7 @@ class Services:
     apple_jwks: JwksCache
     availability_cache: AvailabilityCache
     heartbeats: Heartbeats
+    transcripts: Transcripts
     payment_events: PaymentEvents
     chat_events: ChatEvents
     notifier: Notifier

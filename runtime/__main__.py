@@ -1,15 +1,17 @@
-"""The one CLI: python -m runtime migrate|serve|worker|routes|create-cc-user|dev."""
+"""The one CLI: python -m runtime migrate|serve|worker|routes|create-cc-user|chat-key|rotate-chat-key|dev."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import sys
+from datetime import UTC, datetime
 
 from lib.cc_users import create_cc_user, seed_admin
 from lib.config.env import WEB_SERVERS, ConfigError, settings
 from lib.db import Database
 from lib.errors import ApiError
+from lib.transcripts import KeyRing, Transcripts, key_ring, rotate_batch, rows_by_master_key
 from runtime import boot, dev, migrate, worker
 from runtime.app import route_table
 from runtime.container import build_services
@@ -68,6 +70,29 @@ def _cmd_create_cc_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_chat_key(args: argparse.Namespace) -> int:
+    """A fresh ring entry on stdout (the secret goes where the operator pipes it, not to a log)."""
+    print(KeyRing.generate(args.id))
+    return 0
+
+
+def _cmd_rotate_chat_key(args: argparse.Namespace) -> int:
+    s = settings()
+    boot.init_process(s)
+    db = Database(s.require_database_url(), min_size=0, max_size=1, application_name="halobestie-rotate")
+    try:
+        transcripts = Transcripts(db, key_ring(s))
+        total = 0
+        while done := rotate_batch(db, transcripts, args.batch):
+            total += done
+            print(f"re-sealed {total} message(s) under {transcripts.ring.active!r}", flush=True)
+        counts = rows_by_master_key(db)
+        print(f"done: {total} re-sealed; rows per master key: {counts or 'none'}")
+    finally:
+        db.close()
+    return 0
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
 
     s = settings()
@@ -108,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--role", required=True, choices=["admin", "operator"])
     p.add_argument("--display-name")
     p.set_defaults(func=_cmd_create_cc_user)
+
+    p = sub.add_parser("chat-key", help="print a new CHAT_ENCRYPTION_KEYS entry (chat-key new [--id ID])")
+    p.add_argument("action", choices=["new"])
+    p.add_argument("--id", default=datetime.now(UTC).strftime("k%Y%m%d"), help="the key id (default kYYYYMMDD)")
+    p.set_defaults(func=_cmd_chat_key)
+
+    p = sub.add_parser("rotate-chat-key", help="re-seal every message under the active key (resumable)")
+    p.add_argument("--batch", type=int, default=500, help="rows per transaction")
+    p.set_defaults(func=_cmd_rotate_chat_key)
 
     p = sub.add_parser("dev", help="run everything locally (embedded servers when URLs are unset)")
     p.set_defaults(func=_cmd_dev)

@@ -25,6 +25,7 @@ from lib.presence.beats import Heartbeats
 from lib.push import Fcm, Notifier
 from lib.ratelimit import RateLimiter
 from lib.services import Services
+from lib.transcripts import Transcripts, key_ring
 from lib.valkey import make_client
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
         apple_jwks=JwksCache(settings.apple_jwks_url),
         availability_cache=AvailabilityCache(),
         heartbeats=Heartbeats(db, valkey),
+        transcripts=Transcripts(db, key_ring(settings)),
         payment_events=payment_events,
         chat_events=chat_events,
         notifier=notifier,

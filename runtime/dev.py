@@ -15,6 +15,7 @@ from types import FrameType
 from lib.cc_users import any_admin_exists, create_cc_user
 from lib.config.env import load_settings
 from lib.db import Database
+from lib.transcripts import KeyRing
 from runtime import boot, migrate
 from runtime.embedded import DEV_DIR, EmbeddedPostgres, EmbeddedValkey
 
@@ -28,10 +29,10 @@ PROCESSES: dict[str, list[str]] = {
 DEV_ADMIN_EMAIL = "admin@halobestie.local"
 
 
-def _dev_secret(path: Path) -> str:
+def _dev_secret(path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(48)) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -59,6 +60,8 @@ def run() -> int:
     env.setdefault("AUTH_JWT_SECRET", _dev_secret(DEV_DIR / "jwt_secret"))
     # The simulated gateway's callbacks (POST /internal/_test/payments/{id}/confirm) carry this token.
     env.setdefault("XENDIT_WEBHOOK_TOKEN", _dev_secret(DEV_DIR / "xendit_webhook_token"))
+    # Transcripts are sealed under a ring of this checkout's own (kept, so they open after a restart).
+    env.setdefault("CHAT_ENCRYPTION_KEYS", _dev_secret(DEV_DIR / "chat_keys", lambda: KeyRing.generate("dev-1")))
     stoppers: list[Callable[[], None]] = []
     if not env.get("DATABASE_URL"):
         print("DATABASE_URL unset: starting embedded PostgreSQL in .dev/pg ...", flush=True)

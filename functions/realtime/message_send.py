@@ -20,6 +20,12 @@ def handle(ctx: FrameCtx) -> dict[str, Any]:
     assert ctx.session_id is not None
     s = ctx.services
     doc, _ = send(
-        s.db, s.chat_events, ctx.principal, ctx.session_id, ctx.body["client_message_id"], ctx.body["content"]
+        s.db,
+        s.chat_events,
+        s.transcripts,
+        ctx.principal,
+        ctx.session_id,
+        ctx.body["client_message_id"],
+        ctx.body["content"],
     )
     return {"type": "message.sent", "data": doc}

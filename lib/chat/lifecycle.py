@@ -24,6 +24,7 @@ from lib.errors import Conflict, Forbidden, NotFound
 from lib.presence.availability import find_available_mitras
 from lib.presence.state import live_sessions
 from lib.principal import Principal
+from lib.transcripts import Transcripts
 
 CLOSING_GRACE_SECONDS = 300
 
@@ -102,6 +103,7 @@ def closing_message(
     db: Database,
     valkey: redis.Redis,
     events: ChatEvents,
+    transcripts: Transcripts,
     who: Principal,
     session_id: str,
     content: str | None,
@@ -115,15 +117,24 @@ def closing_message(
             raise SessionNotClosing()
         if row[side] is None:
             if content is not None:
+                sealed = transcripts.seal(session_id, content)
                 message = conn.execute(
-                    "INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, kind, content) "
-                    "VALUES (%(s)s, %(t)s, %(u)s, 'closing', 'closing', %(c)s) RETURNING *",
-                    {"s": session_id, "t": who.user_type, "u": who.user_id, "c": content},
+                    "INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, kind, "
+                    "key_id, nonce, ciphertext) VALUES (%(s)s, %(t)s, %(u)s, 'closing', 'closing', %(k)s, %(n)s, %(c)s) "
+                    "RETURNING *",
+                    {
+                        "s": session_id,
+                        "t": who.user_type,
+                        "u": who.user_id,
+                        "k": sealed.key_id,
+                        "n": sealed.nonce,
+                        "c": sealed.ciphertext,
+                    },
                 ).fetchone()
                 assert message is not None
                 from_me = ev.customer if who.user_type == "customer" else ev.mitra
                 other = [p for p in parties(row) if p != from_me(who.user_id)]
-                outbox.add(other, "message.new", message_doc(message))
+                outbox.add(other, "message.new", message_doc(message, content))
             done = conn.execute(
                 sql.SQL(
                     "UPDATE chat_sessions SET {side} = %(v)s, updated_at = now() WHERE id = %(s)s RETURNING *"

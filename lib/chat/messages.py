@@ -1,4 +1,4 @@
-"""Messages (DOMAIN.md): text of 1..4000 characters, stored before anyone hears of it, idempotent
+"""Messages (DOMAIN.md): text of 1..4000 characters, stored (sealed) before anyone hears of it, idempotent
 per sender on `client_message_id`; status sent (stored) -> delivered (the recipient's app acked)
 -> read. Read receipts are cumulative: `message.status {message_id, status: read}` says that
 message and every earlier one from its sender has been read."""
@@ -17,20 +17,22 @@ from lib.db import Database
 from lib.errors import NotFound, ValidationFailed
 from lib.pagination import Keyset
 from lib.principal import Principal
+from lib.transcripts import Transcripts
 
 MAX_LENGTH = 4000
 ORDER = Keyset(("seq", "int"), descending=False)  # oldest first, as a chat reads
 
 
-def message_doc(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored message as both parties see it (API.md, WebSocket section)."""
+def message_doc(row: dict[str, Any], content: str) -> dict[str, Any]:
+    """A stored message as both parties see it (API.md, WebSocket section); `content` is its text,
+    which the row holds sealed (lib/transcripts.py)."""
     return {
         "id": row["id"],
         "session_id": row["session_id"],
         "client_message_id": row["client_message_id"],
         "sender_type": row["sender_type"],
         "kind": row["kind"],
-        "content": row["content"],
+        "content": content,
         "status": row["status"],
         "created_at": row["created_at"],
     }
@@ -45,8 +47,8 @@ def other_party(row: dict[str, Any], who: Principal) -> list[Party]:
 # The hot path in one statement: the participant check, the state check and the idempotent insert.
 _SEND = sql.SQL(
     "WITH s AS (SELECT id, status, customer_id, mitra_id FROM chat_sessions WHERE id = %(s)s AND {party} = %(u)s), "
-    "ins AS (INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, content) "
-    "SELECT s.id, %(t)s, %(u)s, %(cm)s, %(c)s FROM s WHERE s.status = 'active' "
+    "ins AS (INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, key_id, nonce, ciphertext) "
+    "SELECT s.id, %(t)s, %(u)s, %(cm)s, %(k)s, %(n)s, %(c)s FROM s WHERE s.status = 'active' "
     "ON CONFLICT (session_id, sender_id, client_message_id) DO NOTHING RETURNING *) "
     "SELECT s.status AS session_status, s.customer_id AS session_customer, s.mitra_id AS session_mitra, ins.* "
     "FROM s LEFT JOIN ins ON true"
@@ -54,13 +56,28 @@ _SEND = sql.SQL(
 
 
 def send(
-    db: Database, events: ChatEvents, who: Principal, session_id: str, client_message_id: str, content: str
+    db: Database,
+    events: ChatEvents,
+    transcripts: Transcripts,
+    who: Principal,
+    session_id: str,
+    client_message_id: str,
+    content: str,
 ) -> tuple[dict[str, Any], bool]:
     """(the stored message, whether this call stored it). A repeat of a `client_message_id` answers
     with the message stored the first time, and nobody hears of it twice."""
     if not content.strip():
         raise ValidationFailed({"content": ["Must not be blank."]})
-    params = {"s": session_id, "t": who.user_type, "u": who.user_id, "cm": client_message_id, "c": content}
+    sealed = transcripts.seal(session_id, content)
+    params = {
+        "s": session_id,
+        "t": who.user_type,
+        "u": who.user_id,
+        "cm": client_message_id,
+        "k": sealed.key_id,
+        "n": sealed.nonce,
+        "c": sealed.ciphertext,
+    }
     row = db.fetch_one(_SEND.format(party=sql.Identifier(party_column(who.user_type))), params)
     if row is None:
         raise NotFound()  # another user's session looks like a missing one
@@ -70,15 +87,17 @@ def send(
             params,
         )
         if earlier is not None:
-            return message_doc(earlier), False
+            return message_doc(earlier, transcripts.open_row(earlier)), False
         raise SessionPaused() if row["session_status"] == "extending" else SessionNotActive()
-    doc = message_doc(row)
+    doc = message_doc(row, content)
     session = {"customer_id": row["session_customer"], "mitra_id": row["session_mitra"]}
     events.publish(other_party(session, who), "message.new", doc)
     return doc, True
 
 
-def page(db: Database, who: Principal, session_id: str, query: dict[str, Any]) -> dict[str, Any]:
+def page(
+    db: Database, transcripts: Transcripts, who: Principal, session_id: str, query: dict[str, Any]
+) -> dict[str, Any]:
     """Messages oldest first, after `after` (a message id) when given, as a cursor page."""
     for_participant(db, who, session_id)
     after = 0
@@ -95,7 +114,7 @@ def page(db: Database, who: Principal, session_id: str, query: dict[str, Any]) -
         "AND (%(k0)s::bigint IS NULL OR seq > %(k0)s) ORDER BY seq LIMIT %(n)s",
         {"s": session_id, "after": after, **ORDER.params(query)},
     )
-    return ORDER.page(rows, query["limit"], message_doc)
+    return ORDER.page(rows, query["limit"], lambda r: message_doc(r, transcripts.open_row(r)))
 
 
 _MARK = sql.SQL(

@@ -151,6 +151,8 @@ class Settings:
     xendit_webhook_token: str = field(default="", repr=False)
     xendit_base_url: str = "https://api.xendit.co"
     xendit_timeout_seconds: float = 10.0
+    chat_encryption_keys: str = field(default="", repr=False)
+    chat_retention_days: int = 90
     xendit_success_redirect_url: str = ""
     xendit_failure_redirect_url: str = ""
     xendit_webhook_fallback_enabled: bool = False
@@ -249,6 +251,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         xendit_webhook_token=env_str("XENDIT_WEBHOOK_TOKEN", "", e),
         xendit_base_url=env_str("XENDIT_BASE_URL", "https://api.xendit.co", e).rstrip("/"),
         xendit_timeout_seconds=env_float("XENDIT_TIMEOUT_SECONDS", 10.0, e),
+        chat_encryption_keys=env_str("CHAT_ENCRYPTION_KEYS", "", e),
+        chat_retention_days=env_int("CHAT_RETENTION_DAYS", 90, minimum=0, maximum=36500, environ=e),
         xendit_success_redirect_url=env_str("XENDIT_SUCCESS_REDIRECT_URL", "", e),
         xendit_failure_redirect_url=env_str("XENDIT_FAILURE_REDIRECT_URL", "", e),
         xendit_webhook_fallback_enabled=env_bool("XENDIT_WEBHOOK_FALLBACK_ENABLED", False, e),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import uuid
 
 import bcrypt
 import psycopg
 
 from lib.services import Services
+from lib.transcripts import KeyRing, Transcripts
 from runtime import probes
+from tests.chatflow import Chat
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import call_handler
 
@@ -58,3 +62,50 @@ def test_create_cc_user_refuses_weak_and_duplicate(database_url: str) -> None:
 def test_handlers_can_be_called_directly(services: Services) -> None:
     assert call_handler(probes.health, services) == {"status": "ok"}
     assert call_handler(probes.ready, services)["database"] == "up"
+
+
+def test_rotate_chat_key_survives_a_kill_and_finishes(chat: Chat, database_url: str) -> None:
+    """Rows under an old key are re-sealed one per transaction; SIGKILL between lines loses none."""
+    old, new = KeyRing.generate(f"o{uuid.uuid4().hex[:6]}"), KeyRing.generate(f"n{uuid.uuid4().hex[:6]}")
+    services = chat.pay
+    before = Transcripts(services.db, KeyRing.parse(old))
+    session = {"id": chat.paired()[3]}
+    ids = []
+    for i in range(30):
+        sealed = before.seal(str(session["id"]), f"pesan {i}")
+        row = services.db.fetch_one(
+            "INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, key_id, nonce, ciphertext) "
+            "VALUES (%(s)s, 'customer', gen_random_uuid(), %(c)s, %(k)s, %(n)s, %(ct)s) RETURNING id",
+            {
+                "s": session["id"],
+                "c": f"rot-{uuid.uuid4()}",
+                "k": sealed.key_id,
+                "n": sealed.nonce,
+                "ct": sealed.ciphertext,
+            },
+        )
+        assert row is not None
+        ids.append(row["id"])
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": database_url,
+        "LOG_FORMAT": "text",
+        "CHAT_ENCRYPTION_KEYS": f"{new},{old}",
+    }
+    cmd = [sys.executable, "-m", "runtime", "rotate-chat-key", "--batch", "1"]
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert "re-sealed" in proc.stdout.readline(), proc.stderr.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    after = Transcripts(services.db, KeyRing.parse(f"{new},{old}"))
+    rows = services.db.fetch_all("SELECT * FROM chat_messages WHERE id = ANY(%(ids)s)", {"ids": ids})
+    under_new = [r for r in rows if str(r["key_id"]) == after.active_key_id()]
+    assert 1 <= len(under_new) < 30  # stopped midway, every row readable
+    assert sorted(after.open_row(r) for r in rows) == sorted(f"pesan {i}" for i in range(30))
+    done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "done:" in done.stdout and KeyRing.parse(old).active not in done.stdout.rsplit("done:", 1)[1]
+    rows = services.db.fetch_all("SELECT * FROM chat_messages WHERE id = ANY(%(ids)s)", {"ids": ids})
+    assert {str(r["key_id"]) for r in rows} == {after.active_key_id()}
+    assert new.split(":", 1)[1] not in done.stdout + done.stderr  # the key itself is never printed

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from lib.config.env import Settings
+from lib.transcripts import KeyRing
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import free_port, process_env, wait_http
 
@@ -50,6 +51,9 @@ def test_dev_runs_everything_with_given_servers(settings: Settings, tmp_path: Pa
     assert code == 0, out
     assert "control center admin created: admin@halobestie.local / " in out
     assert (tmp_path / "jwt_secret").exists()
+    ring = KeyRing.parse((tmp_path / "chat_keys").read_text())  # a real ring, not the published dev key
+    assert ring.active == "dev-1" and len(ring.keys["dev-1"]) == 32
+    assert "published development key" not in out
     code, out = _run_dev(env)
     assert code == 0, out
     assert "an admin already exists" in out

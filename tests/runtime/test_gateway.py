@@ -177,8 +177,10 @@ def test_both_parties_chat_with_receipts_and_typing(ws_url: str, chat: Chat) -> 
         assert me.until("error")["data"]["code"] == "TEXT_ONLY"
         me.send({"type": "ping"})
         assert me.until("pong")
-    stored = chat.pay.db.fetch_all("SELECT content, status FROM chat_messages ORDER BY seq")
-    assert [(r["content"], r["status"]) for r in stored] == [("Halo Bestie", "read"), ("Hai, cerita aja", "sent")]
+    stored = chat.pay.db.fetch_all("SELECT * FROM chat_messages ORDER BY seq")
+    assert [r["content"] for r in stored] == [None, None]  # sealed at rest
+    opened = [(chat.pay.transcripts.open_row(r), r["status"]) for r in stored]
+    assert opened == [("Halo Bestie", "read"), ("Hai, cerita aja", "sent")]
 
 
 def test_a_general_socket_hears_pairing_and_a_session_socket_only_its_session(ws_url: str, chat: Chat) -> None:

@@ -107,7 +107,7 @@ def test_worker_process_stops_cleanly_on_sigterm(settings: Settings) -> None:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert (
-        "running chat_deadlines, extension_invoices, heartbeat_flush, mitra_stale_sweep, payment_expiry, "
+        "running chat_deadlines, chat_retention, extension_invoices, heartbeat_flush, mitra_stale_sweep, payment_expiry, "
         "payment_reconcile, payment_recover, payment_reemit, presence_heal" in out
     )
     assert "stopped" in out

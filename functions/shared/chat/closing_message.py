@@ -29,4 +29,6 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     s = ctx.services
     content = None if ctx.body.get("skip") else ctx.body["content"]
-    return closing_message(s.db, s.valkey, s.chat_events, ctx.principal, str(ctx.params["session_id"]), content)
+    return closing_message(
+        s.db, s.valkey, s.chat_events, s.transcripts, ctx.principal, str(ctx.params["session_id"]), content
+    )

@@ -14,6 +14,7 @@ from falcon import testing
 from lib.config.app import set_values
 from lib.config.env import ConfigError, Settings
 from lib.services import Services
+from lib.transcripts import KeyRing
 from runtime.app import create_app
 from runtime.container import build_services
 from tests.conftest import bearer
@@ -239,7 +240,7 @@ def test_bypass_kill_switch_stops_pending_bypass_codes(public: testing.TestClien
 def test_stub_provider_refused_in_production(settings: Settings) -> None:
     from dataclasses import replace
 
-    prod = replace(settings, app_env="production")
+    prod = replace(settings, app_env="production", chat_encryption_keys=KeyRing.generate("prod-1"))
     with pytest.raises(ConfigError, match="OTP_ALLOW_STUB"):
         create_app("public", build_services(prod))
     create_app("public", build_services(replace(prod, otp_allow_stub=True)))

@@ -26,6 +26,12 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     s = ctx.services
     b = ctx.body
     doc, _ = send(
-        s.db, s.chat_events, ctx.principal, str(ctx.params["session_id"]), b["client_message_id"], b["content"]
+        s.db,
+        s.chat_events,
+        s.transcripts,
+        ctx.principal,
+        str(ctx.params["session_id"]),
+        b["client_message_id"],
+        b["content"],
     )
     return Reply(201, doc)

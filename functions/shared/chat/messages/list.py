@@ -21,4 +21,6 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return page(ctx.services.db, ctx.principal, str(ctx.params["session_id"]), dict(ctx.query))
+    return page(
+        ctx.services.db, ctx.services.transcripts, ctx.principal, str(ctx.params["session_id"]), dict(ctx.query)
+    )

@@ -8,6 +8,7 @@ from falcon import testing
 
 from lib.config.env import Settings
 from lib.presence.state import set_online
+from lib.transcripts import KeyRing
 from runtime.app import create_app
 from runtime.container import build_services
 from tests.conftest import bearer
@@ -16,7 +17,9 @@ from tests.payflow import CREATE, TOKEN, payment_status, tier_of
 
 def test_dev_confirm_hook_uses_the_webhook_path(settings: Settings, make_mitra, anonymous) -> None:
     dev = build_services(replace(settings, xendit_webhook_token=TOKEN))  # simulated gateway (XENDIT_ENABLED=false)
-    prod = build_services(replace(settings, app_env="production", otp_allow_stub=True))
+    prod = build_services(
+        replace(settings, app_env="production", otp_allow_stub=True, chat_encryption_keys=KeyRing.generate("prod-1"))
+    )
     try:
         public, internal = (
             testing.TestClient(create_app("public", dev)),
