@@ -20,6 +20,7 @@ ALL_PERMISSIONS = READ_PERMISSIONS | frozenset(
         "payments.manage",
         "config.write",
         "pricing.manage",
+        "customers.manage",  # erasure on request (lib/privacy.py): admins only
     }
 )
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

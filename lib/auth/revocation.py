@@ -76,7 +76,7 @@ class RevocationList:
             "WHERE id = ANY(%(ids)s::uuid[]) AND revoked_at IS NULL RETURNING id",
             {"ids": session_ids, "r": reason},
         )
-        return self._announce([str(r["id"]) for r in rows])
+        return self.announce([str(r["id"]) for r in rows])
 
     def revoke_user(self, user_type: str, user_id: str, *, reason: str, keep: str | None = None) -> list[str]:
         """End every session of a user (but `keep`, the caller's own, when given)."""
@@ -86,10 +86,12 @@ class RevocationList:
             "AND id IS DISTINCT FROM %(keep)s::uuid RETURNING id",
             {"t": user_type, "u": user_id, "keep": keep, "r": reason},
         )
-        return self._announce([str(r["id"]) for r in rows])
+        return self.announce([str(r["id"]) for r in rows])
 
-    def _announce(self, session_ids: list[str]) -> list[str]:
-        """After the database says they are revoked: this process now, the others over the bus."""
+    def announce(self, session_ids: list[str]) -> list[str]:
+        """After the database says they are revoked (here, or in the caller's committed
+        transaction): this process now, the others over the bus (and their poll, should this
+        process die first)."""
         if session_ids:
             self.add(session_ids)
             if self._bus is not None:

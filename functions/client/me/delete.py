@@ -1,0 +1,16 @@
+"""Erase the signed-in customer's account (PDP right to erasure); 409 while a chat or a payment is open."""
+
+from typing import Any
+
+import falcon
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.privacy import erase
+
+ENDPOINT = Endpoint(method="DELETE", route="/api/client/me", auth=Auth.CUSTOMER)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    me = ctx.principal.user_id
+    return erase(ctx.services.db, ctx.services.revocations, me, ("customer", me), reason=None)

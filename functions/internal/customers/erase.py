@@ -1,0 +1,30 @@
+"""Erase a customer on their request (PDP), audited with who and why; 409 while a chat or a payment is open."""
+
+from typing import Any
+
+import falcon
+from marshmallow import Schema, fields, validate
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.privacy import erase
+
+
+class Body(Schema):
+    reason = fields.String(required=True, validate=validate.Length(3, 500))
+
+
+ENDPOINT = Endpoint(
+    method="POST",
+    route="/internal/customers/{customer_id:uuid}/erase",
+    auth=Auth.CC_USER,
+    permission="customers.manage",
+    body=Body,
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    actor = ("cc_user", ctx.principal.user_id)
+    return erase(
+        ctx.services.db, ctx.services.revocations, str(ctx.params["customer_id"]), actor, ctx.body["reason"].strip()
+    )
