@@ -1,4 +1,5 @@
-"""Logging: JSON or text lines, the request id on every line, tokens scrubbed as a last line of defence."""
+"""Logging: JSON or text lines, the request id on every line, tokens and row values scrubbed as a
+last line of defence."""
 
 from __future__ import annotations
 
@@ -17,8 +18,15 @@ _SCRUB = re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za
 _STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
+# PostgreSQL's DETAIL line of an error repeats the row's values ("Failing row contains (...)", "Key
+# (phone)=(...)"): a constraint violation would put a customer's data in a traceback. The message
+# line above it names the constraint, which is what an operator needs.
+_DETAIL = re.compile(r"^DETAIL: .*$", re.MULTILINE)
+
+
 def scrub(text: str) -> str:
-    return _SCRUB.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+    text = _SCRUB.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+    return _DETAIL.sub("DETAIL: [redacted]", text) if "DETAIL:" in text else text
 
 
 _base_factory = logging.getLogRecordFactory()

@@ -59,6 +59,7 @@ internal POST /internal/mitras cc_user:mitras.manage functions.internal.mitras.c
 internal POST /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.create
 internal POST /internal/pricing/tiers cc_user:pricing.manage functions.internal.pricing.tiers.create
 internal POST /internal/sessions/{session_id:uuid}/reroute cc_user:sessions.manage functions.internal.sessions.reroute
+internal POST /internal/sessions/{session_id:uuid}/transcript cc_user:transcripts.read functions.internal.sessions.transcript
 internal POST /internal/users cc_user:users.manage functions.internal.users.create
 internal POST /internal/users/{user_id:uuid}/reset-password cc_user:users.manage functions.internal.users.reset_password
 public DELETE /api/client/me customer functions.client.me.delete

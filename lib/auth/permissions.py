@@ -21,6 +21,7 @@ ALL_PERMISSIONS = READ_PERMISSIONS | frozenset(
         "config.write",
         "pricing.manage",
         "customers.manage",  # erasure on request (lib/privacy.py): admins only
+        "transcripts.read",  # the audited transcript read: admins only
     }
 )
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

@@ -1,6 +1,6 @@
 """The control center's views of chats: sessions with filters, one session's record, the
-dashboard's figures and each mitra's response to requests. Never message content: transcripts are
-not part of these views."""
+dashboard's figures and each mitra's response to requests. Never message content: a transcript is
+read only by `read_transcript`, one audited call with a reason (docs/privacy.md)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from typing import Any
 import redis
 from psycopg import sql
 
+from lib.chat.messages import message_doc
 from lib.chat.sessions import BY_ID, SELECT, session_doc
 from lib.config.app import AppConfig
 from lib.db import Database
 from lib.errors import NotFound
 from lib.presence.availability import find_available_mitras
+from lib.transcripts import Transcripts
 
 
 def admin_session_doc(row: dict[str, Any]) -> dict[str, Any]:
@@ -29,9 +31,14 @@ def admin_session_doc(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def listed_session_doc(row: dict[str, Any]) -> dict[str, Any]:
+    """A session as the list shows it: the topic's sensitivity stays in the session's record, so a
+    page of the list (read by every role, cached by browsers) never tells who talked about what."""
+    return {**admin_session_doc(row), "topic_sensitivity": None}
+
+
 _SEARCH = sql.SQL(
     "{select} WHERE (%(status)s::text IS NULL OR s.status = %(status)s) "
-    "AND (%(topic)s::text IS NULL OR s.topic_sensitivity = %(topic)s) "
     "AND (%(mitra)s::uuid IS NULL OR s.mitra_id = %(mitra)s) "
     "AND (%(customer)s::uuid IS NULL OR s.customer_id = %(customer)s) "
     "AND (%(from)s::timestamptz IS NULL OR s.created_at >= %(from)s) "
@@ -47,7 +54,6 @@ def search_sessions(db: Database, filters: dict[str, Any], position: dict[str, A
         _SEARCH,
         {
             "status": filters.get("status"),
-            "topic": filters.get("topic_sensitivity"),
             "mitra": filters.get("mitra_id"),
             "customer": filters.get("customer_id"),
             "from": filters.get("from"),
@@ -83,6 +89,11 @@ def session_record(db: Database, session_id: str) -> dict[str, Any]:
         "topic_changes": db.fetch_all(
             "SELECT changed_by_type, changed_by, old_value, new_value, confirmed, created_at FROM session_topic_audit "
             "WHERE session_id = %(s)s ORDER BY created_at",
+            params,
+        ),
+        "transcript_reads": db.fetch_all(
+            "SELECT cc_user_id, reason, messages, created_at FROM transcript_reads WHERE session_id = %(s)s "
+            "ORDER BY created_at, id",
             params,
         ),
     }
@@ -131,3 +142,26 @@ def mitra_activity(db: Database, window: dict[str, Any], position: dict[str, Any
         seconds = r["avg_response_seconds"]
         r["avg_response_seconds"] = round(float(seconds), 3) if seconds is not None else None
     return rows
+
+
+def read_transcript(
+    db: Database, transcripts: Transcripts, session_id: str, cc_user_id: str, reason: str
+) -> dict[str, Any]:
+    """The whole transcript, opened, with the read audited in the same transaction (no audit row,
+    no read). A session's messages are bounded by its minutes, so one document rather than pages."""
+    with db.connection() as conn:
+        session = conn.execute(
+            "SELECT id, transcript_purged_at FROM chat_sessions WHERE id = %(s)s", {"s": session_id}
+        ).fetchone()
+        if session is None:
+            raise NotFound()
+        rows = conn.execute(
+            "SELECT * FROM chat_messages WHERE session_id = %(s)s ORDER BY seq", {"s": session_id}
+        ).fetchall()
+        messages = [message_doc(r, transcripts.open_row(r)) for r in rows]
+        conn.execute(
+            "INSERT INTO transcript_reads (session_id, cc_user_id, reason, messages) "
+            "VALUES (%(s)s, %(u)s, %(r)s, %(n)s)",
+            {"s": session_id, "u": cc_user_id, "r": reason, "n": len(messages)},
+        )
+    return {"session_id": session["id"], "transcript_purged_at": session["transcript_purged_at"], "messages": messages}

@@ -1,4 +1,4 @@
-"""One session's record: who was asked, extensions, reroutes and topic flips (no transcript)."""
+"""One session's record: who was asked, extensions, reroutes and topic flips, who read the transcript (never the transcript)."""
 
 from typing import Any
 

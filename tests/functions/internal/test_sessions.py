@@ -24,8 +24,10 @@ def test_sessions_list_filters_and_record(chat: Chat) -> None:
     assert [s["id"] for s in listed["items"]] == [searching, active]
     only = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"status": "searching"}).json["data"]
     assert [s["id"] for s in only["items"]] == [searching]
-    sensitive = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"topic_sensitivity": "sensitive"})
-    assert [s["id"] for s in sensitive.json["data"]["items"]] == [active]
+    # The list never tells who talked about what: no topic on its rows, no filter by it.
+    assert {s["topic_sensitivity"] for s in listed["items"]} == {None}
+    by_topic = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"topic_sensitivity": "sensitive"})
+    assert by_topic.status_code == 422
     by_mitra = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"mitra_id": str(mitra["id"])})
     assert [s["id"] for s in by_mitra.json["data"]["items"]] == [active]
     by_customer = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"customer_id": other["user"]["id"]})
@@ -38,6 +40,7 @@ def test_sessions_list_filters_and_record(chat: Chat) -> None:
     assert bad.status_code == 422
     record = chat.cc.simulate_get(f"/internal/sessions/{active}", headers=admin).json["data"]
     assert record["customer_id"] == customer["user"]["id"] and record["notifications"][0]["status"] == "accepted"
+    assert record["topic_sensitivity"] == "sensitive"  # one session's record, opened on purpose
     assert [t["new_value"] for t in record["topic_changes"]] == ["sensitive"]
     assert "messages" not in record  # transcripts are not part of the control center's views
     assert (

@@ -1,0 +1,34 @@
+"""Read one session's transcript, audited with who and why (the control center's only way to it)."""
+
+from typing import Any
+
+import falcon
+from marshmallow import Schema, fields, validate
+
+from lib.chat.control import read_transcript
+from lib.endpoint import Auth, Ctx, Endpoint
+
+
+class Body(Schema):
+    reason = fields.String(required=True, validate=validate.Length(3, 500))
+
+
+# A POST, so the reason travels in the body, never in a URL that proxies and access logs keep.
+ENDPOINT = Endpoint(
+    method="POST",
+    route="/internal/sessions/{session_id:uuid}/transcript",
+    auth=Auth.CC_USER,
+    permission="transcripts.read",
+    body=Body,
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    assert ctx.principal is not None
+    return read_transcript(
+        ctx.services.db,
+        ctx.services.transcripts,
+        str(ctx.params["session_id"]),
+        ctx.principal.user_id,
+        ctx.body["reason"].strip(),
+    )
