@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError, fields
+from marshmallow import Schema, ValidationError, fields, validate
 
 from lib.auth.otp import normalize_phone
 from lib.errors import ApiError
@@ -19,3 +19,9 @@ class PhoneField(fields.String):
             return normalize_phone(raw)
         except ApiError as exc:
             raise ValidationError("Must be an Indonesian number in E.164 form.") from exc
+
+
+class ReasonBody(Schema):
+    """The body of an audited control-center action on a person's data: why (3..500 characters)."""
+
+    reason = fields.String(required=True, validate=validate.Length(3, 500))

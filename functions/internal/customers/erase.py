@@ -3,22 +3,17 @@
 from typing import Any
 
 import falcon
-from marshmallow import Schema, fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint
+from lib.fields import ReasonBody
 from lib.privacy import erase
-
-
-class Body(Schema):
-    reason = fields.String(required=True, validate=validate.Length(3, 500))
-
 
 ENDPOINT = Endpoint(
     method="POST",
     route="/internal/customers/{customer_id:uuid}/erase",
     auth=Auth.CC_USER,
     permission="customers.manage",
-    body=Body,
+    body=ReasonBody,
 )
 
 

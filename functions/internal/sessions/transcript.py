@@ -3,15 +3,10 @@
 from typing import Any
 
 import falcon
-from marshmallow import Schema, fields, validate
 
 from lib.chat.control import read_transcript
 from lib.endpoint import Auth, Ctx, Endpoint
-
-
-class Body(Schema):
-    reason = fields.String(required=True, validate=validate.Length(3, 500))
-
+from lib.fields import ReasonBody
 
 # A POST, so the reason travels in the body, never in a URL that proxies and access logs keep.
 ENDPOINT = Endpoint(
@@ -19,7 +14,7 @@ ENDPOINT = Endpoint(
     route="/internal/sessions/{session_id:uuid}/transcript",
     auth=Auth.CC_USER,
     permission="transcripts.read",
-    body=Body,
+    body=ReasonBody,
 )
 
 
