@@ -14,9 +14,11 @@ across a worker's exit, but spread keep-alive connections so unevenly that /heal
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import multiprocessing
 import os
+import signal
 import socket
 import stat
 import struct
@@ -31,8 +33,12 @@ from granian._signals import set_main_signals
 from granian.constants import Interfaces
 from granian.server import MPServer
 
+from lib import metrics as prom
+
 _SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; the socket module does not name it
 _DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)  # classic BPF: BPF_RET|BPF_K 0, keep no packet
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_libc = ctypes.CDLL(None, use_errno=True)
 _TCPI_UNACKED = 24  # struct tcp_info: for a listener, tcpi_unacked is the accept queue's length
 SETTLE_SECONDS = 0.2  # accepted connections get their request read before the stop begins
 DRAIN_LIMIT_SECONDS = 5.0
@@ -101,6 +107,9 @@ def _draining_signals(port: int) -> Callable[[], WorkerSignal]:
                 threading.Thread(target=drain_then_stop, name="drain", daemon=True).start()
 
         set_main_signals(on_signal)  # type: ignore[no-untyped-call]
+        # A master killed outright (OOM, SIGKILL) would leave this worker serving on its port forever.
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        atexit.register(prom.process_exited, os.getpid())  # this worker's live gauges leave the sums
         return stop
 
     return set_sync_signals

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -108,3 +110,16 @@ def process_env(settings: Settings | None = None, **extra: str) -> dict[str, str
     if settings is not None:
         env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
     return env | extra
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """SIGTERM, wait, then SIGKILL if it would not stop; returns what it printed."""
+    if proc.poll() is not None:  # stopped by the test itself, which read its output
+        return ""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out or ""

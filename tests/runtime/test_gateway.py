@@ -24,7 +24,7 @@ from runtime.container import build_services
 from tests.chatflow import Chat
 from tests.conftest import PROJECT_ROOT, bearer
 from tests.fakes import FakeFcm
-from tests.helpers import free_port, process_env, wait_http
+from tests.helpers import free_port, process_env, stop_process, wait_http
 
 
 @contextmanager
@@ -43,13 +43,7 @@ def gateway(settings: Settings, **env: str) -> Iterator[tuple[str, subprocess.Po
         wait_http(f"http://127.0.0.1:{port}/health")
         yield f"ws://127.0.0.1:{port}/api/shared/ws", proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+        stop_process(proc, timeout=20)
 
 
 @pytest.fixture

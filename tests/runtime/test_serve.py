@@ -14,7 +14,7 @@ import requests
 
 from lib.config.env import Settings
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import free_port, process_env, wait_http
+from tests.helpers import free_port, process_env, stop_process, wait_http
 
 
 @pytest.fixture(params=["granian", "gunicorn"])
@@ -29,9 +29,7 @@ def served(settings: Settings, request: pytest.FixtureRequest) -> Iterator[tuple
         text=True,
     )
     yield f"http://127.0.0.1:{port}", proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
 
 
 def _chunks(data: bytes, size: int = 7) -> Iterator[bytes]:
@@ -117,3 +115,26 @@ def test_chunked_bodies_are_read_like_sized_ones(served: tuple[str, subprocess.P
     over = at_limit[:-2] + b'x"}'
     refused = requests.post(signup, data=_chunks(over, 4096), headers=headers, timeout=10)
     assert refused.status_code == 413 and refused.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_granian_workers_do_not_outlive_a_killed_master(settings: Settings) -> None:
+    """An OOM-killed master must not leave its workers serving on the port (PR_SET_PDEATHSIG)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "serve", "public", "--bind", f"127.0.0.1:{port}", "--server", "granian"],
+        cwd=PROJECT_ROOT,
+        env=process_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"http://127.0.0.1:{port}/health")
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        except requests.ConnectionError:
+            return
+        time.sleep(0.2)
+    pytest.fail("a granian worker still serves after its master was killed")
