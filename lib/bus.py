@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import redis
 
-from lib.valkey import VALKEY_ERRORS
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class Bus:
             self._publisher.publish(self._prefix + channel, message)
             return True
         except VALKEY_ERRORS as exc:
+            valkey_failed("bus")
             log.warning("bus publish on %s failed: %s", channel, type(exc).__name__)
             return False
 
@@ -59,6 +60,7 @@ class Bus:
             pipe.execute()
             return True
         except VALKEY_ERRORS as exc:
+            valkey_failed("bus")
             log.warning("bus publish of %d message(s) failed: %s", len(messages), type(exc).__name__)
             return False
 
@@ -133,6 +135,7 @@ class Bus:
                         if confirmed is not None:
                             confirmed.set()
             except VALKEY_ERRORS as exc:
+                valkey_failed("bus")
                 if self.healthy:
                     log.warning("bus subscription lost: %s; consumers fall back to PostgreSQL", type(exc).__name__)
                 self.healthy = False
@@ -145,7 +148,7 @@ class Bus:
                     pubsub.close()
                     client.close()
                 except VALKEY_ERRORS:
-                    pass
+                    valkey_failed("bus")
 
     @staticmethod
     def _safe(fn: Callable[..., None], *args: str) -> None:

@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from lib.constraints import translate
 from lib.errors import ServiceUnavailable
+from lib.metrics import m
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ class Database:
             reconnect_timeout=0,  # keep retrying in the background while the server is away
         )
         self._opened = False
+        self._name = application_name
         self._lock = threading.Lock()
+        self._closed = threading.Event()
 
     def _ensure_open(self) -> None:
         if not self._opened:
@@ -67,6 +70,19 @@ class Database:
                 if not self._opened:
                     self._pool.open(wait=False)
                     self._opened = True
+                    self._closed.clear()
+                    threading.Thread(target=self._sample_pool, name="pool-metrics", daemon=True).start()
+
+    def _sample_pool(self, every: float = 5.0) -> None:
+        """The pool's size, idle and waiting gauges, while it is open (in the process using it)."""
+        gauge = m().db_pool
+        while True:
+            stats = self._pool.get_stats()
+            gauge.labels("size").set(stats.get("pool_size", 0))
+            gauge.labels("idle").set(stats.get("pool_available", 0))
+            gauge.labels("waiting").set(stats.get("requests_waiting", 0))
+            if self._closed.wait(every):
+                return
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Conn]:
@@ -80,6 +96,7 @@ class Database:
         except psycopg.errors.UniqueViolation as exc:
             raise translate(exc) from exc
         except PoolTimeout as exc:
+            m().db_pool_timeouts.labels(self._name).inc()
             log.error("database pool timeout: %s", exc)
             raise ServiceUnavailable("Database unavailable", retry_after=2) from exc
         except psycopg.OperationalError as exc:
@@ -112,6 +129,7 @@ class Database:
     def close(self) -> None:
         with self._lock:
             if self._opened:
+                self._closed.set()
                 self._pool.close()
                 self._opened = False
 

@@ -20,7 +20,8 @@ from firebase_admin import credentials, exceptions, messaging
 
 from lib import sockets
 from lib.db import Database
-from lib.valkey import VALKEY_ERRORS
+from lib.metrics import m
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,14 @@ class Fcm:
         )
         try:
             messaging.send(message, app=self._ready())
-            return "sent"
+            outcome = "sent"
         except messaging.UnregisteredError:
-            return "unregistered"
+            outcome = "unregistered"
         except (exceptions.FirebaseError, ValueError) as exc:
             log.warning("push %s failed: %s", kind, type(exc).__name__)
-            return "failed"
+            outcome = "failed"
+        m().pushes.labels(kind, outcome).inc()
+        return outcome
 
     def close(self) -> None:
         with self._lock:
@@ -129,6 +132,7 @@ class Notifier:
             self._queue.put_nowait((list(recipients), event_type, data))
         except queue.Full:
             self._done()
+            m().pushes.labels(PUSHES[event_type][0], "dropped").inc()
             log.warning("push queue full: %s dropped", event_type)
 
     def _done(self) -> None:
@@ -157,7 +161,7 @@ class Notifier:
             if sockets.covered(self._valkey, user_type, user_id, str(session_id) if session_id else None):
                 return 0
         except VALKEY_ERRORS:
-            pass  # cannot tell: rather a push too many than a missed chat
+            valkey_failed("push")  # cannot tell: rather a push too many than a missed chat
         rows = self._db.fetch_all(
             "SELECT token FROM device_tokens WHERE user_type = %(t)s AND user_id = %(u)s",
             {"t": user_type, "u": user_id},

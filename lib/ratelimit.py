@@ -14,7 +14,8 @@ import time
 import redis
 
 from lib.errors import RateLimited
-from lib.valkey import VALKEY_ERRORS
+from lib.metrics import m
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 
 class RateLimiter:
@@ -44,8 +45,10 @@ class RateLimiter:
             pipe.expire(key, window_seconds + 5, nx=True)
             count = int(pipe.execute()[0])
         except VALKEY_ERRORS:
+            valkey_failed("ratelimit")
             count = self._local_hit(key, window_start + window_seconds)
         if count > limit:
+            m().rate_limited.labels(name).inc()
             raise RateLimited(message, code=code, retry_after=int(window_start + window_seconds - now) + 1)
 
     def _local_hit(self, key: str, expires: float) -> int:

@@ -6,6 +6,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from lib.metrics import m
+
 # Every Valkey failure a caller should treat as "Valkey is down, use the fallback".
 VALKEY_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, OSError)
 
@@ -21,6 +23,11 @@ def make_client(url: str, timeout: float = 0.3) -> redis.Redis:
         decode_responses=True,
         client_name="halobestie",
     )
+
+
+def valkey_failed(component: str) -> None:
+    """Count a Valkey failure that `component` answered with its fallback (PostgreSQL or local)."""
+    m().valkey_errors.labels(component).inc()
 
 
 def is_up(client: redis.Redis) -> bool:

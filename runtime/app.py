@@ -9,6 +9,7 @@ from typing import Any, Literal
 import falcon
 from marshmallow import EXCLUDE, RAISE
 
+from lib import metrics as prom
 from lib.clock import utcnow
 from lib.config.env import Settings, check_jwt_secret
 from lib.config.env import settings as env_settings
@@ -35,6 +36,7 @@ def routes_for(surface: str, routes: list[Route] | None = None, settings: Settin
         Route(surface, probes.READY, probes.ready, "runtime.probes.ready"),
     ]
     if surface == "internal":
+        own.append(Route(surface, probes.METRICS, probes.metrics, "runtime.probes.metrics"))
         own += doc_routes(lambda documented: openapi_document(documented, found, settings))
     listed = own + [r for r in found if r.surface == surface]
     # Development and test hooks (/internal/_test/...) do not exist in other environments.
@@ -118,7 +120,7 @@ def create_app(
     if services is None:
         services = build_services(settings, application_name=f"halobestie-{surface}")
 
-    middleware: list[Any] = [http.RequestContext()]
+    middleware: list[Any] = [http.RequestContext(surface)]
     if surface == "internal" and services.settings.cc_origin:
         middleware.append(
             falcon.CORSMiddleware(
@@ -140,4 +142,5 @@ def create_app(
     for template, resource in by_template.items():
         app.add_route(template, resource)
     app.services = services
+    prom.announce(surface)
     return app

@@ -82,7 +82,9 @@ def run() -> int:
         _seed_dev_admin(settings.require_database_url())
         for name, args in PROCESSES.items():
             # Own session: Ctrl-C reaches only this supervisor, which then stops children gracefully.
-            proc = subprocess.Popen([sys.executable, "-m", "runtime", *args], env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "runtime", *args], env=_metrics_port(env, name), start_new_session=True
+            )
             children.append((name, proc))
         print(f"\npublic    http://127.0.0.1:{settings.public_port}  (apps: /api/...)")
         print(f"internal  http://{settings.internal_host}:{settings.internal_port}  (control center: /internal/...)")
@@ -94,6 +96,16 @@ def run() -> int:
         _stop(children, settings.graceful_timeout + 5)
         for stop in reversed(stoppers):
             stop()
+
+
+def _metrics_port(env: dict[str, str], name: str) -> dict[str, str]:
+    """METRICS_PORT, when set, is the first of four: one host cannot give every process the same port
+    (the order of deploy/observability/prometheus.yml: public, internal, worker, realtime)."""
+    base = int(env.get("METRICS_PORT") or 0)
+    if not base:
+        return env
+    offset = {"public": 0, "internal": 1, "worker": 2, "realtime": 3}[name]
+    return {**env, "METRICS_PORT": str(base + offset)}
 
 
 def _supervise(children: list[tuple[str, subprocess.Popen[bytes]]]) -> int:

@@ -37,9 +37,10 @@ from lib.chat.events import user_channel
 from lib.chat.sessions import for_participant
 from lib.errors import ApiError
 from lib.frames import MAX_FRAME_BYTES, Frame, FrameCtx
+from lib.metrics import m
 from lib.principal import Principal
 from lib.services import Services
-from lib.valkey import VALKEY_ERRORS
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 from runtime.router import FUNCTIONS_DIR, DiscoveryError, load_module, module_files
 
 log = logging.getLogger("runtime.gateway")
@@ -290,6 +291,7 @@ class Gateway:
         """Add the socket; the event is set once its user's channel is confirmed subscribed."""
         group = self.by_user.setdefault(conn.user, set())
         group.add(conn)
+        m().sockets.labels(conn.principal.user_type).inc()
         self.by_auth_session.setdefault(conn.principal.session_id, set()).add(conn)
         if conn.user not in self._bus_handlers:
             handler = self._bus_handler(conn.user)
@@ -299,6 +301,7 @@ class Gateway:
 
     def _unregister(self, conn: Connection) -> None:
         conn.closing = True
+        m().sockets.labels(conn.principal.user_type).dec()
         if conn.expiry is not None:
             conn.expiry.cancel()
         group = self.by_user.get(conn.user, set())
@@ -324,7 +327,7 @@ class Gateway:
         try:
             await self.blocking(fn, self.services.valkey, *args)
         except VALKEY_ERRORS:
-            pass  # the next refresh puts it right; pushes meanwhile err on the side of sending
+            valkey_failed("gateway")  # the next refresh puts it right; pushes meanwhile err on the side of sending
 
     async def _announce_forever(self) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes, mounted on every listener."""
+"""Liveness and readiness probes, mounted on every listener; the metrics, on the internal one."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 import falcon
 
-from lib.endpoint import Auth, Ctx, Endpoint
+from lib import metrics as prom
+from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.errors import ApiError, ServiceUnavailable
 from lib.valkey import is_up
 
@@ -16,6 +17,13 @@ READY = Endpoint(
     route="/ready",
     auth=Auth.NONE,
     summary="Readiness: PostgreSQL (required) and Valkey (optional) state",
+)
+# The internal listener is private (NetworkPolicy, loopback by default), as Prometheus expects.
+METRICS = Endpoint(
+    method="GET",
+    route="/internal/metrics",
+    auth=Auth.NONE,
+    summary="Prometheus metrics of this listener's processes (text format; docs/observability.md)",
 )
 
 _OK = {"status": "ok"}
@@ -38,3 +46,7 @@ def ready(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
             "Database unavailable", retry_after=5, details={"database": database, "valkey": valkey}
         )
     return {"status": "ready", "database": database, "valkey": valkey}
+
+
+def metrics(req: falcon.Request, ctx: Ctx) -> Reply:
+    return Reply(200, prom.exposition(), media_type=prom.CONTENT_TYPE)

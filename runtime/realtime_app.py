@@ -10,6 +10,7 @@ import falcon
 import falcon.asgi
 from falcon.asgi import Request, Response, WebSocket
 
+from lib import metrics as prom
 from lib.config.env import Settings, check_jwt_secret
 from lib.config.env import settings as env_settings
 from lib.errors import ApiError
@@ -93,4 +94,5 @@ def create_realtime_app(services: Services | None = None, settings: Settings | N
     app.add_route("/health", _Health())
     app.add_route("/ready", _Ready(gateway))
     app.gateway = gateway
+    prom.announce("realtime")
     return app

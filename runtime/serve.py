@@ -1,6 +1,7 @@
 """The servers: granian (runtime/granian_server.py) or gunicorn gthread for the REST listeners, as
 WEB_SERVER says; gunicorn's native ASGI worker for the realtime gateway. Per-process pools,
-graceful shutdown under each."""
+graceful shutdown under each. Every server's master chooses prometheus-client's multiprocess mode
+before it forks, and serves METRICS_PORT when set (lib/metrics.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
 from lib import log as logsetup
+from lib import metrics as prom
 from lib.config.env import Settings
 from runtime.granian_server import granian_options, serve_granian
 
@@ -43,6 +45,10 @@ def _post_worker_init(worker: Worker) -> None:
             services.db._ensure_open()
         except Exception:
             log.warning("could not open the database pool at worker start", exc_info=True)
+
+
+def _child_exit(server: Arbiter, worker: Worker) -> None:
+    prom.process_exited(worker.pid)  # in the master, for a worker that exited or was killed
 
 
 def _worker_exit(server: Arbiter, worker: Worker) -> None:
@@ -98,6 +104,7 @@ def _common(surface: str, settings: Settings, bind: str | None) -> dict[str, Any
         "on_starting": _on_starting,
         "post_worker_init": _post_worker_init,
         "worker_exit": _worker_exit,
+        "child_exit": _child_exit,
     }
 
 
@@ -133,6 +140,9 @@ def serve(
 ) -> None:
     """Run a listener until SIGTERM; overrides are options of the chosen server (bench/run.py)."""
     server = server or settings.web_server
+    prom.enable_multiprocess(surface)
+    if settings.metrics_port:
+        prom.serve_port(settings.metrics_port)
     if server == "granian" and surface != "realtime":
         options = granian_options(
             APPS[surface],

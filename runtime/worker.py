@@ -18,9 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType, ModuleType
 
+from lib import metrics as prom
 from lib.clock import utcnow
 from lib.errors import ApiError
 from lib.jobs import Job, JobCtx
+from lib.metrics import m
 from lib.services import Services
 from runtime.router import FUNCTIONS_DIR, DiscoveryError, load_module, module_files
 
@@ -74,13 +76,19 @@ class Worker:
 
     def _run(self, job: JobModule) -> None:
         started = time.monotonic()
+        outcome = "ok"
         try:
             job.module.run(JobCtx(self.services, logging.getLogger(f"jobs.{job.name}"), utcnow))
         except ApiError as exc:  # e.g. the database is away: the next tick tries again
+            outcome = "unavailable"
             log.warning("job %s: %s", job.name, exc)
         except Exception:
+            outcome = "failed"
             log.exception("job %s failed", job.name)
         self.ticks[job.name] += 1
+        metrics = m()
+        metrics.job_runs.labels(job.name, outcome).inc()
+        metrics.worker_tick.labels("worker").set(time.time())
         log.debug("job %s took %.1f ms", job.name, (time.monotonic() - started) * 1000)
 
     def _claim(self, job: JobModule) -> bool:
@@ -161,6 +169,9 @@ def _seconds_until(row: dict[str, datetime] | None) -> float:
 
 def main(services: Services) -> None:
     worker = Worker(services, discover_jobs())
+    prom.announce("worker")
+    if services.settings.metrics_port:
+        prom.serve_port(services.settings.metrics_port)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         log.info("worker got signal %s: finishing the current tick", signum)

@@ -20,6 +20,7 @@ internal GET /internal/dashboard cc_user:dashboard.read functions.internal.dashb
 internal GET /internal/docs none runtime.docs.docs
 internal GET /internal/failed-pairings cc_user:payments.manage functions.internal.failed_pairings.list
 internal GET /internal/failed-pairings/{failure_id:uuid} cc_user:payments.manage functions.internal.failed_pairings.get
+internal GET /internal/metrics none runtime.probes.metrics
 internal GET /internal/mitra-activity cc_user:mitras.read functions.internal.mitra_activity
 internal GET /internal/mitras cc_user:mitras.read functions.internal.mitras.list
 internal GET /internal/mitras/{mitra_id:uuid} cc_user:mitras.read functions.internal.mitras.get

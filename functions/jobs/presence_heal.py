@@ -3,7 +3,7 @@
 
 from lib.jobs import Job, JobCtx
 from lib.presence.mirror import heal
-from lib.valkey import VALKEY_ERRORS
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 # Checked every few seconds (a cheap GET); the full rebuild happens when due or when the mirror is gone.
 JOB = Job(every=lambda s: min(5, s.presence_heal_seconds), run_at_start=True)
@@ -14,4 +14,5 @@ def run(ctx: JobCtx) -> None:
         s = ctx.services
         heal(s.db, s.valkey, s.settings.presence_heal_seconds)
     except VALKEY_ERRORS:
+        valkey_failed("presence")
         ctx.log.warning("presence mirror not rebuilt: Valkey unavailable")

@@ -250,10 +250,10 @@ def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: Cha
             decided.append(str(row["id"]))
 
     claim = (
-        "SELECT id FROM session_extensions WHERE status = 'pending' AND expires_at <= now() "
-        "ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+        "SELECT id, clock_timestamp() - expires_at AS lateness FROM session_extensions "
+        "WHERE status = 'pending' AND expires_at <= now() ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
     )
-    fire_due(db, valkey, events, claim, fire, limit)
+    fire_due(db, valkey, events, "extension_decision", claim, fire, limit)
     return decided
 
 
@@ -272,10 +272,10 @@ def lapse_unpaid(db: Database, valkey: redis.Redis, events: ChatEvents, limit: i
         resume(conn, outbox, str(row["session_id"]), 0)
 
     claim = (
-        "SELECT id, session_id, payment_request_id FROM session_extensions WHERE status = 'approved' "
-        "AND pay_by <= now() ORDER BY pay_by LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+        "SELECT id, session_id, payment_request_id, clock_timestamp() - pay_by AS lateness FROM session_extensions "
+        "WHERE status = 'approved' AND pay_by <= now() ORDER BY pay_by LIMIT %(n)s FOR UPDATE SKIP LOCKED"
     )
-    return [str(r["id"]) for r in fire_due(db, valkey, events, claim, fire, limit)]
+    return [str(r["id"]) for r in fire_due(db, valkey, events, "extension_payment", claim, fire, limit)]
 
 
 def unbilled(db: Database, limit: int = 50) -> list[str]:

@@ -15,7 +15,7 @@ from lib.chat import events as ev
 from lib.chat.errors import MitraUnavailable, SessionNotActive, SessionNotClosing
 from lib.chat.events import ChatEvents
 from lib.chat.messages import message_doc
-from lib.chat.outbox import Outbox
+from lib.chat.outbox import Outbox, observe_lateness
 from lib.chat.sessions import BY_ID, for_participant, session_doc
 from lib.chat.states import LIVE
 from lib.config.app import AppConfig
@@ -177,6 +177,7 @@ def close_due(db: Database, valkey: redis.Redis, events: ChatEvents, limit: int 
         ).fetchall()
     for row in rows:
         outbox.add(parties(row), "session.closing", _closing_event(row))
+    outbox.counted.append(lambda: observe_lateness("session_end", rows))
     outbox.flush(db, valkey, events)
     return rows
 
@@ -196,6 +197,7 @@ def complete_due(db: Database, valkey: redis.Redis, events: ChatEvents, limit: i
     for row in rows:
         outbox.capacity.add(str(row["mitra_id"]))
         outbox.add(parties(row), "session.completed", {"session_id": row["id"], "ended_by": row["ended_by"]})
+    outbox.counted.append(lambda: observe_lateness("closing_grace", rows))
     outbox.flush(db, valkey, events)
     return rows
 

@@ -25,6 +25,7 @@ from lib.chat.states import OPEN
 from lib.config.app import AppConfig
 from lib.db import Conn, Database
 from lib.errors import Conflict, Forbidden, Gone, NotFound
+from lib.metrics import m
 from lib.presence.availability import find_available_mitras
 from lib.presence.state import live_sessions
 
@@ -193,6 +194,7 @@ def _end_search(conn: Conn, outbox: Outbox, session_id: str, cause: str, reason:
     ).fetchone()
     if row is None:
         return
+    outbox.counted.append(lambda: m().pairing.labels(row["request_type"], cause).inc())
     asked = conn.execute(
         "UPDATE chat_request_notifications SET status = 'ignored', responded_at = now() "
         "WHERE session_id = %(s)s AND status = 'notified' RETURNING mitra_id",
@@ -266,12 +268,20 @@ def accept(
             ).fetchone()
             if won is not None:
                 _won(conn, outbox, won, mitra_id)
+                outbox.counted.append(lambda: _count_paired(won))
         row = conn.execute(BY_ID, {"s": session_id}).fetchone()
     assert row is not None
     if str(row["mitra_id"] or "") != mitra_id:
         raise RequestTaken() if row["mitra_id"] else RequestExpired()
     outbox.flush(db, valkey, events)
     return session_doc(row)
+
+
+def _count_paired(session: dict[str, Any]) -> None:
+    metrics = m()
+    metrics.pairing.labels(session["request_type"], "paired").inc()
+    waited = (session["started_at"] - session["created_at"]).total_seconds()
+    metrics.time_to_accept.labels(session["request_type"]).observe(max(waited, 0.0))
 
 
 def _won(conn: Conn, outbox: Outbox, session: dict[str, Any], mitra_id: str) -> None:
@@ -448,10 +458,11 @@ def expire_searches(db: Database, valkey: redis.Redis, events: ChatEvents, limit
             _end_search(conn, outbox, str(row["id"]), PAIRING_TIMEOUT, None)
 
     claim = (
-        "SELECT id, request_type FROM chat_sessions WHERE status = 'searching' AND search_expires_at <= now() "
+        "SELECT id, request_type, clock_timestamp() - search_expires_at AS lateness FROM chat_sessions "
+        "WHERE status = 'searching' AND search_expires_at <= now() "
         "ORDER BY search_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
     )
-    return len(fire_due(db, valkey, events, claim, fire, limit))
+    return len(fire_due(db, valkey, events, "search_window", claim, fire, limit))
 
 
 def expire_fallback_choices(db: Database, valkey: redis.Redis, events: ChatEvents, limit: int = 100) -> int:
@@ -464,7 +475,7 @@ def expire_fallback_choices(db: Database, valkey: redis.Redis, events: ChatEvent
         fail_payment(conn, str(row["payment_request_id"]), str(row["id"]), RETURNING_CHAT_TIMEOUT)
 
     claim = (
-        "SELECT id, payment_request_id FROM chat_sessions WHERE choice_expires_at <= now() "
-        "ORDER BY choice_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+        "SELECT id, payment_request_id, clock_timestamp() - choice_expires_at AS lateness FROM chat_sessions "
+        "WHERE choice_expires_at <= now() ORDER BY choice_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
     )
-    return len(fire_due(db, valkey, events, claim, fire, limit))
+    return len(fire_due(db, valkey, events, "fallback_choice", claim, fire, limit))

@@ -121,6 +121,7 @@ class Settings:
     internal_host: str = "127.0.0.1"
     internal_port: int = 3001
     realtime_port: int = 3002
+    metrics_port: int = 0  # 0: no private metrics port (the internal listener still answers /internal/metrics)
     realtime_auth_timeout_seconds: float = 10.0
     cc_origin: tuple[str, ...] = ()
     server_tz: str = "UTC"
@@ -217,6 +218,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         internal_host=env_str("INTERNAL_HOST", "127.0.0.1", e),
         internal_port=env_int("INTERNAL_PORT", 3001, minimum=1, maximum=65535, environ=e),
         realtime_port=env_int("REALTIME_PORT", 3002, minimum=1, maximum=65535, environ=e),
+        metrics_port=env_int("METRICS_PORT", 0, minimum=0, maximum=65535, environ=e),
         realtime_auth_timeout_seconds=env_float("REALTIME_AUTH_TIMEOUT_SECONDS", 10.0, e),
         cc_origin=env_list("CC_ORIGIN", e),
         server_tz=env_str("SERVER_TZ", "UTC", e),

@@ -14,6 +14,7 @@ from typing import Any
 from lib.config.env import Settings
 from lib.db import Database
 from lib.errors import ApiError, ServiceUnavailable, Unauthorized
+from lib.metrics import m
 from lib.payments.events import PaymentEvents
 from lib.payments.requests import confirm, expire
 
@@ -93,6 +94,8 @@ def _fallback(s: Settings, raw: bytes, client_ip: str) -> bool:
 
 
 def _stamp(db: Database, log_id: int | None, outcome: str, request_id: str | None) -> None:
+    # The status part of "ignored_status_<status>" comes from the body: one series for all of them.
+    m().webhooks.labels("ignored_status" if outcome.startswith("ignored_status_") else outcome).inc()
     if log_id is None:
         return
     try:
@@ -123,6 +126,7 @@ def handle_callback(
         _stamp(db, log_id, "unauthorized", None)
         raise Unauthorized("Invalid callback token")
     if log_id is None:  # logged to the file only; nothing can change without the database
+        m().webhooks.labels("database_unavailable").inc()
         raise ServiceUnavailable("Database unavailable", retry_after=30)
     if parsed is None:  # authenticated garbage: say so, rather than hide it behind an "ignored"
         _stamp(db, log_id, "malformed_body", None)

@@ -15,7 +15,7 @@ from lib.chat.states import LIVE, in_states
 from lib.config.app import AppConfig
 from lib.db import Database
 from lib.presence.keys import DEACTIVATED, ONLINE, SNAPSHOT, SNAPSHOT_SECONDS, capacity_key, heartbeat_key
-from lib.valkey import VALKEY_ERRORS
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 LOCAL_CACHE_SECONDS = 1.0
 
@@ -51,6 +51,7 @@ def availability(db: Database, valkey: redis.Redis, config: AppConfig, cache: Av
             value = {"available": count > 0, "count": count}
             valkey.set(SNAPSHOT, json.dumps(value), ex=SNAPSHOT_SECONDS)
     except VALKEY_ERRORS:
+        valkey_failed("availability")
         count = len(available_from_postgres(db, config))
         value = {"available": count > 0, "count": count}
     cache.put(value)
@@ -124,5 +125,6 @@ def find_available_mitras(db: Database, valkey: redis.Redis, config: AppConfig) 
             values = valkey.mget([heartbeat_key(i) for i in ids])
             beats = {i: float(v) for i, v in zip(ids, values, strict=True) if v is not None}
         except VALKEY_ERRORS:
+            valkey_failed("availability")
             beats = {}
     return _fresh(config, rows, beats)

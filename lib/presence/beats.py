@@ -21,7 +21,7 @@ import redis
 from lib.db import Database
 from lib.errors import Forbidden
 from lib.presence.keys import DEACTIVATED, HEARTBEAT_TTL_SECONDS, heartbeat_key
-from lib.valkey import VALKEY_ERRORS
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class Heartbeats:
                 *_, members = pipe.execute()
                 self._deactivated = frozenset(str(m) for m in members)
             except VALKEY_ERRORS:
+                valkey_failed("heartbeats")
                 self._deactivated = self._flush_to_postgres(beats)
             return len(beats)
 

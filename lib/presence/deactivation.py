@@ -11,7 +11,7 @@ from lib.auth.revocation import RevocationList
 from lib.db import Database
 from lib.presence.keys import DEACTIVATED, ONLINE, SNAPSHOT
 from lib.presence.state import set_online
-from lib.valkey import VALKEY_ERRORS
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 
 def set_active(
@@ -34,7 +34,7 @@ def set_active(
         pipe.delete(SNAPSHOT)
         pipe.execute()
     except VALKEY_ERRORS:
-        pass  # heartbeats then check PostgreSQL; the worker reseeds the sets
+        valkey_failed("deactivation")  # heartbeats then check PostgreSQL; the worker reseeds the sets
     if not active:
         set_online(db, valkey, mitra_id, False, reason="deactivation")
         revocations.revoke_user("mitra", mitra_id, reason="mitra_deactivated")

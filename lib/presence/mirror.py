@@ -19,7 +19,7 @@ from lib.presence.keys import (
     capacity_key,
     heartbeat_key,
 )
-from lib.valkey import VALKEY_ERRORS
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 
 def flush_heartbeats(db: Database, valkey: redis.Redis) -> int:
@@ -28,6 +28,7 @@ def flush_heartbeats(db: Database, valkey: redis.Redis) -> int:
         online = sorted(str(m) for m in valkey.smembers(ONLINE))
         values = valkey.mget([heartbeat_key(i) for i in online]) if online else []
     except VALKEY_ERRORS:
+        valkey_failed("presence")
         return 0  # heartbeats went straight to PostgreSQL meanwhile
     pairs = [(i, float(v)) for i, v in zip(online, values, strict=True) if v is not None]
     if not pairs:

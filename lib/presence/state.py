@@ -16,7 +16,7 @@ from lib.db import Conn, Database
 from lib.errors import Forbidden, NotFound
 from lib.presence.keys import ONLINE, SNAPSHOT, capacity_key, heartbeat_key
 from lib.presence.mirror import flush_heartbeats
-from lib.valkey import VALKEY_ERRORS
+from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def recompute_capacity(db: Database, valkey: redis.Redis, mitra_id: str) -> int:
         pipe.delete(SNAPSHOT)
         pipe.execute()
     except VALKEY_ERRORS:
-        pass
+        valkey_failed("presence")
     return count
 
 
@@ -101,6 +101,7 @@ def set_online(db: Database, valkey: redis.Redis, mitra_id: str, online: bool, r
         pipe.delete(SNAPSHOT)
         pipe.execute()
     except VALKEY_ERRORS:
+        valkey_failed("presence")
         log.warning("presence mirror not updated for %s (Valkey down); the worker heals it", mitra_id)
     return changed
 
@@ -132,5 +133,5 @@ def sweep_stale(db: Database, valkey: redis.Redis, config: AppConfig) -> list[st
             pipe.delete(SNAPSHOT)
             pipe.execute()
         except VALKEY_ERRORS:
-            pass
+            valkey_failed("presence")
     return ids

@@ -102,12 +102,21 @@ def test_worker_process_stops_cleanly_on_sigterm(settings: Settings) -> None:
         stderr=subprocess.STDOUT,
         text=True,
     )
-    time.sleep(2.0)
+    # SIGTERM once the loop runs (a fixed sleep raced a slow start on a loaded machine).
+    seen = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        seen.append(line)
+        if " running " in line:
+            break
+    time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
+    rest, _ = proc.communicate(timeout=30)
+    out = "".join(seen) + rest
     assert proc.returncode == 0, out
     assert (
-        "running chat_deadlines, chat_retention, extension_invoices, heartbeat_flush, mitra_stale_sweep, payment_expiry, "
+        "running chat_deadlines, chat_retention, extension_invoices, heartbeat_flush, metrics_sample, mitra_stale_sweep, "
+        "payment_expiry, "
         "payment_reconcile, payment_recover, payment_reemit, presence_heal" in out
     )
     assert "stopped" in out

@@ -1,0 +1,246 @@
+"""Prometheus metrics (prometheus-client), one set for every process. Labels are bounded sets only:
+route templates, methods, statuses, outcome names; never a user id, phone, token or raw path
+(tests/lib/test_metrics.py walks the exposition to hold that).
+
+Forked servers (granian, gunicorn) run prometheus-client's multiprocess mode: each process writes its
+values to files under PROMETHEUS_MULTIPROC_DIR, and a scrape reads them all. The mode is chosen when
+a value is first made, so `enable_multiprocess` runs in the server's master before it forks and the
+metrics themselves are built on first use (`m()`), never at import.
+"""
+
+from __future__ import annotations
+
+import atexit
+import bisect
+import os
+import shutil
+import tempfile
+import threading
+import time
+from importlib import metadata
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0)
+ACCEPT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 120, 300, 600)
+
+
+class Metrics:
+    """Every metric the service exports, each named `halobestie_*`."""
+
+    def __init__(self) -> None:
+        self.build_info = Gauge(
+            "halobestie_build_info",
+            "1, labelled with the version and process kind",
+            ["version", "process"],
+            multiprocess_mode="max",
+        )
+        self.requests = Counter(
+            "halobestie_http_requests", "REST requests answered", ["surface", "route", "method", "status"]
+        )
+        self.latency = Histogram(
+            "halobestie_http_request_duration_seconds",
+            "REST request time, from the first middleware to the response",
+            ["surface", "route", "method"],
+            buckets=LATENCY_BUCKETS,
+        )
+        self.db_pool = Gauge(
+            "halobestie_db_pool_connections",
+            "PostgreSQL pool connections by state (size, idle, waiting = requests queued for one)",
+            ["state"],
+            multiprocess_mode="livesum",
+        )
+        self.db_pool_timeouts = Counter(
+            "halobestie_db_pool_timeouts", "Requests that waited DB_POOL_TIMEOUT_SECONDS for a connection", ["pool"]
+        )
+        self.valkey_errors = Counter(
+            "halobestie_valkey_errors",
+            "Valkey calls that failed; each is answered by the component's fallback (PostgreSQL or local)",
+            ["component"],
+        )
+        self.valkey_up = Gauge(
+            "halobestie_valkey_up", "1 when the worker's last ping answered", ["process"], multiprocess_mode="max"
+        )
+        self.rate_limited = Counter("halobestie_rate_limit_refusals", "Requests refused by a rate limit", ["rule"])
+        self.webhooks = Counter("halobestie_webhook_outcomes", "Xendit callbacks by outcome", ["outcome"])
+        self.payments = Gauge(
+            "halobestie_payment_requests",
+            "Payment requests created in the last 24 hours, by status (sampled by the worker)",
+            ["status"],
+            multiprocess_mode="max",
+        )
+        self.pairing = Counter(
+            "halobestie_pairing_outcomes", "Searches ended: paired, or the failure cause", ["request_type", "outcome"]
+        )
+        self.time_to_accept = Histogram(
+            "halobestie_pairing_accept_seconds",
+            "From the search's start to a Bestie's accept",
+            ["request_type"],
+            buckets=ACCEPT_BUCKETS,
+        )
+        self.lateness = Histogram(
+            "halobestie_deadline_lateness_seconds",
+            "How late a deadline fired after its time",
+            ["deadline"],
+            buckets=LATENESS_BUCKETS,
+        )
+        self.sockets = Gauge(
+            "halobestie_sockets_connected", "Authenticated WebSockets held", ["user_type"], multiprocess_mode="livesum"
+        )
+        self.pushes = Counter("halobestie_pushes", "FCM pushes by outcome", ["type", "outcome"])
+        self.job_runs = Counter("halobestie_worker_job_runs", "Worker job runs by outcome", ["job", "outcome"])
+        self.worker_tick = Gauge(
+            "halobestie_worker_last_tick_timestamp_seconds",
+            "When a worker last ran its loop",
+            ["process"],
+            multiprocess_mode="max",
+        )
+
+
+_metrics: Metrics | None = None
+_lock = threading.Lock()
+
+
+def m() -> Metrics:
+    global _metrics
+    if _metrics is None:
+        with _lock:
+            if _metrics is None:
+                _metrics = Metrics()
+    return _metrics
+
+
+def version() -> str:
+    try:
+        return metadata.version("halobestie-backend")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def enable_multiprocess(process: str) -> str:
+    """In a server's master, before it forks: values go to files every process shares. An existing
+    PROMETHEUS_MULTIPROC_DIR is emptied (a restart must not add a dead process's gauges), else a
+    fresh one is made. Returns the directory."""
+    assert _metrics is None, "metrics were made before multiprocess mode was chosen"
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+    else:
+        path = tempfile.mkdtemp(prefix=f"halobestie-metrics-{process}-")
+        os.environ[MULTIPROC_ENV] = path
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return path
+
+
+def process_exited(pid: int) -> None:
+    """A forked worker ended: its live gauges (sockets, pool) leave the sums."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def registry() -> CollectorRegistry:
+    if os.environ.get(MULTIPROC_ENV):
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return merged
+    return prometheus_client.REGISTRY
+
+
+def exposition() -> bytes:
+    """The text format of every process's values (all of this server's workers in multiprocess mode)."""
+    flush_local()
+    return prometheus_client.generate_latest(registry())
+
+
+def serve_port(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 (a private port; the NetworkPolicy limits it)
+    """The private metrics port of a worker or gateway, on a daemon thread."""
+    prometheus_client.start_http_server(port, host, registry=registry())
+
+
+def announce(process: str) -> None:
+    m().build_info.labels(version(), process).set(1)
+
+
+class RequestTally:
+    """A listener's request counts and latencies, kept in the process and added to the metrics once
+    a second (and before a scrape of this process). Written straight through, multiprocess values
+    (a lock, a pid check and an mmap write each, three per request) cost /health a fifth of its
+    throughput (bench/run.py); a dict under one lock costs a few percent. The histogram's buckets
+    are added n at a time through its children's `_buckets`/`_sum` (prometheus-client has no public
+    way); tests/lib/test_metrics.py checks the sums, so a change there fails loudly."""
+
+    FLUSH_SECONDS = 1.0
+
+    def __init__(self, surface: str) -> None:
+        self.surface = surface
+        self._bounds = (*LATENCY_BUCKETS, float("inf"))
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str, int], list[float]] = {}
+        _tallies.append(self)
+
+    def add(self, route: str, method: str, status: int, seconds: float) -> None:
+        bucket = 2 + bisect.bisect_left(self._bounds, seconds)
+        key = (route, method, status)
+        with self._lock:
+            row = self._pending.get(key)
+            if row is None:
+                row = self._pending[key] = [0.0] * (2 + len(self._bounds))
+            row[0] += 1
+            row[1] += seconds
+            row[bucket] += 1
+        if not _flushing:  # the first request in this process (after the fork)
+            _start_flusher()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        metrics = m()
+        for (route, method, status), row in pending.items():
+            metrics.requests.labels(self.surface, route, method, str(status)).inc(row[0])
+            child = metrics.latency.labels(self.surface, route, method)
+            child._sum.inc(row[1])
+            for i, n in enumerate(row[2:]):
+                if n:
+                    child._buckets[i].inc(n)
+
+
+_tallies: list[RequestTally] = []
+_flushing = False  # a flag, not a pid: getpid() is a system call, and this is checked per request
+
+
+def _forked() -> None:
+    global _flushing
+    _flushing = False  # the parent's thread did not come along
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def _start_flusher() -> None:
+    """One thread per process adds every tally's requests to the metrics each FLUSH_SECONDS."""
+    global _flushing
+    with _lock:
+        if _flushing:
+            return
+        _flushing = True
+
+    def run() -> None:
+        while True:
+            time.sleep(RequestTally.FLUSH_SECONDS)
+            flush_local()
+
+    threading.Thread(target=run, name="request-metrics", daemon=True).start()
+    atexit.register(flush_local)
+
+
+def flush_local() -> None:
+    """Whatever this process still holds, into the metrics (before it answers a scrape)."""
+    for tally in _tallies:
+        tally.flush()

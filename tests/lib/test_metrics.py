@@ -1,0 +1,161 @@
+"""Metrics: names and labels (a scrape after a request shows its route template), no label that
+could hold a user id, phone or token, and one scrape summing every worker of a real server."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+from falcon import testing
+from prometheus_client.parser import text_string_to_metric_families
+
+from lib import metrics as prom
+from lib.clock import utcnow
+from lib.config.env import Settings
+from lib.jobs import JobCtx
+from lib.services import Services
+from runtime.app import create_app
+from tests.chatflow import Chat, job
+from tests.conftest import PROJECT_ROOT, bearer
+from tests.helpers import free_port, process_env, wait_http
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-", re.I)
+PHONE = re.compile(r"\+?62\d{6,}|\b0?8\d{8,}")
+TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]{8,}")
+# Every label name the service uses; a new one is a decision, made here, about its cardinality.
+LABELS = {
+    "surface", "route", "method", "status", "state", "pool", "component", "process", "rule", "outcome",
+    "request_type", "deadline", "user_type", "type", "job", "version", "le",
+}  # fmt: skip
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            found.setdefault(s.name, []).append((s.labels, s.value))
+    return found
+
+
+def value(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    return sum(v for got, v in found.get(name, []) if all(got.get(k) == want for k, want in labels.items()))
+
+
+def check_bounded(found: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+    for name, rows in found.items():
+        if not name.startswith("halobestie_"):
+            continue
+        for labels, _ in rows:
+            assert set(labels) <= LABELS, (name, labels)
+            for label_value in labels.values():
+                assert not UUID.search(label_value), (name, labels)
+                assert not PHONE.search(label_value), (name, labels)
+                assert not TOKEN.search(label_value), (name, labels)
+
+
+def test_a_scrape_shows_the_route_template_and_no_identifier(services: Services, anonymous, cc_login) -> None:
+    public = testing.TestClient(create_app("public", services=services))
+    internal = testing.TestClient(create_app("internal", services=services))
+    customer = anonymous()
+    session_id = uuid.uuid4()
+    before = samples(internal.simulate_get("/internal/metrics").text)
+    got = public.simulate_get(f"/api/shared/chat/{session_id}/info", headers=bearer(customer["access_token"]))
+    assert got.status_code == 404
+    public.simulate_get("/no/such/route/+6281234567890")
+    for _ in range(3):
+        public.simulate_post("/api/shared/auth/otp/request", json={"phone": "+6281234567890"})
+    scrape = internal.simulate_get("/internal/metrics")
+    assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
+    found = samples(scrape.text)
+    route = "/api/shared/chat/{session_id:uuid}/info"
+    key = {"surface": "public", "route": route, "method": "GET", "status": "404"}
+    assert (
+        value(found, "halobestie_http_requests_total", **key)
+        == value(before, "halobestie_http_requests_total", **key) + 1
+    )
+    counted = value(found, "halobestie_http_request_duration_seconds_count", surface="public", route=route)
+    assert counted >= 1
+    assert (
+        value(found, "halobestie_http_request_duration_seconds_bucket", surface="public", route=route, le="+Inf")
+        == counted
+    )
+    assert value(found, "halobestie_http_requests_total", route="unmatched", status="404") >= 1
+    assert value(found, "halobestie_build_info", process="public") == 1
+    assert "halobestie_db_pool_connections" in found
+    check_bounded(found)
+
+
+@pytest.fixture
+def two_workers(settings: Settings) -> Iterator[tuple[str, str, subprocess.Popen[str]]]:
+    port, metrics_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "serve", "internal", "--bind", f"127.0.0.1:{port}"],
+        cwd=PROJECT_ROOT,
+        env=process_env(settings, WEB_CONCURRENCY="2", METRICS_PORT=str(metrics_port)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}", proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=40)
+
+
+def test_one_scrape_sums_every_worker_of_a_real_server(two_workers: tuple[str, str, subprocess.Popen[str]]) -> None:
+    url, private, _ = two_workers
+    wait_http(url + "/health")
+    # New connections each time, so both workers (SO_REUSEPORT) answer some of them.
+    for _ in range(40):
+        assert requests.get(url + "/health", timeout=5, headers={"Connection": "close"}).status_code == 200
+    key = {"surface": "internal", "route": "/health", "method": "GET", "status": "200"}
+    # Each worker adds its requests to the shared files within a second (lib/metrics.RequestTally).
+    deadline = time.monotonic() + 5
+    while True:
+        from_listener = samples(requests.get(url + "/internal/metrics", timeout=5).text)
+        from_port = samples(requests.get(private + "/metrics", timeout=5).text)
+        total = value(from_port, "halobestie_http_requests_total", **key)
+        if total >= 40 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    # wait_http's own probes count too: at least the 40, from a master that served none of them.
+    assert total >= 40
+    assert value(from_listener, "halobestie_http_requests_total", **key) >= 40
+    assert (
+        value(from_port, "halobestie_http_request_duration_seconds_count", surface="internal", route="/health") == total
+    )
+    assert len([1 for labels, _ in from_port["halobestie_build_info"] if labels.get("process") == "internal"]) == 1
+    check_bounded(from_port)
+
+
+def test_pairing_deadlines_and_the_worker_sample(chat: Chat) -> None:
+    before = samples(prom.exposition().decode())
+    chat.paired()
+    lonely = chat.customer("Sendiri")
+    searching = chat.session_of(chat.pay_for(lonely))
+    chat.due_now(searching, "search_expires_at")
+    chat.tick()
+    job("metrics_sample").module.run(JobCtx(chat.pay, logging.getLogger("t"), utcnow))
+    after = samples(prom.exposition().decode())
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("halobestie_pairing_outcomes_total", request_type="blast", outcome="paired") == 1
+    assert delta("halobestie_pairing_outcomes_total", request_type="blast", outcome="PAIRING_TIMEOUT") == 1
+    assert delta("halobestie_pairing_accept_seconds_count", request_type="blast") == 1
+    assert delta("halobestie_deadline_lateness_seconds_count", deadline="search_window") == 1
+    assert delta("halobestie_webhook_outcomes_total", outcome="confirmed") == 2
+    assert value(after, "halobestie_payment_requests", status="consumed") == 1
+    assert value(after, "halobestie_payment_requests", status="failed_pairing") == 1
+    assert value(after, "halobestie_valkey_up", process="worker") == 1
+    check_bounded(after)
