@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import requests
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -357,3 +358,29 @@ def test_a_push_is_sent_exactly_when_no_socket_carries_the_event(
         finally:
             local.heard.close()
             svc.close()
+
+
+def test_the_gateways_metrics_port_counts_its_sockets(settings: Settings, chat: Chat) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def connected(url: str) -> float:
+        text = requests.get(url, timeout=5).text
+        return sum(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "halobestie_sockets_connected" and s.labels.get("user_type") == "customer"
+        )
+
+    metrics_port = free_port()
+    customer = chat.customer()
+    with gateway(settings, METRICS_PORT=str(metrics_port), WEB_CONCURRENCY="2") as (url, _):
+        scrape = f"http://127.0.0.1:{metrics_port}/metrics"
+        with socket(url, customer["access_token"]) as one, socket(url, customer["access_token"]) as two:
+            _ok(one)
+            _ok(two)
+            assert connected(scrape) == 2  # summed over the gateway's worker processes
+        deadline = time.monotonic() + 5
+        while connected(scrape) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert connected(scrape) == 0
