@@ -5,6 +5,7 @@ message and every earlier one from its sender has been read."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from psycopg import sql
@@ -55,6 +56,11 @@ _SEND = sql.SQL(
 )
 
 
+@cache
+def _send_query(user_type: str) -> bytes:
+    return _SEND.format(party=sql.Identifier(party_column(user_type))).as_bytes(None)
+
+
 def send(
     db: Database,
     events: ChatEvents,
@@ -78,7 +84,7 @@ def send(
         "n": sealed.nonce,
         "c": sealed.ciphertext,
     }
-    row = db.fetch_one(_SEND.format(party=sql.Identifier(party_column(who.user_type))), params)
+    row = db.fetch_one(_send_query(who.user_type), params)
     if row is None:
         raise NotFound()  # another user's session looks like a missing one
     if row["id"] is None:
@@ -124,6 +130,12 @@ _MARK = sql.SQL(
 )
 
 
+@cache
+def _mark_query(status: str) -> bytes:
+    stamp = sql.Identifier("read_at" if status == "read" else "delivered_at")
+    return _MARK.format(status=sql.Literal(status), stamp=stamp).as_bytes(None)
+
+
 def mark(db: Database, events: ChatEvents, who: Principal, session_id: str, message_id: str, status: str) -> list[str]:
     """`read`: every message from the other side up to `message_id`; `delivered`: that one. The
     sender hears `message.status` once, for the newest message that changed."""
@@ -135,11 +147,8 @@ def mark(db: Database, events: ChatEvents, who: Principal, session_id: str, mess
         is None
     ):
         raise ValidationFailed({"message_id": ["Not a message of this chat."]})
-    query = _MARK.format(
-        status=sql.Literal(status), stamp=sql.Identifier("read_at" if status == "read" else "delivered_at")
-    )
     rows = db.fetch_all(
-        query,
+        _mark_query(status),
         {
             "s": session_id,
             "me": who.user_type,
