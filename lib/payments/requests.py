@@ -14,7 +14,7 @@ from lib.chat.states import OPEN
 from lib.config.app import AppConfig
 from lib.constraints import IdempotencyKeyTaken
 from lib.db import Database
-from lib.errors import ApiError, Conflict, NotFound, ValidationFailed
+from lib.errors import ApiError, Conflict, NotFound, Unauthorized, ValidationFailed
 from lib.payments.gateway import Gateway, GatewayError, Invoice, InvoiceOutcomeUnknown
 from lib.presence.availability import find_available_mitras
 from lib.pricing import quote
@@ -112,8 +112,11 @@ def create_request(
             row = conn.execute(
                 "INSERT INTO payment_requests (customer_id, mode, tier_id, minutes, price, discount, amount, "
                 "topic_sensitivity, targeted_mitra_id, idempotency_key, request_hash, expires_at) "
-                "VALUES (%(c)s, %(mode)s, %(tier)s, %(min)s, %(price)s, %(disc)s, %(amount)s, %(topic)s, "
-                "%(target)s, %(key)s, %(hash)s, now() + make_interval(mins => %(valid)s)) RETURNING *",
+                "SELECT id, %(mode)s, %(tier)s, %(min)s, %(price)s, %(disc)s, %(amount)s, %(topic)s, "
+                "%(target)s, %(key)s, %(hash)s, now() + make_interval(mins => %(valid)s) "
+                # FOR SHARE waits for an erasure in progress (lib/privacy.py locks the row) and then
+                # sees its erased_at: no payment is taken for an account erased meanwhile.
+                "FROM customers WHERE id = %(c)s AND erased_at IS NULL FOR SHARE RETURNING *",
                 {
                     "c": customer_id,
                     "mode": body["mode"],
@@ -136,7 +139,8 @@ def create_request(
             return replay
         raise
     # (another open request of the customer is ALREADY_ACTIVE: payment_requests_one_open)
-    assert row is not None
+    if row is None:
+        raise Unauthorized("Account not found")  # erased while this request was on its way
     return request_doc(open_invoice(db, gateway, row, f"Sesi curhat {row['minutes']} menit", minutes_valid))
 
 

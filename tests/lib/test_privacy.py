@@ -135,3 +135,29 @@ def test_the_control_center_erases_on_request_audited_and_idempotent(chat: Chat,
         f"/internal/customers/{uuid.uuid4()}/erase", headers=bearer(admin), json={"reason": "x y z"}
     )
     assert unknown.status_code == 404
+
+
+def test_a_payment_racing_the_erasure_is_not_taken(chat: Chat) -> None:
+    """A payment request already past authentication when the erasure starts waits for it, then
+    finds the account gone: 401, no payment row, no invoice."""
+    import threading
+
+    import psycopg
+
+    from tests.payflow import create_payment, tier_of
+
+    chat.mitra()
+    customer = chat.customer()
+    tier = tier_of(chat.pay, 15)
+    with psycopg.connect(chat.pay.settings.database_url) as eraser:  # holds the lock as erase() does
+        eraser.execute("SELECT 1 FROM customers WHERE id = %s FOR UPDATE", [customer["user"]["id"]])
+        eraser.execute("UPDATE customers SET erased_at = now() WHERE id = %s", [customer["user"]["id"]])
+        answers: list[Any] = []
+        paying = threading.Thread(target=lambda: answers.append(create_payment(chat.app, customer, tier)))
+        paying.start()
+        paying.join(timeout=1.0)
+        assert paying.is_alive()  # waiting on the erasure's lock
+        eraser.commit()
+    paying.join(timeout=10)
+    assert answers and answers[0].status_code == 401, answers[0].text if answers else "no answer"
+    assert chat.pay.db.fetch_one("SELECT count(*) AS n FROM payment_requests") == {"n": 0}
