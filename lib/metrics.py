@@ -63,7 +63,7 @@ class Metrics:
             ["component"],
         )
         self.valkey_up = Gauge(
-            "halobestie_valkey_up", "1 when the worker's last ping answered", ["process"], multiprocess_mode="max"
+            "halobestie_valkey_up", "1 when the worker's last ping answered", multiprocess_mode="max"
         )
         self.rate_limited = Counter("halobestie_rate_limit_refusals", "Requests refused by a rate limit", ["rule"])
         self.webhooks = Counter("halobestie_webhook_outcomes", "Xendit callbacks by outcome", ["outcome"])
@@ -96,7 +96,6 @@ class Metrics:
         self.worker_tick = Gauge(
             "halobestie_worker_last_tick_timestamp_seconds",
             "When a worker last ran its loop",
-            ["process"],
             multiprocess_mode="max",
         )
 
@@ -158,7 +157,7 @@ def exposition() -> bytes:
 
 
 def serve_port(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 (a private port; the NetworkPolicy limits it)
-    """The private metrics port of a worker or gateway, on a daemon thread."""
+    """A process's private metrics port (METRICS_PORT), on a daemon thread."""
     prometheus_client.start_http_server(port, host, registry=registry())
 
 

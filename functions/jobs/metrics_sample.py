@@ -12,7 +12,7 @@ JOB = Job(every=lambda s: 15, every_replica=True, run_at_start=True)
 
 def run(ctx: JobCtx) -> None:
     metrics = m()
-    metrics.valkey_up.labels("worker").set(1 if is_up(ctx.services.valkey) else 0)
+    metrics.valkey_up.set(1 if is_up(ctx.services.valkey) else 0)
     rows = ctx.services.db.fetch_all(
         "SELECT status, count(*) AS n FROM payment_requests WHERE created_at > now() - interval '1 day' GROUP BY status"
     )
