@@ -23,7 +23,7 @@ from tests.conftest import PROJECT_ROOT, bearer
 from tests.fakes import FakeXendit
 from tests.helpers import free_port, process_env, stop_process, wait_http
 from tests.payflow import SECRET, TOKEN, WEBHOOK, paid_body, tier_of
-from tests.runtime.test_gateway import Client, gateway, socket
+from tests.wsclient import Client, gateway, socket
 
 
 @contextmanager
