@@ -46,6 +46,8 @@ from runtime.router import FUNCTIONS_DIR, DiscoveryError, load_module, module_fi
 log = logging.getLogger("runtime.gateway")
 
 QUEUE_LIMIT = 256
+BATCH_LIMIT = 64  # frames per batch of a batched frame type
+FLIGHTS = 4  # batches of one frame type in flight at once, per process
 
 # Close codes (API.md for 4401/4403; the others are ours, documented in docs/realtime.md).
 UNAUTHORIZED, NOT_PARTICIPANT, SLOW_CONSUMER, GOING_AWAY, TOO_BIG = 4401, 4403, 4008, 1001, 1009
@@ -57,14 +59,23 @@ class FrameModule:
     module: ModuleType
     schema: marshmallow.Schema | None
 
+    @property
+    def batched(self) -> bool:
+        return hasattr(self.module, "handle_batch")
+
 
 def discover_frames(root: Path = FUNCTIONS_DIR) -> dict[str, FrameModule]:
     found: dict[str, FrameModule] = {}
     for dotted, path in module_files(root, top={"realtime"}):
         module = load_module(dotted, path)
-        frame, handle = getattr(module, "FRAME", None), getattr(module, "handle", None)
-        if not isinstance(frame, Frame) or not callable(handle):
-            raise DiscoveryError(f"{path}: a frame module defines FRAME = Frame(...) and handle(ctx)")
+        frame = getattr(module, "FRAME", None)
+        handlers = [h for h in ("handle", "handle_batch") if callable(getattr(module, h, None))]
+        if not isinstance(frame, Frame) or len(handlers) != 1:
+            raise DiscoveryError(
+                f"{path}: a frame module defines FRAME = Frame(...) and handle(ctx) or handle_batch(ctxs)"
+            )
+        if handlers == ["handle_batch"] and not frame.blocking:
+            raise DiscoveryError(f"{path}: handle_batch is for blocking frames (it runs on the thread pool)")
         if not (module.__doc__ or "").strip():
             raise DiscoveryError(f"{path}: needs a one-line module docstring")
         if frame.type in found or frame.type == "auth":
@@ -72,6 +83,50 @@ def discover_frames(root: Path = FUNCTIONS_DIR) -> dict[str, FrameModule]:
         schema = frame.schema(unknown=EXCLUDE) if frame.schema else None
         found[frame.type] = FrameModule(frame, module, schema)
     return found
+
+
+FAILED = object()  # a batched frame's outcome when its batch broke (logged once for the batch)
+
+
+class Batches:
+    """The frames of one batched type (`handle_batch`), gathered while earlier batches are in
+    flight. With nothing in flight a frame leaves at once, alone; under load each of up to FLIGHTS
+    flights takes everything waiting, so one thread hop, one statement and one publish carry many
+    frames and the cost per frame falls as the load rises. A socket still handles its own frames
+    one after another, so its messages keep their order."""
+
+    def __init__(self, gateway: Gateway, handle: Callable[[list[FrameCtx]], list[Any]]) -> None:
+        self.gateway = gateway
+        self.handle = handle
+        self.waiting: list[tuple[FrameCtx, asyncio.Future[Any]]] = []
+        self.flying = 0
+
+    async def run(self, ctx: FrameCtx) -> Any:
+        """The frame's outcome: its reply, None, an ApiError, or FAILED."""
+        assert self.gateway.loop is not None
+        done = self.gateway.loop.create_future()
+        self.waiting.append((ctx, done))
+        if self.flying < FLIGHTS:
+            self.flying += 1
+            self.gateway.spawn(self._fly())
+        return await done
+
+    async def _fly(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[:BATCH_LIMIT], self.waiting[BATCH_LIMIT:]
+                try:
+                    outcomes = await self.gateway.blocking(self.handle, [ctx for ctx, _ in batch])
+                except ApiError as exc:  # the whole batch was refused (the database is away): each frame says so
+                    outcomes = [exc] * len(batch)
+                except Exception:
+                    log.exception("a batch of %d frames failed", len(batch))
+                    outcomes = [FAILED] * len(batch)
+                for (_, done), outcome in zip(batch, outcomes, strict=True):
+                    if not done.done():
+                        done.set_result(outcome)
+        finally:
+            self.flying -= 1
 
 
 @dataclass(eq=False)
@@ -112,6 +167,7 @@ class Gateway:
         self._presence_task: asyncio.Task[None] | None = None
         self._linked_before = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.batches = {kind: Batches(self, f.module.handle_batch) for kind, f in frames.items() if f.batched}
 
     # --- process lifecycle --------------------------------------------------------------------
 
@@ -242,9 +298,17 @@ class Gateway:
             return
         ctx = FrameCtx(self.services, conn.principal, conn.session_id, body)
         try:
-            reply = (
-                await self.blocking(module.module.handle, ctx) if module.frame.blocking else module.module.handle(ctx)
-            )
+            if module.batched:
+                reply = await self.batches[module.frame.type].run(ctx)
+                if isinstance(reply, ApiError):
+                    raise reply
+                if reply is FAILED:
+                    self.enqueue(conn, server_frame("error", {"code": "INTERNAL_ERROR", "type": kind}))
+                    return
+            elif module.frame.blocking:
+                reply = await self.blocking(module.module.handle, ctx)
+            else:
+                reply = module.module.handle(ctx)
         except ApiError as exc:
             self.enqueue(conn, server_frame("error", {"code": exc.code, "message": exc.message, "type": kind}))
             return

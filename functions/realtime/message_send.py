@@ -4,7 +4,8 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from lib.chat.messages import MAX_LENGTH, send
+from lib.chat.messages import MAX_LENGTH, Outgoing, send_many
+from lib.errors import ApiError
 from lib.frames import Frame, FrameCtx
 
 
@@ -16,16 +17,10 @@ class Body(Schema):
 FRAME = Frame(type="message.send", schema=Body, needs_session=True)
 
 
-def handle(ctx: FrameCtx) -> dict[str, Any]:
-    assert ctx.session_id is not None
-    s = ctx.services
-    doc, _ = send(
-        s.db,
-        s.chat_events,
-        s.transcripts,
-        ctx.principal,
-        ctx.session_id,
-        ctx.body["client_message_id"],
-        ctx.body["content"],
-    )
-    return {"type": "message.sent", "data": doc}
+def handle_batch(batch: list[FrameCtx]) -> list[dict[str, Any] | ApiError]:
+    s = batch[0].services
+    items = [Outgoing(c.principal, c.session_id or "", c.body["client_message_id"], c.body["content"]) for c in batch]
+    return [
+        outcome if isinstance(outcome, ApiError) else {"type": "message.sent", "data": outcome[0]}
+        for outcome in send_many(s.db, s.chat_events, s.transcripts, items)
+    ]

@@ -5,6 +5,9 @@ message and every earlier one from its sender has been read."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -13,9 +16,9 @@ from psycopg import sql
 from lib.chat import events as ev
 from lib.chat.errors import SessionNotActive, SessionPaused
 from lib.chat.events import ChatEvents, Party
-from lib.chat.sessions import for_participant, party_column
+from lib.chat.sessions import for_participant
 from lib.db import Database
-from lib.errors import NotFound, ValidationFailed
+from lib.errors import ApiError, NotFound, ValidationFailed
 from lib.pagination import Keyset
 from lib.principal import Principal
 from lib.transcripts import Transcripts
@@ -45,20 +48,42 @@ def other_party(row: dict[str, Any], who: Principal) -> list[Party]:
     return [ev.customer(row["customer_id"])]
 
 
-# The hot path in one statement: the participant check, the state check and the idempotent insert.
-_SEND = sql.SQL(
-    "WITH s AS (SELECT id, status, customer_id, mitra_id FROM chat_sessions WHERE id = %(s)s AND {party} = %(u)s), "
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to send: who sends what into which session."""
+
+    who: Principal
+    session_id: str
+    client_message_id: str
+    content: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes two sends one message (the unique constraint), ids in canonical form."""
+        return str(uuid.UUID(self.session_id)), str(uuid.UUID(self.who.user_id)), self.client_message_id
+
+
+# The hot path in one statement for any number of messages: the participant check, the state check
+# and the idempotent insert. `n` numbers the inputs; an input missing from the result is not the
+# sender's session, one with a NULL id was not inserted (a repeat, or the session is not active).
+_SEND = (
+    "WITH i AS (SELECT * FROM unnest(%(n)s::int[], %(s)s::uuid[], %(t)s::text[], %(u)s::uuid[], %(cm)s::text[], "
+    "%(k)s::uuid[], %(nonce)s::bytea[], %(c)s::bytea[]) AS i(n, s, t, u, cm, k, nonce, c)), "
+    "s AS (SELECT i.*, cs.status AS session_status, cs.customer_id AS session_customer, cs.mitra_id AS session_mitra "
+    "FROM i JOIN chat_sessions cs ON cs.id = i.s "
+    "AND CASE i.t WHEN 'customer' THEN cs.customer_id ELSE cs.mitra_id END = i.u), "
     "ins AS (INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, key_id, nonce, ciphertext) "
-    "SELECT s.id, %(t)s, %(u)s, %(cm)s, %(k)s, %(n)s, %(c)s FROM s WHERE s.status = 'active' "
+    "SELECT s, t, u, cm, k, nonce, c FROM s WHERE session_status = 'active' ORDER BY n "
     "ON CONFLICT (session_id, sender_id, client_message_id) DO NOTHING RETURNING *) "
-    "SELECT s.status AS session_status, s.customer_id AS session_customer, s.mitra_id AS session_mitra, ins.* "
-    "FROM s LEFT JOIN ins ON true"
+    "SELECT s.n, s.session_status, s.session_customer, s.session_mitra, ins.* "
+    "FROM s LEFT JOIN ins ON ins.session_id = s.s AND ins.sender_id = s.u AND ins.client_message_id = s.cm"
+)
+_EARLIER = (
+    "SELECT i.n, m.* FROM unnest(%(n)s::int[], %(s)s::uuid[], %(u)s::uuid[], %(cm)s::text[]) AS i(n, s, u, cm) "
+    "JOIN chat_messages m ON m.session_id = i.s AND m.sender_id = i.u AND m.client_message_id = i.cm"
 )
 
-
-@cache
-def _send_query(user_type: str) -> bytes:
-    return _SEND.format(party=sql.Identifier(party_column(user_type))).as_bytes(None)
+Sent = tuple[dict[str, Any], bool] | ApiError
 
 
 def send(
@@ -72,33 +97,83 @@ def send(
 ) -> tuple[dict[str, Any], bool]:
     """(the stored message, whether this call stored it). A repeat of a `client_message_id` answers
     with the message stored the first time, and nobody hears of it twice."""
-    if not content.strip():
-        raise ValidationFailed({"content": ["Must not be blank."]})
-    sealed = transcripts.seal(session_id, content)
-    params = {
-        "s": session_id,
-        "t": who.user_type,
-        "u": who.user_id,
-        "cm": client_message_id,
-        "k": sealed.key_id,
-        "n": sealed.nonce,
-        "c": sealed.ciphertext,
-    }
-    row = db.fetch_one(_send_query(who.user_type), params)
-    if row is None:
-        raise NotFound()  # another user's session looks like a missing one
-    if row["id"] is None:
-        earlier = db.fetch_one(
-            "SELECT * FROM chat_messages WHERE session_id = %(s)s AND sender_id = %(u)s AND client_message_id = %(cm)s",
-            params,
+    (outcome,) = send_many(db, events, transcripts, [Outgoing(who, session_id, client_message_id, content)])
+    if isinstance(outcome, ApiError):
+        raise outcome
+    return outcome
+
+
+def send_many(db: Database, events: ChatEvents, transcripts: Transcripts, items: Sequence[Outgoing]) -> list[Sent]:
+    """`send` for many messages at once (the gateway gathers the frames that arrive while earlier
+    ones are stored): one statement, one more for repeats, one publish. Each item's outcome is its
+    own: one item's error (not a participant, session paused) leaves the others stored."""
+    outcomes: list[Sent | None] = [None] * len(items)
+    first: dict[tuple[str, str, str], int] = {}  # an item sent twice in one batch is a repeat of the first
+    todo: list[tuple[int, Outgoing]] = []
+    for i, item in enumerate(items):
+        if not item.content.strip():
+            outcomes[i] = ValidationFailed({"content": ["Must not be blank."]})
+        elif first.setdefault(item.key, i) == i:
+            todo.append((i, item))
+    if todo:
+        _store(db, events, transcripts, todo, outcomes)
+    for i, item in enumerate(items):
+        if outcomes[i] is None:
+            earlier = outcomes[first[item.key]]
+            outcomes[i] = (earlier[0], False) if isinstance(earlier, tuple) else earlier
+    return [o for o in outcomes if o is not None]
+
+
+def _store(
+    db: Database, events: ChatEvents, transcripts: Transcripts, todo: list[tuple[int, Outgoing]], out: list[Sent | None]
+) -> None:
+    sealed = [transcripts.seal(item.session_id, item.content) for _, item in todo]
+    rows = db.fetch_all(
+        _SEND,
+        {
+            "n": [i for i, _ in todo],
+            "s": [item.session_id for _, item in todo],
+            "t": [item.who.user_type for _, item in todo],
+            "u": [item.who.user_id for _, item in todo],
+            "cm": [item.client_message_id for _, item in todo],
+            "k": [x.key_id for x in sealed],
+            "nonce": [x.nonce for x in sealed],
+            "c": [x.ciphertext for x in sealed],
+        },
+    )
+    by_input = {row["n"]: row for row in rows}
+    published = []
+    repeats: list[tuple[int, Outgoing]] = []
+    for i, item in todo:
+        row = by_input.get(i)
+        if row is None:
+            out[i] = NotFound()  # another user's session looks like a missing one
+        elif row["id"] is None:
+            repeats.append((i, item))
+        else:
+            doc = message_doc(row, item.content)
+            out[i] = (doc, True)
+            session = {"customer_id": row["session_customer"], "mitra_id": row["session_mitra"]}
+            published.append((other_party(session, item.who), "message.new", doc))
+    if repeats:
+        earlier = db.fetch_all(
+            _EARLIER,
+            {
+                "n": [i for i, _ in repeats],
+                "s": [item.session_id for _, item in repeats],
+                "u": [item.who.user_id for _, item in repeats],
+                "cm": [item.client_message_id for _, item in repeats],
+            },
         )
-        if earlier is not None:
-            return message_doc(earlier, transcripts.open_row(earlier)), False
-        raise SessionPaused() if row["session_status"] == "extending" else SessionNotActive()
-    doc = message_doc(row, content)
-    session = {"customer_id": row["session_customer"], "mitra_id": row["session_mitra"]}
-    events.publish(other_party(session, who), "message.new", doc)
-    return doc, True
+        found = {r["n"]: r for r in earlier}
+        for i, _item in repeats:
+            stored = found.get(i)
+            if stored is not None:
+                out[i] = (message_doc(stored, transcripts.open_row(stored)), False)
+            else:
+                out[i] = SessionPaused() if by_input[i]["session_status"] == "extending" else SessionNotActive()
+    if published:
+        events.publish_each(published)
 
 
 def page(

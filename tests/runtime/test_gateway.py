@@ -8,6 +8,8 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any
 
@@ -109,6 +111,43 @@ def test_both_parties_chat_with_receipts_and_typing(ws_url: str, chat: Chat) -> 
     assert [r["content"] for r in stored] == [None, None]  # sealed at rest
     opened = [(chat.pay.transcripts.open_row(r), r["status"]) for r in stored]
     assert opened == [("Halo Bestie", "read"), ("Hai, cerita aja", "sent")]
+
+
+def test_sends_arriving_together_each_get_their_own_outcome_in_order(ws_url: str, chat: Chat) -> None:
+    """Frames from many sockets at once are stored in shared batches (runtime/gateway.py, Batches):
+    every sender still gets its own replies in its own order, and the other party hears each once."""
+    pairs = [chat.paired() for _ in range(5)]
+    paused, _, _, paused_id = chat.paired()
+    chat.pay.db.execute("UPDATE chat_sessions SET status = 'extending' WHERE id = %(s)s", {"s": paused_id})
+    burst = 12
+    with ExitStack() as stack:
+        senders = [stack.enter_context(socket(ws_url, c["access_token"], sid)) for c, _, _, sid in pairs]
+        hearers = [stack.enter_context(socket(ws_url, token, sid)) for _, _, token, sid in pairs]
+        blocked = stack.enter_context(socket(ws_url, paused["access_token"], paused_id))
+        for client in [*senders, *hearers, blocked]:
+            _ok(client)
+
+        def fire(client: Client, tag: str) -> list[dict[str, Any]]:
+            for n in range(burst):  # all at once, without waiting for the replies
+                client.send({"type": "message.send", "client_message_id": f"{tag}-{n}", "content": f"{tag} {n}"})
+            return [client.next() for _ in range(burst)]
+
+        with ThreadPoolExecutor(len(senders) + 1) as pool:
+            replies = list(pool.map(fire, [*senders, blocked], [f"c{i}" for i in range(len(senders))] + ["p"]))
+        for i, frames in enumerate(replies[:-1]):
+            assert [(f["type"], f["data"]["content"]) for f in frames] == [
+                ("message.sent", f"c{i} {n}") for n in range(burst)
+            ]
+            heard = [hearers[i].until("message.new")["data"] for _ in range(burst)]
+            assert [h["id"] for h in heard] == [f["data"]["id"] for f in frames]
+        assert [(f["type"], f["data"]["code"]) for f in replies[-1]] == [("error", "SESSION_PAUSED")] * burst
+        for client in hearers:  # and nothing twice: a ping's pong comes after anything already queued
+            before = len(client.seen)
+            client.send({"type": "ping"})
+            client.until("pong")
+            assert "message.new" not in [f["type"] for f in client.seen[before:]]
+    stored = chat.pay.db.fetch_one("SELECT count(*) AS n, count(DISTINCT session_id) AS s FROM chat_messages")
+    assert stored == {"n": burst * len(senders), "s": len(senders)}
 
 
 def test_a_general_socket_hears_pairing_and_a_session_socket_only_its_session(ws_url: str, chat: Chat) -> None:

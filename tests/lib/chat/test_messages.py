@@ -3,9 +3,13 @@ only participants."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from lib.chat.messages import Outgoing, send_many
+from lib.errors import ApiError
+from lib.principal import Principal
 from tests.chatflow import Chat
 from tests.conftest import bearer
 
@@ -98,3 +102,52 @@ def test_only_participants_and_only_while_active(chat: Chat) -> None:
     chat.app.simulate_post(f"/api/client/chat/{session_id}/end", headers=bearer(customer["access_token"]))
     closed = _send(chat, mitra_token, session_id, "masih di sini?")
     assert closed.status_code == 409 and closed.json["error"]["code"] == "SESSION_NOT_ACTIVE"
+
+
+def test_a_batch_of_sends_gives_each_its_own_outcome(chat: Chat) -> None:
+    """What the gateway hands lib when frames arrive together: one item's refusal leaves the
+    others stored, a repeat (earlier, or twice in the batch) answers with the first message, and
+    each stored message is heard once."""
+    customer, mitra, _, session_id = chat.paired()
+    other, _, _, paused_id = chat.paired()
+    stranger = chat.customer("Orang lain")
+    chat.pay.db.execute("UPDATE chat_sessions SET status = 'extending' WHERE id = %(s)s", {"s": paused_id})
+    earlier = _send(chat, customer["access_token"], session_id, "dulu", "earlier").json["data"]
+
+    def who(user_type: str, user_id: object) -> Principal:
+        return Principal(user_type=user_type, user_id=str(user_id), session_id="s")
+
+    me, bestie = who("customer", customer["user"]["id"]), who("mitra", mitra["id"])
+    items = [
+        Outgoing(me, session_id, "x1", "satu"),
+        Outgoing(bestie, session_id.upper(), "x2", "dua"),
+        Outgoing(me, session_id, "earlier", "dulu lagi"),
+        Outgoing(who("customer", stranger["user"]["id"]), session_id, "x3", "menyusup"),
+        Outgoing(who("customer", other["user"]["id"]), paused_id, "x4", "tunggu"),
+        Outgoing(me, session_id, "x1", "satu"),
+        Outgoing(me, session_id, "x5", "   "),
+    ]
+    s = chat.pay
+    out = send_many(s.db, s.chat_events, s.transcripts, items)
+
+    stored = [o for o in out if isinstance(o, tuple)]
+    assert [o[1] for o in stored] == [True, True, False, False]
+    one, two, repeat, twice = (o[0] for o in stored)
+    assert (one["content"], one["sender_type"], two["content"], two["sender_type"]) == (
+        "satu",
+        "customer",
+        "dua",
+        "mitra",
+    )
+    assert str(repeat["id"]) == earlier["id"] and repeat["content"] == "dulu"
+    assert twice["id"] == one["id"]
+    codes = [o.code if isinstance(o, ApiError) else "ok" for o in out]
+    assert codes == ["ok", "ok", "ok", "NOT_FOUND", "SESSION_PAUSED", "ok", "VALIDATION_ERROR"]
+    rows = s.db.fetch_all("SELECT client_message_id FROM chat_messages ORDER BY seq")
+    assert [r["client_message_id"] for r in rows] == ["earlier", "x1", "x2"]
+    deadline = time.monotonic() + 3
+    while chat.heard.of("mitra", mitra["id"]).count("message.new") < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # a duplicate would arrive right behind
+    assert chat.heard.of("mitra", mitra["id"]).count("message.new") == 2  # "dulu" over REST, then "satu" once
+    assert chat.heard.last("customer", customer["user"]["id"], "message.new")["data"]["id"] == str(two["id"])
