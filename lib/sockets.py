@@ -23,17 +23,29 @@ def member(process_id: str, session_id: str | None) -> str:
     return f"{process_id}|{session_id or GENERAL}"
 
 
+# ZADD and EXPIRE for each (key, member) pair, and stale members dropped, in one command: a gateway
+# with thousands of sockets refreshes them all without packing thousands of commands in Python
+# (measured: 28-36 ms of the gateway's GIL per 1,000 sockets as a pipeline, which stalled its loop).
+_ANNOUNCE = """
+local lapse, now, ttl = ARGV[1], ARGV[2], ARGV[3]
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, lapse, ARGV[i + 3])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('EXPIRE', key, ttl)
+end
+return #KEYS
+"""
+CHUNK = 500  # pairs per command, so one refresh never holds Valkey (or the GIL) for long
+
+
 def announce(valkey: redis.Redis, entries: Iterable[tuple[str, str]]) -> None:
-    """(key, member) pairs that are live now: one pipeline for all of them."""
-    lapse = time.time() + TTL_SECONDS
-    pipe = valkey.pipeline(transaction=False)
-    count = 0
-    for user_key, socket in entries:
-        pipe.zadd(user_key, {socket: lapse})
-        pipe.expire(user_key, TTL_SECONDS * 2)
-        count += 1
-    if count:
-        pipe.execute()
+    """(key, member) pairs that are live now."""
+    script = valkey.register_script(_ANNOUNCE)
+    now = time.time()
+    pairs = list(entries)
+    for i in range(0, len(pairs), CHUNK):
+        chunk = pairs[i : i + CHUNK]
+        script(keys=[k for k, _ in chunk], args=[now + TTL_SECONDS, now, TTL_SECONDS * 2] + [m for _, m in chunk])
 
 
 def forget(valkey: redis.Redis, user_key: str, socket: str) -> None:
