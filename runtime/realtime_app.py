@@ -90,6 +90,10 @@ def create_realtime_app(services: Services | None = None, settings: Settings | N
         services = build_services(settings, application_name="halobestie-realtime")
     gateway = Gateway(services, discover_frames())
     app = RealtimeApp(middleware=[_Lifespan(gateway)])
+    # Falcon's receive buffer (a pump task and a queue per socket) exists to notice a disconnect
+    # while the app is not receiving; the gateway always is, and gunicorn's protocol already keeps
+    # a bounded queue (runtime/worker_class.py). Without it each frame costs one task hop less.
+    app.ws_options.max_receive_queue = 0
     app.add_route(WS_ROUTE, _Socket(gateway))
     app.add_route("/health", _Health())
     app.add_route("/ready", _Ready(gateway))
