@@ -167,6 +167,11 @@ async def idle_phase(url: str, users: list[tuple[str, str]], pids: list[int], id
     }
 
 
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -180,7 +185,7 @@ async def active_phase(
     """Each pair: (customer token, mitra token, session id). Customers send `rate` msg/s each."""
     customers = await open_many(url, [(c, s) for c, _, s in pairs])
     mitras = await open_many(url, [(m, s) for _, m, s in pairs])
-    cpu0, (busy0, total0) = cpu_seconds(pids), machine_busy()
+    cpu0, (busy0, total0), client0 = cpu_seconds(pids), machine_busy(), own_cpu_seconds()
     latencies: list[float] = []
     sent = 0
     stop = time.perf_counter() + seconds
@@ -217,7 +222,7 @@ async def active_phase(
         asyncio.create_task(drain(ws)) for ws in customers
     ]
     await asyncio.gather(*(talk(ws, i / len(customers) / rate) for i, ws in enumerate(customers)))
-    cpu1, (busy1, total1) = cpu_seconds(pids), machine_busy()
+    cpu1, (busy1, total1), client1 = cpu_seconds(pids), machine_busy(), own_cpu_seconds()
     await asyncio.sleep(3)  # let the last ones arrive
     for ws in customers + mitras:
         await ws.close()
@@ -232,6 +237,7 @@ async def active_phase(
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else 0.0,
         "max_ms": latencies[-1] * 1000 if latencies else 0.0,
         "gateway_cpu_ms_per_message": (cpu1 - cpu0) * 1000 / max(1, sent),
+        "client_cpu_ms_per_message": (client1 - client0) * 1000 / max(1, sent),
         "machine_busy_percent": (busy1 - busy0) / (total1 - total0) * 100,
     }
 
@@ -242,6 +248,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1000, help="active chat pairs")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the active phase")
     parser.add_argument("--rate", type=float, default=1.0, help="messages per second per pair")
+    parser.add_argument(
+        "--per-mitra",
+        type=int,
+        default=3,
+        help="sessions per mitra (default 3, max_customers_per_mitra's default; 20 is its maximum)",
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -259,7 +271,7 @@ def main() -> None:
         }
         idle_users = tokens(db_url, secret, "customer", args.idle)
         customers = tokens(db_url, secret, "customer", args.pairs)
-        mitras = tokens(db_url, secret, "mitra", max(1, args.pairs // 20))
+        mitras = tokens(db_url, secret, "mitra", -(-args.pairs // args.per_mitra))
         sessions = live_sessions(db_url, customers, mitras)
         pairs = [(customers[i][1], mitras[i % len(mitras)][1], sessions[i]) for i in range(args.pairs)]
         with gateway(env) as (url, proc):
@@ -272,13 +284,16 @@ def main() -> None:
     print(f"gateway RSS before / after:   {idle['rss_before_mb']:8.1f} / {idle['rss_after_mb']:.1f} MB")
     print(f"memory per idle socket:       {idle['kb_per_socket']:8.1f} KB")
     print(f"gateway CPU while idle:       {idle['idle_cpu_percent']:8.2f} % of one core")
-    print(f"\n{args.pairs} active pairs at {args.rate:g} msg/s each for {args.seconds:g} s:")
+    print(
+        f"\n{args.pairs} active pairs ({args.per_mitra} per mitra) at {args.rate:g} msg/s each for {args.seconds:g} s:"
+    )
     print(
         f"  sent / received:            {active['sent']:8.0f} / {active['received']:.0f}  ({active['per_second']:.0f}/s)"
     )
     print(f"  send -> other party, p50:   {active['p50_ms']:8.1f} ms")
     print(f"  p99 / max:                  {active['p99_ms']:8.1f} / {active['max_ms']:.1f} ms")
     print(f"  gateway CPU per message:    {active['gateway_cpu_ms_per_message']:8.2f} ms")
+    print(f"  client CPU per message:     {active['client_cpu_ms_per_message']:8.2f} ms  (this benchmark's own)")
     print(
         f"  whole machine busy:         {active['machine_busy_percent']:8.1f} % (client, gateway, PostgreSQL, Valkey)"
     )
