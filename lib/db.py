@@ -49,11 +49,12 @@ class Database:
     ) -> None:
         self.dsn = dsn
         self.timeout = timeout
+        self._kwargs = connect_kwargs(server_tz, application_name)
         self._pool = ConnectionPool(
             dsn,
             min_size=min_size,
             max_size=max_size,
-            kwargs=connect_kwargs(server_tz, application_name),
+            kwargs=self._kwargs,
             timeout=timeout,
             open=False,
             name=application_name,
@@ -113,6 +114,12 @@ class Database:
                 yield conn
             finally:
                 conn.autocommit = False
+
+    def dedicated(self, purpose: str) -> Conn:
+        """A connection of its own, outside the pool and in autocommit, for a thread that holds it
+        for long (a LISTEN); named `<application>-<purpose>` in pg_stat_activity."""
+        kwargs = {**self._kwargs, "application_name": f"{self._name}-{purpose}"}
+        return cast(Conn, psycopg.connect(self.dsn, autocommit=True, **kwargs))
 
     def fetch_one(self, sql: Query, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
         with self._statement() as conn:

@@ -16,6 +16,7 @@ from lib.bus import Bus
 from lib.chat.events import ChatEvents
 from lib.config.app import AppConfig
 from lib.config.env import Settings
+from lib.customers import Profiles
 from lib.db import Database
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import Gateway
@@ -42,6 +43,7 @@ class Services:
     availability_cache: AvailabilityCache
     heartbeats: Heartbeats
     transcripts: Transcripts
+    profiles: Profiles
     payment_events: PaymentEvents
     chat_events: ChatEvents
     notifier: Notifier
@@ -52,6 +54,7 @@ class Services:
         self.notifier.close()
         self.heartbeats.close()
         self.revocations.close()
+        self.profiles.close()
         self.bus.close()
         self.valkey.close()
         self.db.close()

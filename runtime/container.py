@@ -17,6 +17,7 @@ from lib.chat.events import ChatEvents
 from lib.chat.purchases import deliver
 from lib.config.app import AppConfig
 from lib.config.env import ConfigError, Settings
+from lib.customers import Profiles
 from lib.db import Database
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import make_gateway
@@ -74,6 +75,7 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
         availability_cache=AvailabilityCache(),
         heartbeats=Heartbeats(db, valkey),
         transcripts=Transcripts(db, key_ring(settings)),
+        profiles=Profiles(db),
         payment_events=payment_events,
         chat_events=chat_events,
         notifier=notifier,

@@ -16,4 +16,5 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "UPDATE customers SET usp_seen_at = COALESCE(usp_seen_at, now()) WHERE id = %(id)s",
         {"id": ctx.principal.user_id},
     )
+    ctx.services.profiles.forget(ctx.principal.user_id)  # this process answers with the change at once
     return profile(ctx.services.db, ctx.principal.user_id)

@@ -23,4 +23,5 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "UPDATE customers SET display_name = %(n)s, updated_at = now() WHERE id = %(id)s",
         {"n": name, "id": ctx.principal.user_id},
     )
+    ctx.services.profiles.forget(ctx.principal.user_id)  # this process answers with the change at once
     return profile(ctx.services.db, ctx.principal.user_id)
