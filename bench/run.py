@@ -189,7 +189,10 @@ def fastify_peer(env: dict[str, str]) -> Iterator[str | None]:
     port = free_port()
     c = conninfo_to_dict(env["DATABASE_URL"])  # node-postgres wants a URL, not key=value pairs
     host, port_, user = c.get("host", "127.0.0.1"), c.get("port", 5432), c.get("user", "postgres")
-    db = f"postgresql://{user}:{c.get('password', '')}@{host}:{port_}/{c['dbname']}"
+    if str(host).startswith("/"):  # a socket directory (the embedded server): node-postgres takes it as ?host=
+        db = f"postgresql://{user}:{c.get('password', '')}@/{c['dbname']}?host={host}&port={port_}"
+    else:
+        db = f"postgresql://{user}:{c.get('password', '')}@{host}:{port_}/{c['dbname']}"
     peer_env = {**env, "PORT": str(port), "DATABASE_URL": db}
     with running([node, "server.js"], peer_env, f"http://127.0.0.1:{port}", cwd=PEER_DIR) as url:
         yield url
@@ -363,6 +366,7 @@ def main() -> None:
                         h = headers[e.token] if e.token else {}
                         rps, p50, p99, errs = measure(wrk, peer_url, path, e.method, h, c, args.duration)
                         peer[(path, c)] = Result("Fastify cluster x2", path, c, rps, p50, p99, errs)
+        sealing = sealing_microbench(db_url, valkey_url)  # while the servers still run
     print(f"\nwrk -t2 -d{args.duration}s on loopback, one run; {os.cpu_count()} CPUs shared by server and wrk")
     for c in args.connections:
         print(f"\n-c{c}")
@@ -376,7 +380,6 @@ def main() -> None:
                 ratio = f"{r.rps / ref.rps:9.2f}x" if ref and ref.rps else "         -"
                 name = f"  Fastify {e.peer}" if r is ref else e.name
                 print(f"{name:31} {r.config:31} {r.rps:8.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.errors:6d} {ratio}")
-        sealing = sealing_microbench(db_url, valkey_url)
     print("\nauthenticate step, in-process (one core):")
     print("\n".join(auth_microbench()))
     print("\nmessage send, in-process, one PostgreSQL statement + the event on Valkey:")
