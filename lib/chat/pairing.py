@@ -432,18 +432,6 @@ def fallback_to_blast(
     return pairing_doc(row)
 
 
-def customer_pairing(db: Database, customer_id: str) -> dict[str, Any] | None:
-    """The customer's open search, or the targeted failure they may still fall back from."""
-    row = db.fetch_one(
-        "SELECT s.*, t.display_name AS targeted_name FROM chat_sessions s "
-        "LEFT JOIN mitras t ON t.id = s.targeted_mitra_id "
-        "WHERE s.customer_id = %(c)s AND (s.status = 'searching' OR s.choice_expires_at > now()) "
-        "ORDER BY s.created_at DESC LIMIT 1",
-        {"c": customer_id},
-    )
-    return pairing_doc(row, row["targeted_name"]) if row else None
-
-
 # --- deadlines (run by the worker) ---------------------------------------------------------------
 
 
