@@ -8,12 +8,14 @@ from lib.auth.accounts import load_account, require_usable
 from lib.auth.flows import sign_in, token_pair
 from lib.auth.identity import resolve_customer
 from lib.config.env import Settings
+from lib.customers import Profiles
 from lib.db import Database
 from lib.principal import Principal
 
 
 def customer_sign_in(
     db: Database,
+    profiles: Profiles,
     settings: Settings,
     provider: str,
     subject: str,
@@ -28,6 +30,8 @@ def customer_sign_in(
         conn.execute("UPDATE customers SET last_login_at = now() WHERE id = %(id)s", {"id": customer_id})
         grant = sign_in(conn, settings, "customer", customer_id)
         account = require_usable("customer", load_account(conn, "customer", customer_id))
+    for changed in {customer_id, caller_id} - {None}:  # upgraded or linked: this process answers /me anew
+        profiles.forget(str(changed))
     return token_pair(settings, grant, account)
 
 

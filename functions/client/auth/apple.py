@@ -22,5 +22,5 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     s = ctx.services
     claims = verify_apple(ctx.body["id_token"], ctx.body["nonce"], s.apple_jwks, s.settings.apple_client_ids)
     return customer_sign_in(
-        s.db, s.settings, "apple", claims["sub"], caller=ctx.principal, email=verified_email(claims)
+        s.db, s.profiles, s.settings, "apple", claims["sub"], caller=ctx.principal, email=verified_email(claims)
     )

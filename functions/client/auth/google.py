@@ -21,5 +21,5 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     s = ctx.services
     claims = verify_google(ctx.body["id_token"], s.google_jwks, s.settings.google_client_ids)
     return customer_sign_in(
-        s.db, s.settings, "google", claims["sub"], caller=ctx.principal, email=verified_email(claims)
+        s.db, s.profiles, s.settings, "google", claims["sub"], caller=ctx.principal, email=verified_email(claims)
     )

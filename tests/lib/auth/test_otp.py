@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,12 +75,26 @@ def test_request_and_verify_creates_a_verified_customer(public: testing.TestClie
     assert result.json["data"]["user_type"] == "customer"
 
 
-def test_anonymous_caller_is_upgraded_in_place(public: testing.TestClient, anonymous, sms) -> None:
+def test_anonymous_caller_is_upgraded_in_place(
+    public: testing.TestClient, services: Services, anonymous, sms
+) -> None:
     anon = anonymous("Tamu")
+    # GET /me is kept in the process's profile cache; with the trigger off only the sign-in's own
+    # `forget` can make this process answer with the upgrade.
+    services.profiles.start()
+    deadline = time.monotonic() + 5
+    while not services.profiles.listening and time.monotonic() < deadline:
+        time.sleep(0.02)
+    services.db.execute("ALTER TABLE customers DISABLE TRIGGER customers_changed")
+    me = public.simulate_get("/api/client/me", headers={"Authorization": f"Bearer {anon['access_token']}"})
+    assert me.json["data"]["is_anonymous"] is True
     rid = _request(public).json["data"]["otp_request_id"]
     result = _verify(public, rid, sms(), token=anon["access_token"])
     assert result.json["data"]["user"]["id"] == anon["user"]["id"]
     assert result.json["data"]["user"]["is_anonymous"] is False
+    token = result.json["data"]["access_token"]
+    me = public.simulate_get("/api/client/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.json["data"]["is_anonymous"] is False and me.json["data"]["phone"] is not None
 
 
 def test_known_identity_wins_and_anonymous_row_points_to_it(

@@ -13,4 +13,6 @@ ENDPOINT = Endpoint(method="POST", route="/api/client/auth/otp/verify", auth=Aut
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     phone = verified_phone(ctx, "customer")
-    return customer_sign_in(ctx.services.db, ctx.services.settings, "phone", phone, caller=ctx.principal, phone=phone)
+    return customer_sign_in(
+        ctx.services.db, ctx.services.profiles, ctx.services.settings, "phone", phone, caller=ctx.principal, phone=phone
+    )
