@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lib.endpoint import Auth, Endpoint
+from runtime.gateway import discover_frames
 from runtime.router import DiscoveryError, discover
 
 HANDLER = '''
@@ -151,3 +152,37 @@ def test_endpoint_declaration_is_checked(kwargs: dict[str, object]) -> None:
 
 def test_project_functions_tree_is_valid() -> None:
     discover()
+
+
+FRAME_MODULE = '''"""{doc}"""
+from lib.frames import Frame
+
+FRAME = Frame(type="{kind}"{options})
+{handlers}
+'''
+
+
+def frame_module(kind: str, handlers: str, options: str = "", doc: str = "A frame.") -> str:
+    return FRAME_MODULE.format(kind=kind, handlers=handlers, options=options, doc=doc)
+
+
+def test_frames_are_discovered_with_handle_or_handle_batch(tree: Path) -> None:
+    write(tree, "realtime/one.py", frame_module("one", "def handle(ctx): return None"))
+    write(tree, "realtime/many.py", frame_module("many", "def handle_batch(ctxs): return [None for _ in ctxs]"))
+    found = discover_frames(tree)
+    assert sorted(found) == ["many", "one"]
+    assert found["many"].batched and not found["one"].batched
+
+
+@pytest.mark.parametrize(
+    ("handlers", "options", "error"),
+    [
+        ("def handle(ctx): pass\ndef handle_batch(ctxs): pass", "", "handle\\(ctx\\) or handle_batch"),
+        ("", "", "handle\\(ctx\\) or handle_batch"),
+        ("def handle_batch(ctxs): pass", ", blocking=False", "handle_batch is for blocking frames"),
+    ],
+)
+def test_a_frame_module_needs_exactly_one_handler(tree: Path, handlers: str, options: str, error: str) -> None:
+    write(tree, "realtime/odd.py", frame_module("odd", handlers, options))
+    with pytest.raises(DiscoveryError, match=error):
+        discover_frames(tree)

@@ -75,9 +75,7 @@ def test_request_and_verify_creates_a_verified_customer(public: testing.TestClie
     assert result.json["data"]["user_type"] == "customer"
 
 
-def test_anonymous_caller_is_upgraded_in_place(
-    public: testing.TestClient, services: Services, anonymous, sms
-) -> None:
+def test_anonymous_caller_is_upgraded_in_place(public: testing.TestClient, services: Services, anonymous, sms) -> None:
     anon = anonymous("Tamu")
     # GET /me is kept in the process's profile cache; with the trigger off only the sign-in's own
     # `forget` can make this process answer with the upgrade.
