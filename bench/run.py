@@ -72,7 +72,8 @@ ENDPOINTS = (
     Endpoint("me (token + 1 row)", "GET", "/api/client/me", "customer", "/me"),
     Endpoint("availability (token, memory)", "GET", "/api/client/mitra-availability", "customer", "/jwt"),
     Endpoint("heartbeat (token + Valkey)", "POST", "/api/mitra/status/heartbeat", "mitra", "/heartbeat"),
-    Endpoint("chat/active (token + 1 query)", "GET", "/api/client/chat/active", "customer", "/me"),
+    Endpoint("chat/active, idle (token, memory)", "GET", "/api/client/chat/active", "customer", "/jwt"),
+    Endpoint("chat/active, live (token + 1 query)", "GET", "/api/client/chat/active", "chatting", "/me"),
 )
 
 
@@ -225,8 +226,8 @@ def run_wrk(
     return rps, p50, p99, errors
 
 
-def mitra_token(db_url: str, secret: str) -> str:
-    """A signed-in mitra, made directly in the bench database."""
+def mitra_token(db_url: str, secret: str) -> tuple[str, str]:
+    """(id, access token) of a signed-in mitra, made directly in the bench database."""
     from psycopg.rows import dict_row
 
     from lib.auth.sessions import start_session
@@ -242,15 +243,28 @@ def mitra_token(db_url: str, secret: str) -> str:
     token, _ = issue_access_token(
         secret, user_type="mitra", user_id=grant.user_id, session_id=grant.session_id, ttl_seconds=3600
     )
-    return token
+    return grant.user_id, token
 
 
 def tokens(url: str, db_url: str, secret: str) -> dict[str, dict[str, str]]:
-    """Authorization headers of a fresh customer and of an online mitra."""
+    """Authorization headers of a fresh customer, of one in a live session (whose chat/active is
+    always read from PostgreSQL) and of an online mitra."""
     pair = requests.post(url + "/api/shared/auth/anonymous", json={}, timeout=5).json()["data"]
-    mitra = {"Authorization": f"Bearer {mitra_token(db_url, secret)}"}
+    chatting = requests.post(url + "/api/shared/auth/anonymous", json={}, timeout=5).json()["data"]
+    mitra_id, token = mitra_token(db_url, secret)
+    mitra = {"Authorization": f"Bearer {token}"}
     requests.post(url + "/api/mitra/status/online", headers=mitra, timeout=5).raise_for_status()
-    return {"customer": {"Authorization": f"Bearer {pair['access_token']}"}, "mitra": mitra}
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO chat_sessions (customer_id, mitra_id, status, duration_minutes, started_at, expires_at) "
+            "VALUES (%s, %s, 'active', 60, now(), now() + interval '1 hour')",
+            (chatting["user"]["id"], mitra_id),
+        )
+    return {
+        "customer": {"Authorization": f"Bearer {pair['access_token']}"},
+        "chatting": {"Authorization": f"Bearer {chatting['access_token']}"},
+        "mitra": mitra,
+    }
 
 
 def measure(

@@ -5,6 +5,7 @@ functions take the specific parts they need, never the whole."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -16,8 +17,8 @@ from lib.bus import Bus
 from lib.chat.events import ChatEvents
 from lib.config.app import AppConfig
 from lib.config.env import Settings
-from lib.customers import Profiles
 from lib.db import Database
+from lib.kept import Changes, Kept
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import Gateway
 from lib.presence.availability import AvailabilityCache
@@ -43,7 +44,9 @@ class Services:
     availability_cache: AvailabilityCache
     heartbeats: Heartbeats
     transcripts: Transcripts
-    profiles: Profiles
+    changes: Changes
+    profiles: Kept[dict[str, Any]]  # GET /api/client/me
+    active_views: Kept[dict[str, Any]]  # GET /api/client/chat/active of an idle customer
     payment_events: PaymentEvents
     chat_events: ChatEvents
     notifier: Notifier
@@ -54,7 +57,7 @@ class Services:
         self.notifier.close()
         self.heartbeats.close()
         self.revocations.close()
-        self.profiles.close()
+        self.changes.close()
         self.bus.close()
         self.valkey.close()
         self.db.close()

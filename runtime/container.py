@@ -15,10 +15,12 @@ from lib.auth.tokens import VerifiedTokens
 from lib.bus import Bus
 from lib.chat.events import ChatEvents
 from lib.chat.purchases import deliver
+from lib.chat.views import kept_active
 from lib.config.app import AppConfig
 from lib.config.env import ConfigError, Settings
-from lib.customers import Profiles
+from lib.customers import kept_profiles
 from lib.db import Database
+from lib.kept import Changes
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import make_gateway
 from lib.presence.availability import AvailabilityCache
@@ -59,7 +61,14 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
     payment_events = PaymentEvents(bus)
     # Whoever confirms a payment delivers what it bought, in the same process (the re-emit job
     # covers a process that died in between).
-    payment_events.on_confirmed(lambda request_id: deliver(db, valkey, config, chat_events, request_id))
+    changes = Changes(db)
+    active_views = kept_active(changes, db)
+
+    def delivered(request_id: str) -> None:
+        deliver(db, valkey, config, chat_events, request_id)
+        active_views.clear()  # a new session: this process answers chat/active with it at once
+
+    payment_events.on_confirmed(delivered)
     return Services(
         settings=settings,
         db=db,
@@ -75,7 +84,9 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
         availability_cache=AvailabilityCache(),
         heartbeats=Heartbeats(db, valkey),
         transcripts=Transcripts(db, key_ring(settings)),
-        profiles=Profiles(db),
+        changes=changes,
+        profiles=kept_profiles(changes, db),
+        active_views=active_views,
         payment_events=payment_events,
         chat_events=chat_events,
         notifier=notifier,

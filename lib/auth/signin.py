@@ -8,14 +8,14 @@ from lib.auth.accounts import load_account, require_usable
 from lib.auth.flows import sign_in, token_pair
 from lib.auth.identity import resolve_customer
 from lib.config.env import Settings
-from lib.customers import Profiles
 from lib.db import Database
+from lib.kept import Kept
 from lib.principal import Principal
 
 
 def customer_sign_in(
     db: Database,
-    profiles: Profiles,
+    profiles: Kept[dict[str, Any]],
     settings: Settings,
     provider: str,
     subject: str,

@@ -13,6 +13,7 @@ from lib.chat.sessions import COLUMNS, FROM, UNREAD, for_participant, session_do
 from lib.chat.states import LIVE, in_states
 from lib.config.app import AppConfig
 from lib.db import Database
+from lib.kept import Changes, Kept
 from lib.pagination import Keyset
 from lib.presence.availability import find_available_mitras
 from lib.principal import Principal
@@ -54,6 +55,22 @@ def customer_active(db: Database, customer_id: str) -> dict[str, Any]:
         "pairing": pairing_doc(pairing, pairing["targeted_name"]) if pairing else None,
         "session": session_doc(session) if session else None,
     }
+
+
+SESSION_CHANGES = "chat_sessions_changed"  # migrations/0012: the customer of every changed session row
+
+
+def kept_active(changes: Changes, db: Database) -> Kept[dict[str, Any]]:
+    """`customer_active` from memory when it is empty (no search, no live session: an idle app's
+    poll), dropped on every change to one of the customer's sessions. Only an INSERT of a session
+    turns an empty answer into another; a non-empty one carries an unread count and deadlines, and
+    is always read."""
+    return Kept(
+        changes,
+        SESSION_CHANGES,
+        lambda customer_id: customer_active(db, customer_id),
+        keep=lambda view: view["pairing"] is None and view["session"] is None,
+    )
 
 
 def besties(

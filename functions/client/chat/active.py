@@ -4,7 +4,6 @@ from typing import Any
 
 import falcon
 
-from lib.chat.views import customer_active
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(method="GET", route="/api/client/chat/active", auth=Auth.CUSTOMER)
@@ -12,4 +11,4 @@ ENDPOINT = Endpoint(method="GET", route="/api/client/chat/active", auth=Auth.CUS
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return customer_active(ctx.services.db, ctx.principal.user_id)
+    return ctx.services.active_views.get(ctx.principal.user_id)  # lib/chat/views.kept_active

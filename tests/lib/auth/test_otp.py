@@ -79,9 +79,9 @@ def test_anonymous_caller_is_upgraded_in_place(public: testing.TestClient, servi
     anon = anonymous("Tamu")
     # GET /me is kept in the process's profile cache; with the trigger off only the sign-in's own
     # `forget` can make this process answer with the upgrade.
-    services.profiles.start()
+    services.changes.start()
     deadline = time.monotonic() + 5
-    while not services.profiles.listening and time.monotonic() < deadline:
+    while not services.changes.listening and time.monotonic() < deadline:
         time.sleep(0.02)
     services.db.execute("ALTER TABLE customers DISABLE TRIGGER customers_changed")
     me = public.simulate_get("/api/client/me", headers={"Authorization": f"Bearer {anon['access_token']}"})
