@@ -47,7 +47,8 @@ log = logging.getLogger("runtime.gateway")
 
 QUEUE_LIMIT = 256
 BATCH_LIMIT = 64  # frames per batch of a batched frame type
-FLIGHTS = 4  # batches of one frame type in flight at once, per process
+FLIGHTS = 4  # at most this many batches of one frame type in flight at once, per process
+STALL_SECONDS = 0.05  # ...and a second one only when the one in flight has taken this long
 
 # Close codes (API.md for 4401/4403; the others are ours, documented in docs/realtime.md).
 UNAUTHORIZED, NOT_PARTICIPANT, SLOW_CONSUMER, GOING_AWAY, TOO_BIG = 4401, 4403, 4008, 1001, 1009
@@ -89,32 +90,56 @@ FAILED = object()  # a batched frame's outcome when its batch broke (logged once
 
 
 class Batches:
-    """The frames of one batched type (`handle_batch`), gathered while earlier batches are in
-    flight. With nothing in flight a frame leaves at once, alone; under load each of up to FLIGHTS
-    flights takes everything waiting, so one thread hop, one statement and one publish carry many
-    frames and the cost per frame falls as the load rises. A socket still handles its own frames
-    one after another, so its messages keep their order."""
+    """The frames of one batched type (`handle_batch`), gathered while a batch is in flight. With
+    nothing in flight a frame leaves at once, alone; under load the next batch takes everything
+    that arrived meanwhile, so one thread hop, one statement and one publish carry many frames and
+    the cost per frame falls as the load rises (group commit). Another batch starts beside the one
+    in flight only when that one has taken STALL_SECONDS (a row lock, a slow statement), so one
+    stuck batch does not hold every sender of the process. A socket still handles its own frames
+    one after another, so its messages keep their order.
+
+    Measured (1,000 pairs at 1 msg/s, alternating runs): one batch in flight p99 16.0 / 14.8 ms,
+    up to two at once 28.0 / 17.6 ms, up to four at once 50.7 / 30.1 ms."""
 
     def __init__(self, gateway: Gateway, handle: Callable[[list[FrameCtx]], list[Any]]) -> None:
         self.gateway = gateway
         self.handle = handle
         self.waiting: list[tuple[FrameCtx, asyncio.Future[Any]]] = []
         self.flying = 0
+        self.since = 0.0  # when the newest batch in flight left
+        self.nudging = False
 
     async def run(self, ctx: FrameCtx) -> Any:
         """The frame's outcome: its reply, None, an ApiError, or FAILED."""
-        assert self.gateway.loop is not None
-        done = self.gateway.loop.create_future()
+        loop = self.gateway.loop
+        assert loop is not None
+        done = loop.create_future()
         self.waiting.append((ctx, done))
-        if self.flying < FLIGHTS:
-            self.flying += 1
-            self.gateway.spawn(self._fly())
+        self._launch()
+        if self.waiting and not self.nudging:  # and if the batch in flight stalls, another takes these
+            self.nudging = True
+            loop.call_later(STALL_SECONDS, self._nudge)
         return await done
 
+    def _launch(self) -> None:
+        assert self.gateway.loop is not None
+        if self.waiting and (
+            self.flying == 0 or (self.flying < FLIGHTS and self.gateway.loop.time() - self.since >= STALL_SECONDS)
+        ):
+            self.flying += 1
+            self.since = self.gateway.loop.time()
+            self.gateway.spawn(self._fly())
+
+    def _nudge(self) -> None:
+        self.nudging = False
+        self._launch()
+
     async def _fly(self) -> None:
+        assert self.gateway.loop is not None
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting[:BATCH_LIMIT], self.waiting[BATCH_LIMIT:]
+                self.since = self.gateway.loop.time()
                 try:
                     outcomes = await self.gateway.blocking(self.handle, [ctx for ctx, _ in batch])
                 except ApiError as exc:  # the whole batch was refused (the database is away): each frame says so

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 import pytest
 import requests
 from websockets.sync.client import connect
@@ -148,6 +149,26 @@ def test_sends_arriving_together_each_get_their_own_outcome_in_order(ws_url: str
             assert "message.new" not in [f["type"] for f in client.seen[before:]]
     stored = chat.pay.db.fetch_one("SELECT count(*) AS n, count(DISTINCT session_id) AS s FROM chat_messages")
     assert stored == {"n": burst * len(senders), "s": len(senders)}
+
+
+def test_a_batch_stuck_on_a_row_lock_does_not_hold_the_other_senders(ws_url: str, chat: Chat) -> None:
+    """One batch in flight at a time is the fast path; a batch that stalls (here the session row is
+    locked by another transaction) lets the next one go beside it after STALL_SECONDS. The test
+    gateway is one process, so both sockets share its batches."""
+    (stuck, _, _, stuck_id), (free, _, _, free_id) = chat.paired(), chat.paired()
+    with socket(ws_url, stuck["access_token"], stuck_id) as a, socket(ws_url, free["access_token"], free_id) as b:
+        _ok(a)
+        _ok(b)
+        with psycopg.connect(chat.pay.db.dsn) as holder:
+            holder.execute("SELECT 1 FROM chat_sessions WHERE id = %s FOR UPDATE", (stuck_id,))
+            a.send({"type": "message.send", "client_message_id": "a-1", "content": "tertahan"})
+            time.sleep(0.3)  # a's batch now waits for the row lock
+            started = time.monotonic()
+            b.send({"type": "message.send", "client_message_id": "b-1", "content": "lewat"})
+            assert b.until("message.sent", timeout=3)["data"]["content"] == "lewat"
+            assert time.monotonic() - started < 1.0
+            holder.rollback()
+        assert a.until("message.sent")["data"]["content"] == "tertahan"  # once the lock is gone
 
 
 def test_a_general_socket_hears_pairing_and_a_session_socket_only_its_session(ws_url: str, chat: Chat) -> None:
