@@ -59,11 +59,11 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
     notifier = Notifier(db, valkey, fcm)
     chat_events = ChatEvents(bus, notifier)
     payment_events = PaymentEvents(bus)
-    # Whoever confirms a payment delivers what it bought, in the same process (the re-emit job
-    # covers a process that died in between).
     changes = Changes(db)
     active_views = kept_active(changes, db)
 
+    # Whoever confirms a payment delivers what it bought, in the same process (the re-emit job
+    # covers a process that died in between).
     def delivered(request_id: str) -> None:
         deliver(db, valkey, config, chat_events, request_id)
         active_views.clear()  # a new session: this process answers chat/active with it at once
