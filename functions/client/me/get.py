@@ -1,4 +1,4 @@
-"""The signed-in customer's profile (from the process's profile cache, lib/customers.Profiles)."""
+"""The signed-in customer's profile (a kept read: lib/customers.kept_profiles, lib/kept.py)."""
 
 from typing import Any
 
