@@ -1,4 +1,4 @@
-"""The signed-in customer's profile (a kept read: lib/customers.kept_profiles, lib/kept.py)."""
+"""The signed-in customer's profile."""
 
 from typing import Any
 
