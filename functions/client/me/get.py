@@ -11,4 +11,4 @@ ENDPOINT = Endpoint(method="GET", route="/api/client/me", auth=Auth.CUSTOMER)
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return ctx.services.profiles.get(ctx.principal.user_id)
+    return ctx.services.profiles.get(ctx.principal.user_id)  # lib/customers.kept_profiles
