@@ -115,13 +115,13 @@ class Batches:
         assert loop is not None
         done = loop.create_future()
         self.waiting.append((ctx, done))
-        self._launch()
-        if self.waiting and not self.nudging:  # and if the batch in flight stalls, another takes these
+        if not self._launch() and not self.nudging:  # if the batch in flight stalls, another takes these
             self.nudging = True
             loop.call_later(STALL_SECONDS, self._nudge)
         return await done
 
-    def _launch(self) -> None:
+    def _launch(self) -> bool:
+        """Start a flight for what is waiting, if none is flying or the newest has stalled."""
         assert self.gateway.loop is not None
         if self.waiting and (
             self.flying == 0 or (self.flying < FLIGHTS and self.gateway.loop.time() - self.since >= STALL_SECONDS)
@@ -129,6 +129,8 @@ class Batches:
             self.flying += 1
             self.since = self.gateway.loop.time()
             self.gateway.spawn(self._fly())
+            return True
+        return False
 
     def _nudge(self) -> None:
         self.nudging = False

@@ -117,11 +117,15 @@ def send_many(db: Database, events: ChatEvents, transcripts: Transcripts, items:
             todo.append((i, item))
     if todo:
         _store(db, events, transcripts, todo, outcomes)
+    done: list[Sent] = []
     for i, item in enumerate(items):
-        if outcomes[i] is None:
+        outcome = outcomes[i]
+        if outcome is None:  # a repeat within the batch: what its first copy got
             earlier = outcomes[first[item.key]]
-            outcomes[i] = (earlier[0], False) if isinstance(earlier, tuple) else earlier
-    return [o for o in outcomes if o is not None]
+            assert earlier is not None
+            outcome = (earlier[0], False) if isinstance(earlier, tuple) else earlier
+        done.append(outcome)
+    return done
 
 
 def _store(
