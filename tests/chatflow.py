@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -64,12 +64,25 @@ class Heard:
                 return types
             time.sleep(0.02)
 
-    def last(self, user_type: str, user_id: object, event_type: str) -> dict[str, Any]:
-        self.of(user_type, user_id, wait_for=event_type)
-        with self._lock:
-            return next(
-                f for f in reversed(self.frames[f"{self._prefix}user:{user_type}:{user_id}"]) if f["type"] == event_type
-            )
+    def last(
+        self,
+        user_type: str,
+        user_id: object,
+        event_type: str,
+        where: Callable[[dict[str, Any]], bool] = lambda _: True,
+        timeout: float = 3.0,
+    ) -> dict[str, Any]:
+        """The newest `event_type` frame heard so far that `where` accepts, waiting for the first
+        such frame (an earlier frame of the type does not end the wait when `where` refuses it)."""
+        channel = f"{self._prefix}user:{user_type}:{user_id}"
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                found = [f for f in self.frames.get(channel, []) if f["type"] == event_type and where(f)]
+            if found:
+                return found[-1]
+            assert time.monotonic() < deadline, f"no {event_type} heard by {user_type} {user_id}"
+            time.sleep(0.02)
 
     def close(self) -> None:
         self._stop.set()

@@ -51,7 +51,8 @@ def test_the_whole_path_from_webhook_to_completed(chat: Chat) -> None:
     assert bye.status_code == 200 and bye.json["data"]["closing"]["customer_done"] is True
     twice = chat.app.simulate_post(f"/api/shared/chat/{session_id}/closing-message", headers=me, json={"skip": True})
     assert twice.status_code == 200  # one goodbye per side: the second changes nothing
-    assert chat.heard.last("mitra", mitra["id"], "message.new")["data"]["kind"] == "closing"
+    goodbye = chat.heard.last("mitra", mitra["id"], "message.new", where=lambda f: f["data"]["kind"] == "closing")
+    assert goodbye["data"]["content"] == "Makasih"
     skip = chat.app.simulate_post(
         f"/api/shared/chat/{session_id}/closing-message", headers=bearer(token), json={"skip": True}
     )
