@@ -21,10 +21,11 @@ FROM = sql.SQL("FROM chat_sessions s JOIN customers c ON c.id = s.customer_id LE
 SELECT = sql.SQL("SELECT {} {}").format(COLUMNS, FROM)
 BY_ID = sql.SQL("{} WHERE s.id = %(s)s").format(SELECT)
 # Messages the reader has not read yet: the other side's, not yet `read`.
-UNREAD = sql.SQL(
+UNREAD_COUNT = sql.SQL(
     "(SELECT count(*) FROM chat_messages u WHERE u.session_id = s.id "
-    "AND u.sender_type <> %(reader)s AND u.status <> 'read') AS unread_count"
+    "AND u.sender_type <> %(reader)s AND u.status <> 'read')"
 )
+UNREAD = sql.SQL("{} AS unread_count").format(UNREAD_COUNT)
 
 
 def call_name(display_name: str | None) -> str:

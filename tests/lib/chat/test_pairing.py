@@ -4,6 +4,7 @@ declines, cancel and the fallback; what every party hears."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 from lib.chat.pairing import start_pairing
 from lib.payments.sweeps import reemit_unpaired
@@ -165,6 +166,22 @@ def test_targeted_timeout_then_fallback_to_blast_with_the_same_payment(chat: Cha
     assert chat.payment_status(payment) == "consumed"
     again = chat.app.simulate_post("/api/client/chat/fallback-to-blast", headers=bearer(customer["access_token"]))
     assert again.status_code == 410
+
+
+def test_a_lapsed_fallback_window_leaves_chat_active_before_the_sweep_clears_it(chat: Chat) -> None:
+    favourite, _token = chat.mitra("Favourite")
+    customer = chat.customer()
+    targeted = chat.session_of(chat.pay_for(customer, targeted_mitra_id=str(favourite["id"])))
+    chat.due_now(targeted, "search_expires_at")
+    chat.tick()
+
+    def active() -> dict[str, Any]:
+        got = chat.app.simulate_get("/api/client/chat/active", headers=bearer(customer["access_token"]))
+        return cast(dict[str, Any], got.json["data"])
+
+    assert active()["pairing"]["session_id"] == targeted
+    chat.due_now(targeted, "choice_expires_at")  # the worker has not swept it yet: the row still has it
+    assert active() == {"pairing": None, "session": None}
 
 
 def test_a_targeted_decline_ends_the_wait_and_an_unused_fallback_fails_the_payment(chat: Chat) -> None:
