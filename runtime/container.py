@@ -65,8 +65,9 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
     # Whoever confirms a payment delivers what it bought, in the same process (the re-emit job
     # covers a process that died in between).
     def delivered(request_id: str) -> None:
-        deliver(db, valkey, config, chat_events, request_id)
-        active_views.clear()  # a new session: this process answers chat/active with it at once
+        customer = deliver(db, valkey, config, chat_events, request_id)
+        if customer is not None:
+            active_views.forget(customer)  # a new session: this process answers chat/active with it at once
 
     payment_events.on_confirmed(delivered)
     return Services(

@@ -13,11 +13,15 @@ from lib.config.app import AppConfig
 from lib.db import Database
 
 
-def deliver(db: Database, valkey: redis.Redis, config: AppConfig, events: ChatEvents, payment_request_id: str) -> None:
-    row = db.fetch_one("SELECT kind FROM payment_requests WHERE id = %(p)s", {"p": payment_request_id})
+def deliver(
+    db: Database, valkey: redis.Redis, config: AppConfig, events: ChatEvents, payment_request_id: str
+) -> str | None:
+    """The paying customer's id (None for an unknown request)."""
+    row = db.fetch_one("SELECT kind, customer_id FROM payment_requests WHERE id = %(p)s", {"p": payment_request_id})
     if row is None:
-        return
+        return None
     if row["kind"] == "extension":
         apply_payment(db, valkey, events, payment_request_id)
     else:
         start_pairing(db, valkey, config, events, payment_request_id)
+    return str(row["customer_id"])
