@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,6 +59,10 @@ MATRIX: dict[str, tuple[str, dict[str, object]]] = {
 }
 
 
+# The paid request of the customer in a live session: what the waiting screen polls (API.md).
+PAID = str(uuid.uuid4())
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
@@ -74,6 +79,7 @@ ENDPOINTS = (
     Endpoint("heartbeat (token + Valkey)", "POST", "/api/mitra/status/heartbeat", "mitra", "/heartbeat"),
     Endpoint("chat/active, idle (token, memory)", "GET", "/api/client/chat/active", "customer", "/jwt"),
     Endpoint("chat/active, live (token + 1 query)", "GET", "/api/client/chat/active", "chatting", "/me"),
+    Endpoint("payment poll (token + 1 row)", "GET", f"/api/client/payment-requests/{PAID}", "chatting", "/me"),
 )
 
 
@@ -248,7 +254,7 @@ def mitra_token(db_url: str, secret: str) -> tuple[str, str]:
 
 def tokens(url: str, db_url: str, secret: str) -> dict[str, dict[str, str]]:
     """Authorization headers of a fresh customer, of one in a live session (whose chat/active is
-    always read from PostgreSQL) and of an online mitra."""
+    always read from PostgreSQL, and who has a paid request) and of an online mitra."""
     pair = requests.post(url + "/api/shared/auth/anonymous", json={}, timeout=5).json()["data"]
     chatting = requests.post(url + "/api/shared/auth/anonymous", json={}, timeout=5).json()["data"]
     mitra_id, token = mitra_token(db_url, secret)
@@ -256,9 +262,13 @@ def tokens(url: str, db_url: str, secret: str) -> dict[str, dict[str, str]]:
     requests.post(url + "/api/mitra/status/online", headers=mitra, timeout=5).raise_for_status()
     with psycopg.connect(db_url) as conn:
         conn.execute(
-            "INSERT INTO chat_sessions (customer_id, mitra_id, status, duration_minutes, started_at, expires_at) "
-            "VALUES (%s, %s, 'active', 60, now(), now() + interval '1 hour')",
-            (chatting["user"]["id"], mitra_id),
+            "WITH s AS (INSERT INTO chat_sessions (customer_id, mitra_id, status, duration_minutes, started_at, "
+            "expires_at) VALUES (%(c)s, %(m)s, 'active', 60, now(), now() + interval '1 hour') RETURNING id) "
+            "INSERT INTO payment_requests (id, customer_id, mode, tier_id, minutes, price, amount, status, "
+            "expires_at, confirmed_at, session_id) "
+            "SELECT %(p)s, %(c)s, 'chat', t.id, t.minutes, t.price, t.price, 'confirmed', now() + interval '1 hour', "
+            "now(), s.id FROM s, pricing_tiers t WHERE t.mode = 'chat' ORDER BY t.minutes LIMIT 1",
+            {"c": chatting["user"]["id"], "m": mitra_id, "p": PAID},
         )
     return {
         "customer": {"Authorization": f"Bearer {pair['access_token']}"},
