@@ -47,6 +47,7 @@ class Services:
     changes: Changes
     profiles: Kept[dict[str, Any]]  # GET /api/client/me
     active_views: Kept[dict[str, Any]]  # GET /api/client/chat/active of an idle customer
+    payment_views: Kept[dict[str, Any] | None]  # GET /api/client/payment-requests/{id}
     payment_events: PaymentEvents
     chat_events: ChatEvents
     notifier: Notifier

@@ -23,6 +23,7 @@ from lib.db import Database
 from lib.kept import Changes
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import make_gateway
+from lib.payments.requests import kept_requests
 from lib.presence.availability import AvailabilityCache
 from lib.presence.beats import Heartbeats
 from lib.push import Fcm, Notifier
@@ -61,11 +62,13 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
     payment_events = PaymentEvents(bus)
     changes = Changes(db)
     active_views = kept_active(changes, db)
+    payment_views = kept_requests(changes, db)
 
     # Whoever confirms a payment delivers what it bought, in the same process (the re-emit job
     # covers a process that died in between).
     def delivered(request_id: str) -> None:
         customer = deliver(db, valkey, config, chat_events, request_id)
+        payment_views.forget(request_id)
         if customer is not None:
             active_views.forget(customer)  # a new session: this process answers chat/active with it at once
 
@@ -88,6 +91,7 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
         changes=changes,
         profiles=kept_profiles(changes, db),
         active_views=active_views,
+        payment_views=payment_views,
         payment_events=payment_events,
         chat_events=chat_events,
         notifier=notifier,

@@ -15,6 +15,7 @@ from lib.config.app import AppConfig
 from lib.constraints import IdempotencyKeyTaken
 from lib.db import Database
 from lib.errors import ApiError, Conflict, NotFound, Unauthorized, ValidationFailed
+from lib.kept import Changes, Kept
 from lib.payments.gateway import Gateway, GatewayError, Invoice, InvoiceOutcomeUnknown
 from lib.presence.availability import find_available_mitras
 from lib.pricing import quote
@@ -193,6 +194,27 @@ def attach_invoice(db: Database, request_id: str, invoice: Invoice) -> dict[str,
         "WHERE id = %(id)s AND invoice_url IS NULL RETURNING *",
         {"inv": invoice.id, "url": invoice.invoice_url, "id": request_id},
     )
+
+
+REQUEST_CHANGES = "payment_requests_changed"  # migrations/0013: every UPDATE or DELETE of a request, at commit
+
+
+def kept_requests(changes: Changes, db: Database) -> Kept[dict[str, Any] | None]:
+    """A payment request by id from memory (what the waiting screen polls until `session_id`
+    appears), dropped on every change to its row; an id with no row is not kept."""
+    return Kept(
+        changes,
+        REQUEST_CHANGES,
+        lambda request_id: db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": request_id}),
+        keep=lambda row: row is not None,
+    )
+
+
+def owned_doc(requests: Kept[dict[str, Any] | None], request_id: str, customer_id: str) -> dict[str, Any]:
+    row = requests.get(request_id)
+    if row is None or str(row["customer_id"]) != customer_id:
+        raise NotFound()  # another customer's request looks exactly like a missing one
+    return request_doc(row)
 
 
 def get_owned(db: Database, request_id: str, customer_id: str) -> dict[str, Any]:

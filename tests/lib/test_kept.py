@@ -17,6 +17,7 @@ from lib.kept import Changes, Kept
 from lib.services import Services
 from tests.chatflow import Chat
 from tests.conftest import bearer
+from tests.payflow import create_payment, paid_body, send_callback, tier_of
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -156,3 +157,60 @@ def test_a_payment_confirmed_in_this_process_shows_its_search_at_once(chat: Chat
     chat.pay.db.execute("ALTER TABLE chat_sessions DISABLE TRIGGER chat_sessions_changed")  # only the hook is left
     chat.pay_for(customer)
     assert _active(chat, customer["access_token"])["pairing"]["status"] == "searching"
+
+
+def _poll(chat: Chat, token: str, request_id: str) -> dict[str, Any]:
+    result = chat.app.simulate_get(f"/api/client/payment-requests/{request_id}", headers=bearer(token))
+    assert result.status_code == 200, result.text
+    data: dict[str, Any] = result.json["data"]
+    return data
+
+
+def test_a_polled_payment_request_is_kept_until_its_row_changes_and_only_its_owner_sees_it(chat: Chat) -> None:
+    chat.pay.changes.start()
+    _wait(lambda: chat.pay.changes.listening)
+    chat.mitra()  # a request is only taken while someone could answer it
+    customer, other = chat.customer(), chat.customer()
+    created = create_payment(chat.app, customer, tier_of(chat.pay))
+    assert created.status_code == 201, created.text
+    request_id = created.json["data"]["id"]
+    token = customer["access_token"]
+    behind = iter(range(1, 1000))
+
+    def served_from_memory() -> bool:
+        """Poll (and keep), change the row where no trigger sees it, poll again: the old value means
+        memory answered. (The creation's own invoice UPDATE may still be on its way and drop the
+        first entry kept, hence the retries.)"""
+        before = _poll(chat, token, request_id)["discount"]
+        with psycopg.connect(chat.pay.db.dsn, autocommit=True) as conn:
+            conn.execute("SET session_replication_role = replica")
+            conn.execute("UPDATE payment_requests SET discount = %s WHERE id = %s", (next(behind), request_id))
+        return bool(_poll(chat, token, request_id)["discount"] == before)
+
+    _wait(served_from_memory)
+    stranger = chat.app.simulate_get(
+        f"/api/client/payment-requests/{request_id}", headers=bearer(other["access_token"])
+    )
+    assert stranger.status_code == 404 and stranger.json["error"]["code"] == "NOT_FOUND"  # kept, still not theirs
+    chat.pay.db.execute("UPDATE payment_requests SET discount = 5000 WHERE id = %(id)s", {"id": request_id})  # anyone
+    _wait(lambda: _poll(chat, token, request_id)["discount"] == 5000, timeout=2.0)
+
+
+def test_a_payment_abandoned_or_paid_in_this_process_is_seen_by_its_next_poll_at_once(chat: Chat) -> None:
+    chat.pay.changes.start()
+    _wait(lambda: chat.pay.changes.listening)
+    chat.mitra()
+    customer = chat.customer()
+    token = customer["access_token"]
+    chat.pay.db.execute("ALTER TABLE payment_requests DISABLE TRIGGER payment_requests_changed")  # only the hooks
+    created = create_payment(chat.app, customer, tier_of(chat.pay)).json["data"]
+    assert _poll(chat, token, created["id"])["status"] == "pending"  # kept
+    abandoned = chat.app.simulate_post(f"/api/client/payment-requests/{created['id']}/abandon", headers=bearer(token))
+    assert abandoned.status_code == 200, abandoned.text
+    assert _poll(chat, token, created["id"])["status"] == "abandoned"
+
+    again = create_payment(chat.app, customer, tier_of(chat.pay)).json["data"]
+    assert _poll(chat, token, again["id"])["session_id"] is None  # kept
+    assert send_callback(chat.app, paid_body(again)).json.get("confirmed") is True  # the webhook, in this process
+    paid = _poll(chat, token, again["id"])
+    assert paid["status"] == "confirmed" and paid["session_id"] is not None  # its search is open

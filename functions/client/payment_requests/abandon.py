@@ -12,4 +12,7 @@ ENDPOINT = Endpoint(method="POST", route="/api/client/payment-requests/{request_
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return abandon(ctx.services.db, str(ctx.params["request_id"]), ctx.principal.user_id)
+    request_id = str(ctx.params["request_id"])
+    doc = abandon(ctx.services.db, request_id, ctx.principal.user_id)
+    ctx.services.payment_views.forget(request_id)  # the next poll here sees it at once
+    return doc

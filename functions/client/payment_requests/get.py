@@ -5,11 +5,11 @@ from typing import Any
 import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.payments.requests import get_owned, request_doc
+from lib.payments.requests import owned_doc
 
 ENDPOINT = Endpoint(method="GET", route="/api/client/payment-requests/{request_id:uuid}", auth=Auth.CUSTOMER)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return request_doc(get_owned(ctx.services.db, str(ctx.params["request_id"]), ctx.principal.user_id))
+    return owned_doc(ctx.services.payment_views, str(ctx.params["request_id"]), ctx.principal.user_id)
