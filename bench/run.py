@@ -79,7 +79,7 @@ ENDPOINTS = (
     Endpoint("heartbeat (token + Valkey)", "POST", "/api/mitra/status/heartbeat", "mitra", "/heartbeat"),
     Endpoint("chat/active, idle (token, memory)", "GET", "/api/client/chat/active", "customer", "/jwt"),
     Endpoint("chat/active, live (token + 1 query)", "GET", "/api/client/chat/active", "chatting", "/me"),
-    Endpoint("payment poll (token + 1 row)", "GET", f"/api/client/payment-requests/{PAID}", "chatting", "/me"),
+    Endpoint("payment poll (token, kept row)", "GET", f"/api/client/payment-requests/{PAID}", "chatting", "/me"),
 )
 
 

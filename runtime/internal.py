@@ -1,5 +1,5 @@
 """WSGI entry of the internal listener (control center): gunicorn runtime.internal:app."""
 
-from runtime.app import create_app
+from runtime.app import served
 
-app = create_app("internal")
+app = served("internal")

@@ -1,5 +1,5 @@
 """WSGI entry of the public listener (mobile apps): gunicorn runtime.public:app."""
 
-from runtime.app import create_app
+from runtime.app import served
 
-app = create_app("public")
+app = served("public")
