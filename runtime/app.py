@@ -152,7 +152,7 @@ def served(surface: str) -> HaloApp:
     Everything loaded by then (modules, the app, lib) lives as long as the process, so it is put
     out of the collector's sight: a full collection then scans only what requests made. Measured
     on the database-bound chat/active at c64 under granian: back-to-back 5 s runs reached p99
-    832 ms (full collections stalling every thread of the worker); frozen, 35-41 ms."""
+    832 ms (full collections stalling every thread of the worker); frozen, 35-39 ms."""
     app = create_app(surface)
     gc.freeze()
     return app
