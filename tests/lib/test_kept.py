@@ -112,11 +112,15 @@ def test_patch_me_is_seen_at_once_by_the_process_that_made_it(public, anonymous)
         assert public.simulate_get("/api/client/me", headers=headers).json["data"]["display_name"] == name
 
 
-def _active(chat: Chat, token: str) -> dict[str, Any]:
-    result = chat.app.simulate_get("/api/client/chat/active", headers=bearer(token))
+def _read(chat: Chat, token: str, path: str) -> dict[str, Any]:
+    result = chat.app.simulate_get(path, headers=bearer(token))
     assert result.status_code == 200, result.text
     data: dict[str, Any] = result.json["data"]
     return data
+
+
+def _active(chat: Chat, token: str) -> dict[str, Any]:
+    return _read(chat, token, "/api/client/chat/active")
 
 
 def test_an_idle_customers_chat_active_is_kept_until_a_session_of_theirs_changes(chat: Chat) -> None:
@@ -160,10 +164,7 @@ def test_a_payment_confirmed_in_this_process_shows_its_search_at_once(chat: Chat
 
 
 def _poll(chat: Chat, token: str, request_id: str) -> dict[str, Any]:
-    result = chat.app.simulate_get(f"/api/client/payment-requests/{request_id}", headers=bearer(token))
-    assert result.status_code == 200, result.text
-    data: dict[str, Any] = result.json["data"]
-    return data
+    return _read(chat, token, f"/api/client/payment-requests/{request_id}")
 
 
 def test_a_polled_payment_request_is_kept_until_its_row_changes_and_only_its_owner_sees_it(chat: Chat) -> None:
