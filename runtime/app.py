@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections import defaultdict
 from typing import Any, Literal
@@ -144,15 +143,4 @@ def create_app(
         app.add_route(template, resource)
     app.services = services
     prom.announce(surface)
-    return app
-
-
-def served(surface: str) -> HaloApp:
-    """The app a server worker loads (runtime.public / runtime.internal), built after the fork.
-    Everything loaded by then (modules, the app, lib) lives as long as the process, so it is put
-    out of the collector's sight: a full collection then scans only what requests made. Measured
-    on the database-bound chat/active at c64 under granian: back-to-back 5 s runs reached p99
-    832 ms (full collections stalling every thread of the worker); frozen, 35-39 ms."""
-    app = create_app(surface)
-    gc.freeze()
     return app

@@ -1,5 +1,6 @@
 """WSGI entry of the public listener (mobile apps): gunicorn runtime.public:app."""
 
-from runtime.app import served
+from runtime.app import create_app
+from runtime.boot import frozen
 
-app = served("public")
+app = frozen(create_app("public"))

@@ -4,7 +4,6 @@ reset, idle keep-alive connections do not hold the stop up), and the ASGI worker
 from __future__ import annotations
 
 import asyncio
-import gc
 from typing import Any
 
 import gunicorn.asgi.websocket
@@ -119,14 +118,6 @@ class RealtimeWorker(ASGIWorker):  # type: ignore[misc]
         # gunicorn imports the class when a socket upgrades: replacing the module's name is the seam.
         gunicorn.asgi.websocket.WebSocketProtocol = BoundedWebSocketProtocol
         super().init_process()
-
-    def load_wsgi(self) -> None:
-        super().load_wsgi()
-        # Everything loaded so far (modules, the app, lib) lives as long as the process: out of the
-        # collector's sight, so a full collection scans only what the sockets made. Measured with
-        # 1,000 sockets per process: full collections of 106-127 ms (every socket of the process
-        # waits) became 26-92 ms.
-        gc.freeze()
 
     def handle_exit_signal(self) -> None:
         super().handle_exit_signal()
