@@ -9,7 +9,7 @@ from lib.db import Database, contains
 from lib.errors import NotFound, Unauthorized
 from lib.kept import Changes, Kept
 
-CHANGES = "customers_changed"  # migrations/0012: every UPDATE or DELETE of a customer row, at commit
+CHANGES = "customers_changed"  # migrations/0012, 0013: every UPDATE or DELETE of a customer row, at commit
 
 
 def profile(db: Database, customer_id: str) -> dict[str, Any]:
