@@ -103,7 +103,7 @@ class Bus:
                 decode_responses=True,
                 health_check_interval=10,
             )
-            pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 with self._lock:
                     channels, self._changed = list(self._handlers), False
@@ -123,7 +123,7 @@ class Bus:
                         if wanted - current:
                             pubsub.subscribe(*(wanted - current))
                         if current - wanted:
-                            pubsub.unsubscribe(*(current - wanted))
+                            pubsub.unsubscribe(*(current - wanted))  # type: ignore[no-untyped-call,unused-ignore]
                     message = pubsub.get_message(timeout=0.25)  # short, so close() is quick
                     if not message:
                         continue

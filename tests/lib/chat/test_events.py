@@ -13,7 +13,7 @@ from lib.services import Services
 
 def test_frames_reach_each_recipients_channel_once(services: Services) -> None:
     listener = redis.Redis.from_url(services.settings.redis_url, decode_responses=True)
-    pubsub = listener.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+    pubsub = listener.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
     db = services.settings.redis_url.rsplit("/", 1)[1]
     pubsub.subscribe(f"db{db}:user:customer:c1", f"db{db}:user:mitra:m1")
     pubsub.get_message(timeout=1)
