@@ -93,6 +93,13 @@ class Metrics:
         )
         self.pushes = Counter("halobestie_pushes", "FCM pushes by outcome", ["type", "outcome"])
         self.job_runs = Counter("halobestie_worker_job_runs", "Worker job runs by outcome", ["job", "outcome"])
+        self.retention_deleted = Counter(
+            "halobestie_retention_deleted_rows", "Rows deleted by the retention job", ["table"]
+        )
+        self.frames_refused = Counter(
+            "halobestie_gateway_frames_refused", "Client frames the gateway refused before any handler", ["reason"]
+        )
+        self.socket_closes = Counter("halobestie_gateway_closes", "Sockets the gateway closed, by close code", ["code"])
         self.worker_tick = Gauge(
             "halobestie_worker_last_tick_timestamp_seconds",
             "When a worker last ran its loop",

@@ -111,7 +111,7 @@ def check_jwt_secret(secret: str) -> None:
 class Settings:
     """Deploy-fixed settings. Operator-tunable values live in the app_config table instead."""
 
-    app_env: str = "development"
+    app_env: str = "production"  # an unset APP_ENV is a real deployment: no dev hooks, no stubs by accident
     database_url: str = ""
     redis_url: str = ""
     auth_jwt_secret: str = field(default="", repr=False)
@@ -163,6 +163,21 @@ class Settings:
     fcm_base_url: str = ""  # tests point firebase-admin at a fake FCM; empty = Google's
     google_jwks_url: str = "https://www.googleapis.com/oauth2/v3/certs"
     apple_jwks_url: str = "https://appleid.apple.com/auth/keys"
+    # Fair share per user (docs/limits.md): what one user may cost, so no user can hurt another.
+    ws_sockets_per_user: int = 8
+    ws_frames_per_second: int = 20
+    messages_per_minute: int = 60
+    device_tokens_per_user: int = 10
+    payment_requests_per_hour: int = 10
+    push_queue_per_recipient: int = 20
+    password_change_attempts: int = 5  # per 15 minutes per user
+    webhook_refused_per_minute: int = 30  # refused (unauthenticated) callbacks per IP
+    # Retention of operational rows (functions/jobs/retention.py), in days.
+    webhook_log_retention_days: int = 90
+    otp_request_retention_days: int = 30
+    security_event_retention_days: int = 365
+    refresh_token_retention_days: int = 7  # after a refresh token expired or was revoked
+    retention_sweep_seconds: int = 3600
 
     @property
     def is_dev_or_test(self) -> bool:
@@ -197,7 +212,7 @@ class Settings:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every deploy-fixed setting; format errors fall back to defaults with a warning."""
     e = os.environ if environ is None else environ
-    app_env = env_str("APP_ENV", "development", e)
+    app_env = env_str("APP_ENV", "production", e)
     if app_env not in APP_ENVS:
         raise ConfigError(f"APP_ENV must be one of {', '.join(APP_ENVS)}, not {app_env!r}")
     log_format = env_str("LOG_FORMAT", "json", e).lower()
@@ -264,6 +279,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         fcm_base_url=env_str("FCM_BASE_URL", "", e),
         google_jwks_url=env_str("GOOGLE_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs", e),
         apple_jwks_url=env_str("APPLE_JWKS_URL", "https://appleid.apple.com/auth/keys", e),
+        ws_sockets_per_user=env_int("WS_SOCKETS_PER_USER", 8, minimum=1, maximum=1000, environ=e),
+        ws_frames_per_second=env_int("WS_FRAMES_PER_SECOND", 20, minimum=1, maximum=10000, environ=e),
+        messages_per_minute=env_int("MESSAGES_PER_MINUTE", 60, minimum=1, maximum=100000, environ=e),
+        device_tokens_per_user=env_int("DEVICE_TOKENS_PER_USER", 10, minimum=1, maximum=1000, environ=e),
+        payment_requests_per_hour=env_int("PAYMENT_REQUESTS_PER_HOUR", 10, minimum=1, maximum=10000, environ=e),
+        push_queue_per_recipient=env_int("PUSH_QUEUE_PER_RECIPIENT", 20, minimum=1, maximum=10000, environ=e),
+        password_change_attempts=env_int("PASSWORD_CHANGE_ATTEMPTS", 5, minimum=1, maximum=1000, environ=e),
+        webhook_refused_per_minute=env_int("WEBHOOK_REFUSED_PER_MINUTE", 30, minimum=1, maximum=100000, environ=e),
+        webhook_log_retention_days=env_int("WEBHOOK_LOG_RETENTION_DAYS", 90, minimum=1, maximum=36500, environ=e),
+        otp_request_retention_days=env_int("OTP_REQUEST_RETENTION_DAYS", 30, minimum=1, maximum=36500, environ=e),
+        security_event_retention_days=env_int(
+            "SECURITY_EVENT_RETENTION_DAYS", 365, minimum=1, maximum=36500, environ=e
+        ),
+        refresh_token_retention_days=env_int("REFRESH_TOKEN_RETENTION_DAYS", 7, minimum=0, maximum=36500, environ=e),
+        retention_sweep_seconds=env_int("RETENTION_SWEEP_SECONDS", 3600, minimum=60, maximum=86400, environ=e),
     )
 
 

@@ -14,7 +14,7 @@ from runtime.container import build_services
 def test_defaults_from_an_empty_environment() -> None:
     s = load_settings({})
     assert (s.app_env, s.public_port, s.internal_host, s.internal_port, s.realtime_port) == (
-        "development",
+        "production",
         3000,
         "127.0.0.1",
         3001,
@@ -23,6 +23,7 @@ def test_defaults_from_an_empty_environment() -> None:
     assert (s.access_token_ttl_seconds, s.refresh_token_ttl_days, s.server_tz) == (3600, 30, "UTC")
     assert s.mitra_heartbeat_cadence_seconds == 30
     assert s.log_format == "json"
+    assert not s.is_dev_or_test  # development hooks are mounted only when asked for by name
 
 
 def test_values_are_parsed() -> None:
