@@ -1,6 +1,7 @@
 """Which database constraint means which domain error. Races are settled by these constraints
-(STYLE.md 7); lib.db translates the driver's UniqueViolation through this one table, so no caller
-inspects driver errors or constraint names itself."""
+(STYLE.md 7); lib.db translates every constraint violation and data error through this module, so
+no caller inspects driver errors or constraint names itself, and input that slipped past a schema
+is still a 4xx with a domain code, never a 500."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 
 import psycopg
 
-from lib.errors import ApiError, Conflict
+from lib.errors import ApiError, Conflict, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,22 @@ UNIQUE: dict[str, type[ApiError]] = {
 }
 
 
-def translate(exc: psycopg.errors.UniqueViolation) -> ApiError:
-    """The domain error a unique violation stands for; an unlisted one is a plain 409 (and a
-    warning: it deserves a row above)."""
-    name = exc.diag.constraint_name or ""
-    error = UNIQUE.get(name)
-    if error is None:
-        log.warning("unique violation on %s has no domain error in lib/constraints.py", name or "?")
+class ReferenceMissing(Conflict):
+    code, message = "REFERENCE_MISSING", "It refers to a record that does not exist (any more)"
+
+
+def translate(exc: psycopg.IntegrityError | psycopg.DataError) -> ApiError:
+    """The domain error a violation stands for: a listed unique constraint's own 409, else 409 for
+    a unique, foreign-key or exclusion violation and 422 for a CHECK, a NOT NULL or a value the
+    column cannot hold. Only the listed unique constraints are expected: the rest are logged, as a
+    schema should have refused that input first (or a row above is missing)."""
+    name = exc.diag.constraint_name or exc.diag.column_name or ""
+    if isinstance(exc, psycopg.errors.UniqueViolation) and name in UNIQUE:
+        return UNIQUE[name]()
+    log.warning("%s on %s reached the database boundary", type(exc).__name__, name or "?")
+    if isinstance(exc, psycopg.errors.ForeignKeyViolation):
+        return ReferenceMissing()
+    if isinstance(exc, psycopg.errors.UniqueViolation | psycopg.errors.ExclusionViolation):
         return Conflict("This conflicts with an existing record")
-    return error()
+    # CHECK, NOT NULL, out-of-range numbers, malformed values: the input, not the server, is wrong.
+    return ValidationFailed({"_schema": ["A value is out of range or not allowed."]})

@@ -88,13 +88,13 @@ class Database:
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Conn]:
         """A pooled connection; the block is one transaction (committed on success). This is the
-        boundary where driver errors become domain errors: a unique violation leaves as the
-        409 that lib/constraints.py names for its constraint."""
+        boundary where driver errors become domain errors: a constraint violation or a value the
+        column cannot hold leaves as the 4xx that lib/constraints.py names for it."""
         self._ensure_open()
         try:
             with self._pool.connection(timeout=timeout) as conn:
                 yield cast(Conn, conn)
-        except psycopg.errors.UniqueViolation as exc:
+        except (psycopg.IntegrityError, psycopg.DataError) as exc:
             raise translate(exc) from exc
         except PoolTimeout as exc:
             m().db_pool_timeouts.labels(self._name).inc()

@@ -21,7 +21,19 @@ class PhoneField(fields.String):
             raise ValidationError("Must be an Indonesian number in E.164 form.") from exc
 
 
+class Text(fields.String):
+    """A string stored without its surrounding whitespace, and validated as it will be stored
+    (normalise first, then check): "   " is blank, and None where None is allowed."""
+
+    def deserialize(self, value: Any, attr: str | None = None, data: Any = None, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value and self.allow_none:
+                value = None
+        return super().deserialize(value, attr, data, **kwargs)
+
+
 class ReasonBody(Schema):
     """The body of an audited control-center action on a person's data: why (3..500 characters)."""
 
-    reason = fields.String(required=True, validate=validate.Length(3, 500))
+    reason = Text(required=True, validate=validate.Length(3, 500))

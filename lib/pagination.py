@@ -8,31 +8,38 @@ checked against the column's kind before it reaches SQL (a forged cursor is a 42
 from __future__ import annotations
 
 import base64
-import json
+import binascii
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from marshmallow import Schema, fields, pre_load
+from marshmallow import Schema, ValidationError, fields, validate
 
-from lib.errors import ValidationFailed
+from lib import inputs
+from lib.errors import ApiError, ValidationFailed
+from lib.jsonenc import dumps
 
 DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+MAX_CURSOR = 512  # characters: a cursor we wrote is well under 200
+_DIGITS = re.compile(r"-?[0-9]{1,12}")  # ASCII only: int() also reads "٣" and 4,300-digit numbers
+
+
+class Limit(fields.Integer):
+    """A page size: ASCII digits, clamped to 1..MAX_LIMIT (a client asking too much gets the most)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not _DIGITS.fullmatch(value):
+            raise ValidationError("Must be a whole number.")
+        return min(MAX_LIMIT, max(1, int(value)))
 
 
 class PageQuery(Schema):
     """The query of every list endpoint; a list's own filters subclass it."""
 
-    cursor = fields.String(load_default=None)
-    limit = fields.Integer(load_default=DEFAULT_LIMIT)
-
-    @pre_load
-    def _clamp(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        raw = data.get("limit")
-        if isinstance(raw, str) and raw.lstrip("-").isdigit():
-            data = {**data, "limit": str(min(MAX_LIMIT, max(1, int(raw))))}
-        return data
+    cursor = fields.String(load_default=None, validate=validate.Length(max=MAX_CURSOR))
+    limit = Limit(load_default=DEFAULT_LIMIT)
 
 
 def _time(value: Any) -> datetime:
@@ -45,13 +52,13 @@ def _time(value: Any) -> datetime:
 def _int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError("not an integer")
-    return value
+    return value  # within 64 bits: inputs.parse_json checked
 
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("not a string")
-    return value
+    return value  # storable: inputs.parse_json checked
 
 
 # column kind -> (load a cursor value, dump a row value)
@@ -95,15 +102,17 @@ class Keyset:
 
     def _encode(self, row: Mapping[str, Any]) -> str:
         values = [_KINDS[kind][1](row[name]) for name, kind in self.columns]
-        return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+        return base64.urlsafe_b64encode(dumps(values)).decode().rstrip("=")
 
     def _decode(self, cursor: str) -> list[Any]:
+        """The cursor's values, each checked against its column's kind; anything else is a 422
+        (a forged cursor is bounded in size by PageQuery and in depth and numbers by inputs)."""
         try:
-            values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+            values = inputs.parse_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
             if not isinstance(values, list) or len(values) != len(self.columns):
                 raise ValueError("wrong shape")
             return [_KINDS[kind][0](v) for (_, kind), v in zip(self.columns, values, strict=True)]
-        except (ValueError, TypeError, AttributeError) as exc:  # binascii.Error is a ValueError
+        except (ApiError, ValueError, TypeError, binascii.Error) as exc:
             raise ValidationFailed({"cursor": ["Invalid cursor."]}) from exc
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import falcon
 from marshmallow import EXCLUDE, RAISE
 
+from lib import inputs
 from lib import metrics as prom
 from lib.clock import utcnow
 from lib.config.env import Settings, check_jwt_secret
@@ -73,6 +74,8 @@ def _responder(route: Route, services: Services) -> Any:
     raw_body = endpoint.raw_body
 
     def responder(req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        if params:
+            inputs.check_params(params)
         ctx = Ctx(
             request_id=req.context.request_id,
             services=services,

@@ -117,6 +117,35 @@ def test_chunked_bodies_are_read_like_sized_ones(served: tuple[str, subprocess.P
     assert refused.status_code == 413 and refused.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
+def test_hostile_input_is_an_enveloped_4xx_through_the_real_server(served: tuple[str, subprocess.Popen[str]]) -> None:
+    """Issue 22's 500s, replayed through each server: every answer is a 4xx in the envelope with
+    an X-Request-Id, and the worker logs no traceback."""
+    url, proc = served
+    wait_http(url + "/health")
+    headers = {"Content-Type": "application/json"}
+    signup = url + "/api/shared/auth/anonymous"
+    token = requests.post(signup, json={}, timeout=10).json()["data"]["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    answers = [
+        requests.post(signup, data=b'{"display_name": "\\ud800"}', headers=headers, timeout=10),
+        requests.post(signup, data=b'{"\\ud800": 1}', headers=headers, timeout=10),
+        requests.post(signup, data=b'{"display_name": "a\\u0000"}', headers=headers, timeout=10),
+        requests.post(signup, data=b"[" * 1100 + b"]" * 1100, headers=headers, timeout=10),
+        requests.patch(
+            url + "/api/client/me", data=b'{"display_name": "\\udfff"}', headers={**headers, **auth}, timeout=10
+        ),
+        requests.get(url + "/api/client/chat/history?limit=%C2%B2", headers=auth, timeout=10),
+        requests.get(url + "/api/client/chat/history?limit=" + "9" * 5000, headers=auth, timeout=10),
+        requests.get(url + "/api/client/chat/history?cursor=" + "W" * 1500, headers=auth, timeout=10),
+    ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, (str(answer.request.url)[:80], answer.status_code, answer.text[:200])
+        assert answer.json()["success"] is False and answer.json()["error"]["code"]
+        assert answer.headers.get("X-Request-Id")
+    output = stop_process(proc)
+    assert "Traceback" not in output
+
+
 def test_granian_workers_do_not_outlive_a_killed_master(settings: Settings) -> None:
     """An OOM-killed master must not leave its workers serving on the port (PR_SET_PDEATHSIG)."""
     port = free_port()

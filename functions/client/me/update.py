@@ -3,14 +3,15 @@
 from typing import Any
 
 import falcon
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
 from lib.customers import profile
 from lib.endpoint import Auth, Ctx, Endpoint
+from lib.fields import Text
 
 
 class Body(Schema):
-    display_name = fields.String(required=True, allow_none=True, validate=validate.Length(1, 40))
+    display_name = Text(required=True, allow_none=True, validate=validate.Length(1, 40))
 
 
 ENDPOINT = Endpoint(method="PATCH", route="/api/client/me", auth=Auth.CUSTOMER, body=Body)
@@ -18,10 +19,9 @@ ENDPOINT = Endpoint(method="PATCH", route="/api/client/me", auth=Auth.CUSTOMER, 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    name = (ctx.body["display_name"] or "").strip() or None
     ctx.services.db.execute(
         "UPDATE customers SET display_name = %(n)s, updated_at = now() WHERE id = %(id)s",
-        {"n": name, "id": ctx.principal.user_id},
+        {"n": ctx.body["display_name"], "id": ctx.principal.user_id},
     )
     ctx.services.profiles.forget(ctx.principal.user_id)  # this process answers with the change at once
     return profile(ctx.services.db, ctx.principal.user_id)

@@ -10,7 +10,7 @@ from lib.errors import ValidationFailed
 from lib.payments.requests import create_request
 from lib.pricing import MODES
 
-_KEY = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_KEY = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 
 class Body(Schema):
@@ -28,7 +28,7 @@ ENDPOINT = Endpoint(method="POST", route="/api/client/payment-requests", auth=Au
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     assert ctx.principal is not None
     key = req.get_header("Idempotency-Key")
-    if key is not None and not _KEY.match(key):
+    if key is not None and not _KEY.fullmatch(key):
         raise ValidationFailed({"Idempotency-Key": ["8-128 characters: letters, digits, . _ : -"]})
     s = ctx.services
     doc = create_request(s.db, s.valkey, s.config, s.payment_gateway, ctx.principal.user_id, dict(ctx.body), key)

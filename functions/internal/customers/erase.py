@@ -20,6 +20,4 @@ ENDPOINT = Endpoint(
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     actor = ("cc_user", ctx.principal.user_id)
-    return erase(
-        ctx.services.db, ctx.services.revocations, str(ctx.params["customer_id"]), actor, ctx.body["reason"].strip()
-    )
+    return erase(ctx.services.db, ctx.services.revocations, str(ctx.params["customer_id"]), actor, ctx.body["reason"])

@@ -1,16 +1,16 @@
 """Register a new mitra (operators only; mitras never sign themselves up)."""
 
 import falcon
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
-from lib.fields import PhoneField
+from lib.fields import PhoneField, Text
 from lib.mitras import create_mitra
 
 
 class Body(Schema):
     phone = PhoneField(required=True)
-    display_name = fields.String(required=True, validate=validate.Length(1, 60))
+    display_name = Text(required=True, validate=validate.Length(1, 60))
 
 
 ENDPOINT = Endpoint(
@@ -19,4 +19,4 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
-    return Reply(201, create_mitra(ctx.services.db, ctx.body["phone"], ctx.body["display_name"].strip()))
+    return Reply(201, create_mitra(ctx.services.db, ctx.body["phone"], ctx.body["display_name"]))

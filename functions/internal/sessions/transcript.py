@@ -25,5 +25,5 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         ctx.services.transcripts,
         str(ctx.params["session_id"]),
         ctx.principal.user_id,
-        ctx.body["reason"].strip(),
+        ctx.body["reason"],
     )

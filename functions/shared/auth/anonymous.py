@@ -3,15 +3,16 @@
 from typing import Any
 
 import falcon
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
 from lib.auth.accounts import load_account
 from lib.auth.flows import sign_in, token_pair
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
+from lib.fields import Text
 
 
 class Body(Schema):
-    display_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(1, 40))
+    display_name = Text(load_default=None, allow_none=True, validate=validate.Length(1, 40))
 
 
 ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/anonymous", auth=Auth.NONE, body=Body, status=201)
@@ -21,9 +22,10 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     services = ctx.services
     limit = services.config.int("anonymous_signups_per_ip_per_hour")
     services.rate_limiter.hit("anonymous", ctx.client_ip, limit, 3600)
-    name = (ctx.body["display_name"] or "").strip() or None
     with services.db.connection() as conn:
-        row = conn.execute("INSERT INTO customers (display_name) VALUES (%(n)s) RETURNING id", {"n": name}).fetchone()
+        row = conn.execute(
+            "INSERT INTO customers (display_name) VALUES (%(n)s) RETURNING id", {"n": ctx.body["display_name"]}
+        ).fetchone()
         assert row is not None
         grant = sign_in(conn, services.settings, "customer", str(row["id"]))
         account: dict[str, Any] | None = load_account(conn, "customer", str(row["id"]))
