@@ -208,3 +208,20 @@ def test_listed_unique_constraints_keep_their_own_code(services: Services) -> No
     with pytest.raises(constraints.TierExists):
         services.db.execute("INSERT INTO pricing_tiers (mode, minutes, price, label) VALUES ('chat', 7, 2000, 'x')")
     assert issubclass(psycopg.errors.CheckViolation, psycopg.IntegrityError)  # what lib/db catches
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "hops", "expected"),
+    [
+        ("203.0.113.7", 1, "203.0.113.7"),
+        ("junk\x01, 198.51.100.2", 1, "198.51.100.2"),
+        ("not-an-ip", 1, "10.0.0.1"),  # a header anyone can write is only trusted when it is an address
+        ("2001:db8::1", 1, "2001:db8::1"),
+        ("' OR 1=1 --", 2, "10.0.0.1"),
+    ],
+)
+def test_the_client_address_read_from_a_header_is_an_address(forwarded: str, hops: int, expected: str) -> None:
+    from lib.requests_ip import client_ip
+
+    req = testing.create_req(headers={"X-Forwarded-For": forwarded}, remote_addr="10.0.0.1")
+    assert client_ip(req, hops) == expected
