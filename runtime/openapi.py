@@ -41,6 +41,12 @@ _ERROR = {
         },
     },
 }
+_ERRORS = (
+    "Error envelope. Every surface applies the same input rules (docs/limits.md): text with a NUL or a"
+    " lone surrogate, numbers beyond 64 bits, non-ASCII digits and forged cursors are 422"
+    " `VALIDATION_ERROR`; JSON nested deeper than 32 levels is 400 `BAD_REQUEST`; a per-user limit is"
+    " 429 `RATE_LIMITED` with `Retry-After` and `details.retry_after_seconds`."
+)
 _AUTH_NOTE = {
     Auth.NONE: "No authentication.",
     Auth.WEBHOOK: "Authenticated by the `x-callback-token` header.",
@@ -88,7 +94,7 @@ def build_spec(surface: str, routes: list[Route]) -> dict[str, Any]:
                     "description": "A page of the list" if is_page else "Success",
                     "content": {"application/json": {"schema": _PAGE if is_page else _ENVELOPE}},
                 },
-                "default": {"description": "Error envelope", "content": {"application/json": {"schema": _ERROR}}},
+                "default": {"description": _ERRORS, "content": {"application/json": {"schema": _ERROR}}},
             },
         }
         if ep.auth not in (Auth.NONE, Auth.WEBHOOK):
