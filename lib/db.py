@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -20,6 +22,8 @@ from lib.metrics import m
 log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[dict[str, Any]]
+IDLE_CHECK_SECONDS = 1.0  # a connection idle this long is checked before use (one round trip)
+SUSPECT_SECONDS = 10.0  # after a connection failed, every checkout is checked for this long
 # A literal statement, or one composed with psycopg.sql (identifiers, literal state lists).
 Query = str | bytes | psql.SQL | psql.Composed
 
@@ -50,6 +54,11 @@ class Database:
         self.dsn = dsn
         self.timeout = timeout
         self._kwargs = connect_kwargs(server_tz, application_name)
+        # When a connection was last known good: a restart or failover breaks the idle ones
+        # silently, and the first statement on each then failed (3-4 of 12 reads were 503s after a
+        # healed cut). Those are checked before use and replaced; a busy connection is not.
+        self._good: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
+        self._suspect_until = 0.0
         self._pool = ConnectionPool(
             dsn,
             min_size=min_size,
@@ -58,12 +67,34 @@ class Database:
             timeout=timeout,
             open=False,
             name=application_name,
-            reconnect_timeout=0,  # keep retrying in the background while the server is away
         )
         self._opened = False
         self._name = application_name
         self._lock = threading.Lock()
         self._closed = threading.Event()
+
+    def _alive(self, conn: Conn) -> bool:
+        """False for a connection found broken (the pool then discards it). Only one idle for a
+        while, or any while the process has just seen a failure, costs the round trip. Not the
+        pool's own `check`: it waits a growing backoff of seconds after each broken connection."""
+        now = time.monotonic()
+        if now < self._suspect_until or now - self._good.get(conn, 0.0) >= IDLE_CHECK_SECONDS:
+            try:
+                ConnectionPool.check_connection(conn)
+            except psycopg.Error:
+                self._suspect_until = now + SUSPECT_SECONDS
+                return False
+        return True
+
+    @contextmanager
+    def _checked(self, timeout: float | None) -> Iterator[Conn]:
+        for _ in range(self._pool.max_size + 1):  # every pooled one broken, then a fresh one
+            with self._pool.connection(timeout=timeout) as conn:
+                if self._alive(cast(Conn, conn)):
+                    yield cast(Conn, conn)
+                    self._good[cast(Conn, conn)] = time.monotonic()
+                    return
+        raise psycopg.OperationalError("no working database connection")
 
     def _ensure_open(self) -> None:
         if not self._opened:
@@ -92,8 +123,8 @@ class Database:
         column cannot hold leaves as the 4xx that lib/constraints.py names for it."""
         self._ensure_open()
         try:
-            with self._pool.connection(timeout=timeout) as conn:
-                yield cast(Conn, conn)
+            with self._checked(timeout) as conn:
+                yield conn
         except (psycopg.IntegrityError, psycopg.DataError) as exc:
             raise translate(exc) from exc
         except PoolTimeout as exc:
@@ -102,6 +133,7 @@ class Database:
             raise ServiceUnavailable("Database unavailable", retry_after=2) from exc
         except psycopg.OperationalError as exc:
             log.error("database error: %s", exc)
+            self._suspect_until = time.monotonic() + SUSPECT_SECONDS  # the pool's others may be broken too
             raise ServiceUnavailable("Database unavailable", retry_after=2) from exc
 
     @contextmanager
