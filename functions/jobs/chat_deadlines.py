@@ -16,6 +16,6 @@ def run(ctx: JobCtx) -> None:
     expire_searches(s.db, s.valkey, s.chat_events)
     expire_fallback_choices(s.db, s.valkey, s.chat_events)
     decide_due(s.db, s.valkey, s.config, s.chat_events)
-    lapse_unpaid(s.db, s.valkey, s.chat_events)
+    lapse_unpaid(s.db, s.valkey, s.config, s.chat_events)
     close_due(s.db, s.valkey, s.chat_events)
     complete_due(s.db, s.valkey, s.chat_events)

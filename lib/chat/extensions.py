@@ -1,22 +1,25 @@
 """Extensions (DOMAIN.md, "Session lifecycle"): the customer picks a tier and the chat pauses
 (`extending`); the mitra approves or rejects within `extension_timeout_seconds`, else
 `extension_default_action_on_timeout` decides. Money is asked only after approval: approval opens
-an invoice (its own payment request, kind `extension`), and once it is paid the session resumes
-with the minutes added to what was left. A rejection or an unpaid invoice resumes the session with
-only what was left (closing at once if nothing was): the customer keeps the time they paid for.
-The race between the mitra's answer and the timeout is settled by one conditional UPDATE.
+an invoice (its own payment request, kind `extension`), payable until the time that was left runs
+out (at most `payment_request_timeout_minutes`), and once it is paid the session resumes with the
+minutes added to what was left. A rejection, a rejecting timeout or an unpaid invoice moves the
+session to `closing` with the goodbye grace, as the apps expect; with the operator setting
+`extension_refusal_resumes` it resumes instead with what was left (docs/chat.md). The race
+between the mitra's answer and the timeout is settled by one conditional UPDATE.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import redis
 
 from lib.chat.errors import SessionNotActive
 from lib.chat.events import ChatEvents
-from lib.chat.lifecycle import parties, resume
+from lib.chat.lifecycle import begin_closing, parties, resume
 from lib.chat.outbox import Outbox, fire_due
 from lib.chat.pairing import fail_payment
 from lib.chat.sessions import for_participant
@@ -127,7 +130,7 @@ def respond(
         ).fetchone()
         if owned is None:
             raise NotFound()
-        if _decide(conn, outbox, extension_id, approve, "mitra") is None:
+        if _decide(conn, outbox, config, extension_id, approve, "mitra") is None:
             raise ExtensionAlreadyDecided()
     outbox.flush(db, valkey, events)
     if approve:
@@ -135,7 +138,18 @@ def respond(
     return extension_doc(_with_invoice(db, extension_id))
 
 
-def _decide(conn: Conn, outbox: Outbox, extension_id: str, approve: bool, by: str) -> dict[str, Any] | None:
+def _came_to_nothing(conn: Conn, outbox: Outbox, config: AppConfig, session_id: str) -> None:
+    """A refused, timed-out-and-rejected or unpaid extension: closing with the goodbye grace, or
+    (operator setting) back to the chat with the time that was left."""
+    if config.bool("extension_refusal_resumes"):
+        resume(conn, outbox, session_id, 0)
+    else:
+        begin_closing(conn, outbox, session_id, "system")
+
+
+def _decide(
+    conn: Conn, outbox: Outbox, config: AppConfig, extension_id: str, approve: bool, by: str
+) -> dict[str, Any] | None:
     row = conn.execute(
         "UPDATE session_extensions SET status = %(st)s, decided_by = %(by)s, decided_at = now() "
         "WHERE id = %(e)s AND status = 'pending' RETURNING *",
@@ -147,7 +161,7 @@ def _decide(conn: Conn, outbox: Outbox, extension_id: str, approve: bool, by: st
     assert session is not None
     if not approve:
         outbox.add(parties(session), "extension.resolved", extension_doc(row))
-        resume(conn, outbox, str(row["session_id"]), 0)
+        _came_to_nothing(conn, outbox, config, str(row["session_id"]))
     return row
 
 
@@ -164,12 +178,16 @@ def issue_invoice(
     minutes_valid = config.int("payment_request_timeout_minutes")
     with db.connection() as conn:
         ext = conn.execute(
-            "SELECT e.*, s.customer_id, s.mode FROM session_extensions e JOIN chat_sessions s ON s.id = e.session_id "
+            "SELECT e.*, s.customer_id, s.mode, GREATEST(s.expires_at - s.paused_at, interval '0') AS time_left "
+            "FROM session_extensions e JOIN chat_sessions s ON s.id = e.session_id "
             "WHERE e.id = %(e)s AND e.status = 'approved' AND e.payment_request_id IS NULL FOR UPDATE OF e SKIP LOCKED",
             {"e": extension_id},
         ).fetchone()
         if ext is None:
             return
+        if not config.bool("extension_refusal_resumes"):
+            # The chat would have ended when its time ran out: the invoice is payable until then.
+            minutes_valid = max(1, min(minutes_valid, math.ceil(ext["time_left"].total_seconds() / 60)))
         request = conn.execute(
             "INSERT INTO payment_requests (customer_id, kind, extension_id, session_id, mode, tier_id, minutes, price, "
             "amount, status, expires_at) VALUES (%(c)s, 'extension', %(e)s, %(s)s, %(mode)s, %(t)s, %(m)s, %(p)s, "
@@ -195,13 +213,13 @@ def issue_invoice(
         open_invoice(db, gateway, request, f"Tambahan waktu curhat {ext['duration_minutes']} menit", minutes_valid)
     except ApiError as exc:
         if not exc.details.get("payment_request_id"):  # Xendit refused: no invoice, so no extension
-            log.warning("extension %s: invoice not created (%s); the session resumes", extension_id, exc.code)
+            log.warning("extension %s: invoice not created (%s); it comes to nothing", extension_id, exc.code)
             with db.connection() as conn:
                 conn.execute(
                     "UPDATE session_extensions SET status = 'expired', payment_request_id = NULL WHERE id = %(e)s",
                     {"e": extension_id},
                 )
-                resume(conn, outbox, str(ext["session_id"]), 0)
+                _came_to_nothing(conn, outbox, config, str(ext["session_id"]))
             outbox.flush(db, valkey, events)
         return  # an unknown outcome is recovered by the payment_recover job, or lapses at pay_by
     session = db.fetch_one("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": ext["session_id"]})
@@ -246,7 +264,7 @@ def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: Cha
     decided: list[str] = []
 
     def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
-        if _decide(conn, outbox, str(row["id"]), approve, "auto_approve" if approve else "auto_reject"):
+        if _decide(conn, outbox, config, str(row["id"]), approve, "auto_approve" if approve else "auto_reject"):
             decided.append(str(row["id"]))
 
     claim = (
@@ -257,8 +275,10 @@ def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: Cha
     return decided
 
 
-def lapse_unpaid(db: Database, valkey: redis.Redis, events: ChatEvents, limit: int = 100) -> list[str]:
-    """Approved extensions not paid by `pay_by`: the session resumes with what it had left."""
+def lapse_unpaid(
+    db: Database, valkey: redis.Redis, config: AppConfig, events: ChatEvents, limit: int = 100
+) -> list[str]:
+    """Approved extensions not paid by `pay_by`: the session closes (or resumes, by the setting)."""
 
     def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
         conn.execute("UPDATE session_extensions SET status = 'expired' WHERE id = %(e)s", {"e": row["id"]})
@@ -269,7 +289,7 @@ def lapse_unpaid(db: Database, valkey: redis.Redis, events: ChatEvents, limit: i
         session = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": row["session_id"]}).fetchone()
         assert session is not None
         outbox.add(parties(session), "extension.resolved", {"extension_id": row["id"], "status": "expired"})
-        resume(conn, outbox, str(row["session_id"]), 0)
+        _came_to_nothing(conn, outbox, config, str(row["session_id"]))
 
     claim = (
         "SELECT id, session_id, payment_request_id, clock_timestamp() - pay_by AS lateness FROM session_extensions "

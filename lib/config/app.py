@@ -80,6 +80,7 @@ KEYS: dict[str, Key] = {
             choices=("auto_approve", "auto_reject"),
         ),
         Key("payment_request_timeout_minutes", "int", 20, 5, 1440),
+        Key("extension_refusal_resumes", "bool", False),
         Key("early_end_mitra_enabled", "bool", False),
         Key("sensitive_flip_confirmation_enabled", "bool", True),
         Key("sensitive_flag_one_way_latch", "bool", False),

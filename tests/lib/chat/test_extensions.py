@@ -88,15 +88,38 @@ def test_approve_invoice_pay_and_the_minutes_are_added(chat: Chat) -> None:
     assert chat.payment_status({"id": decided["payment_request_id"]}) == "consumed"
 
 
-def test_reject_resumes_with_the_time_that_was_left(chat: Chat) -> None:
-    customer, _, token, session_id = chat.paired()
-    left = _expires(chat, session_id)["expires_at"]
+def test_a_rejection_moves_the_session_to_closing_with_the_goodbye_grace(chat: Chat) -> None:
+    customer, mitra, token, session_id = chat.paired()
     ext = _extend(chat, customer, session_id)
     rejected = _respond(chat, token, ext["id"], "reject")
     assert rejected.json["data"]["status"] == "rejected"
+    assert chat.status(session_id) == "closing"
+    closing = chat.heard.last("customer", customer["user"]["id"], "session.closing")["data"]
+    assert closing["session_id"] == session_id and closing["closing_expires_at"]
+    assert chat.heard.last("mitra", mitra["id"], "session.closing")["data"]["session_id"] == session_id
+    assert chat.pay.db.fetch_one("SELECT count(*) AS n FROM payment_requests WHERE kind = 'extension'") == {"n": 0}
+
+
+def test_with_the_operator_setting_a_rejection_resumes_with_the_time_that_was_left(chat: Chat) -> None:
+    chat.config(extension_refusal_resumes=True)
+    customer, _, token, session_id = chat.paired()
+    left = _expires(chat, session_id)["expires_at"]
+    ext = _extend(chat, customer, session_id)
+    assert _respond(chat, token, ext["id"], "reject").json["data"]["status"] == "rejected"
     after = _expires(chat, session_id)
     assert after["status"] == "active" and abs((after["expires_at"] - left).total_seconds()) < 5
-    assert chat.pay.db.fetch_one("SELECT count(*) AS n FROM payment_requests WHERE kind = 'extension'") == {"n": 0}
+
+
+def test_an_approved_extension_is_payable_only_while_the_time_left_lasts(chat: Chat) -> None:
+    customer, _, token, session_id = chat.paired()
+    chat.pay.db.execute("UPDATE chat_sessions SET expires_at = now() + interval '150 seconds'")
+    ext = _extend(chat, customer, session_id)
+    approved = _respond(chat, token, ext["id"], "approve").json["data"]
+    request = chat.pay.db.fetch_one(
+        "SELECT expires_at - created_at AS valid FROM payment_requests WHERE id = %(p)s",
+        {"p": approved["payment_request_id"]},
+    )
+    assert request is not None and request["valid"] == timedelta(minutes=3)  # 2.5 minutes left, whole minutes
 
 
 def test_the_default_action_decides_at_the_deadline(chat: Chat) -> None:
@@ -112,11 +135,11 @@ def test_the_default_action_decides_at_the_deadline(chat: Chat) -> None:
     assert billed is not None and billed["payment_request_id"] is not None
     assert chat.heard.last("customer", customer["user"]["id"], "extension.resolved")["data"]["invoice_url"]
 
-    # Unpaid by its deadline: the extension lapses and the chat resumes.
+    # Unpaid by its deadline: the extension lapses and the chat moves to its goodbyes.
     chat.pay.db.execute("UPDATE session_extensions SET pay_by = now() - interval '1 second'")
     chat.tick()
     assert chat.pay.db.fetch_one("SELECT status FROM session_extensions") == {"status": "expired"}
-    assert chat.status(session_id) == "active"
+    assert chat.status(session_id) == "closing"
     # Money that arrives after that is recorded for a refund, not lost and not applied.
     late = chat.pay.db.fetch_one("SELECT * FROM payment_requests WHERE kind = 'extension'")
     assert late is not None

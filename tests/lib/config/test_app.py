@@ -24,6 +24,7 @@ GOOD: dict[str, Any] = {
     "extension_timeout_seconds": 15,
     "extension_default_action_on_timeout": "auto_reject",
     "payment_request_timeout_minutes": 30,
+    "extension_refusal_resumes": True,
     "early_end_mitra_enabled": True,
     "sensitive_flip_confirmation_enabled": False,
     "sensitive_flag_one_way_latch": True,
