@@ -122,8 +122,29 @@ def update_user(
     return row
 
 
-def change_password(db: Database, revocations: RevocationList, caller: Principal, current: str, new: str) -> None:
-    """The caller's own change: the current password is required; every other session ends."""
+PASSWORD_CHANGE_WINDOW_SECONDS = 15 * 60
+
+
+def change_password(
+    db: Database,
+    revocations: RevocationList,
+    limiter: RateLimiter,
+    attempts: int,
+    caller: Principal,
+    current: str,
+    new: str,
+) -> None:
+    """The caller's own change: the current password is required; every other session ends.
+
+    At most `attempts` tries per user per 15 minutes, counted before the current password is
+    checked: a stolen access token cannot be used to guess the password behind it."""
+    limiter.hit(
+        "cc-password-change",
+        caller.user_id,
+        attempts,
+        PASSWORD_CHANGE_WINDOW_SECONDS,
+        message="Too many password change attempts; try again later",
+    )
     row = db.fetch_one("SELECT password_hash FROM cc_users WHERE id = %(id)s", {"id": caller.user_id})
     if row is None or not verify_password(current, row["password_hash"]):
         raise Unauthorized("Current password is wrong", code="INVALID_CREDENTIALS")

@@ -1,4 +1,5 @@
-"""Change one's own control-center password; every other session of the user ends."""
+"""Change one's own control-center password; every other session of the user ends. Attempts per
+user are limited (PASSWORD_CHANGE_ATTEMPTS per 15 minutes, then 429 RATE_LIMITED)."""
 
 import falcon
 from marshmallow import Schema, fields, validate
@@ -18,4 +19,12 @@ ENDPOINT = Endpoint(method="POST", route="/internal/auth/password", auth=Auth.CC
 def handle(req: falcon.Request, ctx: Ctx) -> None:
     assert ctx.principal is not None
     s = ctx.services
-    change_password(s.db, s.revocations, ctx.principal, ctx.body["current_password"], ctx.body["new_password"])
+    change_password(
+        s.db,
+        s.revocations,
+        s.rate_limiter,
+        s.settings.password_change_attempts,
+        ctx.principal,
+        ctx.body["current_password"],
+        ctx.body["new_password"],
+    )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import bcrypt
+import pytest
 from falcon import testing
 
+from lib.auth.passwords import BCRYPT_COST, hash_password
 from lib.config.app import set_values
 from lib.services import Services
 from tests.conftest import CC_ORIGIN, CC_PASSWORD, bearer
@@ -129,3 +132,53 @@ def test_long_password_login_is_refused_not_truncated(
 ) -> None:
     user = make_cc_user()
     assert _login(internal, user["email"], CC_PASSWORD + "x" * 80).status_code == 401
+
+
+def _bcrypt_cost(password_hash: bytes | str) -> int:
+    raw = password_hash.encode() if isinstance(password_hash, str) else password_hash
+    return int(raw.split(b"$")[2])
+
+
+def test_unknown_and_known_emails_cost_the_same_bcrypt_work(
+    internal: testing.TestClient, make_cc_user, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login answers an unknown e-mail only after a check as expensive as a real one: the same
+    bcrypt cost (timing would otherwise tell which e-mails have accounts)."""
+    checked: list[int] = []
+    real_checkpw = bcrypt.checkpw
+
+    def counting_checkpw(password: bytes, hashed: bytes) -> bool:
+        checked.append(_bcrypt_cost(hashed))
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counting_checkpw)
+    user = make_cc_user()
+    assert _login(internal, user["email"], "not the password at all").status_code == 401
+    assert _login(internal, "nobody@halobestie.test", "not the password at all").status_code == 401
+    assert _login(internal, "nobody@halobestie.test", "x" * 100).status_code == 401  # over 72 bytes
+    assert _login(internal, user["email"], "x" * 100).status_code == 401
+    assert checked == [BCRYPT_COST] * 4
+    assert _bcrypt_cost(hash_password("a real password here")) == BCRYPT_COST
+
+
+def test_password_change_attempts_are_limited_per_user(
+    internal: testing.TestClient, services: Services, cc_login
+) -> None:
+    limit = services.settings.password_change_attempts
+    _, token, _ = cc_login()
+    _, other, _ = cc_login()
+
+    def change(access: str, current: str) -> testing.Result:
+        return internal.simulate_post(
+            "/internal/auth/password",
+            headers=bearer(access),
+            json={"current_password": current, "new_password": "a brand new password"},
+        )
+
+    for _ in range(limit):
+        assert change(token, "a wrong guess here").status_code == 401
+    refused = change(token, CC_PASSWORD)  # even the right password: the window is spent
+    assert refused.status_code == 429, refused.text
+    assert refused.json["error"]["code"] == "RATE_LIMITED"
+    assert 0 < int(refused.headers["Retry-After"]) <= 15 * 60 + 1
+    assert change(other, CC_PASSWORD).status_code == 204  # another user's attempts are their own
