@@ -1,4 +1,5 @@
-"""Development only: pay a request by pushing a PAID callback through the real webhook path."""
+"""Development only: pay a request by pushing a PAID callback through the real webhook path; only
+with the simulated gateway (XENDIT_ENABLED=false), never for a request with a real Xendit invoice."""
 
 import json
 from typing import Any
@@ -6,7 +7,7 @@ from typing import Any
 import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.errors import NotFound
+from lib.errors import Forbidden, NotFound
 from lib.payments.webhook import handle_callback
 
 ENDPOINT = Endpoint(
@@ -16,6 +17,10 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     s = ctx.services
+    if s.settings.xendit_enabled:  # real invoices are paid by real money, through Xendit's own callback
+        raise Forbidden(
+            "The confirm hook pays simulated requests only; XENDIT_ENABLED is true", code="SIMULATED_GATEWAY_ONLY"
+        )
     row = s.db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": ctx.params["request_id"]})
     if row is None:
         raise NotFound()

@@ -8,11 +8,13 @@ from falcon import testing
 
 from lib.config.env import Settings
 from lib.presence.state import set_online
+from lib.services import Services
 from lib.transcripts import KeyRing
 from runtime.app import create_app
 from runtime.container import build_services
 from tests.conftest import bearer
-from tests.payflow import CREATE, TOKEN, payment_status, tier_of
+from tests.fakes import FakeXendit
+from tests.payflow import CREATE, TOKEN, create_payment, payment_status, tier_of
 
 
 def test_dev_confirm_hook_uses_the_webhook_path(settings: Settings, make_mitra, anonymous) -> None:
@@ -44,3 +46,20 @@ def test_dev_confirm_hook_uses_the_webhook_path(settings: Settings, make_mitra, 
     finally:
         dev.close()
         prod.close()
+
+
+def test_the_hook_refuses_to_run_with_the_real_gateway(
+    pay: Services, app: testing.TestClient, xendit: FakeXendit, online_mitra, customer
+) -> None:
+    """Even in development or test: with XENDIT_ENABLED=true a request has a real invoice, and the
+    hook must not turn it into a confirmed payment with the real webhook token."""
+    assert pay.settings.is_dev_or_test and pay.settings.xendit_enabled
+    doc = create_payment(app, customer, tier_of(pay)).json["data"]
+    assert len(xendit.created) == 1
+    hook = testing.TestClient(create_app("internal", pay)).simulate_post(
+        f"/internal/_test/payments/{doc['id']}/confirm"
+    )
+    assert hook.status_code == 403, hook.text
+    assert hook.json["error"]["code"] == "SIMULATED_GATEWAY_ONLY"
+    assert payment_status(pay, doc["id"]) == "pending"
+    assert pay.db.fetch_one("SELECT count(*) AS n FROM webhook_logs") == {"n": 0}
