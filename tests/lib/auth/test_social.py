@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jwt
 import pytest
 from falcon import testing
 
+from lib.auth.social import (
+    JWKS_TTL_SECONDS,
+    REFETCH_MIN_SECONDS,
+    STALE_MAX_SECONDS,
+    IdTokenInvalid,
+    JwksCache,
+    verify_google,
+)
 from lib.config.env import Settings
 from runtime.app import create_app
 from runtime.container import build_services
@@ -211,3 +220,127 @@ def test_keys_endpoint_down_is_401_not_500(settings: Settings) -> None:
         assert _google(client, token).status_code == 401
     finally:
         svc.close()
+
+
+class GatedJwks(JwksServer):
+    """The fake key endpoint, held open at will: a request that arrives waits for `gate`, so a test
+    can look at what the callers do while a fetch is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.arrived = threading.Semaphore(0)
+        self.failing = False  # answer 503 (the provider is down)
+        server = self
+        plain = self._httpd.RequestHandlerClass
+
+        class Gated(plain):  # type: ignore[misc,valid-type]
+            def do_GET(self) -> None:
+                server.arrived.release()
+                server.gate.wait(10)
+                if server.failing:
+                    server.fetches += 1
+                    self.reply(503, {"error": "unavailable"})
+                    return
+                super().do_GET()
+
+        self._httpd.RequestHandlerClass = Gated
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Warm:
+    """A key endpoint that has been asked once, and the cache that asked it (on a test clock)."""
+
+    server: GatedJwks
+    clock: Clock
+    cache: JwksCache
+    results: list[str]
+
+    def verify(self, token: str) -> str:
+        return str(verify_google(token, self.cache, (GOOGLE_CLIENT,))["sub"])
+
+    def in_threads(self, token: str, count: int) -> list[threading.Thread]:
+        threads = [
+            threading.Thread(target=lambda: self.results.append(self.verify(token)), daemon=True) for _ in range(count)
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+
+@pytest.fixture
+def warm() -> Iterator[Warm]:
+    server = GatedJwks()
+    server.add_key("g1")
+    with server.running():
+        clock = Clock()
+        state = Warm(server, clock, JwksCache(server.url, clock=clock), [])
+        assert state.verify(server.sign(_google_claims(), "g1")) == "g-123"
+        assert server.fetches == 1 and server.arrived.acquire(timeout=1)
+        yield state
+
+
+def test_stale_keys_are_served_while_one_thread_refreshes(warm: Warm) -> None:
+    token = warm.server.sign(_google_claims(), "g1")
+    warm.clock.now += JWKS_TTL_SECONDS + 1  # the keys are due
+    warm.server.gate.clear()
+    refresher = warm.in_threads(token, 1)
+    assert warm.server.arrived.acquire(timeout=5)  # one verification is fetching, held at the gate
+    others = warm.in_threads(token, 20)
+    for thread in others:  # ... and the others neither wait for it nor fetch themselves
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in others)
+    assert warm.results == ["g-123"] * 20
+    assert not warm.server.arrived.acquire(timeout=0.2)  # still the single fetch in flight
+    warm.server.gate.set()
+    refresher[0].join(timeout=10)
+    assert warm.results == ["g-123"] * 21
+    assert warm.server.fetches == 2
+
+
+def test_an_unknown_kid_is_fetched_once_for_all_who_need_it(warm: Warm) -> None:
+    warm.server.add_key("g2")  # the provider rotates its keys
+    warm.clock.now += REFETCH_MIN_SECONDS + 1
+    warm.server.gate.clear()
+    threads = warm.in_threads(warm.server.sign(_google_claims(), "g2"), 10)
+    assert warm.server.arrived.acquire(timeout=5)
+    assert not warm.server.arrived.acquire(timeout=0.2)  # one fetch, the others wait for it
+    warm.server.gate.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert warm.results == ["g-123"] * 10
+    assert warm.server.fetches == 2
+    # Right after a fetch, another unknown kid is refused without asking the provider again.
+    stranger = JwksServer()
+    stranger.add_key("g3")
+    with pytest.raises(IdTokenInvalid):
+        warm.verify(stranger.sign(_google_claims(), "g3"))
+    assert warm.server.fetches == 2
+
+
+def test_a_failed_refresh_keeps_the_old_keys_and_is_not_retried_at_once(warm: Warm) -> None:
+    token = warm.server.sign(_google_claims(), "g1")
+    warm.server.failing = True
+    warm.clock.now += JWKS_TTL_SECONDS + 1
+    assert warm.verify(token) == "g-123"  # the refresh failed: the old keys still serve
+    assert warm.server.fetches == 2
+    assert warm.verify(token) == "g-123"
+    assert warm.server.fetches == 2  # no new try within the pause
+    warm.clock.now += REFETCH_MIN_SECONDS + 1
+    assert warm.verify(token) == "g-123"
+    assert warm.server.fetches == 3
+    warm.clock.now += STALE_MAX_SECONDS  # a day without the provider: its old keys are not trusted
+    with pytest.raises(IdTokenInvalid):
+        warm.verify(token)
+    warm.server.failing = False
+    warm.clock.now += REFETCH_MIN_SECONDS + 1
+    assert warm.verify(token) == "g-123"  # back
