@@ -1,4 +1,5 @@
-"""Register the caller's push token (a mitra keeps one device: a new token replaces the old)."""
+"""Register the caller's push token. A user keeps at most DEVICE_TOKENS_PER_USER devices (a mitra
+keeps one): registering one more removes the least recently registered."""
 
 import falcon
 from marshmallow import Schema, fields, validate
@@ -21,17 +22,23 @@ def handle(req: falcon.Request, ctx: Ctx) -> None:
         "u": ctx.principal.user_id,
         "tok": ctx.body["token"],
         "p": ctx.body["platform"],
+        "keep": 1 if ctx.principal.user_type == "mitra" else ctx.services.settings.device_tokens_per_user,
     }
     with ctx.services.db.connection() as conn:
-        # A token moves with the device: whoever registered it last owns it.
+        # One registration of a user at a time, so two at once cannot both keep `keep` others.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('device-tokens:' || %(t)s || ':' || %(u)s, 0))", who)
+        # A token moves with the device: whoever registered it last owns it. clock_timestamp(), not
+        # now(): the order of registrations is the order they got the lock in.
         conn.execute(
-            "INSERT INTO device_tokens (token, user_type, user_id, platform) VALUES (%(tok)s, %(t)s, %(u)s, %(p)s) "
+            "INSERT INTO device_tokens (token, user_type, user_id, platform, updated_at) "
+            "VALUES (%(tok)s, %(t)s, %(u)s, %(p)s, clock_timestamp()) "
             "ON CONFLICT (token) DO UPDATE SET user_type = EXCLUDED.user_type, user_id = EXCLUDED.user_id, "
-            "platform = EXCLUDED.platform, updated_at = now()",
+            "platform = EXCLUDED.platform, updated_at = EXCLUDED.updated_at",
             who,
         )
-        if ctx.principal.user_type == "mitra":
-            conn.execute(
-                "DELETE FROM device_tokens WHERE user_type = 'mitra' AND user_id = %(u)s AND token <> %(tok)s",
-                who,
-            )
+        conn.execute(
+            "DELETE FROM device_tokens WHERE token IN (SELECT token FROM device_tokens "
+            "WHERE user_type = %(t)s AND user_id = %(u)s "
+            "ORDER BY token = %(tok)s DESC, updated_at DESC, created_at DESC, token OFFSET %(keep)s)",
+            who,
+        )
