@@ -57,20 +57,24 @@ def test_one_more_device_removes_the_least_recently_registered(
     assert _tokens(capped, other["user"]["id"]) == {"other-phone"}  # another user's devices stay
 
 
+def _register_at_once(app: testing.TestClient, access: str, tokens: list[str]) -> None:
+    start = threading.Barrier(len(tokens))
+
+    def register(token: str) -> None:
+        start.wait(10)
+        _register(app, access, token)
+
+    threads = [threading.Thread(target=register, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+
 def test_racing_registrations_never_exceed_the_cap(app: testing.TestClient, capped: Services, anonymous) -> None:
     me = anonymous()
     for round_ in range(3):
-        start = threading.Barrier(24)
-
-        def register(i: int, round_: int = round_) -> None:
-            start.wait(10)
-            _register(app, me["access_token"], f"r{round_}-d{i}")
-
-        threads = [threading.Thread(target=register, args=(i,)) for i in range(24)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
+        _register_at_once(app, me["access_token"], [f"r{round_}-d{i}" for i in range(24)])
         left = _tokens(capped, me["user"]["id"])
         assert len(left) == CAP, left
         assert all(token.startswith(f"r{round_}-") for token in left)
