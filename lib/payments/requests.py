@@ -19,6 +19,7 @@ from lib.kept import Changes, Kept
 from lib.payments.gateway import Gateway, GatewayError, Invoice, InvoiceOutcomeUnknown
 from lib.presence.availability import find_available_mitras
 from lib.pricing import quote
+from lib.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,15 @@ def create_request(
     customer_id: str,
     body: dict[str, Any],
     idempotency_key: str | None,
+    *,
+    limiter: RateLimiter,
+    per_hour: int,
 ) -> dict[str, Any]:
-    """The new request's document; a replayed Idempotency-Key (same body) returns the first answer."""
+    """The new request's document; a replayed Idempotency-Key (same body) returns the first answer.
+
+    At most `per_hour` new requests per customer per hour (each one is a Xendit invoice), counted
+    after the replay check (a replay costs nothing) and before anything is stored or sent to Xendit.
+    """
     digest = body_hash(body)
     if idempotency_key:
         replay = _replay(db, customer_id, idempotency_key, digest)
@@ -107,6 +115,13 @@ def create_request(
     if not targeted and not available:
         raise Conflict("No Bestie is available right now; no payment was taken", code="NO_MITRA_AVAILABLE")
     minutes_valid = config.int("payment_request_timeout_minutes")
+    limiter.hit(
+        "payment-request",
+        customer_id,
+        per_hour,
+        3600,
+        message="Too many payment requests; try again later",
+    )
     try:
         with db.connection() as conn:
             price = quote(conn, str(body["tier_id"]), customer_id, mode=body["mode"])

@@ -1,4 +1,5 @@
-"""Start paying for a chat: the price is computed here, a Xendit invoice is created, the app opens it."""
+"""Start paying for a chat: the price is computed here, a Xendit invoice is created, the app opens it.
+At most PAYMENT_REQUESTS_PER_HOUR new requests per customer (429 RATE_LIMITED before any invoice)."""
 
 import re
 
@@ -31,5 +32,15 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     if key is not None and not _KEY.fullmatch(key):
         raise ValidationFailed({"Idempotency-Key": ["8-128 characters: letters, digits, . _ : -"]})
     s = ctx.services
-    doc = create_request(s.db, s.valkey, s.config, s.payment_gateway, ctx.principal.user_id, dict(ctx.body), key)
+    doc = create_request(
+        s.db,
+        s.valkey,
+        s.config,
+        s.payment_gateway,
+        ctx.principal.user_id,
+        dict(ctx.body),
+        key,
+        limiter=s.rate_limiter,
+        per_hour=s.settings.payment_requests_per_hour,
+    )
     return Reply(201, doc)

@@ -4,9 +4,16 @@ Idempotency-Key, gateway failures and time-outs, reads and abandon."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
+from falcon import testing
+
+from lib.config.env import Settings
 from lib.payments.sweeps import recover_invoices
+from runtime.app import create_app
+from runtime.container import build_services
 from tests.conftest import bearer
+from tests.fakes import FakeXendit
 from tests.payflow import CREATE, create_payment, paid_body, payment_status, send_callback, tier_of
 
 
@@ -159,3 +166,29 @@ def test_reads_and_abandon(app, pay, online_mitra, customer, anonymous) -> None:
     again = app.simulate_post(f"{CREATE}/{doc['id']}/abandon", headers=token)
     assert again.status_code == 409 and again.json["error"]["code"] == "PAYMENT_NOT_PENDING"
     assert app.simulate_get(f"{CREATE}/pending", headers=token).json["data"]["items"] == []
+
+
+def test_payment_requests_per_customer_per_hour_are_limited_before_xendit(
+    pay_settings: Settings, xendit: FakeXendit, online_mitra, customer, anonymous
+) -> None:
+    svc = build_services(replace(pay_settings, payment_requests_per_hour=2), application_name="payments-limited")
+    try:
+        app = testing.TestClient(create_app("public", svc))
+        token = bearer(customer["access_token"])
+        first = create_payment(app, customer, tier_of(svc), key="limit-key-0001")
+        assert first.status_code == 201
+        app.simulate_post(f"{CREATE}/{first.json['data']['id']}/abandon", headers=token)
+        second = create_payment(app, customer, tier_of(svc), key="limit-key-0002")
+        assert second.status_code == 201
+        app.simulate_post(f"{CREATE}/{second.json['data']['id']}/abandon", headers=token)
+        replay = create_payment(app, customer, tier_of(svc), key="limit-key-0002")  # a replay costs nothing
+        assert replay.status_code == 201 and replay.json["data"]["id"] == second.json["data"]["id"]
+        refused = create_payment(app, customer, tier_of(svc), key="limit-key-0003")
+        assert refused.status_code == 429, refused.text
+        assert refused.json["error"]["code"] == "RATE_LIMITED"
+        assert 0 < int(refused.headers["Retry-After"]) <= 3601
+        assert xendit.started == 2 and len(xendit.created) == 2  # the refused one never reached Xendit
+        assert svc.db.fetch_one("SELECT count(*) AS n FROM payment_requests") == {"n": 2}
+        assert create_payment(app, anonymous(), tier_of(svc)).status_code == 201  # another customer's own budget
+    finally:
+        svc.close()
