@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from lib.auth.otp_providers import OtpProvider
 from lib.auth.revocation import RevocationList
 from lib.auth.sessions import RefreshChain
 from lib.auth.social import JwksCache
@@ -52,6 +53,7 @@ class Services:
     chat_events: ChatEvents
     notifier: Notifier
     payment_gateway: Gateway
+    otp_provider: OtpProvider
 
     def close(self) -> None:
         """Stop the background threads, then close the connections; safe to call twice."""

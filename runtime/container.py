@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from lib.auth.otp_providers import make_otp_provider
 from lib.auth.revocation import RevocationList
 from lib.auth.sessions import RefreshChain
 from lib.auth.social import JwksCache
@@ -96,4 +97,5 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
         chat_events=chat_events,
         notifier=notifier,
         payment_gateway=make_gateway(settings),
+        otp_provider=make_otp_provider(settings),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -231,3 +232,116 @@ class FakeFcm(LoopbackServer):
         }
         path.write_text(json.dumps(info))
         return str(path)
+
+
+class FakeTwilioVerify(LoopbackServer):
+    """Twilio Verify v2 on loopback: POST /v2/Services/{sid}/Verifications and /VerificationCheck,
+    form-encoded, Basic auth, Twilio's JSON errors ({code, message, more_info, status}).
+
+    One pending verification per number, as Twilio keeps it: a send while one is pending sends its
+    code again; an approved code is forgotten; the 6th check of a verification is 429 60202. Codes
+    "sent" are in `sent` (what the phone would receive). Failures on demand: `fail_next` (5xx),
+    `refuse_next` (a 4xx with a Twilio code), `delay` (sleep before answering), `answer_delay`
+    (do the work, then sleep: a timeout after sending)."""
+
+    MAX_CHECKS = 5
+
+    def __init__(self, account_sid: str, auth_token: str, service_sid: str) -> None:
+        self.expected_auth = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self.service_sid = service_sid
+        self.pending: dict[str, dict[str, Any]] = {}  # by number
+        self.sent: list[dict[str, str]] = []  # {"to", "channel", "code"}
+        self.requests: list[dict[str, Any]] = []  # {"path", "form", "auth"}: what reached the fake
+        self.checks = 0
+        self.fail_next = 0
+        self.fail_status = 503
+        self.refuse_next: tuple[int, int] | None = None  # (HTTP status, Twilio code) for the next request
+        self.delay = 0.0
+        self.answer_delay = 0.0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(JsonHandler):
+            def error(self, status: int, code: int, message: str) -> None:
+                more = f"https://www.twilio.com/docs/errors/{code}"
+                self.reply(status, {"code": code, "message": message, "more_info": more, "status": status})
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                server.requests.append({"path": self.path, "form": form, "auth": self.headers.get("Authorization")})
+                if server.delay:
+                    time.sleep(server.delay)
+                if self.headers.get("Authorization") != server.expected_auth:
+                    self.error(401, 20003, "Authenticate")
+                    return
+                with server._lock:
+                    if server.fail_next:
+                        server.fail_next -= 1
+                        self.error(server.fail_status, 20500, "Internal Server Error")
+                        return
+                    refusal, server.refuse_next = server.refuse_next, None
+                if refusal:
+                    self.error(refusal[0], refusal[1], "Refused")
+                    return
+                prefix = f"/v2/Services/{server.service_sid}/"
+                if self.path == prefix + "Verifications":
+                    status, body = server.start(form)
+                elif self.path == prefix + "VerificationCheck":
+                    status, body = server.check(form)
+                else:
+                    status, body = 404, {"code": 20404, "message": "The requested resource was not found"}
+                if server.answer_delay:
+                    time.sleep(server.answer_delay)
+                if "code" in body:
+                    self.error(status, body["code"], body["message"])
+                else:
+                    self.reply(status, body)
+
+        super().__init__(Handler)
+        self.url = self.base_url
+        # A reply written after the client stopped waiting (the timeout cases) is no test failure.
+        self._httpd.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
+
+    def start(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        to, channel = form.get("To", ""), form.get("Channel", "")
+        if not to.startswith("+") or channel not in ("sms", "whatsapp", "call", "email"):
+            return 400, {"code": 60200, "message": "Invalid parameter"}
+        with self._lock:
+            verification = self.pending.get(to)
+            if verification is None:
+                sid = "VE" + secrets.token_hex(16)
+                verification = {"sid": sid, "code": f"{secrets.randbelow(1_000_000):06d}", "checks": 0}
+                self.pending[to] = verification
+            self.sent.append({"to": to, "channel": channel, "code": verification["code"]})
+        return 201, self._resource(verification, to, channel, "pending")
+
+    def check(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        to, code = form.get("To", ""), form.get("Code", "")
+        with self._lock:
+            self.checks += 1
+            verification = self.pending.get(to)
+            if verification is None:
+                return 404, {"code": 20404, "message": "The requested resource was not found"}
+            if verification["checks"] >= self.MAX_CHECKS:
+                return 429, {"code": 60202, "message": "Max check attempts reached"}
+            verification["checks"] += 1
+            if code != verification["code"]:
+                return 200, self._resource(verification, to, "sms", "pending")
+            del self.pending[to]
+        return 200, self._resource(verification, to, "sms", "approved")
+
+    def _resource(self, verification: dict[str, Any], to: str, channel: str, status: str) -> dict[str, Any]:
+        return {
+            "sid": verification["sid"],
+            "service_sid": self.service_sid,
+            "to": to,
+            "channel": channel,
+            "status": status,
+            "valid": status == "approved",
+        }
+
+    def last_code(self, to: str) -> str:
+        codes = [s["code"] for s in self.sent if s["to"] == to]
+        assert codes, "no code was sent"
+        return codes[-1]

@@ -1,4 +1,8 @@
-"""One-time codes by SMS: request (cooldown, limits, bypass list) and verify (attempts, single use)."""
+"""One-time codes by SMS: request (cooldown, limits, bypass list) and verify (attempts, single use).
+
+Our otp_requests row is the authority for every limit whoever makes the code: with a provider that
+checks its own codes (Twilio Verify) the row stores no hash, and the provider is asked only once
+the row has allowed the attempt (docs/otp.md)."""
 
 from __future__ import annotations
 
@@ -15,11 +19,11 @@ from typing import Any
 import bcrypt
 
 from lib.auth.accounts import mask_phone
+from lib.auth.otp_providers import Check, OtpProvider, OtpProviderFailed
 from lib.config.app import AppConfig
 from lib.db import Database
 from lib.errors import (
     ApiError,
-    BadGateway,
     Conflict,
     Forbidden,
     Gone,
@@ -34,13 +38,6 @@ log = logging.getLogger(__name__)
 
 _PHONE = re.compile(r"^\+62[1-9][0-9]{7,12}$")
 _CODE = re.compile(r"^[0-9]{6}$")
-
-
-class StubOtpProvider:
-    """Stands in for Fazpass: logs the code. Refused in production unless OTP_ALLOW_STUB=true."""
-
-    def send(self, phone: str, code: str) -> None:
-        log.info("[OTP STUB] phone=%s code=%s", phone, code)
 
 
 def normalize_phone(raw: str) -> str:
@@ -92,7 +89,15 @@ def check_mitra_phone(db: Database, phone: str) -> None:
 
 
 def request_code(
-    db: Database, cfg: AppConfig, limiter: RateLimiter, secret: str, *, flow: str, raw_phone: str, client_ip: str
+    db: Database,
+    cfg: AppConfig,
+    limiter: RateLimiter,
+    secret: str,
+    provider: OtpProvider,
+    *,
+    flow: str,
+    raw_phone: str,
+    client_ip: str,
 ) -> OtpSent:
     """Send a code (or arm a bypass entry); `secret` keys the stored code hashes."""
     phone = normalize_phone(raw_phone)
@@ -108,7 +113,7 @@ def request_code(
         check_mitra_phone(db, phone)
     cooldown = cfg.int("otp_resend_cooldown_seconds")
     request_id = str(uuid.uuid4())
-    code = f"{secrets.randbelow(1_000_000):06d}"
+    code = None if provider.checks_codes else f"{secrets.randbelow(1_000_000):06d}"
     with db.connection() as conn:
         # One request per phone at a time, so the cooldown and hourly count cannot be raced.
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('otp:' || %(p)s, 0))", {"p": phone})
@@ -145,7 +150,7 @@ def request_code(
                 "id": request_id,
                 "f": flow,
                 "p": phone,
-                "h": None if bypass else _code_hash(secret, request_id, code),
+                "h": None if bypass or code is None else _code_hash(secret, request_id, code),
                 "b": bypass["id"] if bypass else None,
                 "m": cfg.int("otp_max_attempts"),
                 "ip": client_ip,
@@ -154,18 +159,33 @@ def request_code(
         ).fetchone()
         assert row is not None
     if bypass is None:
-        try:
-            StubOtpProvider().send(phone, code)
-        except Exception as exc:
-            db.execute("UPDATE otp_requests SET consumed_at = now() WHERE id = %(id)s", {"id": request_id})
-            log.error("OTP provider failed: %s", type(exc).__name__)
-            raise BadGateway("Could not send the code", code="OTP_PROVIDER_FAILED") from exc
+        _send(db, provider, request_id, phone, code)
     return OtpSent(
         request_id,
         mask_phone(phone) or "",
         row["expires_at"],
         row["created_at"] + timedelta(seconds=cooldown),
     )
+
+
+def _send(db: Database, provider: OtpProvider, request_id: str, phone: str, code: str | None) -> None:
+    try:
+        provider.send(phone, code)
+    except OtpProviderFailed as failed:
+        if not failed.maybe_sent:
+            # Certainly nothing was sent: forget the request, so it counts against no limit.
+            db.execute("DELETE FROM otp_requests WHERE id = %(id)s", {"id": request_id})
+        # Otherwise a code may be on its way: the row stays and keeps counting (cooldown, hourly
+        # limit), so retries are paced by our limits; its id never reached the app.
+        raise
+    if provider.checks_codes:
+        # The provider keeps one code per number and checks by number: an older open request for
+        # this number must not accept the code sent for this one.
+        db.execute(
+            "UPDATE otp_requests SET expires_at = now() WHERE phone = %(p)s AND id <> %(id)s "
+            "AND code_hash IS NULL AND bypass_id IS NULL AND consumed_at IS NULL AND expires_at > now()",
+            {"p": phone, "id": request_id},
+        )
 
 
 _ATTEMPT = """
@@ -191,8 +211,11 @@ def _refuse(row: dict[str, Any], flow: str, cooldown: int) -> ApiError | None:
     return None
 
 
-def verify_code(db: Database, cfg: AppConfig, secret: str, *, flow: str, request_id: str, code: str) -> str:
-    """Consume the code; returns the verified phone number."""
+def verify_code(
+    db: Database, cfg: AppConfig, secret: str, provider: OtpProvider, *, flow: str, request_id: str, code: str
+) -> str:
+    """Consume the code; returns the verified phone number. The provider is asked only about a code
+    it made, and only once the row has counted the attempt."""
     if not _CODE.match(code or ""):
         raise ValidationFailed({"code": ["Must be 6 digits."]}, code="CODE_INVALID")
     cooldown = cfg.int("otp_resend_cooldown_seconds")
@@ -213,9 +236,12 @@ def verify_code(db: Database, cfg: AppConfig, secret: str, *, flow: str, request
         row = db.fetch_one(select, {"id": request_id})
         assert row is not None
         raise _refuse(row, flow, cooldown) or Conflict("This code was already used", code="OTP_USED")
-    if not _matches(cfg, secret, row, request_id, code):
-        left = counted["max_attempts"] - counted["attempts"]
-        raise Unauthorized("Wrong code", code="CODE_MISMATCH", details={"attempts_remaining": left})
+    if row["bypass_id"] is None and row["code_hash"] is None:
+        matched = _provider_says(db, provider, row, code, cooldown)
+    else:
+        matched = _matches(cfg, secret, row, request_id, code)
+    if not matched:
+        raise _mismatch(counted["max_attempts"] - counted["attempts"])
     used = db.fetch_one(
         "UPDATE otp_requests SET consumed_at = now() WHERE id = %(id)s AND consumed_at IS NULL RETURNING phone",
         {"id": request_id},
@@ -224,6 +250,36 @@ def verify_code(db: Database, cfg: AppConfig, secret: str, *, flow: str, request
         raise Conflict("This code was already used", code="OTP_USED")
     phone: str = used["phone"]
     return phone
+
+
+def _mismatch(attempts_remaining: int) -> Unauthorized:
+    return Unauthorized("Wrong code", code="CODE_MISMATCH", details={"attempts_remaining": attempts_remaining})
+
+
+def _provider_says(db: Database, provider: OtpProvider, row: dict[str, Any], code: str, cooldown: int) -> bool:
+    """Ask the provider that made the code; raises OtpProviderFailed (502) when it cannot answer."""
+    outcome = provider.check(row["phone"], code)
+    if outcome in (Check.APPROVED, Check.WRONG):
+        return outcome is Check.APPROVED
+    # The provider will accept nothing more for this request: our row follows, unless a concurrent
+    # attempt has just consumed it (the provider forgets an approved code at once).
+    closing = (
+        "UPDATE otp_requests SET expires_at = least(expires_at, now()) WHERE id = %(id)s AND consumed_at IS NULL "
+        "RETURNING id"
+        if outcome is Check.EXPIRED
+        else "UPDATE otp_requests SET attempts = max_attempts WHERE id = %(id)s AND consumed_at IS NULL RETURNING id"
+    )
+    if db.fetch_one(closing, {"id": row["id"]}) is None:
+        raise Conflict("This code was already used", code="OTP_USED")
+    if outcome is Check.WRONG_LAST:
+        raise _mismatch(0)
+    if outcome is Check.EXPIRED:
+        raise Gone("This code has expired; request a new one", code="OTP_EXPIRED")
+    raise RateLimited(
+        "Too many wrong codes; request a new one",
+        code="OTP_ATTEMPTS_EXCEEDED",
+        retry_after=max(1, int(cooldown - row["age"])),
+    )
 
 
 def _matches(cfg: AppConfig, secret: str, row: dict[str, Any], request_id: str, code: str) -> bool:

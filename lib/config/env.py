@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,6 +27,11 @@ _PLACEHOLDER_MARKERS = (
     "00000000",
 )
 
+
+OTP_PROVIDERS = ("stub", "twilio_verify")
+TWILIO_VERIFY_CHANNELS = ("sms", "whatsapp")
+_TWILIO_ACCOUNT = re.compile(r"^(AC|SK)[0-9a-fA-F]{32}$")
+_TWILIO_SERVICE = re.compile(r"^VA[0-9a-fA-F]{32}$")
 
 WEB_SERVERS = ("granian", "gunicorn")  # for the REST listeners; the realtime gateway runs on gunicorn
 
@@ -143,8 +149,14 @@ class Settings:
     admin_email: str = ""
     admin_password: str = field(default="", repr=False)
     trusted_proxy_hops: int = 0
-    otp_provider: str = "stub"
+    otp_provider: str = "stub"  # OTP_PROVIDERS
     otp_allow_stub: bool = False
+    twilio_account_sid: str = ""  # or an API key SID (SK...) with its secret as the token
+    twilio_auth_token: str = field(default="", repr=False)
+    twilio_verify_service_sid: str = ""
+    twilio_base_url: str = "https://verify.twilio.com"
+    twilio_verify_channel: str = "sms"
+    twilio_timeout_seconds: float = 5.0
     google_client_ids: tuple[str, ...] = ()
     apple_client_ids: tuple[str, ...] = ()
     xendit_enabled: bool = False
@@ -184,14 +196,36 @@ class Settings:
         return self.app_env in ("development", "test")
 
     def check_otp_provider(self) -> None:
-        """The stub logs codes; it must never serve production by accident (SECURITY.md item 11)."""
-        if self.otp_provider != "stub":
-            raise ConfigError(f"OTP_PROVIDER={self.otp_provider!r} is not available; only 'stub' exists")
-        if self.app_env == "production" and not self.otp_allow_stub:
-            raise ConfigError(
-                "APP_ENV=production with the stub OTP provider (it logs codes): "
-                "set OTP_ALLOW_STUB=true only if that is really intended"
+        """The stub logs codes; it must never serve production by accident (SECURITY.md item 11).
+        Twilio Verify needs its credentials, a well-formed service SID and a channel it offers."""
+        if self.otp_provider not in OTP_PROVIDERS:
+            raise ConfigError(f"OTP_PROVIDER must be one of {', '.join(OTP_PROVIDERS)}, not {self.otp_provider!r}")
+        if self.otp_provider == "stub":
+            if self.app_env == "production" and not self.otp_allow_stub:
+                raise ConfigError(
+                    "APP_ENV=production with the stub OTP provider (it logs codes): "
+                    "set OTP_PROVIDER=twilio_verify, or OTP_ALLOW_STUB=true only if that is really intended"
+                )
+            return
+        missing = [
+            name
+            for name, value in (
+                ("TWILIO_ACCOUNT_SID", self.twilio_account_sid),
+                ("TWILIO_AUTH_TOKEN", self.twilio_auth_token),
+                ("TWILIO_VERIFY_SERVICE_SID", self.twilio_verify_service_sid),
             )
+            if not value
+        ]
+        if missing:
+            raise ConfigError(f"OTP_PROVIDER=twilio_verify needs {', '.join(missing)}")
+        if not _TWILIO_ACCOUNT.match(self.twilio_account_sid):
+            raise ConfigError("TWILIO_ACCOUNT_SID must be an account SID (AC + 32 hex) or an API key SID (SK + 32 hex)")
+        if not _TWILIO_SERVICE.match(self.twilio_verify_service_sid):
+            raise ConfigError("TWILIO_VERIFY_SERVICE_SID must be a Verify service SID (VA + 32 hex)")
+        if self.twilio_verify_channel not in TWILIO_VERIFY_CHANNELS:
+            raise ConfigError(f"TWILIO_VERIFY_CHANNEL must be one of {', '.join(TWILIO_VERIFY_CHANNELS)}")
+        if not self.is_dev_or_test and not self.twilio_base_url.startswith("https://"):
+            raise ConfigError("TWILIO_BASE_URL must be https:// outside development and test (it carries the token)")
 
     def check_payments(self) -> None:
         if self.xendit_enabled and not (self.xendit_secret_key and self.xendit_webhook_token):
@@ -261,6 +295,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         trusted_proxy_hops=env_int("TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=5, environ=e),
         otp_provider=env_str("OTP_PROVIDER", "stub", e).lower(),
         otp_allow_stub=env_bool("OTP_ALLOW_STUB", False, e),
+        twilio_account_sid=env_str("TWILIO_ACCOUNT_SID", "", e),
+        twilio_auth_token=env_str("TWILIO_AUTH_TOKEN", "", e),
+        twilio_verify_service_sid=env_str("TWILIO_VERIFY_SERVICE_SID", "", e),
+        twilio_base_url=env_str("TWILIO_BASE_URL", "https://verify.twilio.com", e).rstrip("/"),
+        twilio_verify_channel=env_str("TWILIO_VERIFY_CHANNEL", "sms", e).lower(),
+        twilio_timeout_seconds=env_float("TWILIO_TIMEOUT_SECONDS", 5.0, e),
         google_client_ids=env_list("GOOGLE_CLIENT_IDS", e),
         apple_client_ids=env_list("APPLE_CLIENT_IDS", e),
         xendit_enabled=env_bool("XENDIT_ENABLED", False, e),

@@ -28,7 +28,7 @@ M_REQ, M_VER = "/api/mitra/auth/otp/request", "/api/mitra/auth/otp/verify"
 @pytest.fixture
 def sms(caplog: pytest.LogCaptureFixture):
     """Read codes the stub provider 'sent' (from its log line, the only place a code appears)."""
-    caplog.set_level(logging.INFO, logger="lib.auth.otp")
+    caplog.set_level(logging.INFO, logger="lib.auth.otp_providers")
 
     def last_code(phone: str = PHONE) -> str:
         found = re.findall(rf"\[OTP STUB\] phone={re.escape(phone)} code=(\d{{6}})", caplog.text)
@@ -200,7 +200,7 @@ def test_mitra_login(public: testing.TestClient, make_mitra, sms) -> None:
 
 
 def test_mitra_unknown_or_inactive_gets_no_code(public: testing.TestClient, make_mitra, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="lib.auth.otp")
+    caplog.set_level(logging.INFO, logger="lib.auth.otp_providers")
     _code_error(_request(public, path=M_REQ), 404, "ACCOUNT_NOT_FOUND")
     make_mitra(PHONE, active=False)
     _code_error(_request(public, path=M_REQ), 403, "ACCOUNT_INACTIVE")
@@ -210,7 +210,7 @@ def test_mitra_unknown_or_inactive_gets_no_code(public: testing.TestClient, make
 def test_bypass_entry_replaces_the_sms(
     public: testing.TestClient, internal, services: Services, cc_login, caplog
 ) -> None:
-    caplog.set_level(logging.INFO, logger="lib.auth.otp")
+    caplog.set_level(logging.INFO, logger="lib.auth.otp_providers")
     _, admin, _ = cc_login("admin")
     expires = (datetime.now(UTC) + timedelta(days=7)).isoformat()
     created = internal.simulate_post(
