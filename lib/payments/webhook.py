@@ -1,26 +1,49 @@
 """Xendit invoice callbacks, in the order DOMAIN.md gives: log first, then authenticate, then act
-once, then stamp the outcome. Shared by the webhook endpoint and the development confirm hook."""
+once, then stamp the outcome. Shared by the webhook endpoint and the development confirm hook.
+
+Logging stays cheap for whoever is not Xendit: a refused callback (wrong or missing token) keeps
+only the first REFUSED_BODY_PREFIX bytes of its body, with the whole body's length and SHA-256, and
+beyond WEBHOOK_REFUSED_PER_MINUTE of them from one address it is answered 429 without a log row.
+An authenticated callback is logged verbatim and never limited: money is never refused.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lib.config.env import Settings
 from lib.db import Database
-from lib.errors import ApiError, ServiceUnavailable, Unauthorized
+from lib.errors import ApiError, RateLimited, ServiceUnavailable, Unauthorized
 from lib.metrics import m
 from lib.payments.events import PaymentEvents
 from lib.payments.requests import confirm, expire
+from lib.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 PAID = ("PAID", "SETTLED")
+# Bytes of a refused callback's body that are kept: enough to see what was sent (a Xendit invoice
+# callback is ~1 KiB), while 200 refused 60 KiB posts store 200 KiB instead of 12 MB.
+REFUSED_BODY_PREFIX = 1024
+
+
+class Body(NamedTuple):
+    """What is logged of a callback's body: all of it, or a refused one's prefix."""
+
+    kept: bytes
+    length: int
+    sha256: str
+
+    @classmethod
+    def of(cls, raw: bytes, *, authentic: bool) -> Body:
+        return cls(raw if authentic else raw[:REFUSED_BODY_PREFIX], len(raw), hashlib.sha256(raw).hexdigest())
 
 
 def _number(value: Any) -> int | None:
@@ -43,16 +66,17 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
 
 
 def _text(value: Any, limit: int = 200) -> str | None:
-    # Parsed columns are for searching; PostgreSQL text cannot hold NUL (the raw body keeps all).
+    # Parsed columns are for searching; PostgreSQL text cannot hold NUL (raw_body keeps the bytes).
     return str(value).replace("\x00", "")[:limit] if value is not None else None
 
 
-def _log_row(db: Database, raw: bytes, data: dict[str, Any], client_ip: str) -> int:
+def _log_row(db: Database, body: Body, data: dict[str, Any], client_ip: str) -> int:
     amount = data.get("amount")
     paid = data.get("paid_amount")
     row = db.fetch_one(
-        "INSERT INTO webhook_logs (external_id, invoice_id, status, amount, paid_amount, currency, client_ip, raw_body) "
-        "VALUES (%(e)s, %(i)s, %(s)s, %(a)s, %(p)s, %(c)s, %(ip)s, %(raw)s) RETURNING id",
+        "INSERT INTO webhook_logs (external_id, invoice_id, status, amount, paid_amount, currency, client_ip, "
+        "raw_body, body_length, body_sha256) "
+        "VALUES (%(e)s, %(i)s, %(s)s, %(a)s, %(p)s, %(c)s, %(ip)s, %(raw)s, %(len)s, %(sha)s) RETURNING id",
         {
             "e": _text(data.get("external_id")),
             "i": _text(data.get("id")),
@@ -61,14 +85,16 @@ def _log_row(db: Database, raw: bytes, data: dict[str, Any], client_ip: str) -> 
             "p": paid if _number(paid) is not None else None,
             "c": _text(data.get("currency"), 10),
             "ip": client_ip,
-            "raw": raw,
+            "raw": body.kept,
+            "len": body.length,
+            "sha": body.sha256,
         },
     )
     assert row is not None
     return int(row["id"])
 
 
-def _fallback(s: Settings, raw: bytes, client_ip: str) -> bool:
+def _fallback(s: Settings, body: Body, client_ip: str) -> bool:
     """When the log row cannot be written: a rolling JSONL file keeps the callback for replay."""
     if not s.xendit_webhook_fallback_enabled:
         return False
@@ -82,7 +108,9 @@ def _fallback(s: Settings, raw: bytes, client_ip: str) -> bool:
                     {
                         "received_at": now.isoformat(),
                         "client_ip": client_ip,
-                        "raw_body": raw.decode("utf-8", errors="replace"),
+                        "raw_body": body.kept.decode("utf-8", errors="replace"),
+                        "body_length": body.length,
+                        "body_sha256": body.sha256,
                     }
                 )
                 + "\n"
@@ -108,21 +136,41 @@ def _stamp(db: Database, log_id: int | None, outcome: str, request_id: str | Non
         log.error("webhook %s: outcome %s not stamped (database unavailable)", log_id, outcome)
 
 
+def _authentic(settings: Settings, token: str | None) -> bool:
+    expected = settings.xendit_webhook_token
+    return bool(expected) and hmac.compare_digest((token or "").encode(), expected.encode())
+
+
 def handle_callback(
-    db: Database, events: PaymentEvents, settings: Settings, raw: bytes, token: str | None, client_ip: str
+    db: Database,
+    events: PaymentEvents,
+    settings: Settings,
+    raw: bytes,
+    token: str | None,
+    client_ip: str,
+    *,
+    limiter: RateLimiter | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, Xendit-style reply) for one callback."""
+    """(HTTP status, Xendit-style reply) for one callback. `limiter` counts refused callbacks per
+    client address; None only for the development confirm hook, which carries the real token."""
+    authentic = _authentic(settings, token)  # no side effect: the log row still comes before any act
+    if not authentic and limiter is not None:
+        try:
+            limiter.hit("webhook_refused", client_ip, settings.webhook_refused_per_minute, 60)
+        except RateLimited:
+            m().webhooks.labels("refused_rate_limited").inc()
+            raise
     parsed = _parse(raw)
     data = parsed or {}
+    body = Body.of(raw, authentic=authentic)
     try:
-        log_id: int | None = _log_row(db, raw, data, client_ip)
+        log_id: int | None = _log_row(db, body, data, client_ip)
     except ApiError:
         log.error("webhook log row not written (database unavailable)")
-        if not _fallback(settings, raw, client_ip):
+        if not _fallback(settings, body, client_ip):
             raise
         log_id = None
-    expected = settings.xendit_webhook_token
-    if not expected or not hmac.compare_digest((token or "").encode(), expected.encode()):
+    if not authentic:
         _stamp(db, log_id, "unauthorized", None)
         raise Unauthorized("Invalid callback token")
     if log_id is None:  # logged to the file only; nothing can change without the database

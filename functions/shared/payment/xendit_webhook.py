@@ -11,5 +11,7 @@ ENDPOINT = Endpoint(method="POST", route="/api/shared/payment/webhooks/xendit", 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     s = ctx.services
     token = req.get_header("X-Callback-Token")
-    status, result = handle_callback(s.db, s.payment_events, s.settings, ctx.raw_body, token, ctx.client_ip)
+    status, result = handle_callback(
+        s.db, s.payment_events, s.settings, ctx.raw_body, token, ctx.client_ip, limiter=s.rate_limiter
+    )
     return Reply(status, result, envelope=False)

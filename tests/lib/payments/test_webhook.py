@@ -1,10 +1,13 @@
-"""The Xendit webhook: log first, token, confirm once, quarantine, malformed bodies, the fallback sink."""
+"""The Xendit webhook: log first, token, confirm once, quarantine, malformed bodies, the fallback sink,
+cheap refused callbacks (a bounded prefix, a per-address limit)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -12,9 +15,13 @@ from pathlib import Path
 import pytest
 from falcon import testing
 
+from lib.config.env import Settings
+from lib.payments.webhook import REFUSED_BODY_PREFIX
+from lib.services import Services
 from runtime.app import create_app
 from runtime.container import build_services
-from tests.payflow import TOKEN, create_payment, paid_body, payment_status, send_callback, tier_of
+from tests.conftest import bearer
+from tests.payflow import TOKEN, WEBHOOK, create_payment, paid_body, payment_status, send_callback, tier_of
 
 
 def test_webhook_refuses_a_wrong_or_missing_token(app, pay, online_mitra, customer) -> None:
@@ -120,3 +127,83 @@ def test_fallback_sink_when_the_log_insert_fails(pay_settings, tmp_path: Path) -
     lines = [json.loads(line) for line in files[0].read_text().splitlines()]
     assert len(lines) == 2 and json.loads(lines[0]["raw_body"]) == body
     assert TOKEN not in files[0].read_text()
+
+
+def _refused_body(size: int) -> bytes:
+    """A forged PAID callback padded to `size` bytes (under the 64 KiB body limit)."""
+    head = {"external_id": "00000000-0000-4000-8000-000000000009", "status": "PAID", "amount": 30000, "pad": ""}
+    pad = size - len(json.dumps(head).encode())
+    return json.dumps({**head, "pad": "x" * pad}).encode()
+
+
+def _fresh_window() -> None:
+    """The refused-callback limit counts per minute: start a test away from a window's edge."""
+    left = 60 - time.time() % 60
+    if left < 5:
+        time.sleep(left + 0.1)
+
+
+def test_a_refused_callback_keeps_a_prefix_its_length_and_hash(
+    app, pay, online_mitra, customer, internal, cc_login
+) -> None:
+    _fresh_window()
+    raw = _refused_body(60 * 1024)
+    for _ in range(20):
+        assert send_callback(app, raw, token="wrong-token").status_code == 401
+    rows = pay.db.fetch_all("SELECT * FROM webhook_logs ORDER BY id")
+    assert len(rows) == 20
+    assert {(r["outcome"], bytes(r["raw_body"]), r["body_length"], r["body_sha256"]) for r in rows} == {
+        ("unauthorized", raw[:REFUSED_BODY_PREFIX], len(raw), hashlib.sha256(raw).hexdigest())
+    }
+    assert rows[0]["external_id"] == "00000000-0000-4000-8000-000000000009"  # still searchable
+    stored = pay.db.fetch_one("SELECT sum(octet_length(raw_body)) AS n FROM webhook_logs")
+    assert stored is not None and stored["n"] == 20 * REFUSED_BODY_PREFIX  # not 20 x 60 KiB
+    # An authenticated callback is still logged verbatim, however large.
+    doc = create_payment(app, customer, tier_of(pay)).json["data"]
+    paid = json.dumps({**paid_body(doc), "pad": "y" * 50_000}).encode()
+    assert send_callback(app, paid).json == {"ok": True, "confirmed": True}
+    row = pay.db.fetch_one("SELECT raw_body, body_length, body_sha256 FROM webhook_logs WHERE outcome = 'confirmed'")
+    assert row == {"raw_body": paid, "body_length": len(paid), "body_sha256": hashlib.sha256(paid).hexdigest()}
+    # The control center's views read the short rows as before.
+    _, operator, _ = cc_login("operator")
+    listed = internal.simulate_get(
+        "/internal/webhook-logs", headers=bearer(operator), params={"outcome": "unauthorized"}
+    )
+    assert listed.status_code == 200 and len(listed.json["data"]["items"]) == 20
+    one = internal.simulate_get(f"/internal/webhook-logs/{rows[0]['id']}", headers=bearer(operator)).json["data"]
+    assert one["raw_body"] == raw[:REFUSED_BODY_PREFIX].decode() and one["body_length"] == len(raw)
+
+
+@pytest.fixture
+def strict_app(pay_settings: Settings) -> Iterator[tuple[testing.TestClient, Services]]:
+    svc = build_services(replace(pay_settings, webhook_refused_per_minute=3), application_name="webhook-strict")
+    yield testing.TestClient(create_app("public", svc)), svc
+    svc.close()
+
+
+def test_refused_callbacks_beyond_the_limit_per_address_are_429_and_not_logged(
+    strict_app: tuple[testing.TestClient, Services], online_mitra, customer
+) -> None:
+    app, svc = strict_app
+    _fresh_window()
+
+    def refused(ip: str) -> testing.Result:
+        return app.simulate_post(
+            WEBHOOK, body=b'{"status": "PAID"}', headers={"x-callback-token": "wrong"}, remote_addr=ip
+        )
+
+    answers = [refused("203.0.113.7").status_code for _ in range(5)]
+    assert answers == [401, 401, 401, 429, 429]
+    limited = refused("203.0.113.7")
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert limited.json["error"]["code"] == "RATE_LIMITED"
+    assert refused("203.0.113.8").status_code == 401  # another address has its own allowance
+    logged = svc.db.fetch_all("SELECT client_ip FROM webhook_logs ORDER BY id")
+    assert [r["client_ip"] for r in logged] == ["203.0.113.7"] * 3 + ["203.0.113.8"]
+    # Xendit's own callbacks from the limited address are never refused: money comes first.
+    doc = create_payment(app, customer, tier_of(svc)).json["data"]
+    raw = json.dumps(paid_body(doc)).encode()
+    for _ in range(5):
+        ok = app.simulate_post(WEBHOOK, body=raw, headers={"x-callback-token": TOKEN}, remote_addr="203.0.113.7")
+        assert ok.status_code == 200
+    assert payment_status(svc, doc["id"]) == "confirmed"
