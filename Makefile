@@ -50,7 +50,8 @@ bench-profile: install
 bench-sessions: install
 	$(BIN)/python bench/sessions.py $(BENCH_ARGS)
 
-# The WebSocket gateway: idle sockets (memory, CPU) and active chat pairs (end-to-end latency).
+# The WebSocket gateway: idle sockets (memory, CPU) and active chat pairs (end-to-end latency), then
+# as many pairs again beside 100 hostile sockets flooding frames (BENCH_ARGS="--attack 0": no attack).
 bench-realtime: install
 	$(BIN)/python bench/realtime.py $(BENCH_ARGS)
 

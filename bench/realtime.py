@@ -1,13 +1,22 @@
-"""The WebSocket gateway under load: idle sockets held open, then active chat pairs.
+"""The WebSocket gateway under load: idle sockets held open, then active chat pairs, quiet and
+under attack.
 
-    make bench-realtime                                   # 10,000 idle sockets, 1,000 pairs at 1 msg/s
-    make bench-realtime BENCH_ARGS="--idle 2000 --pairs 200"
+    make bench-realtime                                   # 10,000 idle, 1,000 pairs at 1 msg/s, 100 hostile
+    make bench-realtime BENCH_ARGS="--idle 2000 --pairs 200 --attack 20"
+    make bench-realtime BENCH_ARGS="--attack 0"           # no attacked run
 
 Serves `runtime.realtime:app` under its production gunicorn config (WEB_CONCURRENCY=2: one gateway
 process pair) and drives it from one asyncio client process on the same machine. Figures: memory
 per idle socket (the gateway processes' RSS before and after) and their CPU while idle, then the
 end-to-end latency of messages (customer sends `message.send`, the mitra's socket receives
 `message.new`) at one message per second per pair.
+
+Then the same number of pairs again (users of their own, so no per-sender limit carries over from
+the quiet run) beside `--attack` hostile sockets flooding from another process (bench/attack.py).
+Printed: the honest latency of both runs side by side and their ratio, what the hostile frames were
+answered, and whether an honest message was lost; PASS/FAIL against the targets of issue 22
+(under-attack p99 within 1.5x of the quiet p99, and under 50 ms). Nothing is asserted: the machine
+is shared and noisy, so compare the figures of one run only.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import resource
 import secrets
@@ -23,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,11 +42,13 @@ from typing import Any
 import psycopg
 import requests
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.attack import Attack, Tally  # noqa: E402
 from bench.run import free_port, servers  # noqa: E402
 from lib.auth.sessions import start_session  # noqa: E402
 from lib.auth.tokens import issue_access_token  # noqa: E402
@@ -47,7 +60,8 @@ def tokens(db_url: str, secret: str, kind: str, count: int) -> list[tuple[str, s
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
         if kind == "mitra":
             rows = conn.execute(
-                "INSERT INTO mitras (phone, display_name) SELECT '+62814' || lpad(g::text, 8, '0'), 'B' || g "
+                "INSERT INTO mitras (phone, display_name) "
+                "SELECT '+62814' || lpad((g + (SELECT count(*) FROM mitras))::text, 8, '0'), 'B' || g "
                 "FROM generate_series(1, %(n)s) g RETURNING id",
                 {"n": count},
             ).fetchall()
@@ -167,6 +181,23 @@ async def idle_phase(url: str, users: list[tuple[str, str]], pids: list[int], id
     }
 
 
+def gateway_counts(metrics_port: int) -> Counter[str]:
+    """The gateway's own count of the frames it refused (by reason) and the sockets it closed (by
+    code), from its METRICS_PORT: what no client can see (a frame over the rate is dropped unread)."""
+    counts: Counter[str] = Counter()
+    try:
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    except requests.RequestException:
+        return counts
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "halobestie_gateway_frames_refused_total":
+                counts[f"refused {sample.labels.get('reason')}"] += int(sample.value)
+            elif sample.name == "halobestie_gateway_closes_total":
+                counts[f"closed {sample.labels.get('code')}"] += int(sample.value)
+    return counts
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -180,31 +211,36 @@ def machine_busy() -> tuple[float, float]:
 
 
 async def active_phase(
-    url: str, pairs: list[tuple[str, str, str]], seconds: float, rate: float, pids: list[int]
-) -> dict[str, float]:
-    """Each pair: (customer token, mitra token, session id). Customers send `rate` msg/s each."""
+    url: str,
+    pairs: list[tuple[str, str, str]],
+    seconds: float,
+    rate: float,
+    pids: list[int],
+    attack: Attack | None = None,
+) -> dict[str, Any]:
+    """Each pair: (customer token, mitra token, session id). Customers send `rate` msg/s each; with
+    `attack`, the hostile sockets flood for the same `seconds` (let loose once every pair is open)."""
     customers = await open_many(url, [(c, s) for c, _, s in pairs])
     mitras = await open_many(url, [(m, s) for _, m, s in pairs])
+    if attack is not None:
+        attack.start()
     cpu0, (busy0, total0), client0 = cpu_seconds(pids), machine_busy(), own_cpu_seconds()
     latencies: list[float] = []
+    honest: Counter[str] = Counter()  # what the honest sockets were told besides message.new / message.sent
     sent = 0
     stop = time.perf_counter() + seconds
 
-    async def listen(ws: Any) -> None:
+    async def listen(ws: Any, side: str) -> None:
         try:
             async for raw in ws:
                 frame = json.loads(raw)
-                if frame["type"] == "message.new":
+                if frame["type"] == "message.new" and side == "mitra":
                     latencies.append(time.perf_counter() - float(frame["data"]["content"]))
-        except websockets.ConnectionClosed:
-            pass
-
-    async def drain(ws: Any) -> None:  # the sender's own acks (message.sent)
-        try:
-            async for _ in ws:
-                pass
-        except websockets.ConnectionClosed:
-            pass
+                elif frame["type"] == "error":
+                    honest[f"{side} error {frame['data'].get('code')}"] += 1
+        except websockets.ConnectionClosed as closed:
+            if time.perf_counter() < stop:
+                honest[f"{side} socket closed {closed.rcvd.code if closed.rcvd else 1006}"] += 1
 
     async def talk(ws: Any, offset: float) -> None:
         nonlocal sent
@@ -218,11 +254,13 @@ async def active_phase(
             n += 1
             await asyncio.sleep(1.0 / rate)
 
-    listeners = [asyncio.create_task(listen(ws)) for ws in mitras] + [
-        asyncio.create_task(drain(ws)) for ws in customers
+    listeners = [asyncio.create_task(listen(ws, "mitra")) for ws in mitras] + [
+        asyncio.create_task(listen(ws, "customer"))
+        for ws in customers  # their own acks (message.sent)
     ]
     await asyncio.gather(*(talk(ws, i / len(customers) / rate) for i, ws in enumerate(customers)))
     cpu1, (busy1, total1), client1 = cpu_seconds(pids), machine_busy(), own_cpu_seconds()
+    tally = await asyncio.to_thread(attack.result, 120.0) if attack is not None else None
     await asyncio.sleep(3)  # let the last ones arrive
     for ws in customers + mitras:
         await ws.close()
@@ -239,54 +277,33 @@ async def active_phase(
         "gateway_cpu_ms_per_message": (cpu1 - cpu0) * 1000 / max(1, sent),
         "client_cpu_ms_per_message": (client1 - client0) * 1000 / max(1, sent),
         "machine_busy_percent": (busy1 - busy0) / (total1 - total0) * 100,
+        "honest": honest,
+        "attack": tally,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--idle", type=int, default=10_000, help="idle sockets (one user each)")
-    parser.add_argument("--pairs", type=int, default=1000, help="active chat pairs")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the active phase")
-    parser.add_argument("--rate", type=float, default=1.0, help="messages per second per pair")
-    parser.add_argument(
-        "--per-mitra",
-        type=int,
-        default=3,
-        help="sessions per mitra (default 3, max_customers_per_mitra's default; 20 is its maximum)",
-    )
-    args = parser.parse_args()
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    secret = secrets.token_urlsafe(48)
-    with servers() as (db_url, valkey_url):
-        env = {
-            **os.environ,
-            "DATABASE_URL": db_url,
-            "REDIS_URL": valkey_url,
-            "AUTH_JWT_SECRET": secret,
-            "APP_ENV": "test",
-            "LOG_LEVEL": "WARNING",
-            "WEB_CONCURRENCY": "2",
-            "DB_POOL_MAX": "16",
-        }
-        idle_users = tokens(db_url, secret, "customer", args.idle)
-        customers = tokens(db_url, secret, "customer", args.pairs)
-        mitras = tokens(db_url, secret, "mitra", -(-args.pairs // args.per_mitra))
-        sessions = live_sessions(db_url, customers, mitras)
-        pairs = [(customers[i][1], mitras[i % len(mitras)][1], sessions[i]) for i in range(args.pairs)]
-        with gateway(env) as (url, proc):
-            time.sleep(1)
-            pids = workers_of(proc.pid)
-            idle = asyncio.run(idle_phase(url, idle_users, pids, 10.0))
-            active = asyncio.run(active_phase(url, pairs, args.seconds, args.rate, pids))
-    print(f"\ngateway: gunicorn, {len(pids)} ASGI worker processes; {os.cpu_count()} CPUs shared with the client\n")
-    print(f"idle sockets held:            {idle['sockets']:8.0f}  (opened at {idle['opened_per_second']:.0f}/s)")
-    print(f"gateway RSS before / after:   {idle['rss_before_mb']:8.1f} / {idle['rss_after_mb']:.1f} MB")
-    print(f"memory per idle socket:       {idle['kb_per_socket']:8.1f} KB")
-    print(f"gateway CPU while idle:       {idle['idle_cpu_percent']:8.2f} % of one core")
-    print(
-        f"\n{args.pairs} active pairs ({args.per_mitra} per mitra) at {args.rate:g} msg/s each for {args.seconds:g} s:"
-    )
+def make_pairs(db_url: str, secret: str, count: int, per_mitra: int) -> list[tuple[str, str, str]]:
+    """(customer token, mitra token, session id) of `count` live sessions, `per_mitra` per mitra."""
+    customers = tokens(db_url, secret, "customer", count)
+    mitras = tokens(db_url, secret, "mitra", -(-count // per_mitra))
+    sessions = live_sessions(db_url, customers, mitras)
+    return [(customers[i][1], mitras[i % len(mitras)][1], sessions[i]) for i in range(count)]
+
+
+def hostile_logins(db_url: str, secret: str, count: int, per_mitra: int) -> list[tuple[str, str | None]]:
+    """(token, session id or None) of `count` hostile customers: the first half in live sessions of
+    their own (with mitras no honest pair has), the others in none."""
+    users = tokens(db_url, secret, "customer", count)
+    joined = count // 2
+    sessions: list[str] = []
+    if joined:
+        mitras = tokens(db_url, secret, "mitra", -(-joined // per_mitra))
+        sessions = live_sessions(db_url, users[:joined], mitras)
+    return [(token, sessions[i] if i < joined else None) for i, (_, token) in enumerate(users)]
+
+
+def print_active(label: str, active: dict[str, Any]) -> None:
+    print(label)
     print(
         f"  sent / received:            {active['sent']:8.0f} / {active['received']:.0f}  ({active['per_second']:.0f}/s)"
     )
@@ -297,6 +314,123 @@ def main() -> None:
     print(
         f"  whole machine busy:         {active['machine_busy_percent']:8.1f} % (client, gateway, PostgreSQL, Valkey)"
     )
+    if active["honest"]:
+        told = ", ".join(f"{kind} x{n}" for kind, n in sorted(active["honest"].items()))
+        print(f"  honest sockets were told:   {told}")
+
+
+def print_attack(quiet: dict[str, Any], attacked: dict[str, Any], hostile: int, seconds: float) -> None:
+    tally: Tally = attacked["attack"]
+    answered = sum(tally.replies.values())
+    others = ", ".join(f"{kind} {n}" for kind, n in tally.replies.most_common() if kind != "error:RATE_LIMITED")
+    print(f"\n{hostile} hostile sockets ({hostile // 2} in sessions of their own, the rest in none), {seconds:g} s:")
+    print(
+        f"  frames sent:                {tally.frames:8d}  ({tally.frames / max(tally.seconds, 1e-9):.0f}/s, "
+        f"{tally.bytes / 2**20:.1f} MB; their process used {tally.cpu_seconds / max(tally.seconds, 1e-9) * 100:.0f} % of a core)"
+    )
+    refused = attacked["gateway"]
+    if refused:
+        told = ", ".join(f"{kind} {n}" for kind, n in refused.most_common())
+        print(f"  the gateway's own count:    {told}  (METRICS_PORT; a frame over the rate is dropped unread)")
+    print(f"  answered RATE_LIMITED:      {tally.rate_limited:8d}")
+    print(f"  answered another error:     {tally.errors - tally.rate_limited:8d}")
+    print(f"  answered, all replies:      {answered:8d}  ({others or 'nothing else'})")
+    closes = ", ".join(f"{code} x{n}" for code, n in sorted(tally.closes.items())) or "none"
+    print(f"  closed by the gateway:      {closes}; opened {tally.opened}, refused {tally.failed_opens}")
+    ratio50 = attacked["p50_ms"] / quiet["p50_ms"] if quiet["p50_ms"] else math.inf
+    ratio99 = attacked["p99_ms"] / quiet["p99_ms"] if quiet["p99_ms"] else math.inf
+    print("\n  honest pairs:                  quiet   under attack   ratio")
+    print(f"  p50 (ms):                  {quiet['p50_ms']:8.1f}   {attacked['p50_ms']:12.1f}   {ratio50:5.2f}x")
+    print(f"  p99 (ms):                  {quiet['p99_ms']:8.1f}   {attacked['p99_ms']:12.1f}   {ratio99:5.2f}x")
+    print(f"  max (ms):                  {quiet['max_ms']:8.1f}   {attacked['max_ms']:12.1f}")
+    lost = [run["sent"] - run["received"] for run in (quiet, attacked)]
+    print(f"  messages lost:             {lost[0]:8d}   {lost[1]:12d}")
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "FAIL"
+
+    print(f"\n  {verdict(ratio99 <= 1.5)}  under-attack p99 within 1.5x of the quiet p99 ({ratio99:.2f}x)")
+    print(f"  {verdict(attacked['p99_ms'] < 50)}  under-attack p99 under 50 ms ({attacked['p99_ms']:.1f} ms)")
+    print(f"  {verdict(lost[1] <= 0)}  no honest message lost under attack ({lost[1]} of {attacked['sent']})")
+    print("  (targets are reported, not asserted: the machine is shared; compare figures of one run only)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--idle", type=int, default=10_000, help="idle sockets (one user each)")
+    parser.add_argument("--pairs", type=int, default=1000, help="active chat pairs")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each active phase")
+    parser.add_argument("--rate", type=float, default=1.0, help="messages per second per pair")
+    parser.add_argument(
+        "--per-mitra",
+        type=int,
+        default=3,
+        help="sessions per mitra (default 3, max_customers_per_mitra's default; each is a socket of the mitra, "
+        "so more than WS_SOCKETS_PER_USER (8) raises that setting for the run)",
+    )
+    parser.add_argument(
+        "--attack",
+        type=int,
+        default=100,
+        help="hostile sockets flooding beside a second set of pairs, after the quiet run (0: no attacked run)",
+    )
+    args = parser.parse_args()
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    secret = secrets.token_urlsafe(48)
+    metrics_port = free_port()  # the gateway's own counts of what it refused (gateway_counts)
+    with servers() as (db_url, valkey_url):
+        env = {
+            **os.environ,
+            "DATABASE_URL": db_url,
+            "REDIS_URL": valkey_url,
+            "AUTH_JWT_SECRET": secret,
+            "APP_ENV": "test",
+            "LOG_LEVEL": "WARNING",
+            "WEB_CONCURRENCY": "2",
+            "DB_POOL_MAX": "16",
+            "METRICS_PORT": str(metrics_port),
+        }
+        # The per-user limits keep their defaults (the attack is measured against them), except where
+        # the honest load itself would exceed one.
+        notes = []
+        if args.per_mitra > 8:
+            env["WS_SOCKETS_PER_USER"] = str(args.per_mitra)
+            notes.append(f"WS_SOCKETS_PER_USER={args.per_mitra}")
+        honest_per_minute = math.ceil(args.rate * min(args.seconds, 60.0))
+        if honest_per_minute > 60:
+            env["MESSAGES_PER_MINUTE"] = str(honest_per_minute)
+            notes.append(f"MESSAGES_PER_MINUTE={honest_per_minute}")
+        idle_users = tokens(db_url, secret, "customer", args.idle)
+        pairs = make_pairs(db_url, secret, args.pairs, args.per_mitra)
+        attacked_pairs = make_pairs(db_url, secret, args.pairs, args.per_mitra) if args.attack else []
+        hostile = hostile_logins(db_url, secret, args.attack, args.per_mitra) if args.attack else []
+        with gateway(env) as (url, proc):
+            time.sleep(1)
+            pids = workers_of(proc.pid)
+            idle = asyncio.run(idle_phase(url, idle_users, pids, 10.0))
+            active = asyncio.run(active_phase(url, pairs, args.seconds, args.rate, pids))
+            attacked = None
+            if args.attack:
+                attack = Attack(url, hostile, args.seconds)
+                attack.wait_ready()
+                before = gateway_counts(metrics_port)
+                attacked = asyncio.run(active_phase(url, attacked_pairs, args.seconds, args.rate, pids, attack))
+                attacked["gateway"] = gateway_counts(metrics_port) - before
+    print(f"\ngateway: gunicorn, {len(pids)} ASGI worker processes; {os.cpu_count()} CPUs shared with the client")
+    if notes:
+        print(f"settings raised for the honest load: {', '.join(notes)}")
+    print(f"\nidle sockets held:            {idle['sockets']:8.0f}  (opened at {idle['opened_per_second']:.0f}/s)")
+    print(f"gateway RSS before / after:   {idle['rss_before_mb']:8.1f} / {idle['rss_after_mb']:.1f} MB")
+    print(f"memory per idle socket:       {idle['kb_per_socket']:8.1f} KB")
+    print(f"gateway CPU while idle:       {idle['idle_cpu_percent']:8.2f} % of one core")
+    active_label = (
+        f"{args.pairs} active pairs ({args.per_mitra} per mitra) at {args.rate:g} msg/s each for {args.seconds:g} s"
+    )
+    print_active(f"\n{active_label}:", active)
+    if attacked is not None:
+        print_active(f"\nunder attack, {active_label} (other users) beside {args.attack} hostile sockets:", attacked)
+        print_attack(active, attacked, args.attack, args.seconds)
 
 
 if __name__ == "__main__":
