@@ -22,6 +22,7 @@ ALL_PERMISSIONS = READ_PERMISSIONS | frozenset(
         "pricing.manage",
         "customers.manage",  # erasure on request (lib/privacy.py): admins only
         "transcripts.read",  # the audited transcript read: admins only
+        "sessions.topic",  # the session list's topic flag and filter, audited: admins only
     }
 )
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

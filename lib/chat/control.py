@@ -32,8 +32,8 @@ def admin_session_doc(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def listed_session_doc(row: dict[str, Any]) -> dict[str, Any]:
-    """A session as the list shows it: the topic's sensitivity stays in the session's record, so a
-    page of the list (read by every role, cached by browsers) never tells who talked about what."""
+    """A session as the list shows it to those without `sessions.topic`: the topic's sensitivity
+    stays in the session's record, so their page never tells who talked about what."""
     return {**admin_session_doc(row), "topic_sensitivity": None}
 
 
@@ -43,24 +43,35 @@ _SEARCH = sql.SQL(
     "AND (%(customer)s::uuid IS NULL OR s.customer_id = %(customer)s) "
     "AND (%(from)s::timestamptz IS NULL OR s.created_at >= %(from)s) "
     "AND (%(to)s::timestamptz IS NULL OR s.created_at < %(to)s) "
+    "AND (%(topic)s::text IS NULL OR s.topic_sensitivity = %(topic)s) "
     "AND (%(k0)s::timestamptz IS NULL OR (s.created_at, s.id) < (%(k0)s, %(k1)s)) "
     "ORDER BY s.created_at DESC, s.id DESC LIMIT %(n)s"
 ).format(select=SELECT)
 
 
-def search_sessions(db: Database, filters: dict[str, Any], position: dict[str, Any]) -> list[dict[str, Any]]:
-    """Newest first; every filter optional (`from`/`to` bound the creation time)."""
-    return db.fetch_all(
-        _SEARCH,
-        {
-            "status": filters.get("status"),
-            "mitra": filters.get("mitra_id"),
-            "customer": filters.get("customer_id"),
-            "from": filters.get("from"),
-            "to": filters.get("to"),
-            **position,
-        },
-    )
+def search_sessions(
+    db: Database, filters: dict[str, Any], position: dict[str, Any], topic_reader: str | None = None
+) -> list[dict[str, Any]]:
+    """Newest first; every filter optional (`from`/`to` bound the creation time). With a
+    `topic_reader` (a control-center user holding `sessions.topic`) the topic filter applies and
+    the read is audited in `topic_reads` in the same transaction: no row, no read."""
+    params = {
+        "status": filters.get("status"),
+        "mitra": filters.get("mitra_id"),
+        "customer": filters.get("customer_id"),
+        "from": filters.get("from"),
+        "to": filters.get("to"),
+        "topic": filters.get("topic_sensitivity") if topic_reader else None,
+        **position,
+    }
+    with db.connection() as conn:
+        rows = conn.execute(_SEARCH, params).fetchall()
+        if topic_reader is not None:
+            conn.execute(
+                "INSERT INTO topic_reads (cc_user_id, filter, sessions) VALUES (%(u)s, %(f)s, %(ids)s)",
+                {"u": topic_reader, "f": params["topic"], "ids": [r["id"] for r in rows[: position["n"] - 1]]},
+            )
+    return rows
 
 
 def session_record(db: Database, session_id: str) -> dict[str, Any]:
@@ -93,6 +104,11 @@ def session_record(db: Database, session_id: str) -> dict[str, Any]:
         ),
         "transcript_reads": db.fetch_all(
             "SELECT cc_user_id, reason, messages, created_at FROM transcript_reads WHERE session_id = %(s)s "
+            "ORDER BY created_at, id",
+            params,
+        ),
+        "topic_reads": db.fetch_all(
+            "SELECT cc_user_id, filter, created_at FROM topic_reads WHERE sessions @> ARRAY[%(s)s::uuid] "
             "ORDER BY created_at, id",
             params,
         ),

@@ -24,10 +24,23 @@ def test_sessions_list_filters_and_record(chat: Chat) -> None:
     assert [s["id"] for s in listed["items"]] == [searching, active]
     only = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"status": "searching"}).json["data"]
     assert [s["id"] for s in only["items"]] == [searching]
-    # The list never tells who talked about what: no topic on its rows, no filter by it.
-    assert {s["topic_sensitivity"] for s in listed["items"]} == {None}
+    # The topic shows, and filters, for holders of sessions.topic (admins), each read audited.
+    assert {s["id"]: s["topic_sensitivity"] for s in listed["items"]} == {searching: "normal", active: "sensitive"}
     by_topic = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"topic_sensitivity": "sensitive"})
-    assert by_topic.status_code == 422
+    assert [s["id"] for s in by_topic.json["data"]["items"]] == [active]
+    audited = chat.pay.db.fetch_all("SELECT filter, sessions FROM topic_reads ORDER BY id")
+    assert [(a["filter"], sorted(map(str, a["sessions"]))) for a in audited] == [
+        (None, sorted([searching, active])),
+        (None, [searching]),
+        ("sensitive", [active]),
+    ]
+    # Everyone else sees no topic and is refused the filter out loud; nothing is audited for them.
+    operator = bearer(chat._cc_login("operator")[1])
+    plain = chat.cc.simulate_get("/internal/sessions", headers=operator).json["data"]
+    assert {s["topic_sensitivity"] for s in plain["items"]} == {None}
+    refused = chat.cc.simulate_get("/internal/sessions", headers=operator, params={"topic_sensitivity": "sensitive"})
+    assert refused.status_code == 403 and refused.json["error"]["code"] == "FORBIDDEN"
+    assert len(chat.pay.db.fetch_all("SELECT 1 FROM topic_reads")) == 3
     by_mitra = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"mitra_id": str(mitra["id"])})
     assert [s["id"] for s in by_mitra.json["data"]["items"]] == [active]
     by_customer = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"customer_id": other["user"]["id"]})
@@ -42,6 +55,7 @@ def test_sessions_list_filters_and_record(chat: Chat) -> None:
     assert record["customer_id"] == customer["user"]["id"] and record["notifications"][0]["status"] == "accepted"
     assert record["topic_sensitivity"] == "sensitive"  # one session's record, opened on purpose
     assert [t["new_value"] for t in record["topic_changes"]] == ["sensitive"]
+    assert [r["filter"] for r in record["topic_reads"]][:2] == [None, "sensitive"]  # who saw its flag in a list
     assert "messages" not in record  # transcripts are not part of the control center's views
     assert (
         chat.cc.simulate_get(f"/internal/sessions/{active}", headers=bearer(chat._cc_login("operator")[1])).status_code
