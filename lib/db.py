@@ -16,7 +16,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from lib.constraints import translate
-from lib.errors import ServiceUnavailable
+from lib.errors import ServiceUnavailable, ValidationFailed
+from lib.inputs import UNSTORABLE
 from lib.metrics import m
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,9 @@ class Database:
                 yield conn
         except (psycopg.IntegrityError, psycopg.DataError) as exc:
             raise translate(exc) from exc
+        except UnicodeEncodeError as exc:  # a lone surrogate psycopg cannot send: input lib/inputs did not see
+            log.warning("unencodable text reached the database boundary")
+            raise ValidationFailed({"_schema": [UNSTORABLE]}) from exc
         except PoolTimeout as exc:
             m().db_pool_timeouts.labels(self._name).inc()
             log.error("database pool timeout: %s", exc)

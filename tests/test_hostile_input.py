@@ -203,6 +203,11 @@ def test_every_constraint_violation_leaves_the_database_boundary_as_a_4xx(
     assert caught.value.code == code and caught.value.status < 500
 
 
+def test_unencodable_text_that_reaches_the_database_is_a_422(services: Services) -> None:
+    with pytest.raises(ValidationFailed):
+        services.db.fetch_one("SELECT %(t)s::text", {"t": "a\ud800"})
+
+
 def test_listed_unique_constraints_keep_their_own_code(services: Services) -> None:
     services.db.execute("INSERT INTO pricing_tiers (mode, minutes, price, label) VALUES ('chat', 7, 1000, 'x')")
     with pytest.raises(constraints.TierExists):
