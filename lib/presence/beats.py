@@ -15,6 +15,8 @@ import logging
 import os
 import threading
 import time
+import uuid
+from collections.abc import Iterable
 
 import redis
 
@@ -26,11 +28,41 @@ from lib.valkey import VALKEY_ERRORS, valkey_failed
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
+# A beat further in the future than this is malformed: stored, it would keep its mitra fresh for good.
+FUTURE_SLACK_SECONDS = 300.0
 
 # This process's id, kept current across forks: os.getpid() is a system call, and on the hot path
 # it cost as much as the rest of record().
 _process = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _process.__setitem__(0, os.getpid()))
+
+
+def checked_beats(
+    beats: Iterable[tuple[object, object]], now: float | None = None
+) -> tuple[dict[str, float], list[str]]:
+    """The beats PostgreSQL can store, {canonical mitra id: unix time} (the latest of duplicates),
+    and a short description of each one it cannot (an id that is no UUID, a time that is no number,
+    not finite or in the future): those are left out, so they cannot fail the others' batch."""
+    now = time.time() if now is None else now
+    good: dict[str, float] = {}
+    bad: list[str] = []
+    for mitra_id, value in beats:
+        try:
+            canonical = str(uuid.UUID(str(mitra_id)))
+            at = float(value)  # type: ignore[arg-type]  # a str from Valkey or a float from record()
+        except (TypeError, ValueError):
+            bad.append(f"{str(mitra_id)[:40]!r}={str(value)[:24]!r}")
+            continue
+        if not 0 < at <= now + FUTURE_SLACK_SECONDS:  # NaN fails this too
+            bad.append(f"{canonical}={str(value)[:24]!r}")
+            continue
+        good[canonical] = max(at, good.get(canonical, at))
+    return good, bad
+
+
+def log_skipped(where: str, bad: list[str]) -> None:
+    if bad:
+        log.warning("%s: %d malformed heartbeat(s) skipped: %s", where, len(bad), ", ".join(bad[:5]))
 
 
 class Heartbeats:
@@ -71,13 +103,15 @@ class Heartbeats:
             return len(beats)
 
     def _flush_to_postgres(self, beats: dict[str, float]) -> frozenset[str]:
+        checked, bad = checked_beats(beats.items())
+        log_skipped("heartbeats to PostgreSQL", bad)
         with self._db.connection() as conn:
-            if beats:
+            if checked:
                 conn.execute(
                     "UPDATE mitra_online_status s SET last_heartbeat_at = to_timestamp(b.at) "
                     "FROM unnest(%(ids)s::uuid[], %(ats)s::float8[]) AS b(id, at) "
                     "JOIN mitras m ON m.id = b.id AND m.is_active WHERE s.mitra_id = b.id",
-                    {"ids": list(beats), "ats": list(beats.values())},
+                    {"ids": list(checked), "ats": list(checked.values())},
                 )
             rows = conn.execute("SELECT id FROM mitras WHERE NOT is_active").fetchall()
         return frozenset(str(r["id"]) for r in rows)

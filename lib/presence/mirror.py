@@ -1,8 +1,13 @@
 """The Valkey mirror of presence, kept in step with PostgreSQL: heartbeats copied back in
-batches, the whole mirror rebuilt at worker start, after Valkey lost it, and against drift."""
+batches, the whole mirror rebuilt at worker start, after Valkey lost it, and against drift.
+
+What is read from Valkey is checked item by item: a malformed id or value is skipped (and the next
+rebuild replaces it), never the reason the other mitras' heartbeats are not copied or the mirror is
+not rebuilt."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import redis
@@ -10,6 +15,7 @@ from psycopg import sql
 
 from lib.chat.states import LIVE, in_states
 from lib.db import Database
+from lib.presence.beats import FUTURE_SLACK_SECONDS, checked_beats, log_skipped
 from lib.presence.keys import (
     DEACTIVATED,
     HEARTBEAT_TTL_SECONDS,
@@ -30,14 +36,15 @@ def flush_heartbeats(db: Database, valkey: redis.Redis) -> int:
     except VALKEY_ERRORS:
         valkey_failed("presence")
         return 0  # heartbeats went straight to PostgreSQL meanwhile
-    pairs = [(i, float(v)) for i, v in zip(online, values, strict=True) if v is not None]
-    if not pairs:
+    beats, bad = checked_beats((i, v) for i, v in zip(online, values, strict=True) if v is not None)
+    log_skipped("heartbeat flush", bad)
+    if not beats:
         return 0
     return db.execute(
         "UPDATE mitra_online_status s SET last_heartbeat_at = to_timestamp(b.at) "
         "FROM unnest(%(ids)s::uuid[], %(ats)s::float8[]) AS b(id, at) "
         "WHERE s.mitra_id = b.id AND (s.last_heartbeat_at IS NULL OR s.last_heartbeat_at < to_timestamp(b.at))",
-        {"ids": [p[0] for p in pairs], "ats": [p[1] for p in pairs]},
+        {"ids": list(beats), "ats": list(beats.values())},
     )
 
 
@@ -75,8 +82,15 @@ def reseed(db: Database, valkey: redis.Redis) -> None:
 def heal(db: Database, valkey: redis.Redis, full_every: float) -> bool:
     """Rebuild the mirror when Valkey lost it (restart, flush, failover) or every `full_every`
     seconds against drift. Cheap when nothing is due: one GET. Returns whether it rebuilt."""
-    seeded = valkey.get(SEEDED)
-    if seeded is not None and time.time() - float(seeded) < full_every:
+    age = time.time() - _unix_time(valkey.get(SEEDED))
+    if -FUTURE_SLACK_SECONDS <= age < full_every:  # an absent, malformed or future stamp: rebuild
         return False
     reseed(db, valkey)
     return True
+
+
+def _unix_time(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan

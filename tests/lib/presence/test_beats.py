@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from lib.errors import Forbidden
 from lib.presence.beats import Heartbeats
 from lib.presence.keys import DEACTIVATED, heartbeat_key
+from lib.presence.state import set_online
 from lib.services import Services
+from lib.valkey import make_client
+from tests.helpers import free_port
 
 
 def _eventually(check, seconds: float = 3.0) -> bool:
@@ -67,3 +71,29 @@ def test_one_flush_writes_every_pending_beat(services: Services) -> None:
     assert beats.flush() == n
     assert all(v is not None for v in services.valkey.mget([heartbeat_key(m) for m in ids]))
     beats.close()
+
+
+def test_the_postgres_fallback_writes_the_good_beats_beside_a_malformed_one(
+    services: Services, make_mitra, caplog
+) -> None:
+    """Valkey is away, so the beats go to PostgreSQL in one statement: a malformed id must not fail it."""
+    mitra = str(make_mitra()["id"])
+    set_online(services.db, services.valkey, mitra, True)
+    services.db.execute("UPDATE mitra_online_status SET last_heartbeat_at = now() - interval '1 hour'")
+    away = make_client(f"redis://127.0.0.1:{free_port()}/0", timeout=0.2)
+    beats = Heartbeats(services.db, away, flush_seconds=60)
+    try:
+        beats.record(mitra)
+        beats.record("not-a-uuid")
+        with caplog.at_level(logging.WARNING, logger="lib.presence.beats"):
+            assert beats.flush() == 2
+        row = services.db.fetch_one(
+            "SELECT now() - last_heartbeat_at < interval '1 minute' AS fresh FROM mitra_online_status "
+            "WHERE mitra_id = %(m)s",
+            {"m": mitra},
+        )
+        assert row == {"fresh": True}
+        assert "heartbeats to PostgreSQL: 1 malformed heartbeat(s) skipped: 'not-a-uuid'" in caplog.text
+    finally:
+        beats.close()
+        away.close()
