@@ -59,6 +59,29 @@ def test_parse_json_refuses(raw: str, error: type[ApiError]) -> None:
         inputs.parse_json(raw)
 
 
+def test_checking_a_body_holds_no_memory_per_node() -> None:
+    # One 64 KiB body: a 40 KB key over 12,700 list items made the walk hold ~470 MB of paths.
+    import tracemalloc
+
+    body = json.dumps({"k" * 40_000: [0] * 12_000})
+    tracemalloc.start()
+    try:
+        inputs.parse_json(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000  # the whole parse; holding a path per node took ~470 MB
+
+
+def test_an_error_names_the_field_by_its_path_bounded() -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        inputs.parse_json('{"a": {"b": [1, "x\\u0000"]}}')
+    assert caught.value.details["fields"] == {"a.b[1]": [inputs.UNSTORABLE]}
+    with pytest.raises(ValidationFailed) as long:
+        inputs.parse_json(json.dumps({"k" * 5000: "\x00"}))
+    assert all(len(name) <= inputs.MAX_PATH + 3 for name in long.value.details["fields"])
+
+
 def test_parse_json_keeps_what_is_fine() -> None:
     assert inputs.parse_json('{"n": 9223372036854775807, "t": "é 😀", "l": [[[1]]]}')["n"] == 2**63 - 1
 
