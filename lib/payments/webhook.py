@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from lib.config.env import Settings
 from lib.db import Database
 from lib.errors import ApiError, RateLimited, ServiceUnavailable, Unauthorized
+from lib.inputs import safe_name
 from lib.metrics import m
 from lib.payments.events import PaymentEvents
 from lib.payments.requests import confirm, expire
@@ -66,8 +67,10 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
 
 
 def _text(value: Any, limit: int = 200) -> str | None:
-    # Parsed columns are for searching; PostgreSQL text cannot hold NUL (raw_body keeps the bytes).
-    return str(value).replace("\x00", "")[:limit] if value is not None else None
+    # Parsed columns are for searching, and the body is anyone's: text PostgreSQL or UTF-8 cannot
+    # hold (NUL, a lone surrogate) becomes "?", or the log row itself would be refused (raw_body
+    # keeps the bytes).
+    return safe_name(str(value)[:limit]) if value is not None else None
 
 
 def _log_row(db: Database, body: Body, data: dict[str, Any], client_ip: str) -> int:
@@ -189,7 +192,7 @@ def _act(db: Database, events: PaymentEvents, log_id: int, data: dict[str, Any])
     except ValueError:
         _stamp(db, log_id, "ignored_non_uuid_external_id", None)
         return {"ok": True, "ignored": "ignored_non_uuid_external_id"}
-    status = str(data.get("status", "")).upper()
+    status = (_text(data.get("status"), 40) or "").upper()
     if status in PAID:
         paid = _number(data.get("paid_amount"))
         amount = paid if paid is not None else _number(data.get("amount"))
@@ -197,7 +200,7 @@ def _act(db: Database, events: PaymentEvents, log_id: int, data: dict[str, Any])
             db,
             request_id,
             amount=amount if amount is not None else -1,
-            currency=str(data.get("currency") or "IDR"),
+            currency=safe_name(str(data.get("currency") or "IDR")),  # "ID\x00R" is "ID?R", not IDR
             invoice_id=_text(data.get("id")),
             method=_text(data.get("payment_method"), 60),
             channel=_text(data.get("payment_channel"), 60),

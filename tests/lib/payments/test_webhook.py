@@ -207,3 +207,23 @@ def test_refused_callbacks_beyond_the_limit_per_address_are_429_and_not_logged(
         ok = app.simulate_post(WEBHOOK, body=raw, headers={"x-callback-token": TOKEN}, remote_addr="203.0.113.7")
         assert ok.status_code == 200
     assert payment_status(svc, doc["id"]) == "confirmed"
+
+
+def test_text_postgresql_cannot_hold_is_logged_not_refused(app, pay, online_mitra, customer) -> None:
+    """A NUL or a lone surrogate in a parsed field must not cost the log row (log first) or the payment."""
+    forged = b'{"external_id": "\\ud800", "status": "PAID\\u0000", "id": "x\\udfff"}'
+    assert send_callback(app, forged, token="wrong").status_code == 401
+    doc = create_payment(app, customer, tier_of(pay)).json["data"]
+    odd = send_callback(app, paid_body(doc, status="PEND\ud800ING"))
+    assert odd.status_code == 200 and odd.json == {"ok": True, "ignored": "PEND?ING"}
+    paid = send_callback(app, paid_body(doc, payment_channel="QRIS\x00\udfff"))
+    assert paid.json == {"ok": True, "confirmed": True}
+    rows = pay.db.fetch_all("SELECT external_id, status, invoice_id, outcome FROM webhook_logs ORDER BY id")
+    assert [(r["external_id"], r["status"], r["outcome"]) for r in rows] == [
+        ("?", "PAID?", "unauthorized"),
+        (doc["id"], "PEND?ING", "ignored_status_pend?ing"),
+        (doc["id"], "PAID", "confirmed"),
+    ]
+    assert rows[0]["invoice_id"] == "x?"
+    channel = pay.db.fetch_one("SELECT payment_channel FROM payment_requests WHERE id = %(i)s", {"i": doc["id"]})
+    assert channel == {"payment_channel": "QRIS??"}
