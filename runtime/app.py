@@ -1,31 +1,24 @@
-"""Builds the public and internal Falcon WSGI apps from the discovered endpoint modules."""
+"""Builds the public and internal Falcon WSGI apps from the discovered endpoint modules: the request
+pipeline of runtime/pipeline.py behind Falcon's router, its middleware and error handlers."""
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
-from typing import Any, Literal
+from typing import Any
 
 import falcon
-from marshmallow import EXCLUDE, RAISE
 
-from lib import inputs
 from lib import metrics as prom
-from lib.clock import utcnow
 from lib.config.env import Settings, check_jwt_secret
 from lib.config.env import settings as env_settings
-from lib.endpoint import Ctx
-from lib.requests_ip import client_ip
 from lib.services import Services
-from runtime import http, probes
-from runtime.auth import make_authenticator
+from runtime import http, pipeline, probes
 from runtime.container import build_services
 from runtime.docs import doc_routes
 from runtime.openapi import build_spec
 from runtime.router import Route, discover
 
 SURFACES = ("public", "internal")
-log = logging.getLogger("handler")
 
 
 def routes_for(surface: str, routes: list[Route] | None = None, settings: Settings | None = None) -> list[Route]:
@@ -60,41 +53,6 @@ def route_table(routes: list[Route] | None = None) -> list[str]:
             auth += ":dev-only" if r.endpoint.dev_only else ""
             rows.append(f"{surface} {r.endpoint.method} {r.endpoint.route} {auth} {r.module}")
     return sorted(rows)
-
-
-def _responder(route: Route, services: Services) -> Any:
-    endpoint, handle = route.endpoint, route.handle
-    # Old app builds send extra fields; the control center is ours, so typos there are errors.
-    unknown: Literal["exclude", "raise"] = EXCLUDE if route.surface == "public" else RAISE
-    body_schema = endpoint.body(unknown=unknown) if endpoint.body else None
-    query_schema = endpoint.query(unknown=EXCLUDE) if endpoint.query else None
-    authenticate = make_authenticator(endpoint, route.surface, services)
-    status = endpoint.status
-    trusted_hops = services.settings.trusted_proxy_hops
-    raw_body = endpoint.raw_body
-
-    def responder(req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
-        if params:
-            inputs.check_params(params)
-        ctx = Ctx(
-            request_id=req.context.request_id,
-            services=services,
-            log=log,
-            now=utcnow,
-            principal=authenticate(req),
-            params=params,
-            client_ip=client_ip(req, trusted_hops),
-        )
-        if raw_body:
-            ctx.raw_body = http.read_raw(req)
-        elif body_schema is not None:
-            ctx.body = http.load_body(req, body_schema)
-        if query_schema is not None:
-            ctx.query = http.load_query(req, query_schema)
-        http.render(resp, handle(req, ctx), status)
-
-    responder.__name__ = f"on_{endpoint.method.lower()}"
-    return responder
 
 
 class HaloApp(falcon.App):  # type: ignore[type-arg]
@@ -140,7 +98,7 @@ def create_app(
         setattr(
             by_template[route.endpoint.route],
             f"on_{route.endpoint.method.lower()}",
-            _responder(route, services),
+            pipeline.responder(route, services),
         )
     for template, resource in by_template.items():
         app.add_route(template, resource)

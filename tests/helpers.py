@@ -1,57 +1,33 @@
-"""Helpers for tests: call a handler directly, make tokens, find free ports, wait for a server."""
+"""Helpers for tests: call a handler through the pipeline (runtime.invoke), make tokens, find free
+ports, wait for a server."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
 import subprocess
 import time
-import uuid
-from collections.abc import Callable
 from typing import Any
 
-import falcon
 import requests
 from falcon import testing
 
-from lib.clock import utcnow
 from lib.config.env import Settings
-from lib.endpoint import Ctx
-from lib.principal import Principal
 from lib.services import Services
+from runtime.invoke import invoke
 from tests.conftest import TEST_SECRET
 
 
-def call_handler(
-    handle: Callable[[falcon.Request, Ctx], Any],
-    services: Services,
-    *,
-    body: Any = None,
-    query: dict[str, Any] | None = None,
-    params: dict[str, Any] | None = None,
-    principal: Principal | None = None,
-    path: str = "/",
-) -> Any:
-    """Run handle(req, ctx) without the router: the unit-test door into an endpoint."""
-    req = testing.create_req(path=path)
-    ctx = Ctx(
-        request_id=str(uuid.uuid4()),
-        services=services,
-        log=falcon_logger(),
-        now=utcnow,
-        principal=principal,
-        body=body,
-        query=query or {},
-        params=params or {},
-        client_ip="127.0.0.1",
-    )
-    return handle(req, ctx)
-
-
-def falcon_logger() -> Any:
-    return logging.getLogger("test.handler")
+def call_handler(services: Services, target: str, *, status: int = 200, **request: Any) -> Any:
+    """invoke() for a test that wants the answer's data: the whole pipeline (auth, schemas, the
+    handler, rendering, errors) runs as over HTTP; the status must be `status`. Returns the
+    envelope's `data` (the body itself when it has no envelope, None for a 204)."""
+    result = invoke(services, target, **request)
+    assert result.status == status, (result.status, result.body)
+    if isinstance(result.body, dict) and result.body.get("success") is True and "data" in result.body:
+        return result.body["data"]
+    return result.body
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ import psycopg
 
 from lib.services import Services
 from lib.transcripts import KeyRing, Transcripts
-from runtime import probes
 from tests.chatflow import Chat
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import call_handler
@@ -60,8 +59,8 @@ def test_create_cc_user_refuses_weak_and_duplicate(database_url: str) -> None:
 
 
 def test_handlers_can_be_called_directly(services: Services) -> None:
-    assert call_handler(probes.health, services) == {"status": "ok"}
-    assert call_handler(probes.ready, services)["database"] == "up"
+    assert call_handler(services, "GET /health") == {"status": "ok"}
+    assert call_handler(services, "GET /ready")["database"] == "up"
 
 
 def test_rotate_chat_key_survives_a_kill_and_finishes(chat: Chat, database_url: str) -> None:

@@ -1,0 +1,134 @@
+"""invoke() runs the listeners' pipeline: the same status, headers and body as the same request over
+HTTP (falcon.testing against the app a listener serves), for every kind of answer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from falcon import testing
+
+from lib.auth.flows import sign_in
+from lib.principal import Principal
+from lib.services import Services
+from runtime.invoke import Invocation, invoke
+from tests.conftest import bearer
+from tests.helpers import call_handler
+
+RID = {"X-Request-Id": "invoke-test-0001"}
+
+
+def _same(via_invoke: Invocation, via_http: testing.Result) -> None:
+    assert via_invoke.status == via_http.status_code
+    assert via_invoke.body == (via_http.json if via_http.content else None)
+    ours = sorted((k.lower(), v) for k, v in via_invoke.headers.items() if k.lower() != "set-cookie")
+    theirs = sorted((k.lower(), v) for k, v in via_http.headers.items() if k.lower() != "set-cookie")
+    assert ours == theirs
+
+
+def _both(
+    client: testing.TestClient,
+    services: Services,
+    method: str,
+    path: str,
+    token: str | None = None,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+    surface: str | None = None,
+) -> Invocation:
+    sent = RID | (headers or {}) | (bearer(token) if token else {})
+    via_http = client.simulate_request(method, path, headers=sent, json=json)
+    via_invoke = invoke(services, f"{method} {path}", headers=sent, json=json, surface=surface)
+    _same(via_invoke, via_http)
+    return via_invoke
+
+
+def test_success_and_401_without_a_token(public: testing.TestClient, services: Services, anonymous) -> None:
+    customer = anonymous("Invoker")
+    ok = _both(public, services, "GET", "/api/client/me", customer["access_token"])
+    assert ok.status == 200 and ok.body["data"]["id"] == customer["user"]["id"]
+    assert ok.headers["X-Request-Id"] == RID["X-Request-Id"]
+    denied = _both(public, services, "GET", "/api/client/me")
+    assert denied.status == 401 and denied.body["error"]["code"] == "UNAUTHORIZED"
+
+
+def test_internal_paths_go_to_the_internal_app(internal: testing.TestClient, services: Services) -> None:
+    assert _both(internal, services, "GET", "/internal/config").status == 401
+    assert _both(internal, services, "GET", "/health").status == 200
+
+
+def test_403_for_a_missing_permission_and_a_wrong_user_type(
+    internal: testing.TestClient, public: testing.TestClient, services: Services, cc_login, mitra_login
+) -> None:
+    _, operator, _ = cc_login("operator")
+    refused = _both(internal, services, "GET", "/internal/pricing/tiers", operator)
+    assert refused.status == 403 and refused.body["error"]["details"] == {"permission": "pricing.manage"}
+    _, mitra = mitra_login()
+    assert _both(public, services, "GET", "/api/client/me", mitra).status == 403
+
+
+def test_422_for_a_bad_body_with_the_surfaces_unknown_field_rule(
+    public: testing.TestClient, internal: testing.TestClient, services: Services, anonymous, cc_login
+) -> None:
+    customer = anonymous()
+    bad = _both(public, services, "POST", "/api/client/payment-requests", customer["access_token"], {"mode": "x"})
+    assert bad.status == 422 and set(bad.body["error"]["details"]["fields"]) == {"mode", "tier_id"}
+    _, admin, _ = cc_login("admin")
+    typo = {"label": "x", "lable": "y"}
+    tier = services.db.fetch_one("SELECT id FROM pricing_tiers LIMIT 1")
+    assert tier is not None
+    unknown = _both(internal, services, "PATCH", f"/internal/pricing/tiers/{tier['id']}", admin, typo)
+    assert unknown.status == 422 and "lable" in unknown.body["error"]["details"]["fields"]
+
+
+def test_404s_from_the_router_and_from_a_handler(public: testing.TestClient, services: Services, anonymous) -> None:
+    customer = anonymous()
+    assert _both(public, services, "GET", "/api/client/nothing-here").status == 404
+    assert (
+        _both(public, services, "GET", "/api/client/payment-requests/not-a-uuid", customer["access_token"]).status
+        == 404
+    )
+    missing = f"/api/client/payment-requests/{uuid.uuid4()}"
+    assert _both(public, services, "GET", missing, customer["access_token"]).status == 404
+    # invoke() sends /internal/... to the internal app; the public listener has no such route
+    assert _both(public, services, "GET", "/internal/config", surface="public").status == 404
+    assert _both(public, services, "DELETE", "/api/client/usp-seen", customer["access_token"]).status == 405
+
+
+def test_a_list_without_a_cursor_and_a_204(public: testing.TestClient, services: Services, mitra_login) -> None:
+    _, mitra = mitra_login()
+    page = _both(public, services, "GET", "/api/mitra/chat-requests/pending", mitra)
+    assert page.status == 200 and page.body["data"] == {"items": [], "next_cursor": None, "has_more": False}
+    beat = _both(public, services, "POST", "/api/mitra/status/heartbeat", mitra)
+    assert beat.status == 204 and beat.body is None
+
+
+def test_query_strings_and_the_shared_input_checks(public: testing.TestClient, services: Services, mitra_login) -> None:
+    _, mitra = mitra_login()
+    path = "/api/mitra/chat-requests/pending"
+    limited = invoke(services, f"GET {path}?limit=1", token=mitra)
+    assert (
+        limited.status == 200 and limited.body == invoke(services, f"GET {path}", query={"limit": 1}, token=mitra).body
+    )
+    _both(public, services, "GET", f"{path}?limit=%00", mitra)  # NUL: 422 by lib/inputs, the same both ways
+    assert invoke(services, f"GET {path}?limit=%00", token=mitra).status == 422
+
+
+def test_a_principal_is_authenticated_like_its_token(services: Services, make_mitra) -> None:
+    mitra = make_mitra()
+    with services.db.connection() as conn:
+        grant = sign_in(conn, services.settings, "mitra", str(mitra["id"]))
+    who = Principal(user_type="mitra", user_id=str(mitra["id"]), session_id=grant.session_id)
+    assert call_handler(services, "GET /api/mitra/me", principal=who)["id"] == str(mitra["id"])
+    as_customer = Principal(user_type="customer", user_id=str(uuid.uuid4()), session_id=str(uuid.uuid4()))
+    assert invoke(services, "GET /api/mitra/me", principal=as_customer).status == 403
+    services.revocations.revoke_sessions([grant.session_id], reason="logout")
+    assert call_handler(services, "GET /api/mitra/me", principal=who, status=401)["error"]["code"] == "UNAUTHORIZED"
+
+
+def test_arguments_are_checked(services: Services) -> None:
+    with pytest.raises(ValueError, match="METHOD /path"):
+        invoke(services, "/health")
+    with pytest.raises(ValueError, match="not both"):
+        invoke(services, "GET /health", token="a", principal=Principal("customer", "u", "s"))
