@@ -159,7 +159,7 @@ def erase(
                 q,
             ).rowcount,
             "webhook_bodies": conn.execute(
-                "UPDATE webhook_logs SET raw_body = %(b)s WHERE payment_request_id IN "
+                "UPDATE webhook_logs SET raw_body = %(b)s, body_sha256 = NULL WHERE payment_request_id IN "
                 "(SELECT id FROM payment_requests WHERE customer_id = ANY(%(ids)s))",
                 {**q, "b": REDACTED_BODY},
             ).rowcount,

@@ -33,7 +33,7 @@ TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]{8,}")
 # Every label name the service uses; a new one is a decision, made here, about its cardinality.
 LABELS = {
     "surface", "route", "method", "status", "state", "pool", "component", "process", "rule", "outcome",
-    "request_type", "deadline", "user_type", "type", "job", "version", "le",
+    "request_type", "deadline", "user_type", "type", "job", "version", "le", "table", "reason", "code",
 }  # fmt: skip
 
 
