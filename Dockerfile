@@ -14,13 +14,15 @@ COPY functions ./functions
 COPY migrations ./migrations
 RUN pip wheel --wheel-dir /wheels .
 
-# Runtime stage: slim, same Python minor, only the wheels, a fixed non-root user.
+# Runtime stage: slim, same Python minor, only the wheels, a fixed non-root user. A forgotten
+# APP_ENV is production (no development routes or stubs); staging and tests set theirs.
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH \
+    APP_ENV=production \
     LOG_FORMAT=json
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import subprocess
@@ -47,6 +48,23 @@ def test_dockerfile_shape() -> None:
     assert 'ENTRYPOINT ["python", "-m", "runtime"]' in runtime and "HEALTHCHECK" in runtime
 
 
+def _runtime_env() -> dict[str, str]:
+    """The ENV the runtime stage sets, as Docker reads it (continued lines, KEY=VALUE pairs)."""
+    text = (PROJECT_ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    runtime = text.split("AS runtime", 1)[1]
+    env: dict[str, str] = {}
+    for line in runtime.splitlines():
+        if line.startswith("ENV "):
+            env |= dict(pair.split("=", 1) for pair in shlex.split(line[4:]))
+    return env
+
+
+def test_the_image_defaults_to_production() -> None:
+    """A container started without APP_ENV is a real deployment: no development routes or stubs."""
+    assert _runtime_env()["APP_ENV"] == "production"
+    assert Settings().app_env == "production"  # and so is the code's own default
+
+
 def _docker_context(root: Path) -> set[str]:
     """Files a Docker build would send, by .dockerignore's rules (last matching line wins)."""
     rules = [
@@ -78,46 +96,6 @@ def test_dockerignore_keeps_the_context_small_and_secret_free(tmp_path: Path) ->
     assert "pyproject.toml" in sent and "runtime/app.py" in sent and "migrations/0001_app_config.sql" in sent
     for forbidden in (".git/", ".env", "tests/", ".dev/", "bench/", "__pycache__", ".mypy_cache/", "deploy/"):
         assert not [s for s in sent if s.startswith(forbidden) or f"/{forbidden}" in s], forbidden
-
-
-def _compose() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "docker-compose.staging.yml").read_text())
-    return config
-
-
-def test_compose_validates_without_a_daemon(tmp_path: Path) -> None:
-    shutil.copy(PROJECT_ROOT / "docker-compose.staging.yml", tmp_path)
-    env = (PROJECT_ROOT / ".env.staging.example").read_text().replace("POSTGRES_PASSWORD=\n", "POSTGRES_PASSWORD=x\n")
-    (tmp_path / ".env.staging").write_text(env)
-    run = subprocess.run(
-        [
-            str(BIN / "docker-compose"),
-            "-f",
-            "docker-compose.staging.yml",
-            "--env-file",
-            ".env.staging",
-            "config",
-            "--format",
-            "json",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 0, run.stderr
-    import json
-
-    services = json.loads(run.stdout)["services"]
-    assert {"postgres", "valkey", "migrate", "public", "internal", "realtime", "worker"} <= set(services)
-    internal_ports = services["internal"]["ports"]
-    assert internal_ports and all(p.get("host_ip") not in (None, "", "0.0.0.0", "::") for p in internal_ports)
-    for name in ("public", "internal", "realtime", "worker"):
-        svc = services[name]
-        assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
-        assert svc["logging"]["options"]["max-size"] and svc["logging"]["options"]["max-file"]
-    for name in ("postgres", "valkey"):
-        assert services[name]["healthcheck"]["test"] and services[name]["volumes"]
 
 
 def _manifests() -> list[dict[str, Any]]:
