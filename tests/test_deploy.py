@@ -106,8 +106,10 @@ def _manifests() -> list[dict[str, Any]]:
 
 
 def test_manifests_validate_against_the_kubernetes_schema() -> None:
+    # kustomization.yaml is kustomize's, not the cluster's: tests/test_k8s.py validates its rendering.
+    files = [str(p) for p in sorted(K8S.glob("*.yaml")) if p.name != "kustomization.yaml"]
     run = subprocess.run(
-        [str(BIN / "kubernetes-validate"), "--strict", "--quiet", *map(str, sorted(K8S.glob("*.yaml")))],
+        [str(BIN / "kubernetes-validate"), "--strict", "--quiet", *files],
         capture_output=True,
         text=True,
     )
