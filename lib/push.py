@@ -2,15 +2,17 @@
 has no live socket (DOMAIN.md, "Notifications"). Generic text only: never message content nor the
 topic's sensitivity. Every push is on the Android channel `halobestie_chat_v2`, high priority.
 
-Pushes leave from a background thread with a bounded queue, so no request waits on Google; a full
-queue drops the push (logged), as a push is a wake-up hint and the app re-syncs when opened.
+Pushes leave from a few background threads, so no request waits on Google. Each recipient has its
+own bounded queue, served in turn (`Notifier`): one noisy chat cannot delay or drop other users'
+pushes. A full queue drops the push (logged, counted), as a push is a wake-up hint and the app
+re-syncs when opened.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +21,7 @@ import redis
 from firebase_admin import credentials, exceptions, messaging
 
 from lib import sockets
+from lib.config.env import settings as env_settings
 from lib.db import Database
 from lib.metrics import m
 from lib.valkey import VALKEY_ERRORS, valkey_failed
@@ -35,7 +38,8 @@ PUSHES: dict[str, tuple[str, str, str]] = {
     "extension.resolved": ("extension_resolved", "Tambah waktu", "Ada kabar soal tambah waktu"),
     "session.closing": ("session_closing", "Sesi selesai", "Waktu curhat sudah habis"),
 }
-QUEUE_LIMIT = 10_000
+QUEUE_LIMIT = 10_000  # pushes waiting in all, whoever they are for
+PUSH_WORKERS = 4  # a slow or failing FCM call holds one thread, not every push
 
 
 def push_data(event_type: str, data: dict[str, Any]) -> dict[str, str]:
@@ -101,18 +105,41 @@ class Fcm:
                 self._app = None
 
 
-class Notifier:
-    """Decides, per recipient, whether an event needs a push, and sends it, off the caller's thread."""
+Recipient = tuple[str, str]  # (user_type, user_id)
+Push = tuple[str, dict[str, Any]]  # (event_type, data)
 
-    def __init__(self, db: Database, valkey: redis.Redis, fcm: Fcm | None) -> None:
+
+class Notifier:
+    """Decides, per recipient, whether an event needs a push, and sends it, off the caller's thread.
+
+    Fair share: each recipient has its own queue of at most `per_recipient` pushes, and a few
+    threads serve the recipients in turn, one push per turn. A noisy chat only lengthens its own
+    recipients' queues: beyond the bound their oldest waiting push is dropped (counted as
+    "dropped"; the newest says most, and the app re-syncs when opened), and everyone else's pushes
+    go out on their next turn. One recipient's pushes leave in order, one at a time.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        valkey: redis.Redis,
+        fcm: Fcm | None,
+        *,
+        per_recipient: int | None = None,
+        workers: int = PUSH_WORKERS,
+    ) -> None:
         self._db = db
         self._valkey = valkey
         self._fcm = fcm
-        self._queue: queue.Queue[tuple[list[tuple[str, str]], str, dict[str, Any]] | None] = queue.Queue(QUEUE_LIMIT)
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._idle = threading.Condition()
-        self._pending = 0
+        self._per_recipient = env_settings().push_queue_per_recipient if per_recipient is None else per_recipient
+        self._workers = workers
+        self._queues: dict[Recipient, deque[Push]] = {}
+        self._turns: deque[Recipient] = deque()  # recipients with a push waiting and none in flight
+        self._scheduled: set[Recipient] = set()  # recipients in _turns or with a push in flight
+        self._pending = 0  # pushes queued or in flight
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._changed = threading.Condition()
         self.sent = 0
 
     @property
@@ -122,36 +149,56 @@ class Notifier:
     def notify(self, recipients: Iterable[tuple[str, str]], event_type: str, data: dict[str, Any]) -> None:
         if self._fcm is None or event_type not in PUSHES:
             return
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="push", daemon=True)
-                self._thread.start()
-        with self._idle:
-            self._pending += 1
-        try:
-            self._queue.put_nowait((list(recipients), event_type, data))
-        except queue.Full:
-            self._done()
-            m().pushes.labels(PUSHES[event_type][0], "dropped").inc()
-            log.warning("push queue full: %s dropped", event_type)
-
-    def _done(self) -> None:
-        with self._idle:
-            self._pending -= 1
-            self._idle.notify_all()
+        dropped: list[str] = []
+        with self._changed:
+            if self._closed:
+                return
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._run, name=f"push-{n}", daemon=True) for n in range(self._workers)
+                ]
+                for thread in self._threads:
+                    thread.start()
+            for recipient in recipients:
+                waiting = self._queues.setdefault(recipient, deque())
+                if len(waiting) >= self._per_recipient:
+                    dropped.append(waiting.popleft()[0])  # this recipient's oldest waiting push
+                elif self._pending >= QUEUE_LIMIT:
+                    dropped.append(event_type)
+                    if not waiting and recipient not in self._scheduled:
+                        del self._queues[recipient]
+                    continue
+                else:
+                    self._pending += 1
+                waiting.append((event_type, data))
+                if recipient not in self._scheduled:
+                    self._scheduled.add(recipient)
+                    self._turns.append(recipient)
+            self._changed.notify_all()
+        for kind in dropped:
+            m().pushes.labels(PUSHES[kind][0], "dropped").inc()
+            log.warning("push queue full: %s dropped", kind)
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            recipients, event_type, data = item
-            for user_type, user_id in recipients:
-                try:
-                    self.deliver(user_type, user_id, event_type, data)
-                except Exception:  # one bad push must not stop the others
-                    log.exception("push %s to %s failed", event_type, user_type)
-            self._done()
+            with self._changed:
+                self._changed.wait_for(lambda: bool(self._turns) or self._closed)
+                if self._closed:
+                    return
+                recipient = self._turns.popleft()
+                event_type, data = self._queues[recipient].popleft()
+            try:
+                self.deliver(recipient[0], recipient[1], event_type, data)
+            except Exception:  # one bad push must not stop the others
+                log.exception("push %s to %s failed", event_type, recipient[0])
+            with self._changed:
+                if self._queues[recipient]:
+                    self._turns.append(recipient)  # its next push waits for everyone else's turn
+                else:
+                    del self._queues[recipient]
+                    self._scheduled.discard(recipient)
+                self._pending -= 1
+                self._changed.notify_all()
 
     def deliver(self, user_type: str, user_id: str, event_type: str, data: dict[str, Any]) -> int:
         """Push to every device of the user unless a live socket carries the event; returns pushes sent."""
@@ -173,19 +220,23 @@ class Notifier:
                 self._db.execute("DELETE FROM device_tokens WHERE token = %(t)s", {"t": row["token"]})
             elif outcome == "sent":
                 sent += 1
-        self.sent += sent
+        with self._changed:
+            self.sent += sent
         return sent
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until every queued push has been handled; False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        with self._changed:
+            return self._changed.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
+        """Send what is queued (for up to 3 s), then stop the threads."""
+        self.drain(timeout=3)
+        with self._changed:
+            self._closed = True
+            threads, self._threads = self._threads, []
+            self._changed.notify_all()
+        for thread in threads:
             thread.join(timeout=3)
         if self._fcm is not None:
             self._fcm.close()

@@ -3,15 +3,21 @@ sent exactly when no live socket carries the event, generic text, dead tokens de
 
 from __future__ import annotations
 
+import io
+import json
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
+from prometheus_client import REGISTRY
 
 from lib import sockets
 from lib.config.env import Settings
+from lib.push import Fcm, Notifier
 from lib.services import Services
 from runtime.container import build_services
 from tests.chatflow import Chat
@@ -112,3 +118,75 @@ def test_the_flow_pushes_what_needs_waking(
     finally:
         chat.heard.close()
         svc.close()
+
+
+class GatedFcm(FakeFcm):
+    """The fake FCM, its sends held open at will: each send records its device token on arrival
+    and then waits for `gate`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.arrivals: queue.Queue[str] = queue.Queue()
+        server = self
+        plain = self._httpd.RequestHandlerClass
+
+        class Gated(plain):  # type: ignore[misc,valid-type]
+            rfile: BinaryIO
+
+            def do_POST(self) -> None:
+                if self.path.endswith("/messages:send"):
+                    length = int(self.headers.get("Content-Length") or 0)
+                    body = self.rfile.read(length)
+                    server.arrivals.put(json.loads(body)["message"]["token"])
+                    server.gate.wait(10)
+                    self.rfile = io.BytesIO(body)  # the plain handler reads it again
+                super().do_POST()
+
+        self._httpd.RequestHandlerClass = Gated
+
+    def next_arrival(self, timeout: float = 5.0) -> str | None:
+        try:
+            return self.arrivals.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+
+def _dropped() -> float:
+    return REGISTRY.get_sample_value("halobestie_pushes_total", {"type": "message", "outcome": "dropped"}) or 0.0
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_noisy_recipient_neither_delays_nor_drops_anyone_else(
+    services: Services, tmp_path: Path, anonymous, workers: int
+) -> None:
+    fake = GatedFcm()
+    with fake.running():
+        fcm = Fcm(fake.service_account(tmp_path / "sa.json"), fake.url)
+        notifier = Notifier(services.db, services.valkey, fcm, per_recipient=3, workers=workers)
+        noisy, quiet = anonymous()["user"]["id"], anonymous()["user"]["id"]
+        _device(services, "customer", noisy, "noisy-phone")
+        _device(services, "customer", quiet, "quiet-phone")
+        dropped_before = _dropped()
+        try:
+            fake.gate.clear()
+            notifier.notify([("customer", noisy)], "message.new", {"session_id": "s-0"})
+            assert fake.next_arrival() == "noisy-phone"  # in flight, held at FCM
+            for n in range(1, 31):  # a noisy chat: 30 more while that one is out
+                notifier.notify([("customer", noisy)], "message.new", {"session_id": f"s-{n}"})
+            notifier.notify([("customer", quiet)], "message.new", {"session_id": "q-1"})
+            if workers > 1:  # a free thread takes the quiet user's push at once
+                assert fake.next_arrival() == "quiet-phone"
+            fake.gate.set()
+            assert notifier.drain()
+            served = [fake.next_arrival(0) for _ in range(fake.arrivals.qsize())]
+        finally:
+            notifier.close()
+    arrived = ["noisy-phone"] + (["quiet-phone"] if workers > 1 else []) + served
+    # The quiet user's push went out right after the one in flight, not behind the noisy backlog.
+    assert arrived == ["noisy-phone", "quiet-phone", "noisy-phone", "noisy-phone", "noisy-phone"]
+    noisy_sessions = [m["data"]["sessionId"] for m in fake.sent if m["token"] == "noisy-phone"]
+    assert noisy_sessions == ["s-0", "s-28", "s-29", "s-30"]  # bounded at 3 waiting: the oldest went
+    assert [m["data"]["sessionId"] for m in fake.sent if m["token"] == "quiet-phone"] == ["q-1"]
+    assert _dropped() - dropped_before == 27
