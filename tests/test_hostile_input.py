@@ -136,6 +136,33 @@ def test_a_reason_of_spaces_is_refused_before_anything_happens(
     assert audited == {"reason": "asked by phone"}
 
 
+@pytest.mark.parametrize("blank", ["   ", "\u200b", "\u3000\u00a0", " \ufeff\u2060 "])
+def test_names_and_labels_that_show_nothing_are_refused(
+    public: testing.TestClient, internal: testing.TestClient, services: Services, cc_login, make_mitra, blank: str
+) -> None:
+    admin = bearer(cc_login("admin")[1])
+    signup = public.simulate_post("/api/shared/auth/anonymous", json={"display_name": blank})
+    assert signup.status_code == 201 and signup.json["data"]["user"]["display_name"] is None
+    mitra = make_mitra("+6281299990042")
+    _refused(internal.simulate_patch(f"/internal/mitras/{mitra['id']}", json={"display_name": blank}, headers=admin))
+    tier = {"mode": "chat", "minutes": 45, "price": 1000, "label": blank}
+    _refused(internal.simulate_post("/internal/pricing/tiers", json=tier, headers=admin))
+    user = {"email": "new@halobestie.test", "display_name": blank, "role": "operator", "password": "x" * 12}
+    _refused(internal.simulate_post("/internal/users", json=user, headers=admin))
+
+
+def test_a_reason_must_show_three_characters(internal: testing.TestClient, services: Services, anonymous, cc_login):
+    customer_id = anonymous()["user"]["id"]
+    admin = bearer(cc_login("admin")[1])
+    for reason in ("\u200b\u200b\u200b", "a\u200b\u200bb"):
+        erase = internal.simulate_post(
+            f"/internal/customers/{customer_id}/erase", json={"reason": reason}, headers=admin
+        )
+        _refused(erase)
+    row = services.db.fetch_one("SELECT erased_at FROM customers WHERE id = %(id)s", {"id": customer_id})
+    assert row == {"erased_at": None}
+
+
 def _cursor(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
@@ -246,6 +273,8 @@ def test_listed_unique_constraints_keep_their_own_code(services: Services) -> No
         ("not-an-ip", 1, "10.0.0.1"),  # a header anyone can write is only trusted when it is an address
         ("2001:db8::1", 1, "2001:db8::1"),
         ("' OR 1=1 --", 2, "10.0.0.1"),
+        ("fe80::1%' OR 1=1 --", 1, "10.0.0.1"),
+        ("::ffff:203.0.113.9", 1, "203.0.113.9"),
     ],
 )
 def test_the_client_address_read_from_a_header_is_an_address(forwarded: str, hops: int, expected: str) -> None:

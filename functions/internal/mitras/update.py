@@ -3,16 +3,16 @@
 from typing import Any
 
 import falcon
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.fields import PhoneField
+from lib.fields import PhoneField, Text
 from lib.mitras import update_mitra
 
 
 class Body(Schema):
     phone = PhoneField()
-    display_name = fields.String(validate=validate.Length(1, 60))
+    display_name = Text(validate=validate.Length(1, 60))
 
 
 ENDPOINT = Endpoint(

@@ -5,14 +5,14 @@ from marshmallow import fields, validate
 
 from lib.auth.otp import hash_bypass_code
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
-from lib.fields import PhoneField
+from lib.fields import PhoneField, Text
 from lib.otp_bypass import CODE_RULE, ExpiryMixin, bypass_doc
 
 
 class Body(ExpiryMixin):
     phone = PhoneField(required=True)
     code = fields.String(required=True, validate=CODE_RULE)
-    note = fields.String(load_default="", validate=validate.Length(0, 200))
+    note = Text(load_default="", validate=validate.Length(0, 200))
     expires_at = fields.AwareDateTime(required=True)
 
 

@@ -8,12 +8,13 @@ from marshmallow import fields, validate
 from lib.auth.otp import hash_bypass_code
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
+from lib.fields import Text
 from lib.otp_bypass import CODE_RULE, ExpiryMixin, bypass_doc
 
 
 class Body(ExpiryMixin):
     code = fields.String(validate=CODE_RULE)
-    note = fields.String(validate=validate.Length(0, 200))
+    note = Text(validate=validate.Length(0, 200))
 
 
 ENDPOINT = Endpoint(

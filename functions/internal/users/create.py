@@ -7,11 +7,12 @@ from lib.auth.accounts import cc_user_doc
 from lib.auth.permissions import ROLES
 from lib.cc_users import create_cc_user
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
+from lib.fields import Text
 
 
 class Body(Schema):
     email = fields.Email(required=True, validate=validate.Length(3, 320))
-    display_name = fields.String(required=True, validate=validate.Length(1, 80))
+    display_name = Text(required=True, validate=validate.Length(1, 80))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
     password = fields.String(required=True, validate=validate.Length(1, 1024))
 

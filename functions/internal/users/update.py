@@ -9,10 +9,11 @@ from lib.auth.accounts import cc_user_doc
 from lib.auth.permissions import ROLES
 from lib.cc_users import update_user
 from lib.endpoint import Auth, Ctx, Endpoint
+from lib.fields import Text
 
 
 class Body(Schema):
-    display_name = fields.String(validate=validate.Length(1, 80))
+    display_name = Text(validate=validate.Length(1, 80))
     role = fields.String(validate=validate.OneOf(ROLES))
     is_active = fields.Boolean()
 

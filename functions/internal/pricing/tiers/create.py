@@ -4,6 +4,7 @@ import falcon
 from marshmallow import Schema, fields, validate
 
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
+from lib.fields import Text
 from lib.pricing import MODES, create_tier
 
 
@@ -11,7 +12,7 @@ class Body(Schema):
     mode = fields.String(required=True, validate=validate.OneOf(MODES))
     minutes = fields.Integer(required=True, strict=True, validate=validate.Range(1, 10080))
     price = fields.Integer(required=True, strict=True, validate=validate.Range(1, 100_000_000))
-    label = fields.String(required=True, validate=validate.Length(1, 60))
+    label = Text(required=True, validate=validate.Length(1, 60))
     sort_order = fields.Integer(strict=True, load_default=0, validate=validate.Range(-10000, 10000))
 
 

@@ -6,12 +6,13 @@ import falcon
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from lib.endpoint import Auth, Ctx, Endpoint
+from lib.fields import Text
 from lib.pricing import update_tier
 
 
 class Body(Schema):
     updated_at = fields.AwareDateTime(required=True)
-    label = fields.String(validate=validate.Length(1, 60))
+    label = Text(validate=validate.Length(1, 60))
     price = fields.Integer(strict=True, validate=validate.Range(1, 100_000_000))
     sort_order = fields.Integer(strict=True, validate=validate.Range(-10000, 10000))
     is_active = fields.Boolean()
