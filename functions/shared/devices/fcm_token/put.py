@@ -26,7 +26,9 @@ def handle(req: falcon.Request, ctx: Ctx) -> None:
     }
     with ctx.services.db.connection() as conn:
         # One registration of a user at a time, so two at once cannot both keep `keep` others.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('device-tokens:' || %(t)s || ':' || %(u)s, 0))", who)
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('device-tokens:' || %(t)s || ':' || %(u)s, 0))", who
+        )
         # A token moves with the device: whoever registered it last owns it. clock_timestamp(), not
         # now(): the order of registrations is the order they got the lock in.
         conn.execute(
