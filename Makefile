@@ -37,7 +37,8 @@ deploy-check: install
 	  && sed -i 's/^POSTGRES_PASSWORD=$$/POSTGRES_PASSWORD=check/' $$tmp/.env.staging \
 	  && $(BIN)/docker-compose -f $$tmp/docker-compose.staging.yml --env-file $$tmp/.env.staging config --quiet \
 	  && rm -rf $$tmp
-	$(BIN)/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
+	$(BIN)/kubernetes-validate --strict --quiet $(filter-out deploy/k8s/kustomization.yaml,$(wildcard deploy/k8s/*.yaml))
+	if command -v kubectl >/dev/null; then kubectl kustomize deploy/k8s | $(BIN)/kubernetes-validate --strict --quiet -; fi
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -152,7 +152,10 @@ class Worker:
         ]
         for thread in self._threads:
             thread.start()
-        self.stop.wait()
+        # A timed wait: the main thread must wake to run a signal handler (a SIGTERM right after a
+        # SIGCONT was missed 3 times out of 3 by an untimed wait).
+        while not self.stop.wait(1.0):
+            pass
         # Each thread finishes the tick it is in; one stuck on an outside call past the graceful
         # timeout is abandoned (daemon) rather than holding the process.
         deadline = time.monotonic() + self.services.settings.graceful_timeout
