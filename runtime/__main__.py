@@ -1,11 +1,19 @@
-"""The one CLI: python -m runtime migrate|serve|worker|routes|create-cc-user|chat-key|rotate-chat-key|dev."""
+"""The one CLI: python -m runtime
+migrate|serve|worker|routes|create-cc-user|chat-key|rotate-chat-key|dev|invoke."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
+import os
 import sys
 from datetime import UTC, datetime
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 from lib.cc_users import create_cc_user, seed_admin
 from lib.config.env import WEB_SERVERS, ConfigError, settings
@@ -15,6 +23,7 @@ from lib.transcripts import KeyRing, Transcripts, key_ring, rotate_batch, rows_b
 from runtime import boot, dev, migrate, worker
 from runtime.app import route_table
 from runtime.container import build_services
+from runtime.invoke import Invocation, invoke, sign_in_as
 from runtime.migrate import MigrationError
 from runtime.router import DiscoveryError
 from runtime.serve import serve
@@ -107,6 +116,76 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     return dev.run()
 
 
+class UsageError(Exception):
+    """A command line that cannot run as given (exit status 2)."""
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _request_json(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(Path(value[1:]).read_text() if value.startswith("@") else value)
+    except OSError as exc:
+        raise UsageError(f"--json {value}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--json is not JSON: {exc}") from exc
+
+
+def _header(value: str) -> tuple[str, str]:
+    name, sep, content = value.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected K:V, got {value!r}")
+    return name.strip(), content.strip()
+
+
+def _print_answer(result: Invocation, include_headers: bool) -> None:
+    try:
+        phrase = HTTPStatus(result.status).phrase
+    except ValueError:
+        phrase = ""
+    print(f"{result.status} {phrase}".rstrip())
+    if include_headers:
+        for name, value in result.headers.items():
+            print(f"{name}: {value}")
+    if result.body is None:
+        return
+    if isinstance(result.body, bytes):
+        sys.stdout.flush()
+        sys.stdout.buffer.write(result.body)
+        return
+    print(
+        result.body if isinstance(result.body, str) else orjson.dumps(result.body, option=orjson.OPT_INDENT_2).decode()
+    )
+
+
+def _cmd_invoke(args: argparse.Namespace) -> int:
+    """One request through the pipeline against the configured (or make dev's) servers; exit 1 on >= 400."""
+    body = _request_json(args.json)
+    if args.user_id and not args.caller:
+        raise UsageError("--user-id needs --as")
+    environ = dict(os.environ)
+    environ.setdefault("LOG_LEVEL", "WARNING")  # the access log would repeat the answer on stderr
+    with dev.local_environment(environ, _stderr) as s:
+        services = build_services(s, application_name="halobestie-invoke")
+        try:
+            token = None
+            if args.caller:
+                token, user_id, created = sign_in_as(services, args.caller, args.user_id)
+                again = f" (new; --user-id {user_id} calls as it again)" if created else ""
+                _stderr(f"as {args.caller} {user_id}{again}")
+            result = invoke(services, f"{args.method} {args.path}", json=body, headers=args.header, token=token)
+        except ValueError as exc:  # --as of no known kind, a role that is not the user's, a malformed target
+            raise UsageError(str(exc)) from exc
+        finally:
+            services.close()
+    _print_answer(result, args.include)
+    return 0 if result.status < 400 else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -146,6 +225,28 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("dev", help="run everything locally (embedded servers when URLs are unset)")
     p.set_defaults(func=_cmd_dev)
 
+    p = sub.add_parser(
+        "invoke",
+        help="run one endpoint through the request pipeline and print the status and the body",
+        description="Runs one request through the listeners' pipeline against DATABASE_URL/REDIS_URL "
+        "(unset: make dev's embedded servers). Exit status 1 when the answer is >= 400.",
+    )
+    p.add_argument("method", type=str.upper, help="GET, POST, PUT, PATCH, DELETE")
+    p.add_argument("path", help="the URL path with its query, e.g. /api/client/me or '/internal/sessions?limit=5'")
+    p.add_argument("--json", metavar="JSON|@FILE", help="the JSON body, inline or read from a file")
+    p.add_argument(
+        "--header", action="append", type=_header, default=[], metavar="K:V", help="a request header (repeatable)"
+    )
+    p.add_argument(
+        "--as",
+        dest="caller",
+        metavar="customer|mitra|cc[:role]",
+        help="sign in as a new user of this kind (cc alone: admin), or as --user-id",
+    )
+    p.add_argument("--user-id", metavar="UUID", help="with --as: an existing user of that kind")
+    p.add_argument("-i", "--include", action="store_true", help="print the response headers too")
+    p.set_defaults(func=_cmd_invoke)
+
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
@@ -158,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     except ApiError as exc:
         print(f"error: {exc.code}: {exc.message} {exc.details or ''}".rstrip(), file=sys.stderr)
         return 1
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ the error envelope all run as they do over HTTP (runtime/pipeline.py). Tests, th
 from __future__ import annotations
 
 import io
+import secrets
 import sys
 import threading
 import weakref
@@ -20,8 +21,12 @@ from wsgiref.headers import Headers
 
 import orjson
 
+from lib.auth.accounts import load_account, require_usable
+from lib.auth.flows import access_for, sign_in
 from lib.auth.tokens import issue_access_token
+from lib.cc_users import create_cc_user
 from lib.jsonenc import dumps
+from lib.mitras import create_mitra
 from lib.principal import Principal
 from lib.services import Services
 from runtime.app import HaloApp, create_app
@@ -172,3 +177,43 @@ def _decode(headers: Headers, raw: bytes) -> Any:
     if media.startswith("text/"):
         return raw.decode("utf-8", "replace")
     return raw
+
+
+CALLERS = ("customer", "mitra", "cc")
+
+
+def sign_in_as(services: Services, caller: str, user_id: str | None = None) -> tuple[str, str, bool]:
+    """An access token for `python -m runtime invoke --as customer|mitra|cc[:role] [--user-id ID]`:
+    the existing user `user_id` (it must exist and be usable, as at sign-in), or else a new user of
+    that kind (an anonymous customer, a mitra with a made-up phone, a control-center user with a
+    random password; `cc` alone is an admin). Each call starts a real session (auth_sessions), as a
+    sign-in does. Returns (token, user id, whether the user is new)."""
+    kind, _, role = caller.partition(":")
+    if kind not in CALLERS or (role and kind != "cc"):
+        raise ValueError(f"--as takes customer, mitra or cc[:role], not {caller!r}")
+    user_type = "cc_user" if kind == "cc" else kind
+    created = user_id is None
+    if user_id is None:
+        user_id = _new_user(services, user_type, role or "admin")
+    with services.db.connection() as conn:
+        account = require_usable(user_type, load_account(conn, user_type, user_id))
+        if role and account.get("role") != role:
+            raise ValueError(f"control-center user {user_id} is {account.get('role')}, not {role}")
+        grant = sign_in(conn, services.settings, user_type, user_id)
+    access = access_for(services.settings, grant, account.get("role") if user_type == "cc_user" else None)
+    return str(access["access_token"]), user_id, created
+
+
+def _new_user(services: Services, user_type: str, role: str) -> str:
+    tag = secrets.token_hex(4)
+    if user_type == "cc_user":
+        email = f"invoke-{tag}@halobestie.local"
+        return str(create_cc_user(services.db, email=email, password=secrets.token_urlsafe(24), role=role)["id"])
+    if user_type == "mitra":
+        phone = f"+62899{secrets.randbelow(10**8):08d}"
+        return str(create_mitra(services.db, phone, f"Invoke {tag}")["id"])
+    row = services.db.fetch_one(
+        "INSERT INTO customers (display_name) VALUES (%(name)s) RETURNING id", {"name": f"Invoke {tag}"}
+    )
+    assert row is not None
+    return str(row["id"])

@@ -1,20 +1,26 @@
 """invoke() runs the listeners' pipeline: the same status, headers and body as the same request over
-HTTP (falcon.testing against the app a listener serves), for every kind of answer."""
+HTTP (falcon.testing against the app a listener serves), for every kind of answer; and
+`python -m runtime invoke` prints them."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 from falcon import testing
 
 from lib.auth.flows import sign_in
+from lib.config.env import Settings
 from lib.principal import Principal
 from lib.services import Services
 from runtime.invoke import Invocation, invoke
-from tests.conftest import bearer
-from tests.helpers import call_handler
+from tests.conftest import PROJECT_ROOT, bearer
+from tests.helpers import call_handler, process_env
 
 RID = {"X-Request-Id": "invoke-test-0001"}
 
@@ -132,3 +138,70 @@ def test_arguments_are_checked(services: Services) -> None:
         invoke(services, "/health")
     with pytest.raises(ValueError, match="not both"):
         invoke(services, "GET /health", token="a", principal=Principal("customer", "u", "s"))
+
+
+def run_runtime(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m runtime ARGS...` in the project, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_runtime("invoke", *args, env=process_env(settings))
+
+
+def _answer(run: subprocess.CompletedProcess[str]) -> tuple[str, Any]:
+    """The status line and the JSON body `invoke` printed."""
+    status, _, body = run.stdout.partition("\n")
+    return status, json.loads(body) if body.strip() else None
+
+
+def test_cli_answers_as_http_does(settings: Settings, tmp_path: Path) -> None:
+    anonymous = _cli(settings, "GET", "/api/client/me")
+    assert anonymous.returncode == 1, anonymous.stderr
+    status, body = _answer(anonymous)
+    assert status == "401 Unauthorized" and body["error"]["code"] == "UNAUTHORIZED"
+
+    signed_in = _cli(settings, "get", "/api/client/me", "--as", "customer")
+    assert signed_in.returncode == 0, signed_in.stderr
+    status, body = _answer(signed_in)
+    assert status == "200 OK" and body["success"] is True
+    customer_id = body["data"]["id"]
+    assert f"as customer {customer_id} (new; --user-id {customer_id}" in signed_in.stderr
+    assert '\n  "success": true,\n' in signed_in.stdout  # pretty JSON
+
+    again = _cli(settings, "GET", "/api/client/me", "--as", "customer", "--user-id", customer_id)
+    assert _answer(again)[1]["data"]["id"] == customer_id and "(new" not in again.stderr
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"mode": "x"}')
+    refused = _cli(settings, "POST", "/api/client/payment-requests", "--as", "customer", "--json", f"@{bad}")
+    status, body = _answer(refused)
+    assert refused.returncode == 1 and status == "422 Unprocessable Entity"
+    assert set(body["error"]["details"]["fields"]) == {"mode", "tier_id"}
+
+
+def test_cli_callers_headers_and_usage(settings: Settings) -> None:
+    operator = _cli(settings, "GET", "/internal/pricing/tiers", "--as", "cc:operator")
+    assert _answer(operator)[0] == "403 Forbidden", operator.stdout + operator.stderr
+    admin = _cli(settings, "GET", "/internal/pricing/tiers?limit=1", "--as", "cc")
+    status, body = _answer(admin)
+    assert status == "200 OK" and len(body["data"]["items"]) == 1
+
+    beat = _cli(
+        settings, "POST", "/api/mitra/status/heartbeat", "--as", "mitra", "-i", "--header", "X-Request-Id: cli-1"
+    )
+    assert beat.returncode == 0, beat.stderr
+    assert beat.stdout.splitlines()[0] == "204 No Content"
+    assert "x-request-id: cli-1" in beat.stdout.lower()
+
+    for args, message in (
+        (["GET", "/api/client/me", "--user-id", str(uuid.uuid4())], "--user-id needs --as"),
+        (["GET", "/api/client/me", "--as", "robot"], "--as takes customer, mitra or cc[:role]"),
+        (["POST", "/api/client/usp-seen", "--json", "{nope"], "--json is not JSON"),
+    ):
+        wrong = _cli(settings, *args)
+        assert wrong.returncode == 2 and message in wrong.stderr, wrong.stderr
+    unknown = _cli(settings, "GET", "/api/client/me", "--as", "customer", "--user-id", str(uuid.uuid4()))
+    assert unknown.returncode == 1 and "ACCOUNT_NOT_FOUND" in unknown.stderr
