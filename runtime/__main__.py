@@ -1,5 +1,5 @@
 """The one CLI: python -m runtime
-migrate|serve|worker|routes|create-cc-user|chat-key|rotate-chat-key|dev|invoke."""
+migrate|serve|worker|routes|create-cc-user|chat-key|rotate-chat-key|dev|invoke|seed-demo."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ from lib.config.env import WEB_SERVERS, ConfigError, settings
 from lib.db import Database
 from lib.errors import ApiError
 from lib.transcripts import KeyRing, Transcripts, key_ring, rotate_batch, rows_by_master_key
-from runtime import boot, dev, migrate, worker
+from runtime import boot, dev, migrate, seed, worker
 from runtime.app import route_table
 from runtime.container import build_services
 from runtime.invoke import Invocation, invoke, sign_in_as
 from runtime.migrate import MigrationError
 from runtime.router import DiscoveryError
+from runtime.seed import SeedError
 from runtime.serve import serve
 
 
@@ -186,6 +187,13 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     return 0 if result.status < 400 else 1
 
 
+def _cmd_seed_demo(args: argparse.Namespace) -> int:
+
+    with dev.local_environment(os.environ, _stderr) as s:
+        print(seed.seed_demo(s))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -247,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-i", "--include", action="store_true", help="print the response headers too")
     p.set_defaults(func=_cmd_invoke)
 
+    p = sub.add_parser(
+        "seed-demo", help="development/test only: a tier, a mitra online, a customer, tokens and a chat to walk"
+    )
+    p.set_defaults(func=_cmd_seed_demo)
+
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
@@ -262,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except SeedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
