@@ -58,7 +58,7 @@ def build_services(settings: Settings, *, application_name: str = "halobestie") 
         if settings.firebase_service_account_path
         else None
     )
-    notifier = Notifier(db, valkey, fcm)
+    notifier = Notifier(db, valkey, fcm, per_recipient=settings.push_queue_per_recipient)
     chat_events = ChatEvents(bus, notifier)
     payment_events = PaymentEvents(bus)
     changes = Changes(db)
