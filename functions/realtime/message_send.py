@@ -4,13 +4,13 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from lib.chat.messages import MAX_LENGTH, Outgoing, send_many
+from lib.chat.messages import MAX_CLIENT_ID, MAX_LENGTH, Outgoing, Quota, send_many
 from lib.errors import ApiError
 from lib.frames import Frame, FrameCtx
 
 
 class Body(Schema):
-    client_message_id = fields.String(required=True, validate=validate.Length(1, 100))
+    client_message_id = fields.String(required=True, validate=validate.Length(1, MAX_CLIENT_ID))
     content = fields.String(required=True, validate=validate.Length(1, MAX_LENGTH))
 
 
@@ -20,7 +20,8 @@ FRAME = Frame(type="message.send", schema=Body, needs_session=True)
 def handle_batch(batch: list[FrameCtx]) -> list[dict[str, Any] | ApiError]:
     s = batch[0].services
     items = [Outgoing(c.principal, c.session_id or "", c.body["client_message_id"], c.body["content"]) for c in batch]
+    quota = Quota(s.valkey, s.settings.messages_per_minute)
     return [
         outcome if isinstance(outcome, ApiError) else {"type": "message.sent", "data": outcome[0]}
-        for outcome in send_many(s.db, s.chat_events, s.transcripts, items)
+        for outcome in send_many(s.db, s.chat_events, s.transcripts, items, quota=quota)
     ]

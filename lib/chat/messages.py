@@ -5,12 +5,16 @@ message and every earlier one from its sender has been read."""
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import redis
 from psycopg import sql
 
 from lib.chat import events as ev
@@ -18,12 +22,18 @@ from lib.chat.errors import SessionNotActive, SessionPaused
 from lib.chat.events import ChatEvents, Party
 from lib.chat.sessions import for_participant
 from lib.db import Database
-from lib.errors import ApiError, NotFound, ValidationFailed
+from lib.errors import ApiError, NotFound, RateLimited, ValidationFailed
+from lib.inputs import UNSTORABLE, storable
+from lib.metrics import m
 from lib.pagination import Keyset
 from lib.principal import Principal
 from lib.transcripts import Transcripts
+from lib.valkey import VALKEY_ERRORS, valkey_failed
+
+log = logging.getLogger(__name__)
 
 MAX_LENGTH = 4000
+MAX_CLIENT_ID = 100  # characters of a client_message_id
 ORDER = Keyset(("seq", "int"), descending=False)  # oldest first, as a chat reads
 
 
@@ -86,6 +96,46 @@ _EARLIER = (
 Sent = tuple[dict[str, Any], bool] | ApiError
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """At most `per_minute` messages per sender in each minute, REST and WebSocket together
+    (MESSAGES_PER_MINUTE): one fixed window per sender in Valkey, a whole batch counted in one
+    pipeline. While Valkey is away the limit is not counted (messages are still stored; each socket
+    keeps its own frame limit, runtime/gateway.py)."""
+
+    valkey: redis.Redis
+    per_minute: int
+    window_seconds: int = 60
+
+    def refusals(self, senders: Sequence[str]) -> list[RateLimited | None]:
+        """For each message of `senders` (user ids, in order): RateLimited when it is over the limit."""
+        now = time.time()
+        start = int(now // self.window_seconds) * self.window_seconds
+        wanted = Counter(senders)
+        keys = [f"rl:messages:{sender}:{start}" for sender in wanted]
+        try:
+            pipe = self.valkey.pipeline(transaction=False)
+            for key, n in zip(keys, wanted.values(), strict=True):
+                pipe.incrby(key, n)
+                pipe.expire(key, self.window_seconds + 5, nx=True)
+            totals = pipe.execute()[::2]
+        except VALKEY_ERRORS:
+            valkey_failed("messages")
+            return [None] * len(senders)
+        # A sender's messages take the counts (total - wanted, total] in order: the later ones are refused.
+        before = {sender: int(total) - wanted[sender] for sender, total in zip(wanted, totals, strict=True)}
+        retry_after = int(start + self.window_seconds - now) + 1
+        out: list[RateLimited | None] = []
+        for sender in senders:
+            before[sender] += 1
+            if before[sender] > self.per_minute:
+                m().rate_limited.labels("messages").inc()
+                out.append(RateLimited("Too many messages", retry_after=retry_after))
+            else:
+                out.append(None)
+        return out
+
+
 def send(
     db: Database,
     events: ChatEvents,
@@ -94,29 +144,72 @@ def send(
     session_id: str,
     client_message_id: str,
     content: str,
+    *,
+    quota: Quota | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """(the stored message, whether this call stored it). A repeat of a `client_message_id` answers
     with the message stored the first time, and nobody hears of it twice."""
-    (outcome,) = send_many(db, events, transcripts, [Outgoing(who, session_id, client_message_id, content)])
+    (outcome,) = send_many(
+        db, events, transcripts, [Outgoing(who, session_id, client_message_id, content)], quota=quota
+    )
     if isinstance(outcome, ApiError):
         raise outcome
     return outcome
 
 
-def send_many(db: Database, events: ChatEvents, transcripts: Transcripts, items: Sequence[Outgoing]) -> list[Sent]:
+def refused(item: Outgoing) -> ApiError | None:
+    """Why `item` cannot be stored, judged on its own: its text (storable, of the right length, not
+    blank) and its ids, so it can never fail a statement it shares with other senders' messages."""
+    fields: dict[str, list[str]] = {}
+    cmid, content = item.client_message_id, item.content
+    if not isinstance(cmid, str) or not storable(cmid):
+        fields["client_message_id"] = [UNSTORABLE]
+    elif not 1 <= len(cmid) <= MAX_CLIENT_ID:
+        fields["client_message_id"] = [f"Length must be between 1 and {MAX_CLIENT_ID}."]
+    if not isinstance(content, str) or not storable(content):
+        fields["content"] = [UNSTORABLE]
+    elif not 1 <= len(content) <= MAX_LENGTH:
+        fields["content"] = [f"Length must be between 1 and {MAX_LENGTH}."]
+    elif not content.strip():
+        fields["content"] = ["Must not be blank."]
+    if fields:
+        return ValidationFailed(fields)
+    try:
+        _ = item.key  # the ids parse, or the item is refused here
+    except (ValueError, TypeError, AttributeError):
+        return NotFound()  # as for another user's session
+    return None
+
+
+def send_many(
+    db: Database,
+    events: ChatEvents,
+    transcripts: Transcripts,
+    items: Sequence[Outgoing],
+    *,
+    quota: Quota | None = None,
+) -> list[Sent]:
     """`send` for many messages at once (the gateway gathers the frames that arrive while earlier
     ones are stored): one statement, one more for repeats, one publish. Each item's outcome is its
-    own: one item's error (not a participant, session paused) leaves the others stored."""
+    own: it is judged alone first (`refused`, then the sender's `quota`), and one item's error (not
+    a participant, session paused) leaves the others stored. Should the shared statement still fail
+    on an item's data, each item is stored alone, so the fault stays with its own item."""
     outcomes: list[Sent | None] = [None] * len(items)
     first: dict[tuple[str, str, str], int] = {}  # an item sent twice in one batch is a repeat of the first
     todo: list[tuple[int, Outgoing]] = []
     for i, item in enumerate(items):
-        if not item.content.strip():
-            outcomes[i] = ValidationFailed({"content": ["Must not be blank."]})
+        error = refused(item)
+        if error is not None:
+            outcomes[i] = error
         elif first.setdefault(item.key, i) == i:
             todo.append((i, item))
+    if todo and quota is not None:
+        over = quota.refusals([item.who.user_id for _, item in todo])
+        for (i, _), refusal in zip(todo, over, strict=True):
+            outcomes[i] = refusal
+        todo = [(i, item) for (i, item), refusal in zip(todo, over, strict=True) if refusal is None]
     if todo:
-        _store(db, events, transcripts, todo, outcomes)
+        _store_each_on_failure(db, events, transcripts, todo, outcomes)
     done: list[Sent] = []
     for i, item in enumerate(items):
         outcome = outcomes[i]
@@ -126,6 +219,33 @@ def send_many(db: Database, events: ChatEvents, transcripts: Transcripts, items:
             outcome = (earlier[0], False) if isinstance(earlier, tuple) else earlier
         done.append(outcome)
     return done
+
+
+def _store_each_on_failure(
+    db: Database, events: ChatEvents, transcripts: Transcripts, todo: list[tuple[int, Outgoing]], out: list[Sent | None]
+) -> None:
+    """`_store` for all at once; if that fails for anything but an unavailable database (which each
+    would meet alone as well), once more for each item alone. A batch of one fails as it is."""
+    try:
+        _store(db, events, transcripts, todo, out)
+        return
+    except ApiError as exc:
+        if len(todo) == 1 or exc.status >= 500:
+            raise
+        reason = exc.code
+    except Exception as exc:
+        if len(todo) == 1:
+            raise
+        reason = type(exc).__name__
+    log.warning("a batch of %d messages failed (%s): each is stored alone", len(todo), reason)
+    for one in todo:
+        try:
+            _store(db, events, transcripts, [one], out)
+        except ApiError as exc:
+            out[one[0]] = exc
+        except Exception:
+            log.exception("a message could not be stored")
+            out[one[0]] = ApiError()
 
 
 def _store(
