@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import builtins
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ from lib.principal import Principal
 from lib.services import Services
 
 MAX_FRAME_BYTES = 16 * 1024  # a client frame: a 4000-character message in JSON, with room to spare
+MEMO_SECONDS = 3.0  # how long a socket trusts its last read of its session (SessionMemo)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,9 +32,37 @@ class Frame:
 
 
 @dataclass(slots=True)
+class SessionMemo:
+    """A socket's last read of the chat session it joined, for frames that only need who takes part
+    and the status (`typing`, which an app sends many times a minute): kept MEMO_SECONDS, and
+    dropped at once when an event about the session reaches the socket (a reroute changes the
+    mitra, a transition the status). A read that raced such an event is not kept."""
+
+    row: dict[str, Any] | None = None
+    until: float = 0.0
+    generation: int = 0
+
+    def get(self, load: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        now = time.monotonic()
+        row = self.row
+        if row is not None and now < self.until:
+            return row
+        generation = self.generation
+        row = load()
+        if generation == self.generation:
+            self.row, self.until = row, now + MEMO_SECONDS
+        return row
+
+    def forget(self) -> None:
+        self.generation += 1
+        self.row = None
+
+
+@dataclass(slots=True)
 class FrameCtx:
     services: Services
     principal: Principal
     session_id: str | None
     body: dict[str, Any] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("frames"))
+    memo: SessionMemo = field(default_factory=SessionMemo)  # the socket's own; a fresh one remembers nothing

@@ -5,13 +5,22 @@ client frames of functions/realtime/ on a bounded thread pool (lib is synchronou
 Per socket: one task reading its frames in order, and a bounded outgoing queue drained by a task
 that exists only while there is something to send, so an idle socket costs no CPU. A socket whose
 queue overflows (a reader that cannot keep up) is closed with 4008; the others never wait for it.
+
+Every client frame, the auth frame too, goes through lib/inputs.py (the rules REST bodies follow):
+junk before auth closes with 4401, junk after auth is answered by an `error` frame, and nothing a
+client sends closes a socket with 1011. Fair share: WS_SOCKETS_PER_USER sockets per user on a
+process (one more closes the oldest with 4429), WS_FRAMES_PER_SECOND frames per socket (a token
+bucket in memory; the excess is dropped with at most one RATE_LIMITED error frame a second), and
+MESSAGES_PER_MINUTE per sender in lib/chat/messages.py, which REST shares.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -27,6 +36,7 @@ from typing import Any
 
 import falcon
 import marshmallow
+import redis
 from falcon.asgi import WebSocket
 from marshmallow import EXCLUDE
 
@@ -35,8 +45,9 @@ from lib.auth.tokens import APP_AUDIENCE
 from lib.chat.events import frame as server_frame
 from lib.chat.events import user_channel
 from lib.chat.sessions import for_participant
-from lib.errors import ApiError
-from lib.frames import MAX_FRAME_BYTES, Frame, FrameCtx
+from lib.errors import ApiError, ValidationFailed
+from lib.frames import MAX_FRAME_BYTES, Frame, FrameCtx, SessionMemo
+from lib.inputs import parse_json, safe_name, scrub
 from lib.metrics import m
 from lib.principal import Principal
 from lib.services import Services
@@ -52,6 +63,11 @@ STALL_SECONDS = 0.05  # ...and a second one only when the one in flight has take
 
 # Close codes (API.md for 4401/4403; the others are ours, documented in docs/realtime.md).
 UNAUTHORIZED, NOT_PARTICIPANT, SLOW_CONSUMER, GOING_AWAY, TOO_BIG = 4401, 4403, 4008, 1001, 1009
+TOO_MANY_SOCKETS = 4429  # the user opened one socket more than WS_SOCKETS_PER_USER here: the oldest goes
+TRY_AGAIN = 1013  # the session could not be checked (the database is briefly away): reconnect shortly
+
+QUIET_SECONDS = 1.0  # a socket over its frame rate hears RATE_LIMITED at most once this long
+CHATTER = frozenset({"message.new", "message.status", "typing"})  # events that leave a session as it was
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,7 @@ def discover_frames(root: Path = FUNCTIONS_DIR) -> dict[str, FrameModule]:
     return found
 
 
-FAILED = object()  # a batched frame's outcome when its batch broke (logged once for the batch)
+FAILED = object()  # a batched frame's outcome when handling it failed (logged with the traceback)
 
 
 class Batches:
@@ -101,8 +117,9 @@ class Batches:
     Measured (1,000 pairs at 1 msg/s, alternating runs): one batch in flight p99 16.0 / 14.8 ms,
     up to two at once 28.0 / 17.6 ms, up to four at once 50.7 / 30.1 ms."""
 
-    def __init__(self, gateway: Gateway, handle: Callable[[list[FrameCtx]], list[Any]]) -> None:
+    def __init__(self, gateway: Gateway, kind: str, handle: Callable[[list[FrameCtx]], list[Any]]) -> None:
         self.gateway = gateway
+        self.kind = kind
         self.handle = handle
         self.waiting: list[tuple[FrameCtx, asyncio.Future[Any]]] = []
         self.flying = 0
@@ -142,18 +159,50 @@ class Batches:
             while self.waiting:
                 batch, self.waiting = self.waiting[:BATCH_LIMIT], self.waiting[BATCH_LIMIT:]
                 self.since = self.gateway.loop.time()
+                outcomes: list[Any] = [FAILED] * len(batch)
                 try:
-                    outcomes = await self.gateway.blocking(self.handle, [ctx for ctx, _ in batch])
-                except ApiError as exc:  # the whole batch was refused (the database is away): each frame says so
-                    outcomes = [exc] * len(batch)
-                except Exception:
-                    log.exception("a batch of %d frames failed", len(batch))
-                    outcomes = [FAILED] * len(batch)
-                for (_, done), outcome in zip(batch, outcomes, strict=True):
-                    if not done.done():
-                        done.set_result(outcome)
+                    outcomes = await self._outcomes([ctx for ctx, _ in batch])
+                finally:  # every frame hears back, whatever happened
+                    for (_, done), outcome in zip(batch, outcomes, strict=True):
+                        if not done.done():
+                            done.set_result(outcome)
         finally:
             self.flying -= 1
+
+    async def _outcomes(self, ctxs: list[FrameCtx]) -> list[Any]:
+        """One outcome per frame. A batch refused as a whole for a reason every frame shares (the
+        database is away: a 5xx) answers each frame with it; any other failure of a batch of
+        several frames is one frame's doing, so each frame is run again alone and fails alone."""
+        try:
+            outcomes = list(await self.gateway.blocking(self.handle, ctxs))
+            if len(outcomes) == len(ctxs):
+                return outcomes
+            reason = f"{len(outcomes)} outcomes"
+        except ApiError as exc:
+            if exc.status >= 500 or len(ctxs) == 1:
+                return [exc] * len(ctxs)
+            reason = exc.code
+        except Exception as exc:
+            if len(ctxs) == 1:
+                log.exception("a %s frame failed", self.kind)
+                return [FAILED]
+            reason = type(exc).__name__
+        log.warning("a batch of %d %s frames failed (%s): each is run alone", len(ctxs), self.kind, reason)
+        outcomes = await self.gateway.blocking(self._one_by_one, ctxs)
+        return list(outcomes)
+
+    def _one_by_one(self, ctxs: list[FrameCtx]) -> list[Any]:
+        outcomes: list[Any] = []
+        for ctx in ctxs:
+            try:
+                (outcome,) = self.handle([ctx])
+            except ApiError as exc:
+                outcome = exc
+            except Exception:
+                log.exception("a %s frame failed", self.kind)
+                outcome = FAILED
+            outcomes.append(outcome)
+        return outcomes
 
 
 @dataclass(eq=False)
@@ -165,6 +214,21 @@ class Connection:
     draining: bool = False
     closing: bool = False
     expiry: asyncio.TimerHandle | None = None
+    serial: int = 0  # registration order: a user's oldest socket is the first to go (TOO_MANY_SOCKETS)
+    memo: SessionMemo = field(default_factory=SessionMemo)
+    allowance: float = 0.0  # frames it may send now: a token bucket refilled at WS_FRAMES_PER_SECOND
+    refilled: float = 0.0
+    warned: float = -math.inf  # when it last heard RATE_LIMITED
+
+    def admit(self, now: float, rate: float) -> bool:
+        """Take one frame's token; False when the socket is over its rate (up to a second's worth
+        may come at once)."""
+        self.allowance = min(rate, self.allowance + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.allowance < 1.0:
+            return False
+        self.allowance -= 1.0
+        return True
 
     @property
     def user(self) -> tuple[str, str]:
@@ -194,7 +258,10 @@ class Gateway:
         self._presence_task: asyncio.Task[None] | None = None
         self._linked_before = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.batches = {kind: Batches(self, f.module.handle_batch) for kind, f in frames.items() if f.batched}
+        self.batches = {kind: Batches(self, kind, f.module.handle_batch) for kind, f in frames.items() if f.batched}
+        self.sockets_per_user = services.settings.ws_sockets_per_user
+        self.frames_per_second = float(services.settings.ws_frames_per_second)
+        self._serials = itertools.count(1)
 
     # --- process lifecycle --------------------------------------------------------------------
 
@@ -242,24 +309,36 @@ class Gateway:
             return
         listening = self._register(conn)
         try:
-            # Events published from now on must reach this socket, and pushes must know of it: auth.ok
-            # waits for the socket's presence and (briefly: Valkey may be away, and then the app
-            # re-syncs anyway) for Valkey to confirm the subscription.
-            key, session_id = conn.presence
-            await self._presence(sockets.announce, [(key, sockets.member(self.process_id, session_id))])
-            await self.blocking(listening.wait, 1.0)
-            self.enqueue(conn, server_frame("auth.ok", {**self._who(conn), "session_id": conn.session_id}))
+            if self.services.revocations.is_revoked(conn.principal.session_id):
+                # Revoked while this socket was being authenticated, before _revoked could see it.
+                self.close_soon(conn, UNAUTHORIZED, "session ended")
+            else:
+                # Events published from now on must reach this socket, and pushes must know of it:
+                # auth.ok waits for the socket's presence and (briefly: Valkey may be away, and then
+                # the app re-syncs anyway) for Valkey to confirm the subscription.
+                key, session_id = conn.presence
+                await self._presence(sockets.announce, [(key, sockets.member(self.process_id, session_id))])
+                await self.blocking(listening.wait, 1.0)
+                self.enqueue(conn, server_frame("auth.ok", {**self._who(conn), "session_id": conn.session_id}))
             while True:
+                text: str | None
                 try:
                     text = await ws.receive_text()
                 except TypeError:  # a binary frame
-                    self.enqueue(conn, server_frame("error", {"code": "TEXT_ONLY"}))
+                    text = None
+                if conn.closing:
+                    # Read on and drop: the close handshake needs the client's close frame, which
+                    # waits behind what the client sent before it (the receive queue is bounded).
                     continue
-                if len(text.encode()) > MAX_FRAME_BYTES:
-                    await self.close(conn, TOO_BIG, "frame too large")
-                    return
-                await self._handle(conn, text)
-        except falcon.WebSocketDisconnected:
+                if not self._admit(conn, text):
+                    continue
+                if text is None:
+                    self._refuse(conn, "text_only", {"code": "TEXT_ONLY"})
+                elif len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+                    self.close_soon(conn, TOO_BIG, "frame too large")
+                else:
+                    await self._handle(conn, text)
+        except (falcon.WebSocketDisconnected, RuntimeError, OSError):
             pass
         finally:
             self._unregister(conn)
@@ -269,14 +348,23 @@ class Gateway:
         return {"user_type": conn.principal.user_type, "user_id": conn.principal.user_id}
 
     async def _authenticate(self, ws: WebSocket) -> Connection | None:
-        """The first frame, within the auth timeout (10 s): {"type": "auth", "token", "session_id"?}."""
+        """The first frame, within the auth timeout (10 s): {"type": "auth", "token", "session_id"?}.
+        Whatever goes wrong, the socket closes with a code the app knows what to do with."""
         try:
-            first = json.loads(await asyncio.wait_for(ws.receive_text(), self.auth_timeout))
-        except (TimeoutError, ValueError, TypeError, falcon.WebSocketDisconnected):
-            await _close_quietly(ws, UNAUTHORIZED)
+            return await self._check_auth(ws)
+        except Exception:
+            log.exception("a socket's authentication failed")
+            await self._close_unregistered(ws, UNAUTHORIZED)
+            return None
+
+    async def _check_auth(self, ws: WebSocket) -> Connection | None:
+        try:
+            first = parse_json(await asyncio.wait_for(ws.receive_text(), self.auth_timeout))
+        except (TimeoutError, ApiError, TypeError, falcon.WebSocketDisconnected):
+            await self._close_unregistered(ws, UNAUTHORIZED)
             return None
         if not isinstance(first, dict) or first.get("type") != "auth" or not isinstance(first.get("token"), str):
-            await _close_quietly(ws, UNAUTHORIZED)
+            await self._close_unregistered(ws, UNAUTHORIZED)
             return None
         session_id = first.get("session_id")
         try:
@@ -284,46 +372,73 @@ class Gateway:
             if self.services.revocations.is_revoked(principal.session_id):
                 raise ApiError("revoked")
         except ApiError:
-            await _close_quietly(ws, UNAUTHORIZED)
+            await self._close_unregistered(ws, UNAUTHORIZED)
             return None
         if session_id is not None:
             try:
                 session_id = str(uuid.UUID(str(session_id)))
                 await self.blocking(for_participant, self.services.db, principal, session_id)
-            except (ValueError, ApiError):
-                await _close_quietly(ws, NOT_PARTICIPANT)
+            except ValueError:
+                await self._close_unregistered(ws, NOT_PARTICIPANT)
                 return None
-        conn = Connection(ws, principal, session_id)
+            except ApiError as exc:  # not a participant (404), or the database is away (503)
+                await self._close_unregistered(ws, TRY_AGAIN if exc.status >= 500 else NOT_PARTICIPANT)
+                return None
         assert self.loop is not None
+        now = self.loop.time()
+        conn = Connection(ws, principal, session_id, allowance=self.frames_per_second, refilled=now)
         delay = principal.expires_at - time.time()
         conn.expiry = self.loop.call_later(max(0.0, delay), self._expired, conn)
         return conn
 
     def _expired(self, conn: Connection) -> None:
-        self.spawn(self.close(conn, UNAUTHORIZED, "token expired"))
+        self.close_soon(conn, UNAUTHORIZED, "token expired")
+
+    def _admit(self, conn: Connection, text: str | None) -> bool:
+        """Whether the socket is within WS_FRAMES_PER_SECOND. A frame over it is dropped unread; the
+        socket hears RATE_LIMITED at most once per QUIET_SECONDS, so a flood is not echoed back."""
+        assert self.loop is not None
+        now = self.loop.time()
+        if conn.admit(now, self.frames_per_second):
+            return True
+        m().frames_refused.labels("rate").inc()
+        if now - conn.warned >= QUIET_SECONDS:
+            conn.warned = now
+            error = {"code": "RATE_LIMITED", "message": "Too many frames", "type": _type_of(text)}
+            self.enqueue(conn, server_frame("error", {**error, "retry_after_seconds": 1}))
+        return False
+
+    def _refuse(self, conn: Connection, reason: str, error: dict[str, Any]) -> None:
+        """A frame refused before any handler: counted, and answered with an `error` frame."""
+        m().frames_refused.labels(reason).inc()
+        self.enqueue(conn, server_frame("error", error))
 
     async def _handle(self, conn: Connection, text: str) -> None:
         try:
-            raw = json.loads(text)
-            kind = raw.get("type") if isinstance(raw, dict) else None
-        except ValueError:
-            self.enqueue(conn, server_frame("error", {"code": "BAD_FRAME", "message": "Not JSON"}))
+            raw = parse_json(text)  # the rules every REST body follows (lib/inputs.py)
+        except ValidationFailed as exc:  # text PostgreSQL cannot store, a number beyond 64 bits
+            error = {"code": exc.code, "type": _type_of_parsed(text), "fields": scrub(exc.details.get("fields", {}))}
+            self._refuse(conn, "invalid", error)
             return
+        except ApiError as exc:  # not JSON, or nested too deep
+            self._refuse(conn, "malformed", {"code": "BAD_FRAME", "message": exc.message})
+            return
+        kind = raw.get("type") if isinstance(raw, dict) else None
         module = self.frames.get(kind) if isinstance(kind, str) else None
         if module is None:
-            self.enqueue(conn, server_frame("error", {"code": "UNKNOWN_TYPE", "type": kind}))
+            self._refuse(
+                conn, "unknown_type", {"code": "UNKNOWN_TYPE", "type": kind if isinstance(kind, str) else None}
+            )
             return
         if module.frame.needs_session and conn.session_id is None:
-            self.enqueue(conn, server_frame("error", {"code": "NO_SESSION", "type": kind}))
+            self._refuse(conn, "no_session", {"code": "NO_SESSION", "type": kind})
             return
         try:
             body = module.schema.load(raw) if module.schema else {}
         except marshmallow.ValidationError as exc:
-            self.enqueue(
-                conn, server_frame("error", {"code": "VALIDATION_ERROR", "type": kind, "fields": exc.messages})
-            )
+            self._refuse(conn, "invalid", {"code": "VALIDATION_ERROR", "type": kind, "fields": scrub(exc.messages)})
             return
-        ctx = FrameCtx(self.services, conn.principal, conn.session_id, body)
+        ctx = FrameCtx(self.services, conn.principal, conn.session_id, body, memo=conn.memo)
         try:
             if module.batched:
                 reply = await self.batches[module.frame.type].run(ctx)
@@ -337,7 +452,10 @@ class Gateway:
             else:
                 reply = module.module.handle(ctx)
         except ApiError as exc:
-            self.enqueue(conn, server_frame("error", {"code": exc.code, "message": exc.message, "type": kind}))
+            details = scrub(exc.details)  # fields, retry_after_seconds
+            self.enqueue(
+                conn, server_frame("error", {**details, "code": exc.code, "message": exc.message, "type": kind})
+            )
             return
         except Exception:
             log.exception("frame %s failed", kind)
@@ -353,7 +471,7 @@ class Gateway:
             return
         if len(conn.outbox) >= self.queue_limit:
             log.info("socket of %s dropped: %d frames not read", conn.principal.user_type, len(conn.outbox))
-            self.spawn(self.close(conn, SLOW_CONSUMER, "too slow"))
+            self.close_soon(conn, SLOW_CONSUMER, "too slow")
             return
         conn.outbox.append(text)
         if not conn.draining:
@@ -370,17 +488,39 @@ class Gateway:
             conn.draining = False
 
     async def close(self, conn: Connection, code: int, reason: str = "") -> None:
+        if self._closing(conn, code):
+            await _close_quietly(conn.ws, code)
+
+    def close_soon(self, conn: Connection, code: int, reason: str = "") -> None:
+        """`close`, from code that cannot wait: the socket counts as closed at once."""
+        if self._closing(conn, code):
+            self.spawn(_close_quietly(conn.ws, code))
+
+    @staticmethod
+    def _closing(conn: Connection, code: int) -> bool:
         if conn.closing:
-            return
+            return False
         conn.closing = True
         conn.outbox.clear()
-        await _close_quietly(conn.ws, code)
+        m().socket_closes.labels(str(code)).inc()
+        return True
+
+    @staticmethod
+    async def _close_unregistered(ws: WebSocket, code: int) -> None:
+        m().socket_closes.labels(str(code)).inc()
+        await _close_quietly(ws, code)
 
     # --- the registry, the bus and the presence ----------------------------------------------
 
     def _register(self, conn: Connection) -> threading.Event:
-        """Add the socket; the event is set once its user's channel is confirmed subscribed."""
+        """Add the socket; the event is set once its user's channel is confirmed subscribed. A user
+        keeps at most WS_SOCKETS_PER_USER sockets on this process: one more closes the oldest."""
+        conn.serial = next(self._serials)
         group = self.by_user.setdefault(conn.user, set())
+        live = sorted((c for c in group if not c.closing), key=lambda c: c.serial)
+        for oldest in live[: max(0, len(live) + 1 - self.sockets_per_user)]:
+            log.info("oldest socket of a %s closed: over %d sockets", conn.principal.user_type, self.sockets_per_user)
+            self.close_soon(oldest, TOO_MANY_SOCKETS, "too many sockets")
         group.add(conn)
         m().sockets.labels(conn.principal.user_type).inc()
         self.by_auth_session.setdefault(conn.principal.session_id, set()).add(conn)
@@ -419,16 +559,51 @@ class Gateway:
             await self.blocking(fn, self.services.valkey, *args)
         except VALKEY_ERRORS:
             valkey_failed("gateway")  # the next refresh puts it right; pushes meanwhile err on the side of sending
+        except (ValueError, TypeError) as exc:  # an entry Valkey's client cannot encode: served all the same
+            log.warning("a socket's presence was not recorded: %s", type(exc).__name__)
 
     async def _announce_forever(self) -> None:
         while True:
             await asyncio.sleep(sockets.REFRESH_SECONDS)
-            entries = {
-                (sockets.key(*user), sockets.member(self.process_id, c.session_id))
-                for user, group in self.by_user.items()
-                for c in group
-            }
-            await self._presence(sockets.announce, entries)
+            entries = sorted(
+                {
+                    (sockets.key(*user), sockets.member(self.process_id, c.session_id))
+                    for user, group in self.by_user.items()
+                    for c in group
+                }
+            )
+            try:
+                await self.blocking(self.announce, entries)
+            except Exception:  # never the end of the refreshes: the next round tries again
+                log.exception("presence refresh failed")
+
+    def announce(self, entries: list[tuple[str, str]]) -> None:
+        """The live sockets' presence, a chunk per command (lib/sockets.py). A chunk that fails for
+        any reason but Valkey being away is announced again entry by entry, so a bad entry fails
+        alone and the other sockets stay known (their users get no needless pushes)."""
+        valkey = self.services.valkey
+        away = (redis.ConnectionError, redis.TimeoutError, OSError)
+        bad = (redis.RedisError, ValueError, TypeError)  # Valkey answered with an error, or could not be sent it
+        try:
+            for i in range(0, len(entries), sockets.CHUNK):
+                chunk = entries[i : i + sockets.CHUNK]
+                try:
+                    sockets.announce(valkey, chunk)
+                except away:
+                    raise
+                except bad as exc:
+                    log.warning(
+                        "presence of %d sockets refused (%s): each is tried alone", len(chunk), type(exc).__name__
+                    )
+                    for entry in chunk:
+                        try:
+                            sockets.announce(valkey, [entry])
+                        except away:
+                            raise
+                        except bad as refused:
+                            log.warning("a socket's presence was refused: %s", type(refused).__name__)
+        except away:
+            valkey_failed("gateway")  # the next round puts it right
 
     def deliver(self, user: tuple[str, str], text: str) -> None:
         """An event for `user` (from the bus): to each of their sockets it concerns. A general
@@ -444,6 +619,8 @@ class Gateway:
             return
         for conn in list(group):
             if conn.session_id is None or session_id is None or conn.session_id == str(session_id):
+                if session_id is not None and event.get("type") not in CHATTER:
+                    conn.memo.forget()  # its status or its mitra may have changed
                 self.enqueue(conn, text)
                 if (
                     event.get("type") == "session.rerouted"
@@ -452,13 +629,13 @@ class Gateway:
                     and data["mitra"] is None
                 ):
                     # The previous mitra of a rerouted session is no longer a participant.
-                    self.spawn(self.close(conn, NOT_PARTICIPANT, "rerouted"))
+                    self.close_soon(conn, NOT_PARTICIPANT, "rerouted")
 
     def _revoked(self, session_ids: list[str]) -> None:
         """Logout, password change, deactivation: the sessions' sockets close with 4401."""
         for sid in session_ids:
             for conn in list(self.by_auth_session.get(sid, ())):
-                self.spawn(self.close(conn, UNAUTHORIZED, "session ended"))
+                self.close_soon(conn, UNAUTHORIZED, "session ended")
 
     def _relinked(self) -> None:
         """The bus subscription came back after a loss: events may have been missed, so every
@@ -468,10 +645,33 @@ class Gateway:
             return
         for group in list(self.by_user.values()):
             for conn in list(group):
+                conn.memo.forget()
                 self.enqueue(conn, server_frame("resync", {"reason": "realtime link restored"}))
 
     def connection_count(self) -> int:
         return sum(len(g) for g in self.by_user.values())
+
+
+def _type_of(text: str | None) -> str | None:
+    """The `type` of a frame, fit to echo, when it has a readable one."""
+    if text is None:
+        return None
+    try:
+        raw = parse_json(text)
+    except ApiError:
+        return _type_of_parsed(text)
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _type_of_parsed(text: str) -> str | None:
+    """The `type` of a frame that is JSON but breaks a rule of lib/inputs.py: only through safe_name."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    return safe_name(kind) if isinstance(kind, str) else None
 
 
 async def _close_quietly(ws: WebSocket, code: int) -> None:
