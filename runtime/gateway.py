@@ -220,6 +220,10 @@ class Connection:
     refilled: float = 0.0
     warned: float = -math.inf  # when it last heard RATE_LIMITED
 
+    def wait(self, rate: float) -> float:
+        """Seconds until the socket has a whole frame's allowance again."""
+        return max(0.0, (1.0 - self.allowance) / rate)
+
     def admit(self, now: float, rate: float) -> bool:
         """Take one frame's token; False when the socket is over its rate (up to a second's worth
         may come at once)."""
@@ -331,6 +335,11 @@ class Gateway:
                     # waits behind what the client sent before it (the receive queue is bounded).
                     continue
                 if not self._admit(conn, text):
+                    # Read no further until the socket's next frame is within its rate: a flood
+                    # then waits in the socket's bounded queue and the kernel's buffers (TCP
+                    # pushes back on the sender) instead of costing this process a read and a
+                    # drop per frame (beside 100 flooding sockets honest p99 was 188x quiet).
+                    await asyncio.sleep(conn.wait(self.frames_per_second))
                     continue
                 if text is None:
                     self._refuse(conn, "text_only", {"code": "TEXT_ONLY"})

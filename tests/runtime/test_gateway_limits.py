@@ -134,10 +134,6 @@ def test_messages_per_minute_count_rest_and_socket_together(settings: Settings, 
     assert [r["client_message_id"] for r in stored] == ["ws-0", "ws-1", "ws-2", "rest-0", "rest-1", "m-1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="functions/shared/chat/messages/create.py does not pass quota= to send() yet (not this change's file)",
-)
 def test_the_rest_send_counts_against_the_same_limit(settings: Settings, chat: Chat) -> None:
     customer, _, _, session_id = chat.paired()
     limit = chat.pay.settings.messages_per_minute

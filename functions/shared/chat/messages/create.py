@@ -3,7 +3,7 @@
 import falcon
 from marshmallow import Schema, fields, validate
 
-from lib.chat.messages import MAX_LENGTH, send
+from lib.chat.messages import MAX_LENGTH, Quota, send
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
 
@@ -33,5 +33,6 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
         str(ctx.params["session_id"]),
         b["client_message_id"],
         b["content"],
+        quota=Quota(s.valkey, s.settings.messages_per_minute),  # shared with the socket's sends
     )
     return Reply(201, doc)
