@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import gunicorn.asgi.websocket
-from gunicorn.asgi.websocket import CLOSE_MESSAGE_TOO_BIG, WebSocketProtocol
+from gunicorn.asgi.websocket import CLOSE_MESSAGE_TOO_BIG, OPCODE_CLOSE, WebSocketProtocol
 from gunicorn.workers.gasgi import ASGIWorker
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -90,6 +90,12 @@ class BoundedWebSocketProtocol(WebSocketProtocol):  # type: ignore[misc]
         return data
 
     async def _handle_close(self, payload: bytes) -> None:
+        # A close without a status code (what a browser's or a Flutter app's close() sends) is
+        # answered without one: stock gunicorn echoed 1005, a code RFC 6455 7.4.1 forbids on the
+        # wire, and Node's ws, Chromium and dart:io all failed the connection on it.
+        if len(payload) < 2 and not getattr(self, "_close_sent", False):
+            await self._send_frame(OPCODE_CLOSE, b"")
+            self._close_sent = True
         # Stock gunicorn answers a client's close frame but never tells the app, which then waits
         # on receive() forever and keeps the connection (and the client's close) hanging.
         await super()._handle_close(payload)
