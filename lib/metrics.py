@@ -105,6 +105,26 @@ class Metrics:
             "When a worker last ran its loop",
             multiprocess_mode="max",
         )
+        self.refunds_due = Gauge(
+            "halobestie_refunds_due",
+            "Refunds due: paid invoices that bought nothing, not yet sent back (sampled by the worker)",
+            multiprocess_mode="max",
+        )
+        self.refunds_due_oldest = Gauge(
+            "halobestie_refunds_due_oldest_seconds",
+            "How long the oldest refund due has waited; 0 when none is due (sampled by the worker)",
+            multiprocess_mode="max",
+        )
+        self.payments_unaccounted = Gauge(
+            "halobestie_payments_unaccounted",
+            "Paid invoices in no place or in two (session, extension, refund due, refund done), and chats "
+            "with no paid invoice, over the reconciliation's window (sampled by the worker)",
+            ["reason"],
+            multiprocess_mode="max",
+        )
+        self.invoice_closures = Counter(
+            "halobestie_invoice_closures", "Attempts to close an invoice at Xendit, by outcome", ["outcome"]
+        )
 
 
 _metrics: Metrics | None = None

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs
@@ -84,7 +85,10 @@ class JwksServer(LoopbackServer):
 
 
 class FakeXendit(LoopbackServer):
-    """Xendit's Invoice API on loopback: records invoices, serves GET, can fail or be slow."""
+    """Xendit's Invoice API on loopback: records invoices, serves GET, expires them
+    (`POST /invoices/{id}/expire!`: a pending one becomes EXPIRED; a paid or expired one answers 404
+    INVOICE_NOT_FOUND_ERROR), can fail or be slow. `pay()` is the customer paying at the checkout:
+    refused for an invoice that is not pending, as Xendit's checkout refuses it."""
 
     def __init__(self, secret_key: str) -> None:
         self.expected_auth = "Basic " + base64.b64encode(f"{secret_key}:".encode()).decode()
@@ -96,6 +100,8 @@ class FakeXendit(LoopbackServer):
         self.started = 0  # requests received, counted before any delay
         self.create_answer_delay = 0.0  # create the invoice, then wait this long before answering
         self.lookups_fail = False  # GETs answer 503 (Xendit's read side is down)
+        self.expired: list[str] = []  # invoice ids expired through the API, in order
+        self.expire_answer_delay = 0.0  # expire the invoice, then wait this long before answering
         self._lock = threading.Lock()
         server = self
 
@@ -117,11 +123,16 @@ class FakeXendit(LoopbackServer):
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length))
+                raw = self.rfile.read(length)
                 if not self._gate():
                     return
+                if self.path.startswith("/invoices/") and self.path.endswith("/expire!"):
+                    self._expire(self.path.split("/")[2])
+                    return
+                body = json.loads(raw)
                 with server._lock:
                     invoice_id = f"inv_{len(server.invoices) + 1:04d}"
+                    now = datetime.now(UTC)
                     invoice = {
                         "id": invoice_id,
                         "external_id": body["external_id"],
@@ -129,6 +140,8 @@ class FakeXendit(LoopbackServer):
                         "amount": body["amount"],
                         "currency": body["currency"],
                         "invoice_url": f"https://checkout.xendit.test/web/{invoice_id}",
+                        "expiry_date": _iso(now + timedelta(seconds=body.get("invoice_duration", 86400))),
+                        "created": _iso(now),
                         "metadata": body.get("metadata"),
                     }
                     server.invoices[invoice_id] = invoice
@@ -136,6 +149,22 @@ class FakeXendit(LoopbackServer):
                 if server.create_answer_delay:
                     time.sleep(server.create_answer_delay)
                 self.reply(200, invoice)
+
+            def _expire(self, invoice_id: str) -> None:
+                with server._lock:
+                    invoice = server.invoices.get(invoice_id)
+                    if invoice is None or invoice["status"] != "PENDING":
+                        found = None
+                    else:
+                        invoice.update({"status": "EXPIRED", "updated": _iso(datetime.now(UTC))})
+                        server.expired.append(invoice_id)
+                        found = dict(invoice)
+                if found is None:
+                    self.reply(404, {"error_code": "INVOICE_NOT_FOUND_ERROR", "message": "Could not find invoice"})
+                    return
+                if server.expire_answer_delay:
+                    time.sleep(server.expire_answer_delay)
+                self.reply(200, found)
 
             def do_GET(self) -> None:
                 if not self._gate():
@@ -159,6 +188,38 @@ class FakeXendit(LoopbackServer):
 
     def set_status(self, invoice_id: str, status: str, **extra: Any) -> None:
         self.invoices[invoice_id].update({"status": status, **extra})
+
+    def invoice_of(self, external_id: str) -> dict[str, Any]:
+        found = [i for i in self.invoices.values() if i["external_id"] == external_id]
+        assert len(found) == 1, f"{len(found)} invoices for {external_id}"
+        return found[0]
+
+    def pay(self, external_id: str, status: str = "PAID", **extra: Any) -> dict[str, Any]:
+        """The customer pays the invoice of this request at Xendit's checkout; the PAID callback
+        body it would send (post it, or lose it). An expired invoice cannot be paid."""
+        with self._lock:
+            invoice = self.invoice_of(external_id)
+            if invoice["status"] != "PENDING":
+                raise InvoiceNotPayable(f"{invoice['id']} is {invoice['status']}")
+            invoice.update(
+                {
+                    "status": status,
+                    "paid_amount": invoice["amount"],
+                    "paid_at": _iso(datetime.now(UTC)),
+                    "payment_method": "QR_CODE",
+                    "payment_channel": "QRIS",
+                    **extra,
+                }
+            )
+            return dict(invoice)
+
+
+class InvoiceNotPayable(Exception):
+    """Xendit's checkout refuses to take money for an invoice that is paid or expired."""
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class FakeFcm(LoopbackServer):

@@ -1,4 +1,5 @@
-"""Ask Xendit about pending invoices whose callback may have been lost."""
+"""Poll Xendit for invoices that may still be paid (pending, abandoned, expired) whose callback may
+have been lost; a paid one is settled exactly as its callback would have been."""
 
 from lib.jobs import Job, JobCtx
 from lib.payments.sweeps import reconcile

@@ -26,14 +26,14 @@ from lib.chat.sessions import for_participant
 from lib.config.app import AppConfig
 from lib.db import Conn, Database
 from lib.errors import ApiError, Conflict, NotFound
+from lib.payments.closures import expire_pending
 from lib.payments.gateway import Gateway
+from lib.payments.refunds import EXTENSION_NOT_APPLIED
 from lib.payments.requests import open_invoice
 from lib.pricing import quote
 from lib.principal import Principal
 
 log = logging.getLogger(__name__)
-
-EXTENSION_NOT_APPLIED = "EXTENSION_NOT_APPLIED"  # paid after the extension had lapsed: refund by hand
 
 
 class ExtensionAlreadyDecided(Conflict):
@@ -209,15 +209,21 @@ def issue_invoice(
             {"p": request["id"], "by": request["expires_at"], "e": extension_id},
         )
     outbox = Outbox()
+    description = f"Tambahan waktu curhat {ext['duration_minutes']} menit"
     try:
-        open_invoice(db, gateway, request, f"Tambahan waktu curhat {ext['duration_minutes']} menit", minutes_valid)
+        open_invoice(db, gateway, request, description, minutes_valid, forget_refused=False)
     except ApiError as exc:
         if not exc.details.get("payment_request_id"):  # Xendit refused: no invoice, so no extension
             log.warning("extension %s: invoice not created (%s); it comes to nothing", extension_id, exc.code)
             with db.connection() as conn:
+                # Unlinked and removed together: the extension points at the request (a foreign key),
+                # so removing the request alone failed and left it pending with no invoice.
                 conn.execute(
                     "UPDATE session_extensions SET status = 'expired', payment_request_id = NULL WHERE id = %(e)s",
                     {"e": extension_id},
+                )
+                conn.execute(
+                    "DELETE FROM payment_requests WHERE id = %(p)s AND invoice_url IS NULL", {"p": request["id"]}
                 )
                 _came_to_nothing(conn, outbox, config, str(ext["session_id"]))
             outbox.flush(db, valkey, events)
@@ -278,22 +284,24 @@ def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: Cha
 def lapse_unpaid(
     db: Database, valkey: redis.Redis, config: AppConfig, events: ChatEvents, limit: int = 100
 ) -> list[str]:
-    """Approved extensions not paid by `pay_by`: the session closes (or resumes, by the setting)."""
+    """Approved extensions not paid by `pay_by`: the session closes (or resumes, by the setting), the
+    request expires and its invoice is queued for closing at Xendit. One whose payment is confirmed
+    (paid, its delivery on the way) is left to apply_payment."""
 
     def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
         conn.execute("UPDATE session_extensions SET status = 'expired' WHERE id = %(e)s", {"e": row["id"]})
-        conn.execute(
-            "UPDATE payment_requests SET status = 'expired', updated_at = now() WHERE id = %(p)s AND status = 'pending'",
-            {"p": row["payment_request_id"]},
-        )
+        if row["payment_request_id"] is not None:
+            expire_pending(conn, row["payment_request_id"], "extension_lapsed")
         session = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": row["session_id"]}).fetchone()
         assert session is not None
         outbox.add(parties(session), "extension.resolved", {"extension_id": row["id"], "status": "expired"})
         _came_to_nothing(conn, outbox, config, str(row["session_id"]))
 
     claim = (
-        "SELECT id, session_id, payment_request_id, clock_timestamp() - pay_by AS lateness FROM session_extensions "
-        "WHERE status = 'approved' AND pay_by <= now() ORDER BY pay_by LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+        "SELECT e.id, e.session_id, e.payment_request_id, clock_timestamp() - e.pay_by AS lateness "
+        "FROM session_extensions e WHERE e.status = 'approved' AND e.pay_by <= now() "
+        "AND NOT EXISTS (SELECT 1 FROM payment_requests p WHERE p.id = e.payment_request_id AND p.status = 'confirmed') "
+        "ORDER BY e.pay_by LIMIT %(n)s FOR UPDATE OF e SKIP LOCKED"
     )
     return [str(r["id"]) for r in fire_due(db, valkey, events, "extension_payment", claim, fire, limit)]
 

@@ -21,6 +21,7 @@ from lib.chat.states import LIVE
 from lib.config.app import AppConfig
 from lib.db import Conn, Database
 from lib.errors import Conflict, Forbidden, NotFound
+from lib.payments.closures import expire_pending
 from lib.presence.availability import find_available_mitras
 from lib.presence.state import live_sessions
 from lib.principal import Principal
@@ -62,17 +63,26 @@ def end_early(
                 _BEGIN_CLOSING, {"s": session_id, "by": who.user_type, "grace": CLOSING_GRACE_SECONDS}
             ).fetchone()
             assert closed is not None
-            conn.execute(
+            cancelled = conn.execute(
                 "UPDATE session_extensions SET status = 'cancelled' WHERE session_id = %(s)s "
-                "AND status IN ('pending', 'approved')",
+                "AND status IN ('pending', 'approved') RETURNING payment_request_id",
                 {"s": session_id},
-            )
+            ).fetchall()
+            _drop_extension_invoices(conn, [c["payment_request_id"] for c in cancelled if c["payment_request_id"]])
             outbox.add(parties(closed), "session.closing", _closing_event(closed))
         elif row["status"] != "closing":
             raise SessionNotActive()
         doc = session_doc(for_participant(conn, who, session_id))
     outbox.flush(db, valkey, events)
     return doc
+
+
+def _drop_extension_invoices(conn: Conn, request_ids: list[Any]) -> None:
+    """An approved extension's invoice no longer buys anything once the chat ends: its request
+    expires and the invoice is queued for closing at Xendit. Paid meanwhile, it is refunded
+    (EXTENSION_NOT_APPLIED, lib/payments/settle.py and apply_payment)."""
+    for request_id in request_ids:
+        expire_pending(conn, request_id, "extension_cancelled")
 
 
 def begin_closing(conn: Conn, outbox: Outbox, session_id: str, ended_by: str) -> bool:

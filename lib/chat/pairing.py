@@ -1,8 +1,8 @@
 """Pairing (DOMAIN.md, "Pairing"): a confirmed payment opens a search, a blast to every available
 mitra or a targeted request to one; the first accept wins by one conditional UPDATE; a search that
 nobody takes in time fails, and paid money that bought no chat becomes a `pairing_failures` row
-for a manual refund. After a targeted failure the customer may fall back to a blast with the same
-payment, for RETURNING_CHOICE_SECONDS.
+and a refund due (lib/payments/refunds.py). After a targeted failure the customer may fall back to
+a blast with the same payment, for RETURNING_CHOICE_SECONDS.
 
 Causes (`failure_cause`, `pairing_failures.cause`, `pairing.expired`): NO_MITRA_AVAILABLE (nobody to
 ask), PAIRING_TIMEOUT (a blast nobody took), RETURNING_CHAT_TIMEOUT (the targeted mitra did not take
@@ -26,6 +26,7 @@ from lib.config.app import AppConfig
 from lib.db import Conn, Database
 from lib.errors import Conflict, Forbidden, Gone, NotFound
 from lib.metrics import m
+from lib.payments.refunds import record_failure
 from lib.presence.availability import find_available_mitras
 from lib.presence.state import live_sessions
 
@@ -219,18 +220,15 @@ def _end_search(conn: Conn, outbox: Outbox, session_id: str, cause: str, reason:
 
 
 def fail_payment(conn: Conn, payment_request_id: str, session_id: str | None, cause: str) -> None:
-    """Paid, and no chat came of it: `failed_pairing`, listed for a manual refund (DOMAIN.md)."""
+    """Paid, and no chat came of it: `failed_pairing`, with a pairing failure for the control
+    center's review and a refund due for the money (lib/payments/refunds.py), in this transaction."""
     failed = conn.execute(
         "UPDATE payment_requests SET status = 'failed_pairing', failure_cause = %(cause)s, updated_at = now() "
-        "WHERE id = %(p)s AND status = 'confirmed' RETURNING id, customer_id",
+        "WHERE id = %(p)s AND status = 'confirmed' RETURNING *",
         {"p": payment_request_id, "cause": cause},
     ).fetchone()
     if failed is not None:
-        conn.execute(
-            "INSERT INTO pairing_failures (payment_request_id, customer_id, cause, session_id) "
-            "VALUES (%(p)s, %(c)s, %(cause)s, %(s)s) ON CONFLICT (payment_request_id) DO NOTHING",
-            {"p": payment_request_id, "c": failed["customer_id"], "cause": cause, "s": session_id},
-        )
+        record_failure(conn, failed, cause, session_id)
         log.info("payment %s failed pairing: %s", payment_request_id, cause)
 
 

@@ -16,14 +16,13 @@ from lib.constraints import IdempotencyKeyTaken
 from lib.db import Database
 from lib.errors import ApiError, Conflict, NotFound, Unauthorized, ValidationFailed
 from lib.kept import Changes, Kept
+from lib.payments.closures import queue
 from lib.payments.gateway import Gateway, GatewayError, Invoice, InvoiceOutcomeUnknown
 from lib.presence.availability import find_available_mitras
 from lib.pricing import quote
 from lib.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
-
-CONFIRMABLE = ("pending", "expired", "abandoned")  # money that arrives is never ignored
 
 
 def request_doc(row: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +55,9 @@ def admin_doc(row: dict[str, Any]) -> dict[str, Any]:
         "payment_method": row["payment_method"],
         "payment_channel": row["payment_channel"],
         "failure_cause": row["failure_cause"],
+        "paid_invoice_id": row["paid_invoice_id"],
+        "invoice_expires_at": row["invoice_expires_at"],
+        "invoice_closed_at": row["invoice_closed_at"],
         "updated_at": row["updated_at"],
     }
 
@@ -161,14 +163,22 @@ def create_request(
 
 
 def open_invoice(
-    db: Database, gateway: Gateway, row: dict[str, Any], description: str, minutes_valid: int
+    db: Database,
+    gateway: Gateway,
+    row: dict[str, Any],
+    description: str,
+    minutes_valid: int,
+    *,
+    forget_refused: bool = True,
 ) -> dict[str, Any]:
     """Create the Xendit invoice of a stored request and record it; the request row afterwards.
 
     Xendit answered with an error: the row is deleted (no invoice, no request; the caller may try
-    again). No answer at all: Xendit may hold an invoice, so the row is kept (a PAID callback will
-    find it), the invoice is looked up by our id (never created twice), and GatewayError carries
-    the request id when it cannot be found yet (the payment_recover job keeps looking).
+    again), unless `forget_refused` is False: then the caller removes it with whatever points at
+    it, in one transaction (an extension's request, lib/chat/extensions.py). No answer at all:
+    Xendit may hold an invoice, so the row is kept (a PAID callback will find it), the invoice is
+    looked up by our id (never created twice), and GatewayError carries the request id when it
+    cannot be found yet (the payment_recover job keeps looking).
     """
     request_id = str(row["id"])
     try:
@@ -185,7 +195,8 @@ def open_invoice(
             ) from None
         invoice = recovered
     except ApiError:
-        db.execute("DELETE FROM payment_requests WHERE id = %(id)s AND invoice_url IS NULL", {"id": request_id})
+        if forget_refused:
+            db.execute("DELETE FROM payment_requests WHERE id = %(id)s AND invoice_url IS NULL", {"id": request_id})
         raise
     attached = attach_invoice(db, request_id, invoice)
     if attached is None:  # the recovery job attached the same invoice a moment ago
@@ -203,11 +214,12 @@ def _lookup(gateway: Gateway, request_id: str) -> Invoice | None:
 
 
 def attach_invoice(db: Database, request_id: str, invoice: Invoice) -> dict[str, Any] | None:
-    """Record the invoice of a request that has none yet (creation, or recovery after a timeout)."""
+    """Record the invoice of a request that has none yet (creation, or recovery after a timeout),
+    with Xendit's own expiry of it (how long the reconciliation may have to poll it)."""
     return db.fetch_one(
-        "UPDATE payment_requests SET xendit_invoice_id = %(inv)s, invoice_url = %(url)s, updated_at = now() "
-        "WHERE id = %(id)s AND invoice_url IS NULL RETURNING *",
-        {"inv": invoice.id, "url": invoice.invoice_url, "id": request_id},
+        "UPDATE payment_requests SET xendit_invoice_id = %(inv)s, invoice_url = %(url)s, "
+        "invoice_expires_at = %(exp)s, updated_at = now() WHERE id = %(id)s AND invoice_url IS NULL RETURNING *",
+        {"inv": invoice.id, "url": invoice.invoice_url, "exp": invoice.expires_at, "id": request_id},
     )
 
 
@@ -242,71 +254,17 @@ def get_owned(db: Database, request_id: str, customer_id: str) -> dict[str, Any]
 
 
 def abandon(db: Database, request_id: str, customer_id: str) -> dict[str, Any]:
-    row = db.fetch_one(
-        "UPDATE payment_requests SET status = 'abandoned', updated_at = now() "
-        "WHERE id = %(id)s AND customer_id = %(c)s AND status = 'pending' RETURNING *",
-        {"id": request_id, "c": customer_id},
-    )
+    """pending -> abandoned, and its invoice queued for closing at Xendit in the same transaction
+    (until then it could still be paid; money that comes anyway is settled, never refused)."""
+    with db.connection() as conn:
+        row = conn.execute(
+            "UPDATE payment_requests SET status = 'abandoned', updated_at = now() "
+            "WHERE id = %(id)s AND customer_id = %(c)s AND status = 'pending' RETURNING *",
+            {"id": request_id, "c": customer_id},
+        ).fetchone()
+        if row is not None:
+            queue(conn, row["id"], "abandoned")
     if row is None:
         current = get_owned(db, request_id, customer_id)
         raise Conflict(f"The request is {current['status']}, not pending", code="PAYMENT_NOT_PENDING")
     return request_doc(row)
-
-
-def confirm(
-    db: Database,
-    request_id: str,
-    *,
-    amount: int,
-    currency: str,
-    invoice_id: str | None,
-    method: str | None,
-    channel: str | None,
-) -> tuple[str, dict[str, Any] | None]:
-    """The one conditional UPDATE that turns money received into a confirmed request.
-
-    Returns (outcome, row): confirmed | duplicate | quarantined_amount_mismatch | unknown_payment_request.
-    """
-    row = db.fetch_one(
-        "UPDATE payment_requests SET status = 'confirmed', confirmed_at = now(), paid_amount = %(amount)s, "
-        "xendit_invoice_id = COALESCE(xendit_invoice_id, %(inv)s), payment_method = %(method)s, "
-        "payment_channel = %(channel)s, updated_at = now() "
-        "WHERE id = %(id)s AND status = ANY(%(from)s) AND amount = %(amount)s AND currency = %(currency)s "
-        "RETURNING *",
-        {
-            "id": request_id,
-            "from": list(CONFIRMABLE),
-            "amount": amount,
-            "currency": currency,
-            "inv": invoice_id,
-            "method": method,
-            "channel": channel,
-        },
-    )
-    if row is not None:
-        return "confirmed", row
-    current = db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": request_id})
-    if current is None:
-        return "unknown_payment_request", None
-    if current["status"] in CONFIRMABLE:
-        log.error(
-            "[ALERT] payment %s paid %s %s but %s %s is due: quarantined, nothing credited",
-            request_id,
-            amount,
-            currency,
-            current["amount"],
-            current["currency"],
-        )
-        return "quarantined_amount_mismatch", current
-    return "duplicate", current
-
-
-def expire(db: Database, request_id: str) -> bool:
-    """pending -> expired; never touches a confirmed (or later) request."""
-    return bool(
-        db.execute(
-            "UPDATE payment_requests SET status = 'expired', updated_at = now() "
-            "WHERE id = %(id)s AND status = 'pending'",
-            {"id": request_id},
-        )
-    )

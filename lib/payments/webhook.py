@@ -23,8 +23,9 @@ from lib.db import Database
 from lib.errors import ApiError, RateLimited, ServiceUnavailable, Unauthorized
 from lib.inputs import safe_name
 from lib.metrics import m
+from lib.payments.closures import invoice_expired
 from lib.payments.events import PaymentEvents
-from lib.payments.requests import confirm, expire
+from lib.payments.settle import CONFIRMED, DUPLICATE, QUARANTINED, REFUND_DUE, Paid, settle, whole
 from lib.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -45,16 +46,6 @@ class Body(NamedTuple):
     @classmethod
     def of(cls, raw: bytes, *, authentic: bool) -> Body:
         return cls(raw if authentic else raw[:REFUSED_BODY_PREFIX], len(raw), hashlib.sha256(raw).hexdigest())
-
-
-def _number(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
@@ -84,8 +75,8 @@ def _log_row(db: Database, body: Body, data: dict[str, Any], client_ip: str) -> 
             "e": _text(data.get("external_id")),
             "i": _text(data.get("id")),
             "s": _text(data.get("status"), 40),
-            "a": amount if _number(amount) is not None else None,
-            "p": paid if _number(paid) is not None else None,
+            "a": amount if whole(amount) is not None else None,
+            "p": paid if whole(paid) is not None else None,
             "c": _text(data.get("currency"), 10),
             "ip": client_ip,
             "raw": body.kept,
@@ -186,6 +177,9 @@ def handle_callback(
 
 
 def _act(db: Database, events: PaymentEvents, log_id: int, data: dict[str, Any]) -> dict[str, Any]:
+    """A PAID or SETTLED callback for a request of ours is never refused: whatever the request's
+    state, the money is settled (lib/payments/settle.py: served, or a refund due) and the outcome
+    stamped. Only a database that cannot be reached leaves it unanswered (503: Xendit retries)."""
     external_id = data.get("external_id")
     try:
         request_id = str(uuid.UUID(str(external_id)))
@@ -194,31 +188,38 @@ def _act(db: Database, events: PaymentEvents, log_id: int, data: dict[str, Any])
         return {"ok": True, "ignored": "ignored_non_uuid_external_id"}
     status = (_text(data.get("status"), 40) or "").upper()
     if status in PAID:
-        paid = _number(data.get("paid_amount"))
-        amount = paid if paid is not None else _number(data.get("amount"))
-        outcome, row = confirm(
+        paid = whole(data.get("paid_amount"))
+        settled = settle(
             db,
-            request_id,
-            amount=amount if amount is not None else -1,
-            currency=safe_name(str(data.get("currency") or "IDR")),  # "ID\x00R" is "ID?R", not IDR
-            invoice_id=_text(data.get("id")),
-            method=_text(data.get("payment_method"), 60),
-            channel=_text(data.get("payment_channel"), 60),
+            Paid(
+                request_id=request_id,
+                invoice_id=_text(data.get("id")),
+                amount=paid if paid is not None else whole(data.get("amount")),
+                currency=safe_name(str(data.get("currency") or "IDR"))[:10],  # "ID\x00R" is "ID?R", not IDR
+                method=_text(data.get("payment_method"), 60),
+                channel=_text(data.get("payment_channel"), 60),
+                source="callback",
+            ),
         )
-        _stamp(db, log_id, outcome, request_id if row else None)
-        if outcome == "confirmed":
+        _stamp(db, log_id, settled.outcome, request_id if settled.request else None)
+        if settled.outcome == CONFIRMED:
             events.confirmed(request_id)
             return {"ok": True, "confirmed": True}
-        if outcome == "quarantined_amount_mismatch":
+        if settled.outcome == QUARANTINED:
             return {"ok": True, "quarantined": True}
-        if outcome == "duplicate":
+        if settled.outcome == DUPLICATE:
             return {"ok": True, "duplicate": True}
-        return {"ok": True, "ignored": outcome}
+        if settled.outcome == REFUND_DUE:
+            return {"ok": True, "refund_due": True, "reason": settled.reason}
+        return {"ok": True, "ignored": settled.outcome}
     if status == "EXPIRED":
-        outcome = "expired" if expire(db, request_id) else "ignored_expired_not_pending"
+        with db.connection() as conn:
+            outcome = invoice_expired(conn, request_id) or "ignored_expired_not_pending"
         _stamp(db, log_id, outcome, request_id)
-        return (
-            {"ok": True, "expired": outcome == "expired"} if outcome == "expired" else {"ok": True, "ignored": outcome}
-        )
+        if outcome == "expired":
+            return {"ok": True, "expired": True}
+        if outcome == "invoice_closed":
+            return {"ok": True, "closed": True}
+        return {"ok": True, "ignored": outcome}
     _stamp(db, log_id, f"ignored_status_{status.lower() or 'missing'}"[:60], request_id)
     return {"ok": True, "ignored": status or "missing_status"}

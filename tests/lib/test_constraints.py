@@ -19,6 +19,7 @@ SETTLED_ELSEWHERE = {
     "chat_messages_session_id_sender_id_client_message_id_key": "a send inserts ON CONFLICT DO NOTHING",
     "payment_requests_one_per_extension": "invoicing locks the extension and checks it has no request",
     "chat_data_keys_master_key_id_key": "a master key's data key is made ON CONFLICT DO NOTHING",
+    "refunds_payment_request_id_invoice_id_key": "one refund due per paid invoice, written ON CONFLICT DO NOTHING",
 }
 
 

@@ -1,4 +1,4 @@
-"""One failed pairing with its payment."""
+"""One failed pairing with its payment and its refund (due or done)."""
 
 from typing import Any
 
@@ -14,8 +14,11 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     row = ctx.services.db.fetch_one(
-        "SELECT f.*, p.amount, p.currency, p.confirmed_at, p.xendit_invoice_id FROM pairing_failures f "
-        "JOIN payment_requests p ON p.id = f.payment_request_id WHERE f.id = %(id)s",
+        "SELECT f.*, p.amount, p.currency, p.confirmed_at, p.xendit_invoice_id, r.id AS refund_id, "
+        "r.refunded_at, r.reference AS refund_reference FROM pairing_failures f "
+        "JOIN payment_requests p ON p.id = f.payment_request_id "
+        "LEFT JOIN refunds r ON r.payment_request_id = f.payment_request_id AND r.reason = f.cause "
+        "WHERE f.id = %(id)s",
         {"id": ctx.params["failure_id"]},
     )
     if row is None:

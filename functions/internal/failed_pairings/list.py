@@ -1,4 +1,5 @@
-"""Paid requests that ended without a chat, newest first, for manual refunds."""
+"""Paid requests that ended without a chat, newest first, each with its refund (due or done: the
+money itself is recorded as sent back under /internal/refunds)."""
 
 from typing import Any
 
@@ -23,8 +24,10 @@ ENDPOINT = Endpoint(
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
     rows = ctx.services.db.fetch_all(
-        "SELECT f.*, p.amount, p.currency, p.confirmed_at FROM pairing_failures f "
+        "SELECT f.*, p.amount, p.currency, p.confirmed_at, r.id AS refund_id, r.refunded_at, "
+        "r.reference AS refund_reference FROM pairing_failures f "
         "JOIN payment_requests p ON p.id = f.payment_request_id "
+        "LEFT JOIN refunds r ON r.payment_request_id = f.payment_request_id AND r.reason = f.cause "
         "WHERE (%(r)s::text IS NULL OR f.review_status = %(r)s) "
         "AND (%(k0)s::timestamptz IS NULL OR (f.created_at, f.id) < (%(k0)s, %(k1)s)) "
         "ORDER BY f.created_at DESC, f.id DESC LIMIT %(n)s",

@@ -1,4 +1,5 @@
-"""One payment request with its webhook history."""
+"""One payment request with its webhook history, the invoices paid for it, its refunds and the
+closing of its invoice at Xendit."""
 
 from typing import Any
 
@@ -6,6 +7,7 @@ import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
+from lib.payments.refunds import refund_doc
 from lib.payments.requests import admin_doc
 
 ENDPOINT = Endpoint(
@@ -22,4 +24,25 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "SELECT id, received_at, status, outcome FROM webhook_logs WHERE external_id = %(e)s ORDER BY received_at, id",
         {"e": str(row["id"])},
     )
-    return {**admin_doc(row), "webhooks": logs}
+    paid = db.fetch_all(
+        "SELECT invoice_id, amount, currency, source, outcome, created_at FROM paid_invoices "
+        "WHERE payment_request_id = %(p)s ORDER BY created_at",
+        {"p": row["id"]},
+    )
+    refunds = db.fetch_all(
+        "SELECT r.*, p.kind FROM refunds r JOIN payment_requests p ON p.id = r.payment_request_id "
+        "WHERE r.payment_request_id = %(p)s ORDER BY r.created_at",
+        {"p": row["id"]},
+    )
+    closure = db.fetch_one(
+        "SELECT reason, attempts, next_attempt_at, last_error, created_at, closed_at, outcome FROM invoice_closures "
+        "WHERE payment_request_id = %(p)s",
+        {"p": row["id"]},
+    )
+    return {
+        **admin_doc(row),
+        "webhooks": logs,
+        "paid_invoices": paid,
+        "refunds": [refund_doc(r) for r in refunds],
+        "invoice_closure": closure,
+    }

@@ -73,8 +73,15 @@ def test_amount_mismatch_is_quarantined(app, pay, online_mitra, customer, confir
     assert result.status_code == 200 and result.json == {"ok": True, "quarantined": True}
     assert payment_status(pay, doc["id"]) == "pending" and confirmed_events == []
     assert "[ALERT]" in caplog.text
-    usd = send_callback(app, paid_body(doc, currency="USD"))
+    assert send_callback(app, paid_body(doc, amount=1000, paid_amount=1000)).json == {"ok": True, "duplicate": True}
+    usd = send_callback(app, paid_body(doc, currency="USD", id="inv-paid-in-usd"))  # another invoice, paid in USD
     assert usd.json == {"ok": True, "quarantined": True}
+    # Money received and never credited is owed back: one refund due per paid invoice.
+    refunds = pay.db.fetch_all("SELECT invoice_id, amount, currency, reason FROM refunds ORDER BY amount")
+    assert refunds == [
+        {"invoice_id": paid_body(doc)["id"], "amount": 1000, "currency": "IDR", "reason": "AMOUNT_MISMATCH"},
+        {"invoice_id": "inv-paid-in-usd", "amount": doc["amount"], "currency": "USD", "reason": "AMOUNT_MISMATCH"},
+    ]
 
 
 def test_non_uuid_unknown_and_other_statuses_are_acked(app, pay, online_mitra, customer) -> None:
