@@ -4,6 +4,7 @@ services and an app configured for it, a mitra online, a customer, and the steps
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -11,11 +12,16 @@ from typing import Any
 import pytest
 from falcon import testing
 
+from lib.clock import utcnow
 from lib.config.env import Settings
+from lib.jobs import JobCtx
+from lib.payments.reconciliation import Report
+from lib.payments.reconciliation import report as money_report
 from lib.presence.state import set_online
 from lib.services import Services
 from runtime.app import create_app
 from runtime.container import build_services
+from runtime.worker import discover_jobs
 from tests.conftest import PROJECT_ROOT, bearer
 from tests.fakes import FakeXendit
 
@@ -123,3 +129,26 @@ def slow_xendit(pay_settings: Settings, xendit: FakeXendit) -> Iterator[tuple[te
     svc = build_services(replace(pay_settings, xendit_timeout_seconds=0.3), application_name="payments-slow")
     yield testing.TestClient(create_app("public", svc)), svc
     svc.close()
+
+
+def xendit_says(xendit: FakeXendit, request_id: str, **over: Any) -> dict[str, Any]:
+    """The callback body Xendit posts for this request's invoice as it stands now (its own shape)."""
+    return {**xendit.invoice_of(request_id), **over}
+
+
+def pay_at_xendit(xendit: FakeXendit, request_id: str, status: str = "PAID") -> dict[str, Any]:
+    """The customer pays at Xendit's checkout; the callback body (post it with send_callback, or lose it)."""
+    return xendit.pay(request_id, status=status)
+
+
+def run_job(svc: Services, name: str) -> None:
+    """One tick of a worker job, as the worker runs it."""
+    module = next(j for j in discover_jobs() if j.name == name).module
+    module.run(JobCtx(svc, logging.getLogger("test"), utcnow))
+
+
+def accounted(svc: Services) -> Report:
+    """The reconciliation's report, asserting that every paid invoice is in exactly one place."""
+    report = money_report(svc.db)
+    assert report.problems == [], report.problems
+    return report

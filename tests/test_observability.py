@@ -73,6 +73,8 @@ def test_rules_and_dashboard_read_only_exported_metrics() -> None:
         "HaloBestieDbPoolExhausted",
         "HaloBestieValkeyDown",
         "HaloBestieWorkerStalled",
+        "HaloBestieRefundDueOverADay",
+        "HaloBestiePaymentsUnaccounted",
     }
 
 

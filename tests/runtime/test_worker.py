@@ -116,7 +116,7 @@ def test_worker_process_stops_cleanly_on_sigterm(settings: Settings) -> None:
     assert proc.returncode == 0, out
     assert (
         "running chat_deadlines, chat_retention, extension_invoices, heartbeat_flush, metrics_sample, mitra_stale_sweep, "
-        "payment_close, payment_expiry, "
+        "payment_close, payment_expiry, payment_money_check, "
         "payment_reconcile, payment_recover, payment_reemit, presence_heal" in out
     )
     assert "stopped" in out
