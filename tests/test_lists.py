@@ -76,6 +76,11 @@ def world(services: Services, anonymous, mitra_login, cc_login, make_mitra) -> d
         db.execute(
             "INSERT INTO webhook_logs (external_id, status, raw_body) VALUES (%(e)s, 'PAID', '{}')", {"e": request_id}
         )
+        db.execute(
+            "INSERT INTO refunds (payment_request_id, customer_id, invoice_id, amount, currency, reason) "
+            "SELECT id, customer_id, 'inv-' || id::text, amount, currency, 'test' FROM payment_requests WHERE id = %(id)s",
+            {"id": request_id},
+        )
     # Chats: the customer's two completed sessions (with two mitras, messages in the first); the
     # mitra's two live sessions and two open requests, with customers of their own.
     mine = []

@@ -29,10 +29,12 @@ internal GET /internal/openapi.json none runtime.docs.openapi
 internal GET /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.list
 internal GET /internal/payment-requests cc_user:payments.read functions.internal.payment_requests.list
 internal GET /internal/payment-requests/{request_id:uuid} cc_user:payments.read functions.internal.payment_requests.get
+internal GET /internal/payments/reconciliation cc_user:payments.read functions.internal.payments.reconciliation
 internal GET /internal/pricing/first-session-discount cc_user:pricing.manage functions.internal.pricing.first_session_discount.get
 internal GET /internal/pricing/tiers cc_user:pricing.manage functions.internal.pricing.tiers.list
 internal GET /internal/pricing/tiers/{tier_id:uuid} cc_user:pricing.manage functions.internal.pricing.tiers.get
 internal GET /internal/pricing/tiers/{tier_id:uuid}/history cc_user:pricing.manage functions.internal.pricing.tiers.history
+internal GET /internal/refunds cc_user:payments.read functions.internal.refunds.list
 internal GET /internal/sessions cc_user:sessions.read functions.internal.sessions.list
 internal GET /internal/sessions/{session_id:uuid} cc_user:sessions.read functions.internal.sessions.get
 internal GET /internal/users cc_user:users.manage functions.internal.users.list
@@ -59,6 +61,7 @@ internal POST /internal/customers/{customer_id:uuid}/erase cc_user:customers.man
 internal POST /internal/mitras cc_user:mitras.manage functions.internal.mitras.create
 internal POST /internal/otp-bypass cc_user:config.write functions.internal.otp_bypass.create
 internal POST /internal/pricing/tiers cc_user:pricing.manage functions.internal.pricing.tiers.create
+internal POST /internal/refunds/{refund_id:uuid}/refunded cc_user:payments.refund functions.internal.refunds.refunded
 internal POST /internal/sessions/{session_id:uuid}/reroute cc_user:sessions.manage functions.internal.sessions.reroute
 internal POST /internal/sessions/{session_id:uuid}/transcript cc_user:transcripts.read functions.internal.sessions.transcript
 internal POST /internal/users cc_user:users.manage functions.internal.users.create

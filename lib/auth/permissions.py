@@ -18,6 +18,7 @@ ALL_PERMISSIONS = READ_PERMISSIONS | frozenset(
         "mitras.manage",
         "sessions.manage",
         "payments.manage",
+        "payments.refund",  # recording that a refund was sent back: admins only
         "config.write",
         "pricing.manage",
         "customers.manage",  # erasure on request (lib/privacy.py): admins only

@@ -1,0 +1,32 @@
+"""Refunds due (paid invoices that bought nothing, waiting for a person to send the money back) or
+done, newest first."""
+
+from typing import Any
+
+import falcon
+from marshmallow import fields, validate
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.pagination import Keyset, PageQuery
+from lib.payments.refunds import refund_doc
+
+ORDER = Keyset(("created_at", "time"), ("id", "uuid"))
+
+
+class Query(PageQuery):
+    status = fields.String(load_default="due", validate=validate.OneOf(["due", "done"]))
+
+
+ENDPOINT = Endpoint(method="GET", route="/internal/refunds", auth=Auth.CC_USER, permission="payments.read", query=Query)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    q = ctx.query
+    rows = ctx.services.db.fetch_all(
+        "SELECT r.*, p.kind FROM refunds r JOIN payment_requests p ON p.id = r.payment_request_id "
+        "WHERE (r.refunded_at IS NULL) = %(due)s "
+        "AND (%(k0)s::timestamptz IS NULL OR (r.created_at, r.id) < (%(k0)s, %(k1)s)) "
+        "ORDER BY r.created_at DESC, r.id DESC LIMIT %(n)s",
+        {"due": q["status"] == "due", **ORDER.params(q)},
+    )
+    return ORDER.page(rows, q["limit"], refund_doc)
