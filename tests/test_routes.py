@@ -52,7 +52,15 @@ internal PATCH /internal/otp-bypass/{entry_id:uuid} cc_user:config.write functio
 internal PATCH /internal/pricing/first-session-discount cc_user:pricing.manage functions.internal.pricing.first_session_discount.update
 internal PATCH /internal/pricing/tiers/{tier_id:uuid} cc_user:pricing.manage functions.internal.pricing.tiers.update
 internal PATCH /internal/users/{user_id:uuid} cc_user:users.manage functions.internal.users.update
+internal POST /internal/_test/accept-latest-pending none:dev-only functions.internal.testing.accept_latest_pending
+internal POST /internal/_test/force-mitra-offline none:dev-only functions.internal.testing.force_mitra_offline
+internal POST /internal/_test/force-mitra-online none:dev-only functions.internal.testing.force_mitra_online
+internal POST /internal/_test/force-pairing-timeout none:dev-only functions.internal.testing.force_pairing_timeout
 internal POST /internal/_test/payments/{request_id:uuid}/confirm none:dev-only functions.internal.testing.confirm_payment
+internal POST /internal/_test/reset-all-mitras-online none:dev-only functions.internal.testing.reset_all_mitras_online
+internal POST /internal/_test/reset-phone none:dev-only functions.internal.testing.reset_phone
+internal POST /internal/_test/seed-customer none:dev-only functions.internal.testing.seed_customer
+internal POST /internal/_test/seed-mitra none:dev-only functions.internal.testing.seed_mitra
 internal POST /internal/auth/login none functions.internal.auth.login
 internal POST /internal/auth/logout cc_user functions.internal.auth.logout
 internal POST /internal/auth/password cc_user functions.internal.auth.password

@@ -1,0 +1,19 @@
+"""Development only: set a mitra online with a fresh heartbeat, as its app's own "online" switch does."""
+
+from typing import Any
+
+import falcon
+
+from functions.internal.testing._mitras import MitraRef, switch
+from lib.endpoint import Auth, Ctx, Endpoint
+
+
+class Body(MitraRef):
+    """The mitra, by mitra_id or phone."""
+
+
+ENDPOINT = Endpoint(method="POST", route="/internal/_test/force-mitra-online", auth=Auth.NONE, body=Body, dev_only=True)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    return switch(ctx, True)

@@ -1,0 +1,33 @@
+"""Development only: set every active mitra online with a fresh heartbeat (deactivated mitras stay out)."""
+
+from typing import Any
+
+import falcon
+from marshmallow import Schema
+
+from lib.endpoint import Auth, Ctx, Endpoint
+from lib.errors import Forbidden
+from lib.presence.state import set_online
+
+
+class Body(Schema):
+    """No fields: `{}` or no body."""
+
+
+ENDPOINT = Endpoint(
+    method="POST", route="/internal/_test/reset-all-mitras-online", auth=Auth.NONE, body=Body, dev_only=True
+)
+
+
+def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
+    s = ctx.services
+    active = [str(r["id"]) for r in s.db.fetch_all("SELECT id FROM mitras WHERE is_active ORDER BY created_at, id")]
+    online: list[str] = []
+    changed = 0
+    for mitra_id in active:  # one by one through the real path, so each gets its log row and mirror keys
+        try:
+            changed += set_online(s.db, s.valkey, mitra_id, True)
+        except Forbidden:  # deactivated since the list was read: it stays offline
+            continue
+        online.append(mitra_id)
+    return {"online": len(online), "changed": changed, "mitra_ids": online}
