@@ -1,5 +1,5 @@
 """The one CLI: python -m runtime
-migrate|serve|worker|routes|create-cc-user|chat-key|rotate-chat-key|dev|invoke|seed-demo."""
+migrate|serve|worker|routes|create-cc-user|chat-key|rotate-chat-key|dev|invoke|seed-demo|money-check."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from lib.cc_users import create_cc_user, seed_admin
 from lib.config.env import WEB_SERVERS, ConfigError, settings
 from lib.db import Database
 from lib.errors import ApiError
+from lib.payments import reconciliation
 from lib.transcripts import KeyRing, Transcripts, key_ring, rotate_batch, rows_by_master_key
 from runtime import boot, dev, migrate, seed, worker
 from runtime.app import route_table
@@ -187,6 +188,17 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     return 0 if result.status < 400 else 1
 
 
+def _cmd_money_check(args: argparse.Namespace) -> int:
+    """Poll Xendit once, then prove every paid invoice is served or refunded exactly once (exit 1 if not)."""
+    s = settings()
+    boot.init_process(s)
+    services = build_services(s, application_name="halobestie-money-check")
+    try:
+        return reconciliation.main(services, days=args.days, poll=not args.no_poll)
+    finally:
+        services.close()
+
+
 def _cmd_seed_demo(args: argparse.Namespace) -> int:
 
     with dev.local_environment(os.environ, _stderr) as s:
@@ -207,6 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bind", help="host:port (default from PUBLIC_PORT, INTERNAL_HOST:INTERNAL_PORT, REALTIME_PORT)")
     p.add_argument("--server", choices=WEB_SERVERS, help="the REST server (default WEB_SERVER, granian)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "money-check", help="prove every paid invoice is served or refunded exactly once (exit 1 if not)"
+    )
+    p.add_argument("--days", type=int, default=reconciliation.WINDOW_DAYS, help="the window in days (default 30)")
+    p.add_argument("--no-poll", action="store_true", help="report from the database only; do not ask Xendit first")
+    p.set_defaults(func=_cmd_money_check)
 
     p = sub.add_parser("worker", help="run the scheduled jobs (timers, sweeps)")
     p.set_defaults(func=_cmd_worker)
