@@ -2,15 +2,19 @@
 client would send (a close with a forbidden code, oversize or fragmented control frames, unmasked
 frames, reserved bits and opcodes, broken fragmentation, invalid UTF-8 split across fragments), and
 the exact bytes of what the server answers. What real clients see is in
-test_gateway_real_clients.py (Node's ws, headless Chromium)."""
+test_gateway_real_clients.py (Node's ws, headless Chromium). The ASGI side of the protocol class
+(an app that refuses, fails or just returns) is tested in-process, behind apps that do just that."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import os
 import socket
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +24,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from lib.config.env import Settings
+from runtime.worker_class import BoundedWebSocketProtocol
 from tests.wsclient import gateway
 
 TEXT, BINARY, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
@@ -141,6 +146,83 @@ def code(payload: bytes | None) -> int | None:
     return struct.unpack("!H", payload[:2])[0] if payload else None
 
 
+def handshake(url: str, headers: str) -> list[str]:
+    """The HTTP answer (status line, headers) to an upgrade request with these extra header lines."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+        request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+        sock.sendall(f"{request}Connection: Upgrade\r\n{headers}\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    return answer.decode("latin-1").split("\r\n\r\n")[0].split("\r\n")
+
+
+# --- the protocol class in this process, as gunicorn 26 serves it -------------------------------
+
+App = Any  # an ASGI app
+
+
+async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Every text message back as it came."""
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] == "websocket.receive":
+        await send({"type": "websocket.send", "text": message.get("text")})
+
+
+class Upgrade(asyncio.Protocol):
+    """What gunicorn 26's ASGIProtocol does with the WebSocket class, and no more: reads the upgrade
+    request, constructs the class with (transport, scope, app, log), feeds it until it takes the
+    transport over, awaits run(), closes the transport."""
+
+    def __init__(self, cls: type[BoundedWebSocketProtocol], app: App) -> None:
+        self.cls, self.app = cls, app
+        self.head = b""
+        self.ws: BoundedWebSocketProtocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self.ws.feed_data(data)
+            return
+        self.head += data
+        if b"\r\n\r\n" in self.head:
+            head, rest = self.head.split(b"\r\n\r\n", 1)
+            request, *lines = head.decode("latin-1").split("\r\n")
+            headers = [(k.strip().lower().encode(), v.strip().encode()) for k, v in (h.split(":", 1) for h in lines)]
+            scope = {"type": "websocket", "path": request.split()[1], "headers": headers}
+            self.ws = self.cls(self.transport, scope, self.app, logging.getLogger("test"))
+            if rest:
+                self.ws.feed_data(rest)
+            asyncio.get_running_loop().create_task(self._run(self.ws))
+
+    async def _run(self, ws: BoundedWebSocketProtocol) -> None:
+        await ws.run()
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.ws is not None:
+            self.ws.feed_eof()
+
+
+@contextmanager
+def in_process(cls: type[BoundedWebSocketProtocol], app: App) -> Iterator[str]:
+    """`cls` serving `app` on a free port, from a thread of this process; yields its ws:// URL."""
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(lambda: Upgrade(cls, app), "127.0.0.1", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
 @pytest.fixture
 def ws(settings: Settings, anonymous) -> Iterator[Any]:
     """A factory of authenticated raw sockets on one gateway process."""
@@ -167,25 +249,39 @@ def test_a_handshake_the_server_cannot_take_is_refused_over_http(settings: Setti
     """RFC 6455 4.2.2: another protocol version is answered 426 with the version we speak, a key
     that is not 16 bytes in base64 400; no WebSocket is made."""
     with gateway(settings) as (url, _):
-        parts = urlsplit(url)
-        cases = {
-            "Sec-WebSocket-Version: 8": "HTTP/1.1 426 Upgrade Required",
-            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=": "HTTP/1.1 400 Bad Request",
-            "Sec-WebSocket-Version: 13": "HTTP/1.1 400 Bad Request",  # no key at all
-        }
-        answers = {}
-        for extra in cases:
-            with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
-                request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                sock.sendall(f"{request}Connection: Upgrade\r\n{extra}\r\n\r\n".encode())
-                answer = b""
-                while chunk := sock.recv(4096):
-                    answer += chunk
-            head = answer.decode("latin-1").split("\r\n")
-            answers[extra] = head[0]
-            if "426" in head[0]:
-                assert "Sec-WebSocket-Version: 13" in head
-    assert answers == cases
+        refused = handshake(url, "Sec-WebSocket-Version: 8")
+        assert refused[0] == "HTTP/1.1 426 Upgrade Required" and "Sec-WebSocket-Version: 13" in refused
+        assert (
+            handshake(url, "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=")[0] == "HTTP/1.1 400 Bad Request"
+        )
+        assert handshake(url, "Sec-WebSocket-Version: 13")[0] == "HTTP/1.1 400 Bad Request"  # no key
+
+
+async def scripted(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An app that does what its path says."""
+    assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] == "/refuse":
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    if scope["path"] == "/fail-before-accept":
+        raise RuntimeError("a fault of the app")
+    await send({"type": "websocket.accept"})
+    if scope["path"] == "/fail-after-accept":
+        raise RuntimeError("a fault of the app")
+
+
+def test_what_the_app_does_reaches_the_client_as_asgi_says() -> None:
+    key = f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}"
+    with in_process(BoundedWebSocketProtocol, scripted) as url:
+        # A close before accept refuses the handshake with 403 (no WebSocket frame on an HTTP
+        # connection, which gunicorn's class wrote); a fault before accept is a 500.
+        assert handshake(f"{url}/refuse", key)[0] == "HTTP/1.1 403 Forbidden"
+        assert handshake(f"{url}/fail-before-accept", key)[0] == "HTTP/1.1 500 Internal Server Error"
+        # After accept, a fault closes with 1011, an app that returns with 1000.
+        for path, expected in (("/fail-after-accept", 1011), ("/return", 1000)):
+            raw = Raw(f"{url}{path}")
+            with raw.sock:
+                assert code(raw.closed_with()) == expected, path
 
 
 def test_the_closing_handshake(ws: Any) -> None:

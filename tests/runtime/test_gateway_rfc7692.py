@@ -12,10 +12,7 @@ memory while idle. Only frames of at least `compress_from` bytes are compressed.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import threading
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +20,7 @@ from typing import Any
 import pytest
 
 from runtime.worker_class import BoundedWebSocketProtocol
-from tests.runtime.test_gateway_rfc6455 import CONTINUATION, TEXT, Raw, code
+from tests.runtime.test_gateway_rfc6455 import CONTINUATION, TEXT, Raw, code, echo, in_process
 
 DEFLATE = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
 RSV1 = 0x40
@@ -43,57 +40,10 @@ class Deflating(BoundedWebSocketProtocol):
     compress_from = 256
 
 
-async def echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The ASGI app: every text message back as it came."""
-    assert (await receive())["type"] == "websocket.connect"
-    await send({"type": "websocket.accept"})
-    while (message := await receive())["type"] == "websocket.receive":
-        await send({"type": "websocket.send", "text": message.get("text")})
-
-
-class Upgrade(asyncio.Protocol):
-    """What gunicorn 26's ASGIProtocol does with the WebSocket class, and no more: reads the upgrade
-    request, constructs the class with (transport, scope, app, log), feeds it until it takes the
-    transport over, awaits run(), closes the transport."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.head = b""
-        self.ws: Deflating | None = None
-
-    def data_received(self, data: bytes) -> None:
-        if self.ws is not None:
-            self.ws.feed_data(data)
-            return
-        self.head += data
-        if b"\r\n\r\n" in self.head:
-            head, rest = self.head.split(b"\r\n\r\n", 1)
-            lines = head.decode("latin-1").split("\r\n")[1:]
-            headers = [(k.strip().lower().encode(), v.strip().encode()) for k, v in (h.split(":", 1) for h in lines)]
-            self.ws = Deflating(self.transport, {"type": "websocket", "headers": headers}, echo, logging.getLogger())
-            if rest:
-                self.ws.feed_data(rest)
-            asyncio.get_running_loop().create_task(self._run(self.ws))
-
-    async def _run(self, ws: Deflating) -> None:
-        await ws.run()
-        self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.ws is not None:
-            self.ws.feed_eof()
-
-
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    loop = asyncio.new_event_loop()
-    server = loop.run_until_complete(loop.create_server(Upgrade, "127.0.0.1", 0))
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
+    with in_process(Deflating, echo) as served:
+        yield f"{served}/"
 
 
 def _answer(url: str, offer: str) -> str | None:
