@@ -142,10 +142,14 @@ class BoundedWebSocketProtocol(asyncio.Protocol):
     for a close without a code (Node's ws, Chromium and dart:io fail the connection on it), dropped
     the connection (1006) on invalid UTF-8 instead of closing with 1007, accepted fragmented and
     oversize control frames and interleaved data messages, buffered any frame whole before looking
-    at its size, never told the app of a client's close, and wrote without waiting for the socket
-    to drain. What holds here (tests/runtime/test_gateway_rfc6455.py, with Node's ws, headless
-    Chromium and a raw socket):
+    at its size, never told the app of a client's close, wrote without waiting for the socket to
+    drain, and wrote a close frame on a connection it had not upgraded. What holds here
+    (tests/runtime/test_gateway_real_clients.py with Node's ws and headless Chromium,
+    test_gateway_rfc6455.py and test_gateway_rfc7692.py from a raw socket):
 
+    - A handshake of another version is answered 426, a bad key 400, a close before accept 403 (as
+      ASGI says), a fault of the app before accept 500; after accept a fault closes with 1011, an
+      app that returns with 1000.
     - A client's close is answered with its code, or without one when it had none; a close with a
       code that is not allowed on the wire or a one-byte payload fails with 1002, a reason that is
       not UTF-8 with 1007. The app hears `websocket.disconnect` with the client's code (1005 when it
