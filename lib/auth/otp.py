@@ -241,7 +241,7 @@ def verify_code(
     else:
         matched = _matches(cfg, secret, row, request_id, code)
     if not matched:
-        raise _mismatch(counted["max_attempts"] - counted["attempts"])
+        raise _mismatch()
     used = db.fetch_one(
         "UPDATE otp_requests SET consumed_at = now() WHERE id = %(id)s AND consumed_at IS NULL RETURNING phone",
         {"id": request_id},
@@ -252,8 +252,9 @@ def verify_code(
     return phone
 
 
-def _mismatch(attempts_remaining: int) -> Unauthorized:
-    return Unauthorized("Wrong code", code="CODE_MISMATCH", details={"attempts_remaining": attempts_remaining})
+def _mismatch() -> Unauthorized:
+    # No count of the tries left: the original never told a guesser how many it still had (issue 26).
+    return Unauthorized("Wrong code", code="CODE_MISMATCH")
 
 
 def _provider_says(db: Database, provider: OtpProvider, row: dict[str, Any], code: str, cooldown: int) -> bool:
@@ -272,7 +273,7 @@ def _provider_says(db: Database, provider: OtpProvider, row: dict[str, Any], cod
     if db.fetch_one(closing, {"id": row["id"]}) is None:
         raise Conflict("This code was already used", code="OTP_USED")
     if outcome is Check.WRONG_LAST:
-        raise _mismatch(0)
+        raise _mismatch()
     if outcome is Check.EXPIRED:
         raise Gone("This code has expired; request a new one", code="OTP_EXPIRED")
     raise RateLimited(
