@@ -4,7 +4,7 @@ from typing import Any
 
 import falcon
 
-from lib.customers import profile
+from functions.client.me._account import customer_view
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(method="POST", route="/api/client/usp-seen", auth=Auth.CUSTOMER)
@@ -17,4 +17,4 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         {"id": ctx.principal.user_id},
     )
     ctx.services.profiles.forget(ctx.principal.user_id)  # this process answers with the change at once
-    return profile(ctx.services.db, ctx.principal.user_id)
+    return customer_view(ctx.services.db, ctx.principal.user_id)

@@ -1,9 +1,10 @@
-"""The signed-in customer's profile."""
+"""The signed-in customer's profile, with the account it belongs to, whether it has consulted before, and its linked identities."""
 
 from typing import Any
 
 import falcon
 
+from functions.client.me._account import customer_view
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(method="GET", route="/api/client/me", auth=Auth.CUSTOMER)
@@ -11,4 +12,4 @@ ENDPOINT = Endpoint(method="GET", route="/api/client/me", auth=Auth.CUSTOMER)
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return ctx.services.profiles.get(ctx.principal.user_id)  # lib/customers.kept_profiles
+    return customer_view(ctx.services.db, ctx.principal.user_id, ctx.services.profiles)  # lib/customers.kept_profiles

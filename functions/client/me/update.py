@@ -5,7 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, validate
 
-from lib.customers import profile
+from functions.client.me._account import customer_view
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import Text
 
@@ -24,4 +24,4 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         {"n": ctx.body["display_name"], "id": ctx.principal.user_id},
     )
     ctx.services.profiles.forget(ctx.principal.user_id)  # this process answers with the change at once
-    return profile(ctx.services.db, ctx.principal.user_id)
+    return customer_view(ctx.services.db, ctx.principal.user_id)

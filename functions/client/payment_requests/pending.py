@@ -1,4 +1,4 @@
-"""The customer's pending, unexpired payment requests, newest first."""
+"""The customer's pending, unexpired payment requests, newest first, each with its kind and its Bestie's call name."""
 
 from typing import Any
 
@@ -11,12 +11,23 @@ from lib.payments.requests import request_doc
 ENDPOINT = Endpoint(method="GET", route="/api/client/payment-requests/pending", auth=Auth.CUSTOMER, query=PageQuery)
 
 
+def _item(row: dict[str, Any]) -> dict[str, Any]:
+    # What the "Pembayaran" tab shows (issue 26; API.md names neither field, so they follow the
+    # mitra's `customer_call_name`): `kind` is session | extension, and `mitra_call_name` the Bestie
+    # the money is for, the session's for an extension, the targeted one for a "curhat lagi", and
+    # null for a blast, which has no Bestie until one accepts.
+    return {**request_doc(row), "kind": row["kind"], "mitra_call_name": row["mitra_name"]}
+
+
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     rows = ctx.services.db.fetch_all(
-        "SELECT * FROM payment_requests WHERE customer_id = %(cu)s AND status = 'pending' AND expires_at > now() "
-        "AND (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
+        "SELECT p.*, m.display_name AS mitra_name FROM payment_requests p "
+        "LEFT JOIN chat_sessions s ON s.id = p.session_id AND p.kind = 'extension' "
+        "LEFT JOIN mitras m ON m.id = COALESCE(s.mitra_id, p.targeted_mitra_id) "
+        "WHERE p.customer_id = %(cu)s AND p.status = 'pending' AND p.expires_at > now() "
+        "AND (%(k0)s::timestamptz IS NULL OR (p.created_at, p.id) < (%(k0)s, %(k1)s)) "
+        "ORDER BY p.created_at DESC, p.id DESC LIMIT %(n)s",
         {"cu": ctx.principal.user_id, **NEWEST.params(ctx.query)},
     )
-    return NEWEST.page(rows, ctx.query["limit"], request_doc)
+    return NEWEST.page(rows, ctx.query["limit"], _item)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from falcon import testing
 
+from lib.auth.identity import resolve_customer
 from lib.config.app import set_values
 from lib.services import Services
 from tests.conftest import bearer
@@ -74,3 +77,72 @@ def test_a_mitra_keeps_one_device(public: testing.TestClient, services: Services
             "/api/shared/devices/fcm-token", headers=bearer(token), json={"token": name, "platform": "android"}
         )
     assert [r["token"] for r in services.db.fetch_all("SELECT token FROM device_tokens")] == ["new-phone"]
+
+
+ACCOUNT_FIELDS = {"account_belongs_to", "has_consulted", "linked_identities"}
+
+
+def _me(public: testing.TestClient, token: str) -> dict[str, Any]:
+    result = public.simulate_get("/api/client/me", headers=bearer(token))
+    assert result.status_code == 200, result.text
+    data: dict[str, Any] = result.json["data"]
+    return data
+
+
+def _link(services: Services, caller_id: str, phone: str) -> str:
+    """Verify a phone as the logged-in caller, as OTP verify does (DOMAIN.md identity resolution)."""
+    with services.db.connection() as conn:
+        return resolve_customer(conn, "phone", phone, caller_id=caller_id, phone=phone)
+
+
+def test_me_says_whom_the_account_belongs_to_and_which_identities_are_linked(
+    public: testing.TestClient, services: Services, anonymous
+) -> None:
+    first = anonymous("Mawar")
+    fresh = _me(public, first["access_token"])
+    assert set(fresh) >= ACCOUNT_FIELDS
+    assert fresh["account_belongs_to"] is None and fresh["has_consulted"] is False
+    assert fresh["linked_identities"] == ["anonymous"]
+    # 1. a new identity upgrades the anonymous row in place: the same account, now with a phone.
+    owner = first["user"]["id"]
+    assert _link(services, owner, "+6281255500001") == owner
+    upgraded = _me(public, first["access_token"])
+    assert upgraded["linked_identities"] == ["phone"] and upgraded["account_belongs_to"] is None
+    # 2. the same phone verified from another anonymous account: that row belongs to the first.
+    second = anonymous()
+    assert _link(services, second["user"]["id"], "+6281255500001") == owner
+    belongs = _me(public, second["access_token"])
+    assert belongs["account_belongs_to"] == owner and belongs["linked_identities"] == ["anonymous"]
+    # Links keep their order; a Google identity joins the phone.
+    with services.db.connection() as conn:
+        resolve_customer(conn, "google", "google-sub-1", caller_id=owner, email="m@example.com")
+    assert _me(public, first["access_token"])["linked_identities"] == ["phone", "google"]
+
+
+def test_me_says_whether_the_customer_has_consulted_before(
+    public: testing.TestClient, services: Services, anonymous
+) -> None:
+    customer = anonymous()
+    token, customer_id = customer["access_token"], customer["user"]["id"]
+
+    def session(status: str) -> None:
+        services.db.execute(
+            "INSERT INTO chat_sessions (customer_id, status, ended_at) "
+            "VALUES (%(c)s, %(s)s, CASE WHEN %(s)s <> 'active' THEN now() END)",
+            {"c": customer_id, "s": status},
+        )
+
+    # A search that ended without a chat, or a chat still going, is no consultation yet.
+    session("cancelled")
+    session("expired")
+    assert _me(public, token)["has_consulted"] is False
+    session("active")
+    assert _me(public, token)["has_consulted"] is False
+    services.db.execute("UPDATE chat_sessions SET status = 'closing', ended_at = now() WHERE status = 'active'")
+    assert _me(public, token)["has_consulted"] is True
+    # The other answers that carry the profile carry the same document.
+    patched = public.simulate_patch("/api/client/me", headers=bearer(token), json={"display_name": "Melati"})
+    seen = public.simulate_post("/api/client/usp-seen", headers=bearer(token))
+    for result in (patched, seen):
+        assert result.status_code == 200, result.text
+        assert result.json["data"]["has_consulted"] is True and set(result.json["data"]) >= ACCOUNT_FIELDS
