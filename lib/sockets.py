@@ -52,6 +52,14 @@ def forget(valkey: redis.Redis, user_key: str, socket: str) -> None:
     valkey.zrem(user_key, socket)
 
 
+def forget_many(valkey: redis.Redis, entries: Iterable[tuple[str, str]]) -> None:
+    """(key, member) pairs whose sockets are gone, in one round trip."""
+    pipe = valkey.pipeline(transaction=False)
+    for user_key, socket in entries:
+        pipe.zrem(user_key, socket)
+    pipe.execute()
+
+
 def covered(valkey: redis.Redis, user_type: str, user_id: str, session_id: str | None) -> bool:
     """Whether a live socket of this user would carry an event of `session_id`: a general
     socket carries every event, a session socket that session's."""

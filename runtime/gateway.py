@@ -259,6 +259,7 @@ class Gateway:
         self._listening: dict[tuple[str, str], threading.Event] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
+        self._stopped: asyncio.Future[None] | None = None
         self._presence_task: asyncio.Task[None] | None = None
         self._linked_before = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -278,12 +279,22 @@ class Gateway:
         self._presence_task = asyncio.create_task(self._announce_forever())
 
     async def shutdown(self) -> None:
-        """SIGTERM: every socket is closed with 1001 so its app reconnects to another replica."""
+        """SIGTERM: every socket is closed with 1001 so its app reconnects to another replica. The
+        worker's signal handler and the ASGI lifespan both call this: the second waits for the first."""
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._shutdown())
+        await asyncio.shield(self._stopped)
+
+    async def _shutdown(self) -> None:
         self.stopping = True
         conns = [c for group in self.by_user.values() for c in group]
         await asyncio.gather(*(self.close(c, GOING_AWAY, "server restarting") for c in conns), return_exceptions=True)
         if self._presence_task is not None:
             self._presence_task.cancel()
+        # The sockets' presence goes in one round (not socket by socket as they unregister, which
+        # would race the pool's shutdown), so pushes reach their users at once, not 30 s later.
+        entries = sorted({(sockets.key(*c.user), sockets.member(self.process_id, c.session_id)) for c in conns})
+        await self._presence(sockets.forget_many, entries)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
@@ -304,10 +315,12 @@ class Gateway:
     # --- one socket ---------------------------------------------------------------------------
 
     async def serve(self, ws: WebSocket) -> None:
-        if self.stopping:
-            await ws.close(GOING_AWAY)
-            return
         await ws.accept()
+        if self.stopping:
+            # Accepted to be closed with 1001, which apps treat as "reconnect elsewhere"; a refused
+            # handshake (HTTP 403) reads to them as a failure.
+            await self._close_unregistered(ws, GOING_AWAY)
+            return
         conn = await self._authenticate(ws)
         if conn is None:
             return
@@ -550,7 +563,7 @@ class Gateway:
         auth.discard(conn)
         if not auth:
             self.by_auth_session.pop(conn.principal.session_id, None)
-        if not any(c.session_id == conn.session_id for c in group):
+        if not self.stopping and not any(c.session_id == conn.session_id for c in group):
             key, session_id = conn.presence
             self.spawn(self._presence(sockets.forget, key, sockets.member(self.process_id, session_id)))
         if not group:

@@ -169,8 +169,8 @@ class BoundedWebSocketProtocol(asyncio.Protocol):
       the gateway's own bounded outbox (4008) instead of this process's memory; pongs wait too.
     - permessage-deflate (when `compress_from` is set) is accepted when offered, with no context
       kept between messages on either side (no per-socket zlib state), and a message is
-      compressed when it is at least `compress_from` bytes. With `compress_from = None` (the
-      default for now) the offer is declined, as gunicorn's class declined it.
+      compressed when it is at least `compress_from` bytes (256: receipts and typing are not worth
+      it). With `compress_from = None` the offer is declined, as gunicorn's class declined it.
 
     Private gunicorn API, written against gunicorn 26.2.0 (GUNICORN_TESTED; pyproject.toml allows
     >=26.2,<27, so any upgrade means re-reading gunicorn/asgi/protocol.py): gunicorn constructs the
@@ -218,7 +218,7 @@ class BoundedWebSocketProtocol(asyncio.Protocol):
     # Chromium does (frames under 256 bytes, receipts and typing, are not worth it). A 4 KiB window
     # at level 1 compresses a 380-byte event as well as zlib's defaults (-34%) in 9 us instead of
     # 20-40 (the default 256 KiB of zlib state is allocated and freed for every message).
-    compress_from: int | None = None
+    compress_from: int | None = 256
     compress_window_bits = 12
     compress_level = 1
     compress_mem_level = 5

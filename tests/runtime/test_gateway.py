@@ -4,6 +4,7 @@ sockets, SIGTERM -> 1001, Valkey stopped mid-test, frame limits and slow readers
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -15,12 +16,16 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis
 import requests
 from websockets.sync.client import connect
 
+from lib import sockets
 from lib.chat import events as ev
 from lib.config.env import Settings
+from lib.services import Services
 from runtime.container import build_services
+from runtime.gateway import Gateway
 from tests.chatflow import Chat
 from tests.conftest import bearer
 from tests.fakes import FakeFcm
@@ -228,7 +233,7 @@ def test_logout_and_deactivation_close_live_sockets(ws_url: str, chat: Chat) -> 
 
 
 def test_sigterm_closes_every_socket_with_1001(settings: Settings, chat: Chat) -> None:
-    customer, _, mitra_token, session_id = chat.paired()
+    customer, mitra, mitra_token, session_id = chat.paired()
     with (
         gateway(settings) as (url, proc),
         socket(url, customer["access_token"]) as one,
@@ -236,12 +241,43 @@ def test_sigterm_closes_every_socket_with_1001(settings: Settings, chat: Chat) -
     ):
         _ok(one)
         _ok(two)
+        valkey = redis.Redis.from_url(settings.redis_url)
+        presence = [sockets.key("customer", customer["user"]["id"]), sockets.key("mitra", str(mitra["id"]))]
+        assert all(valkey.zcard(key) == 1 for key in presence)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert one.closed_with() == 1001 and two.closed_with() == 1001
         out, _ = proc.communicate(timeout=20)
         assert proc.returncode == 0, out
         assert time.monotonic() - started < 10  # not the whole graceful timeout
+        # The sockets' presence went with them (pushes resume at once, not when it lapses), and
+        # the stop left no traceback (the presence work once raced the thread pool's shutdown).
+        assert [valkey.zcard(key) for key in presence] == [0, 0]
+        assert "Traceback" not in out, out
+
+
+def test_a_socket_arriving_while_the_gateway_stops_is_told_1001(services: Services) -> None:
+    """Accepted and closed with 1001, which apps take as "reconnect elsewhere"; refusing the
+    handshake (HTTP 403, as ASGI reads a close before accept) would read to them as a failure."""
+
+    class Arriving:
+        def __init__(self) -> None:
+            self.seen: list[Any] = []
+
+        async def accept(self) -> None:
+            self.seen.append("accept")
+
+        async def close(self, code: int) -> None:
+            self.seen.append(code)
+
+    gateway = Gateway(services, {})
+    gateway.stopping = True
+    ws = Arriving()
+    try:
+        asyncio.run(gateway.serve(ws))  # type: ignore[arg-type]
+    finally:
+        gateway.pool.shutdown()
+    assert ws.seen == ["accept", 1001]
 
 
 def test_a_frame_over_the_limit_closes_with_1009(ws_url: str, chat: Chat) -> None:
@@ -257,13 +293,14 @@ def test_a_slow_reader_is_dropped_and_the_others_are_not_slowed(settings: Settin
     other_customer, _, other_token, other_session = chat.paired()
     with (
         gateway(settings) as (url, _),
-        connect(url, open_timeout=5, max_queue=1) as slow,
+        connect(url, open_timeout=5, max_queue=1, compression=None) as slow,
         socket(url, other_token, other_session) as fine,
     ):
         slow.send(json.dumps({"type": "auth", "token": customer["access_token"], "session_id": session_id}))
         _ok(fine)
         # 20 MB of events for the slow socket, which reads none of them: more than the kernel's
-        # socket buffers hold, so the gateway's own bounded outbox fills up.
+        # socket buffers hold, so the gateway's own bounded outbox fills up (uncompressed: the
+        # padding would deflate to almost nothing).
         big = {"session_id": session_id, "pad": "x" * 8000}
         slow_customer = [ev.customer(customer["user"]["id"])]
         chat.pay.chat_events.publish_each([(slow_customer, "message.new", big)] * 2500)

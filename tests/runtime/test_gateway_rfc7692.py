@@ -2,9 +2,8 @@
 each offer is answered, compressed messages both ways (whole and fragmented), and the failures (a
 compressed frame that inflates past the 16 KiB bound, data that does not inflate, RSV1 where it may
 not be). Whether the gateway process accepts the offer Node's ws and Chromium make is in
-test_gateway_real_clients.py; it follows BoundedWebSocketProtocol.compress_from, which is None
-(declined) for now, so the class is served here as gunicorn 26 serves it, compression on, behind an
-echo app, in this process.
+test_gateway_real_clients.py (it follows BoundedWebSocketProtocol.compress_from, 256); here the
+class is served as gunicorn 26 serves it, compression on, behind an echo app, in this process.
 
 When accepted, no compression context is kept between messages on either side (every offer is
 answered with server_no_context_takeover and client_no_context_takeover): a socket costs no zlib
