@@ -4,16 +4,45 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test lint deploy-check bench bench-profile bench-sessions bench-realtime routes migrate clean
+.PHONY: install lock lock-check dev test lint deploy-check bench bench-profile bench-sessions bench-realtime soak routes migrate clean
 
 install: $(STAMP)
 
-# Re-installs only when the project's dependencies change.
-$(STAMP): pyproject.toml
+# Exactly the versions and files in requirements-dev.lock (every one checked against its sha256),
+# then the project itself, editable, adding nothing. Re-installs only when a lock or pyproject changes.
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# The two lock files come from pyproject.toml, for the image's platform (CPython 3.11, Linux
+# x86_64), whatever machine runs this. The dev lock is resolved first and constrains the runtime
+# one, so both name the same version of every runtime dependency. An existing lock's versions are
+# kept unless pyproject.toml no longer allows them: `make lock LOCK_ARGS=--upgrade` moves every
+# dependency to its newest allowed release, `LOCK_ARGS="--upgrade-package falcon"` one of them.
+LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--custom-compile-command "make lock" $(LOCK_ARGS)
+UV := $(abspath $(BIN))/uv
+# $(1): the directory holding pyproject.toml and the two lock files.
+define compile_locks
+cd $(1) && $(UV) pip compile $(LOCK_FLAGS) pyproject.toml --extra dev -o requirements-dev.lock \
+  && $(UV) pip compile $(LOCK_FLAGS) pyproject.toml -c requirements-dev.lock -o requirements.lock
+endef
+
+lock: install
+	$(call compile_locks,.)
+
+# Fails when pyproject.toml changed without `make lock`: the locks compiled again from copies of
+# them (their versions preferred, as `make lock` does) must come out byte for byte the same.
+lock-check: install
+	tmp=$$(mktemp -d) && cp pyproject.toml requirements.lock requirements-dev.lock $$tmp/ \
+	  && $(call compile_locks,$$tmp) \
+	  && cd $(CURDIR) && diff -u requirements-dev.lock $$tmp/requirements-dev.lock \
+	  && diff -u requirements.lock $$tmp/requirements.lock \
+	  || { echo "requirements*.lock are out of date with pyproject.toml: run make lock"; rm -rf $$tmp; exit 1; }; \
+	rm -rf $$tmp
 
 dev: install
 	$(BIN)/python -m runtime dev
@@ -33,6 +62,9 @@ lint: install deploy-check
 # The image, compose file and manifests, checked without a Docker engine or a cluster.
 deploy-check: install
 	$(BIN)/hadolint Dockerfile
+	@if grep -Eq '^ARG (BUILD|RUNTIME)_IMAGE_DIGEST=""$$' Dockerfile; then \
+	  echo "NOTE: the Dockerfile's base images are pinned by tag only; set BUILD_IMAGE_DIGEST and"; \
+	  echo "      RUNTIME_IMAGE_DIGEST from 'docker buildx imagetools inspect' (DEPLOY.md, section 2)"; fi
 	tmp=$$(mktemp -d) && cp docker-compose.staging.yml $$tmp/ && cp .env.staging.example $$tmp/.env.staging \
 	  && sed -i 's/^POSTGRES_PASSWORD=$$/POSTGRES_PASSWORD=check/' $$tmp/.env.staging \
 	  && $(BIN)/docker-compose -f $$tmp/docker-compose.staging.yml --env-file $$tmp/.env.staging config --quiet \
@@ -55,6 +87,10 @@ bench-sessions: install
 # as many pairs again beside 100 hostile sockets flooding frames (BENCH_ARGS="--attack 0": no attack).
 bench-realtime: install
 	$(BIN)/python bench/realtime.py $(BENCH_ARGS)
+
+# A long mixed load (bench/soak.py; SOAK_ARGS passes its options).
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 routes: install
 	$(BIN)/python -m runtime routes

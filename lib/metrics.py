@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import atexit
 import bisect
+import functools
 import os
+import re
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
 from importlib import metadata
+from pathlib import Path
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
@@ -140,11 +144,39 @@ def m() -> Metrics:
     return _metrics
 
 
+REVISION_ENV = "GIT_REVISION"  # the image's build argument (Dockerfile, DEPLOY.md section 2)
+_REVISION = re.compile(r"[0-9A-Za-z._-]{1,40}")  # a label value: a sha or a tag, nothing unbounded
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def revision() -> str:
+    """The build's git revision: GIT_REVISION when the image was built with it, else this checkout's
+    HEAD (`make dev`, tests), else "unknown" (an installed wheel, or no git)."""
+    given = os.environ.get(REVISION_ENV, "").strip()
+    if not given and (_CHECKOUT / ".git").exists():
+        try:
+            given = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],
+                cwd=_CHECKOUT,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            given = ""
+    return given if _REVISION.fullmatch(given) else "unknown"
+
+
 def version() -> str:
+    """build_info's version: the package's, with the revision as a PEP 440 local part
+    ("0.1.0+1a2b3c4"), so the label changes with every deploy and not only with a release."""
     try:
-        return metadata.version("halobestie-backend")
+        package = metadata.version("halobestie-backend")
     except metadata.PackageNotFoundError:
-        return "dev"
+        package = "dev"
+    return f"{package}+{revision()}"
 
 
 def enable_multiprocess(process: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -42,7 +43,11 @@ def test_dockerfile_shape() -> None:
     assert len(stages) == 2 and "AS build" in stages[0] and "slim" in stages[1]
     assert "ARG PYTHON_VERSION=3.11" in text  # the same minor as requires-python's floor
     assert 'requires-python = ">=3.11"' in (PROJECT_ROOT / "pyproject.toml").read_text()
-    runtime = text.split(stages[1])[1]
+    build, runtime = text.split(stages[0])[1].split(stages[1])[0], text.split(stages[1])[1]
+    # Dependencies only from the lock, every file checked against its hash; the project adds none.
+    assert "pip wheel --require-hashes --wheel-dir /wheels -r requirements.lock" in build
+    assert "pip wheel --no-deps --wheel-dir /wheels ." in build
+    assert "--no-index --no-deps /wheels/*.whl" in runtime and "pip check" in runtime
     assert "--no-index" in runtime and "apt-get" not in runtime and "gcc" not in runtime
     assert "USER 10001:10001" in runtime and "PYTHONDONTWRITEBYTECODE=1" in runtime
     assert 'ENTRYPOINT ["python", "-m", "runtime"]' in runtime and "HEALTHCHECK" in runtime
@@ -57,6 +62,29 @@ def _runtime_env() -> dict[str, str]:
         if line.startswith("ENV "):
             env |= dict(pair.split("=", 1) for pair in shlex.split(line[4:]))
     return env
+
+
+def test_base_images_are_pinned_by_digest_or_say_how() -> None:
+    """Each FROM takes its digest from an ARG: empty (tag only) until someone with registry access
+    reads the digests, and then a real sha256, never anything else."""
+    text = (PROJECT_ROOT / "Dockerfile").read_text()
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert [line.split()[1] for line in froms] == [
+        "python:${PYTHON_VERSION}-bookworm${BUILD_IMAGE_DIGEST}",
+        "python:${PYTHON_VERSION}-slim-bookworm${RUNTIME_IMAGE_DIGEST}",
+    ]
+    for name in ("BUILD_IMAGE_DIGEST", "RUNTIME_IMAGE_DIGEST"):
+        default = re.search(rf'^ARG {name}="(.*)"$', text, re.M)
+        assert default and re.fullmatch(r"(@sha256:[0-9a-f]{64})?", default[1]), name
+    assert "docker buildx imagetools inspect" in text
+
+
+def test_the_build_revision_is_a_build_argument() -> None:
+    text = (PROJECT_ROOT / "Dockerfile").read_text()
+    runtime = text.split("AS runtime", 1)[1]
+    assert "ARG GIT_REVISION=unknown" in runtime and "ENV GIT_REVISION=${GIT_REVISION}" in runtime
+    deploy = (PROJECT_ROOT / "DEPLOY.md").read_text()
+    assert "--build-arg GIT_REVISION=$(git rev-parse --short HEAD)" in deploy
 
 
 def test_the_image_defaults_to_production() -> None:
@@ -94,6 +122,7 @@ def _docker_context(root: Path) -> set[str]:
 def test_dockerignore_keeps_the_context_small_and_secret_free(tmp_path: Path) -> None:
     sent = _docker_context(PROJECT_ROOT)
     assert "pyproject.toml" in sent and "runtime/app.py" in sent and "migrations/0001_app_config.sql" in sent
+    assert "requirements.lock" in sent and "requirements-dev.lock" not in sent
     for forbidden in (".git/", ".env", "tests/", ".dev/", "bench/", "__pycache__", ".mypy_cache/", "deploy/"):
         assert not [s for s in sent if s.startswith(forbidden) or f"/{forbidden}" in s], forbidden
 
@@ -192,22 +221,19 @@ def image_venv() -> Iterator[Path]:
     for rel in sorted(_docker_context(PROJECT_ROOT)):
         (context / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT_ROOT / rel, context / rel)
-    # Like the two stages: wheels built by one interpreter, installed into a fresh venv of the same.
+    # Like the two stages: the lock's wheels (hashes required) and the project's built by one
+    # interpreter, then all of them and nothing else installed into a fresh venv of the same.
     python = _python_for_the_image()
     builder, wheels, venv = work / "build-venv", work / "wheels", work / "venv"
     subprocess.run([python, "-m", "venv", str(builder)], check=True)
-    subprocess.run(
-        [str(builder / "bin/pip"), "wheel", "--quiet", "--wheel-dir", str(wheels), str(context)],
-        check=True,
-        timeout=900,
-    )
+    pip_wheel = [str(builder / "bin/pip"), "wheel", "--quiet", "--wheel-dir", str(wheels)]
+    lock = str(context / "requirements.lock")
+    subprocess.run([*pip_wheel, "--require-hashes", "-r", lock], check=True, timeout=900)
+    subprocess.run([*pip_wheel, "--no-deps", str(context)], check=True, timeout=300)
     subprocess.run([python, "-m", "venv", str(venv)], check=True)
-    ours = sorted(wheels.glob("halobestie_backend-*.whl"))
-    subprocess.run(
-        [str(venv / "bin/pip"), "install", "--quiet", "--no-index", "--find-links", str(wheels), str(ours[0])],
-        check=True,
-        timeout=600,
-    )
+    pip = str(venv / "bin/pip")
+    subprocess.run([pip, "install", "--quiet", "--no-index", "--no-deps", *map(str, wheels.glob("*.whl"))], check=True)
+    subprocess.run([pip, "check"], check=True, timeout=120)
     for path in [work, *work.rglob("*")]:  # readable by anyone, writable by no one: like a read-only image
         if path.is_symlink():
             continue  # chmod would follow it to the interpreter outside the venv
@@ -221,29 +247,31 @@ def image_venv() -> Iterator[Path]:
 
 
 def test_image_contents_hold_every_module_and_migration(image_venv: Path) -> None:
-    out = subprocess.run(
-        [str(image_venv / "bin/python"), "-m", "runtime", "routes"],
-        cwd="/",
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    assert out.stdout.strip().splitlines() == route_table()
-    status = subprocess.run(
-        [str(image_venv / "bin/python"), "-c", "from runtime.migrate import load; print(len(load()))"],
-        cwd="/",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert int(status.stdout) == len(list((PROJECT_ROOT / "migrations").glob("*.sql")))
+    def image_python(*args: str) -> str:
+        # Outside any checkout, with nothing from this shell: GIT_REVISION is not set either.
+        run = subprocess.run(
+            [str(image_venv / "bin/python"), *args],
+            cwd="/",
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": "/usr/bin:/bin"},
+        )
+        return run.stdout.strip()
+
+    assert image_python("-m", "runtime", "routes").splitlines() == route_table()
+    migrations = image_python("-c", "from runtime.migrate import load; print(len(load()))")
+    assert int(migrations) == len(list((PROJECT_ROOT / "migrations").glob("*.sql")))
+    # Built without GIT_REVISION and run outside a checkout: the revision is unknown, never a guess.
+    assert image_python("-c", "from lib.metrics import version; print(version())") == "0.1.0+unknown"
 
 
 def test_image_serves_as_a_non_root_user(image_venv: Path, settings: Settings) -> None:
     nobody = pwd.getpwnam("nobody")
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     env = {
+        "GIT_REVISION": "0123abc",  # what the Dockerfile's ENV holds when built with --build-arg
+        "METRICS_PORT": str(metrics_port),
         "PATH": f"{image_venv}/bin:/usr/bin:/bin",
         "DATABASE_URL": settings.database_url,
         "REDIS_URL": settings.redis_url,
@@ -280,6 +308,8 @@ def test_image_serves_as_a_non_root_user(image_venv: Path, settings: Settings) -
             assert ready.json()["data"]["database"] == "up"
         health = subprocess.run([str(image_venv / "bin/python"), "-m", "runtime.healthcheck"], env=env, cwd="/")
         assert health.returncode == 0
+        scrape = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert 'halobestie_build_info{process="public",version="0.1.0+0123abc"} 1.0' in scrape
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
