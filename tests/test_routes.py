@@ -88,6 +88,7 @@ public GET /api/client/payment-requests/{request_id:uuid} customer functions.cli
 public GET /api/mitra/chat-requests/pending mitra functions.mitra.chat_requests.pending
 public GET /api/mitra/chat-requests/recent mitra functions.mitra.chat_requests.recent
 public GET /api/mitra/chat-requests/{session_id:uuid}/status mitra functions.mitra.chat_requests.status
+public GET /api/mitra/chat/pending mitra functions.mitra.chat.pending
 public GET /api/mitra/me mitra functions.mitra.me
 public GET /api/mitra/sessions/active mitra functions.mitra.sessions.active
 public GET /api/mitra/sessions/history mitra functions.mitra.sessions.history
@@ -95,6 +96,7 @@ public GET /api/mitra/status mitra functions.mitra.status.get
 public GET /api/shared/auth-providers none functions.shared.auth_providers
 public GET /api/shared/chat/{session_id:uuid}/info any_app_user functions.shared.chat.info
 public GET /api/shared/chat/{session_id:uuid}/messages any_app_user functions.shared.chat.messages.list
+public GET /api/shared/config/anonymity none functions.shared.config.anonymity
 public GET /api/shared/support-handles none functions.shared.support_handles
 public GET /health none runtime.probes.health
 public GET /ready none runtime.probes.ready
@@ -114,6 +116,7 @@ public POST /api/client/session/{session_id:uuid}/end customer functions.client.
 public POST /api/client/usp-seen customer functions.client.usp_seen
 public POST /api/mitra/auth/otp/request none functions.mitra.auth.otp.request
 public POST /api/mitra/auth/otp/verify none functions.mitra.auth.otp.verify
+public POST /api/mitra/chat-requests/sessions/{session_id:uuid}/end mitra functions.mitra.chat_requests.sessions.end
 public POST /api/mitra/chat-requests/{session_id:uuid}/accept mitra functions.mitra.chat_requests.accept
 public POST /api/mitra/chat-requests/{session_id:uuid}/decline mitra functions.mitra.chat_requests.decline
 public POST /api/mitra/extensions/{extension_id:uuid}/respond mitra functions.mitra.extensions.respond

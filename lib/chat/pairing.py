@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 import redis
+from psycopg import sql
 
 from lib.chat import events as ev
 from lib.chat.events import ChatEvents
@@ -26,6 +27,7 @@ from lib.config.app import AppConfig
 from lib.db import Conn, Database
 from lib.errors import Conflict, Forbidden, Gone, NotFound
 from lib.metrics import m
+from lib.pagination import Keyset
 from lib.payments.refunds import record_failure
 from lib.presence.availability import find_available_mitras
 from lib.presence.state import live_sessions
@@ -354,18 +356,57 @@ def request_status(db: Database, mitra_id: str, session_id: str) -> dict[str, An
     return {"session_id": session_id, "status": status, "response": row["response"]}
 
 
-def mitra_requests(db: Database, mitra_id: str, *, open_only: bool, position: dict[str, Any]) -> list[dict[str, Any]]:
-    """Requests this mitra was asked to take, newest first: the open ones, or all (recent)."""
-    return db.fetch_all(
-        "SELECT n.id, n.mitra_id, n.session_id, n.notified_at, n.status AS response, s.request_type, s.mode, "
-        "s.duration_minutes, s.topic_sensitivity, s.search_expires_at, c.display_name AS customer_name "
-        "FROM chat_request_notifications n JOIN chat_sessions s ON s.id = n.session_id "
-        "JOIN customers c ON c.id = s.customer_id WHERE n.mitra_id = %(m)s "
-        "AND (NOT %(open)s OR (n.status = 'notified' AND s.status = 'searching')) "
+# A request as its mitra lists it; open = asked, unanswered, and the search still on.
+_REQUEST_COLUMNS = sql.SQL(
+    "n.id, n.mitra_id, n.session_id, n.notified_at, n.status AS response, s.request_type, s.mode, "
+    "s.duration_minutes, s.topic_sensitivity, s.search_expires_at, c.display_name AS customer_name"
+)
+_REQUESTS_OF = sql.SQL(
+    "FROM chat_request_notifications n JOIN chat_sessions s ON s.id = n.session_id "
+    "JOIN customers c ON c.id = s.customer_id WHERE n.mitra_id = %(m)s"
+)
+_OPEN_REQUEST = sql.SQL("(n.status = 'notified' AND s.status = 'searching')")
+_REQUESTS = (
+    sql.SQL(
+        "SELECT {cols} {frm} AND (NOT %(open)s OR {open}) "
         "AND (%(k0)s::timestamptz IS NULL OR (n.notified_at, n.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY n.notified_at DESC, n.id DESC LIMIT %(n)s",
-        {"m": mitra_id, "open": open_only, **position},
+        "ORDER BY n.notified_at DESC, n.id DESC LIMIT %(n)s"
     )
+    .format(cols=_REQUEST_COLUMNS, frm=_REQUESTS_OF, open=_OPEN_REQUEST)
+    .as_bytes(None)
+)
+
+
+def mitra_requests(db: Database, mitra_id: str, *, open_only: bool, position: dict[str, Any]) -> list[dict[str, Any]]:
+    """Requests this mitra was asked to take, newest first: the open ones, or all."""
+    return db.fetch_all(_REQUESTS, {"m": mitra_id, "open": open_only, **position})
+
+
+# The recent list as the original ordered it (issue 26): requests still open to the mitra first, then
+# the rest, each newest first. `open_first` (1, then 0) leads the keyset, so a cursor knows which part
+# it stopped in. Each part is its own walk of the mitra's notifications index, cut at one page: the
+# open part is a handful of rows, and the rest is never sorted whole.
+RECENT_ORDER = Keyset(("open_first", "int"), ("notified_at", "time"), ("id", "int"))
+_RECENT = (
+    sql.SQL(
+        "(SELECT {cols}, 1 AS open_first {frm} AND {open} "
+        "AND (%(k0)s::int IS NULL OR (%(k0)s::int = 1 AND (n.notified_at, n.id) < (%(k1)s, %(k2)s))) "
+        "ORDER BY n.notified_at DESC, n.id DESC LIMIT %(n)s) "
+        "UNION ALL "
+        "(SELECT {cols}, 0 AS open_first {frm} AND NOT {open} "
+        "AND (%(k0)s::int IS DISTINCT FROM 0 OR (n.notified_at, n.id) < (%(k1)s, %(k2)s)) "
+        "ORDER BY n.notified_at DESC, n.id DESC LIMIT %(n)s) "
+        "ORDER BY open_first DESC, notified_at DESC, id DESC LIMIT %(n)s"
+    )
+    .format(cols=_REQUEST_COLUMNS, frm=_REQUESTS_OF, open=_OPEN_REQUEST)
+    .as_bytes(None)
+)
+
+
+def mitra_recent_requests(db: Database, mitra_id: str, position: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every request this mitra was asked to take, the open ones first; `position` is
+    RECENT_ORDER.params(query)."""
+    return db.fetch_all(_RECENT, {"m": mitra_id, **position})
 
 
 # --- the customer's side -----------------------------------------------------------------------

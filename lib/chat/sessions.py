@@ -4,7 +4,7 @@ only their own, a mitra only the sessions it holds (after a reroute, no longer t
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import sql
 
@@ -116,11 +116,25 @@ def live_of(db: Database, user_type: str, user_id: str, position: dict[str, Any]
     return db.fetch_all(_live_query(user_type), {"user": user_id, "reader": user_type, **(position or _ALL)})
 
 
-def history_of(db: Database, user_type: str, user_id: str, position: dict[str, Any]) -> list[dict[str, Any]]:
-    """Closing and completed sessions, newest first; `position` is NEWEST.params(query)."""
+# The customer's history reads by when each session ended (issue 26: the original's order), newest
+# first. A closing or completed session always has ended_at; the fallbacks only keep the sort key
+# non-null (a keyset cursor cannot hold a NULL) for rows written some other way.
+ENDED_ORDER = Keyset(("history_at", "time"), ("id", "uuid"))
+_HISTORY_KEYS = {
+    "created": sql.SQL("s.created_at"),
+    "ended": sql.SQL("COALESCE(s.ended_at, s.completed_at, s.created_at)"),
+}
+
+
+def history_of(
+    db: Database, user_type: str, user_id: str, position: dict[str, Any], *, by: Literal["created", "ended"] = "created"
+) -> list[dict[str, Any]]:
+    """Closing and completed sessions, newest first by creation (`position` is NEWEST.params) or,
+    with `by="ended"`, by when they ended (`position` is ENDED_ORDER.params)."""
+    key = _HISTORY_KEYS[by]
     query = sql.SQL(
-        "{select} WHERE s.{party} = %(user)s AND s.status IN ('closing', 'completed') "
-        "AND (%(k0)s::timestamptz IS NULL OR (s.created_at, s.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY s.created_at DESC, s.id DESC LIMIT %(n)s"
-    ).format(select=SELECT, party=sql.Identifier(party_column(user_type)))
+        "SELECT {cols}, {key} AS history_at {frm} WHERE s.{party} = %(user)s AND s.status IN ('closing', 'completed') "
+        "AND (%(k0)s::timestamptz IS NULL OR ({key}, s.id) < (%(k0)s, %(k1)s)) "
+        "ORDER BY {key} DESC, s.id DESC LIMIT %(n)s"
+    ).format(cols=COLUMNS, key=key, frm=FROM, party=sql.Identifier(party_column(user_type)))
     return db.fetch_all(query, {"user": user_id, **position})

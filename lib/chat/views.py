@@ -80,12 +80,16 @@ def kept_active(changes: Changes, db: Database) -> Kept[dict[str, Any]]:
 def besties(
     db: Database, valkey: redis.Redis, config: AppConfig, customer_id: str, query: dict[str, Any]
 ) -> dict[str, Any]:
-    """The mitras this customer has talked to, most recent first, and whether each could take a
-    targeted request ("curhat lagi") right now."""
+    """The mitras this customer has talked to, most recent first: `is_online`, the online flag the
+    app reads (the mitra's own online state, as in the Mitra document), and `available`, whether it
+    could take a targeted request ("curhat lagi") right now (online, fresh heartbeat, a free slot);
+    `available` stays because it shipped in this list's contract."""
     rows = db.fetch_all(
-        "SELECT * FROM (SELECT m.id, m.display_name, count(*) AS sessions, max(s.started_at) AS last_session_at "
+        "SELECT b.*, COALESCE(o.is_online, false) AND b.is_active AS is_online FROM (SELECT m.id, m.display_name, "
+        "m.is_active, count(*) AS sessions, max(s.started_at) AS last_session_at "
         "FROM chat_sessions s JOIN mitras m ON m.id = s.mitra_id "
         "WHERE s.customer_id = %(c)s AND s.started_at IS NOT NULL GROUP BY m.id) b "
+        "LEFT JOIN mitra_online_status o ON o.mitra_id = b.id "
         "WHERE (%(k0)s::timestamptz IS NULL OR (b.last_session_at, b.id) < (%(k0)s, %(k1)s)) "
         "ORDER BY b.last_session_at DESC, b.id DESC LIMIT %(n)s",
         {"c": customer_id, **BESTIES_ORDER.params(query)},
@@ -99,6 +103,7 @@ def besties(
             "display_name": r["display_name"],
             "sessions": r["sessions"],
             "last_session_at": r["last_session_at"],
+            "is_online": r["is_online"],
             "available": str(r["id"]) in available,
         },
     )

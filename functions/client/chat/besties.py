@@ -1,4 +1,4 @@
-"""The Besties this customer has talked to, and whether each can take a "curhat lagi" now."""
+"""The Besties this customer has talked to, each with is_online (the online flag) and available (can take a "curhat lagi" now)."""
 
 from typing import Any
 

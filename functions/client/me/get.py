@@ -1,4 +1,4 @@
-"""The signed-in customer's profile, with the account it belongs to, whether it has consulted before, and its linked identities."""
+"""The signed-in customer's profile, with account_belongs_to, has_consulted and linked_identities."""
 
 from typing import Any
 

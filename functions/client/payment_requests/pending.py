@@ -1,4 +1,4 @@
-"""The customer's pending, unexpired payment requests, newest first, each with its kind and its Bestie's call name."""
+"""The customer's pending, unexpired payment requests, newest first, each with kind (session|extension) and mitra_call_name."""
 
 from typing import Any
 

@@ -1,18 +1,17 @@
-"""Every request this Bestie was asked to take, newest first, with its answer."""
+"""Every request this Bestie was asked to take, the ones still open first, then newest first, with its answer."""
 
 from typing import Any
 
 import falcon
 
-from lib.chat.pairing import mitra_requests, request_doc
+from lib.chat.pairing import RECENT_ORDER, mitra_recent_requests, request_doc
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.pagination import Keyset, PageQuery
+from lib.pagination import PageQuery
 
-ORDER = Keyset(("notified_at", "time"), ("id", "int"))
 ENDPOINT = Endpoint(method="GET", route="/api/mitra/chat-requests/recent", auth=Auth.MITRA, query=PageQuery)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    rows = mitra_requests(ctx.services.db, ctx.principal.user_id, open_only=False, position=ORDER.params(ctx.query))
-    return ORDER.page(rows, ctx.query["limit"], lambda r: {**request_doc(r), "response": r["response"]})
+    rows = mitra_recent_requests(ctx.services.db, ctx.principal.user_id, RECENT_ORDER.params(ctx.query))
+    return RECENT_ORDER.page(rows, ctx.query["limit"], lambda r: {**request_doc(r), "response": r["response"]})
