@@ -385,7 +385,9 @@ def mitra_requests(db: Database, mitra_id: str, *, open_only: bool, position: di
 # The recent list as the original ordered it (issue 26): requests still open to the mitra first, then
 # the rest, each newest first. `open_first` (1, then 0) leads the keyset, so a cursor knows which part
 # it stopped in. Each part is its own walk of the mitra's notifications index, cut at one page: the
-# open part is a handful of rows, and the rest is never sorted whole.
+# open part is a handful of rows, and the rest is never sorted whole. A request answered or taken
+# between two pages moves to the second part and may be listed again there (its session_id is the
+# same); nothing is skipped, since a request never moves back to the open part.
 RECENT_ORDER = Keyset(("open_first", "int"), ("notified_at", "time"), ("id", "int"))
 _RECENT = (
     sql.SQL(
