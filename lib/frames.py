@@ -21,6 +21,7 @@ from lib.services import Services
 
 MAX_FRAME_BYTES = 16 * 1024  # a client frame: a 4000-character message in JSON, with room to spare
 MEMO_SECONDS = 3.0  # how long a socket trusts its last read of its session (SessionMemo)
+TYPING_RELAY_SECONDS = 1.0  # a socket's `typing` reaches the other party at most once this long
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,6 +42,17 @@ class SessionMemo:
     row: dict[str, Any] | None = None
     until: float = 0.0
     generation: int = 0
+    typing_relayed: float = -TYPING_RELAY_SECONDS
+
+    def typing_due(self) -> bool:
+        """Whether a `typing` frame now is relayed: apps show the indicator for seconds after the
+        last one, so one a second says all a storm of them would, at a publish and a delivery less
+        per frame."""
+        now = time.monotonic()
+        if now - self.typing_relayed < TYPING_RELAY_SECONDS:
+            return False
+        self.typing_relayed = now
+        return True
 
     def get(self, load: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         now = time.monotonic()
@@ -56,6 +68,7 @@ class SessionMemo:
     def forget(self) -> None:
         self.generation += 1
         self.row = None
+        self.typing_relayed = -TYPING_RELAY_SECONDS  # a new mitra (a reroute) hears the next one
 
 
 @dataclass(slots=True)

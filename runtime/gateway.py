@@ -67,6 +67,11 @@ TOO_MANY_SOCKETS = 4429  # the user opened one socket more than WS_SOCKETS_PER_U
 TRY_AGAIN = 1013  # the session could not be checked (the database is briefly away): reconnect shortly
 
 QUIET_SECONDS = 1.0  # a socket over its frame rate hears RATE_LIMITED at most once this long
+# A frame answered with an `error` costs its socket this many frames' time: the socket is not read
+# for REFUSED_FRAME_COST / WS_FRAMES_PER_SECOND seconds (half a second by default). An app meets an
+# error now and then; a hostile socket with every other frame, and its junk then costs a parse and
+# an answer twice a second instead of at the full frame rate (make bench-realtime, docs/limits.md).
+REFUSED_FRAME_COST = 10
 CHATTER = frozenset({"message.new", "message.status", "typing"})  # events that leave a session as it was
 
 
@@ -356,10 +361,14 @@ class Gateway:
                     continue
                 if text is None:
                     self._refuse(conn, "text_only", {"code": "TEXT_ONLY"})
+                    refused = True
                 elif len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
                     self.close_soon(conn, TOO_BIG, "frame too large")
+                    refused = False
                 else:
-                    await self._handle(conn, text)
+                    refused = await self._handle(conn, text)
+                if refused:
+                    await asyncio.sleep(REFUSED_FRAME_COST / self.frames_per_second)
         except (falcon.WebSocketDisconnected, RuntimeError, OSError):
             pass
         finally:
@@ -435,31 +444,33 @@ class Gateway:
         m().frames_refused.labels(reason).inc()
         self.enqueue(conn, server_frame("error", error))
 
-    async def _handle(self, conn: Connection, text: str) -> None:
+    async def _handle(self, conn: Connection, text: str) -> bool:
+        """Handle one frame; True when it was refused (answered with an `error` of the client's
+        making: not INTERNAL_ERROR, which is ours)."""
         try:
             raw = parse_json(text)  # the rules every REST body follows (lib/inputs.py)
         except ValidationFailed as exc:  # text PostgreSQL cannot store, a number beyond 64 bits
             error = {"code": exc.code, "type": _type_of_parsed(text), "fields": scrub(exc.details.get("fields", {}))}
             self._refuse(conn, "invalid", error)
-            return
+            return True
         except ApiError as exc:  # not JSON, or nested too deep
             self._refuse(conn, "malformed", {"code": "BAD_FRAME", "message": exc.message})
-            return
+            return True
         kind = raw.get("type") if isinstance(raw, dict) else None
         module = self.frames.get(kind) if isinstance(kind, str) else None
         if module is None:
             self._refuse(
                 conn, "unknown_type", {"code": "UNKNOWN_TYPE", "type": kind if isinstance(kind, str) else None}
             )
-            return
+            return True
         if module.frame.needs_session and conn.session_id is None:
             self._refuse(conn, "no_session", {"code": "NO_SESSION", "type": kind})
-            return
+            return True
         try:
             body = module.schema.load(raw) if module.schema else {}
         except marshmallow.ValidationError as exc:
             self._refuse(conn, "invalid", {"code": "VALIDATION_ERROR", "type": kind, "fields": scrub(exc.messages)})
-            return
+            return True
         ctx = FrameCtx(self.services, conn.principal, conn.session_id, body, memo=conn.memo)
         try:
             if module.batched:
@@ -468,7 +479,7 @@ class Gateway:
                     raise reply
                 if reply is FAILED:
                     self.enqueue(conn, server_frame("error", {"code": "INTERNAL_ERROR", "type": kind}))
-                    return
+                    return False
             elif module.frame.blocking:
                 reply = await self.blocking(module.module.handle, ctx)
             else:
@@ -478,13 +489,14 @@ class Gateway:
             self.enqueue(
                 conn, server_frame("error", {**details, "code": exc.code, "message": exc.message, "type": kind})
             )
-            return
+            return True
         except Exception:
             log.exception("frame %s failed", kind)
             self.enqueue(conn, server_frame("error", {"code": "INTERNAL_ERROR", "type": kind}))
-            return
+            return False
         if reply is not None:
             self.enqueue(conn, server_frame(reply["type"], reply["data"]))
+        return False
 
     # --- sending ------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lib.chat.messages import Quota, send
 from lib.config.env import Settings
 from lib.errors import RateLimited
+from lib.frames import TYPING_RELAY_SECONDS
 from lib.principal import Principal
 from lib.services import Services
 from runtime.gateway import Gateway
@@ -104,6 +105,23 @@ def _fresh_window() -> None:
         time.sleep(60.5 - into)
 
 
+def test_a_refused_frame_costs_its_socket_ten_frames_time_and_drops_nothing(settings: Settings, chat: Chat) -> None:
+    """Junk is answered, but the socket is then not read for 10 / WS_FRAMES_PER_SECOND seconds: a
+    hostile socket's junk costs the gateway a parse twice a second, not at the full frame rate
+    (runtime/gateway.py, REFUSED_FRAME_COST). Nothing sent meanwhile is dropped."""
+    customer = chat.customer()
+    with gateway(settings, WS_FRAMES_PER_SECOND="20") as (url, _), socket(url, customer["access_token"]) as me:
+        _ok(me)
+        started = time.monotonic()
+        for n in range(4):
+            me.send({"type": f"nope-{n}"})
+        me.send({"type": "ping"})
+        codes = [me.next()["data"].get("code") for _ in range(4)]
+        assert codes == ["UNKNOWN_TYPE"] * 4
+        assert me.next()["type"] == "pong"  # read after the pauses, not dropped as over the rate
+        assert time.monotonic() - started >= 4 * 10 / 20  # never sooner: four pauses of half a second
+
+
 def test_messages_per_minute_count_rest_and_socket_together(settings: Settings, chat: Chat) -> None:
     customer, _, mitra_token, session_id = chat.paired()
     s = chat.pay
@@ -167,12 +185,18 @@ def test_typing_needs_no_query_per_frame_and_follows_a_reroute(settings: Setting
             _ok(client)
         me.send({"type": "typing"})
         assert _typing_heard(first)["sender_type"] == "customer"
+        for _ in range(5):  # a storm within the second: the other party has heard all it says
+            me.send({"type": "typing"})
+        time.sleep(TYPING_RELAY_SECONDS)
         with psycopg.connect(chat.pay.db.dsn) as holder:
             # Nobody can read the session table now; a typing frame that queried it would wait.
             holder.execute("LOCK TABLE chat_sessions IN ACCESS EXCLUSIVE MODE")
             me.send({"type": "typing"})
             assert _typing_heard(first)["session_id"] == session_id
             holder.rollback()
+        me.send({"type": "message.send", "client_message_id": "penanda", "content": "halo"})
+        first.until("message.new")
+        assert [f["type"] for f in first.seen].count("typing") == 2  # the first, and the one a second later
         moved = chat.cc.simulate_post(
             f"/internal/sessions/{session_id}/reroute",
             headers=bearer(chat.admin()),
