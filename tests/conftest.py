@@ -25,6 +25,7 @@ from runtime import migrate
 from runtime.app import create_app
 from runtime.container import build_services
 from runtime.embedded import DEV_DIR, EmbeddedPostgres, EmbeddedValkey
+from tests.claims import claim_dir, claim_valkey_db
 
 pytest_plugins = ["tests.payflow", "tests.chatflow"]  # payment fixtures and the chat harness
 
@@ -32,8 +33,9 @@ TEST_SECRET = "test-only-secret-7Qx2vK9pLm4Rt8Wz3Nc6Yb1Hd5Jf0Gs"
 # pytest-xdist workers (gw0, gw1, ...) each get their own Valkey database and embedded servers;
 # PostgreSQL needs nothing: every test clones its own database.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-# Counting down from 15 keeps tests off database 0, which a dev service on the same server uses.
-TEST_VALKEY_DB = 15 - int(WORKER.removeprefix("gw") or 0) % 15
+# Counting down from 15 keeps tests off database 0, which a dev service on the same server uses;
+# a number another run on this machine holds is skipped (tests/claims.py).
+PREFERRED_VALKEY_DB = 15 - int(WORKER.removeprefix("gw") or 0) % 15
 CC_ORIGIN = "https://cc.halobestie.test"
 CC_PASSWORD = "correct horse battery staple"
 _CC_HASH = bcrypt.hashpw(CC_PASSWORD.encode(), bcrypt.gensalt(12)).decode()  # once: bcrypt 12 is slow
@@ -41,24 +43,34 @@ _CC_HASH = bcrypt.hashpw(CC_PASSWORD.encode(), bcrypt.gensalt(12)).decode()  # o
 
 @pytest.fixture(scope="session")
 def server_urls() -> Iterator[tuple[str, str]]:
-    """(PostgreSQL admin DSN, Valkey URL): the given servers, or embedded ones under .dev/."""
+    """(PostgreSQL admin DSN, Valkey URL): the given servers, or embedded ones under .dev/. Each is
+    this worker's alone while the run lasts, whatever other runs this machine has going."""
     stoppers = []
+    claims = []
     pg_url = os.environ.get("DATABASE_URL", "")
     if not pg_url:
-        pg = EmbeddedPostgres(DEV_DIR / f"test-pg-{WORKER}")
+        pg_dir, held = claim_dir(DEV_DIR / f"test-pg-{WORKER}")
+        claims.append(held)
+        pg = EmbeddedPostgres(pg_dir)
         pg_url = pg.url("postgres")
         stoppers.append(pg.stop)
     valkey_url = os.environ.get("REDIS_URL", "")
     if not valkey_url:
-        vk = EmbeddedValkey(DEV_DIR / f"test-valkey-{WORKER}")
+        valkey_dir, held = claim_dir(DEV_DIR / f"test-valkey-{WORKER}")
+        claims.append(held)
+        vk = EmbeddedValkey(valkey_dir)
         valkey_url = vk.url
         stoppers.append(vk.stop)
-    # Always the dedicated database number, whatever the URL says.
+    # Always a database number of our own, whatever the URL says.
     base, _, last = valkey_url.rstrip("/").rpartition("/")
-    valkey_url = f"{base}/{TEST_VALKEY_DB}" if last.isdigit() else f"{valkey_url.rstrip('/')}/{TEST_VALKEY_DB}"
-    yield pg_url, valkey_url
+    base = base if last.isdigit() else valkey_url.rstrip("/")
+    number, held = claim_valkey_db(base, PREFERRED_VALKEY_DB)
+    claims.append(held)
+    yield pg_url, f"{base}/{number}"
     for stop in reversed(stoppers):
         stop()
+    for held in claims:
+        held.close()
 
 
 def dsn_for(admin_dsn: str, dbname: str) -> str:
