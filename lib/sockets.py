@@ -60,6 +60,11 @@ def forget_many(valkey: redis.Redis, entries: Iterable[tuple[str, str]]) -> None
     pipe.execute()
 
 
+def any_live(valkey: redis.Redis, user_type: str, user_id: str) -> bool:
+    """Whether the user has a live socket on any gateway process."""
+    return bool(valkey.zcount(key(user_type, user_id), time.time(), "+inf"))
+
+
 def covered(valkey: redis.Redis, user_type: str, user_id: str, session_id: str | None) -> bool:
     """Whether a live socket of this user would carry an event of `session_id`: a general
     socket carries every event, a session socket that session's."""

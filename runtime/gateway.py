@@ -49,6 +49,7 @@ from lib.errors import ApiError, ValidationFailed
 from lib.frames import MAX_FRAME_BYTES, Frame, FrameCtx, SessionMemo
 from lib.inputs import parse_json, safe_name, scrub
 from lib.metrics import m
+from lib.presence import state as presence
 from lib.principal import Principal
 from lib.services import Services
 from lib.valkey import VALKEY_ERRORS, valkey_failed
@@ -579,11 +580,32 @@ class Gateway:
             key, session_id = conn.presence
             self.spawn(self._presence(sockets.forget, key, sockets.member(self.process_id, session_id)))
         if not group:
+            if conn.principal.user_type == "mitra" and not self.stopping:
+                self.spawn(self._offline_unless_back(conn.principal.user_id))
             self.by_user.pop(conn.user, None)
             handler = self._bus_handlers.pop(conn.user, None)
             self._listening.pop(conn.user, None)
             if handler is not None:
                 self.services.bus.unsubscribe(user_channel(*conn.user), handler)
+
+    async def _offline_unless_back(self, mitra_id: str) -> None:
+        """A mitra's last socket here closed: after mitra_disconnect_grace_seconds (so a reconnect
+        does not flap), offline unless a socket of theirs is live on any gateway (docs/chat.md).
+        A stop skips it (the apps reconnect elsewhere); a process that dies meanwhile leaves it to
+        the stale sweep."""
+        s = self.services
+        try:
+            grace = await self.blocking(s.config.int, "mitra_disconnect_grace_seconds")
+            if grace <= 0:
+                return
+            await asyncio.sleep(grace)
+            if self.stopping or ("mitra", mitra_id) in self.by_user:
+                return
+            await self.blocking(presence.offline_when_gone, s.db, s.valkey, mitra_id)
+        except VALKEY_ERRORS:
+            valkey_failed("gateway")  # unknown who is connected: the stale sweep decides
+        except ApiError as exc:  # the database is briefly away: the same
+            log.warning("a disconnected mitra's presence was not updated: %s", exc.code)
 
     def _bus_handler(self, user: tuple[str, str]) -> Callable[[str], None]:
         return lambda message: self._threadsafe(self.deliver, user, message)

@@ -30,6 +30,7 @@ from lib.payments.closures import expire_pending
 from lib.payments.gateway import Gateway
 from lib.payments.refunds import EXTENSION_NOT_APPLIED
 from lib.payments.requests import open_invoice
+from lib.presence.state import reachable
 from lib.pricing import quote
 from lib.principal import Principal
 
@@ -270,12 +271,19 @@ def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: Cha
     decided: list[str] = []
 
     def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
-        if _decide(conn, outbox, config, str(row["id"]), approve, "auto_approve" if approve else "auto_reject"):
+        # The offline safeguard: a default of approving does not charge the customer for more
+        # minutes with a listener who is gone (no socket, no recent heartbeat).
+        yes = approve and (row["mitra_id"] is None or reachable(conn, valkey, config, str(row["mitra_id"])))
+        if _decide(conn, outbox, config, str(row["id"]), yes, "auto_approve" if yes else "auto_reject"):
             decided.append(str(row["id"]))
+            if approve and not yes:
+                log.info("extension %s auto-rejected: its mitra is not reachable", row["id"])
 
     claim = (
-        "SELECT id, clock_timestamp() - expires_at AS lateness FROM session_extensions "
-        "WHERE status = 'pending' AND expires_at <= now() ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+        "SELECT e.id, s.mitra_id, clock_timestamp() - e.expires_at AS lateness "
+        "FROM session_extensions e JOIN chat_sessions s ON s.id = e.session_id "
+        "WHERE e.status = 'pending' AND e.expires_at <= now() ORDER BY e.expires_at LIMIT %(n)s "
+        "FOR UPDATE OF e SKIP LOCKED"
     )
     fire_due(db, valkey, events, "extension_decision", claim, fire, limit)
     return decided

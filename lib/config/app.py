@@ -69,6 +69,7 @@ KEYS: dict[str, Key] = {
     for k in (
         Key("max_customers_per_mitra", "int", 3, 1, 20),
         Key("mitra_stale_after_seconds", "int", 45, 1, 3600),
+        Key("mitra_disconnect_grace_seconds", "int", 15, 0, 600),
         Key("require_ping", "bool", True),
         Key("pairing_blast_timeout_seconds", "int", 60, 10, 600),
         Key("returning_chat_confirmation_timeout_seconds", "int", 20, 5, 300),

@@ -10,6 +10,7 @@ from typing import Any
 import redis
 from psycopg import sql
 
+from lib import sockets
 from lib.chat.states import LIVE, in_states
 from lib.config.app import AppConfig
 from lib.db import Conn, Database
@@ -135,3 +136,31 @@ def sweep_stale(db: Database, valkey: redis.Redis, config: AppConfig) -> list[st
         except VALKEY_ERRORS:
             valkey_failed("presence")
     return ids
+
+
+def offline_when_gone(db: Database, valkey: redis.Redis, mitra_id: str) -> bool:
+    """A mitra whose last socket closed a grace ago (runtime/gateway.py) goes offline unless a
+    socket of theirs is back on any gateway: the original set a mitra offline when its app
+    disconnected, not a stale sweep later. Valkey away raises: the stale sweep decides instead."""
+    if sockets.any_live(valkey, "mitra", mitra_id):
+        return False
+    changed = set_online(db, valkey, mitra_id, False, reason="socket_closed")
+    if changed:
+        log.info("a mitra went offline: its last socket closed")
+    return changed
+
+
+def reachable(conn: Conn, valkey: redis.Redis, config: AppConfig, mitra_id: str) -> bool:
+    """Whether the mitra can still hear the customer: a live socket on any gateway, or online with
+    a heartbeat within mitra_stale_after_seconds (what counts when Valkey cannot say)."""
+    try:
+        if sockets.any_live(valkey, "mitra", mitra_id):
+            return True
+    except VALKEY_ERRORS:
+        valkey_failed("presence")
+    row = conn.execute(
+        "SELECT is_online AND COALESCE(last_heartbeat_at, changed_at) >= now() - make_interval(secs => %(s)s) AS fresh "
+        "FROM mitra_online_status WHERE mitra_id = %(m)s",
+        {"m": mitra_id, "s": config.int("mitra_stale_after_seconds")},
+    ).fetchone()
+    return bool(row and row["fresh"])

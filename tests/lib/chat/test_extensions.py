@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+from lib import sockets
 from lib.chat.extensions import decide_due
 from lib.clock import utcnow
 from lib.jobs import JobCtx
@@ -145,6 +146,35 @@ def test_the_default_action_decides_at_the_deadline(chat: Chat) -> None:
     assert late is not None
     send_callback(chat.app, paid_body({"id": str(late["id"]), "amount": late["amount"]}))
     assert chat.pay.db.fetch_one("SELECT cause FROM pairing_failures") == {"cause": "EXTENSION_NOT_APPLIED"}
+
+
+def test_the_offline_safeguard_does_not_approve_for_a_mitra_who_is_gone(chat: Chat) -> None:
+    """The default approves, but not for a listener with no socket and no recent heartbeat: the
+    extension is rejected (the customer is not charged) and the chat moves to its goodbyes. A
+    mitra with a live socket counts as reachable even when marked offline."""
+    customer, gone, _, session_id = chat.paired()
+    _extend(chat, customer, session_id)
+    chat.pay.db.execute(
+        "UPDATE mitra_online_status SET last_heartbeat_at = now() - interval '10 minutes', "
+        "changed_at = now() - interval '10 minutes' WHERE mitra_id = %(m)s",
+        {"m": gone["id"]},
+    )
+    chat.pay.db.execute("UPDATE session_extensions SET expires_at = now() - interval '1 second'")
+    chat.tick()
+    row = chat.pay.db.fetch_one("SELECT status, decided_by, payment_request_id FROM session_extensions")
+    assert row == {"status": "rejected", "decided_by": "auto_reject", "payment_request_id": None}
+    assert chat.status(session_id) == "closing"
+
+    other, here, _, other_session = chat.paired()
+    chat.pay.db.execute("UPDATE mitra_online_status SET is_online = false WHERE mitra_id = %(m)s", {"m": here["id"]})
+    sockets.announce(chat.pay.valkey, [(sockets.key("mitra", str(here["id"])), sockets.member("gw", other_session))])
+    ext = _extend(chat, other, other_session)
+    chat.pay.db.execute(
+        "UPDATE session_extensions SET expires_at = now() - interval '1 second' WHERE id = %(e)s", {"e": ext["id"]}
+    )
+    chat.tick()
+    row = chat.pay.db.fetch_one("SELECT decided_by FROM session_extensions WHERE id = %(e)s", {"e": ext["id"]})
+    assert row == {"decided_by": "auto_approve"}
 
 
 def test_auto_reject_with_no_time_left_closes_the_session(chat: Chat) -> None:

@@ -18,6 +18,7 @@ from tests.conftest import bearer
 GOOD: dict[str, Any] = {
     "max_customers_per_mitra": 5,
     "mitra_stale_after_seconds": 90,
+    "mitra_disconnect_grace_seconds": 30,
     "require_ping": False,
     "pairing_blast_timeout_seconds": 120,
     "returning_chat_confirmation_timeout_seconds": 30,
