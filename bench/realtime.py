@@ -4,6 +4,7 @@ under attack.
     make bench-realtime                                   # 10,000 idle, 1,000 pairs at 1 msg/s, 100 hostile
     make bench-realtime BENCH_ARGS="--idle 2000 --pairs 200 --attack 20"
     make bench-realtime BENCH_ARGS="--attack 0"           # no attacked run
+    make bench-realtime BENCH_ARGS="--no-peer"            # without the Node gateway peer
 
 Serves `runtime.realtime:app` under its production gunicorn config (WEB_CONCURRENCY=2: one gateway
 process pair) and drives it from one asyncio client process on the same machine. Figures: memory
@@ -17,6 +18,10 @@ Printed: the honest latency of both runs side by side and their ratio, what the 
 answered, and whether an honest message was lost; PASS/FAIL against the targets of issue 22
 (under-attack p99 within 1.5x of the quiet p99, and under 50 ms). Nothing is asserted: the machine
 is shared and noisy, so compare the figures of one run only.
+
+Last, with Node installed, the idle and quiet phases again against bench/peer/gateway.js, the
+original's stack (Fastify 5, @fastify/websocket, pg, ioredis, node:crypto) doing our gateway's work
+per socket and per message on the same PostgreSQL and Valkey, and the ratios ours/Node (issue 24).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.attack import Attack, Tally  # noqa: E402
-from bench.run import free_port, servers  # noqa: E402
+from bench.run import PEER_DIR, free_port, node_peer_env, node_peer_ready, servers  # noqa: E402
 from lib.auth.sessions import start_session  # noqa: E402
 from lib.auth.tokens import issue_access_token  # noqa: E402
 
@@ -118,6 +123,56 @@ def gateway(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def peer_gateway(env: dict[str, str]) -> Iterator[tuple[str, list[int]] | None]:
+    """bench/peer/gateway.js (the original's stack doing our gateway's work, two processes): its
+    URL and its processes, or None without Node."""
+    node = node_peer_ready()
+    if node is None:
+        yield None
+        return
+    port = free_port()
+    proc = subprocess.Popen(
+        [node, "gateway.js"], cwd=PEER_DIR, env=node_peer_env(env, port), stdout=subprocess.DEVNULL, stderr=None
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("the Node gateway peer did not start") from None
+                time.sleep(0.1)
+        time.sleep(0.5)  # both workers listening
+        yield f"ws://127.0.0.1:{port}/api/shared/ws", [proc.pid, *workers_of(proc.pid)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def print_peer(ours: tuple[dict[str, Any], dict[str, Any]], peer: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Ours against the Node peer, same work, same run: ratios over 1.0 are ours costing more."""
+    rows = [
+        ("memory per idle socket (KB)", ours[0]["kb_per_socket"], peer[0]["kb_per_socket"]),
+        ("sockets opened per second", ours[0]["opened_per_second"], peer[0]["opened_per_second"]),
+        ("gateway CPU per message (ms)", ours[1]["gateway_cpu_ms_per_message"], peer[1]["gateway_cpu_ms_per_message"]),
+        ("send -> other party p50 (ms)", ours[1]["p50_ms"], peer[1]["p50_ms"]),
+        ("send -> other party p99 (ms)", ours[1]["p99_ms"], peer[1]["p99_ms"]),
+    ]
+    print("\nagainst the Node gateway peer (bench/peer/gateway.js: Fastify 5, @fastify/websocket, pg, ioredis):")
+    print("                                       ours      Node    ours/Node")
+    for name, mine, theirs in rows:
+        ratio = mine / theirs if theirs else math.inf
+        print(f"  {name:30s} {mine:9.2f} {theirs:9.2f}    {ratio:5.2f}x")
+    lost = peer[1]["sent"] - peer[1]["received"]
+    print(f"  (the peer's run: {peer[1]['sent']} sent, {lost} not received; opened/s: higher is better)")
 
 
 def workers_of(master: int) -> list[int]:
@@ -374,6 +429,12 @@ def main() -> None:
         default=100,
         help="hostile sockets flooding beside a second set of pairs, after the quiet run (0: no attacked run)",
     )
+    parser.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the idle and quiet phases against the Node gateway peer and print the ratios",
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -405,6 +466,8 @@ def main() -> None:
         pairs = make_pairs(db_url, secret, args.pairs, args.per_mitra)
         attacked_pairs = make_pairs(db_url, secret, args.pairs, args.per_mitra) if args.attack else []
         hostile = hostile_logins(db_url, secret, args.attack, args.per_mitra) if args.attack else []
+        peer_users = tokens(db_url, secret, "customer", args.idle) if args.peer else []
+        peer_pairs = make_pairs(db_url, secret, args.pairs, args.per_mitra) if args.peer else []
         with gateway(env) as (url, proc):
             time.sleep(1)
             pids = workers_of(proc.pid)
@@ -417,6 +480,15 @@ def main() -> None:
                 before = gateway_counts(metrics_port)
                 attacked = asyncio.run(active_phase(url, attacked_pairs, args.seconds, args.rate, pids, attack))
                 attacked["gateway"] = gateway_counts(metrics_port) - before
+        peer = None
+        if args.peer:
+            with peer_gateway(env) as running_peer:
+                if running_peer is not None:
+                    peer_url, peer_pids = running_peer
+                    peer = (
+                        asyncio.run(idle_phase(peer_url, peer_users, peer_pids, 10.0)),
+                        asyncio.run(active_phase(peer_url, peer_pairs, args.seconds, args.rate, peer_pids)),
+                    )
     print(f"\ngateway: gunicorn, {len(pids)} ASGI worker processes; {os.cpu_count()} CPUs shared with the client")
     if notes:
         print(f"settings raised for the honest load: {', '.join(notes)}")
@@ -431,6 +503,8 @@ def main() -> None:
     if attacked is not None:
         print_active(f"\nunder attack, {active_label} (other users) beside {args.attack} hostile sockets:", attacked)
         print_attack(active, attacked, args.attack, args.seconds)
+    if peer is not None:
+        print_peer((idle, active), peer)
 
 
 if __name__ == "__main__":

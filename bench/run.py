@@ -182,26 +182,38 @@ def public_server(env: dict[str, str], overrides: dict[str, object], server: str
 PEER_DIR = ROOT / "bench" / "peer"
 
 
-@contextmanager
-def fastify_peer(env: dict[str, str]) -> Iterator[str | None]:
-    """The two-process Fastify cluster of bench/peer/, or None (with a line saying why) without Node."""
+def node_peer_ready() -> str | None:
+    """The path of `node` with bench/peer/'s packages installed, or None (with a line saying why)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if not node or not npm:
         print("Fastify peer skipped: Node.js/npm not installed (ratios are printed only with it)")
-        yield None
-        return
+        return None
     if not (PEER_DIR / "node_modules").exists():
         print("installing the Fastify peer (npm ci in bench/peer) ...", flush=True)
         subprocess.run([npm, "ci", "--silent", "--no-audit", "--no-fund"], cwd=PEER_DIR, check=True)
-    port = free_port()
-    c = conninfo_to_dict(env["DATABASE_URL"])  # node-postgres wants a URL, not key=value pairs
+    return node
+
+
+def node_peer_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """`env` for a bench/peer process: node-postgres wants a URL, not key=value pairs."""
+    c = conninfo_to_dict(env["DATABASE_URL"])
     host, port_, user = c.get("host", "127.0.0.1"), c.get("port", 5432), c.get("user", "postgres")
     if str(host).startswith("/"):  # a socket directory (the embedded server): node-postgres takes it as ?host=
         db = f"postgresql://{user}:{c.get('password', '')}@/{c['dbname']}?host={host}&port={port_}"
     else:
         db = f"postgresql://{user}:{c.get('password', '')}@{host}:{port_}/{c['dbname']}"
-    peer_env = {**env, "PORT": str(port), "DATABASE_URL": db}
-    with running([node, "server.js"], peer_env, f"http://127.0.0.1:{port}", cwd=PEER_DIR) as url:
+    return {**env, "PORT": str(port), "DATABASE_URL": db}
+
+
+@contextmanager
+def fastify_peer(env: dict[str, str]) -> Iterator[str | None]:
+    """The two-process Fastify cluster of bench/peer/, or None (with a line saying why) without Node."""
+    node = node_peer_ready()
+    if node is None:
+        yield None
+        return
+    port = free_port()
+    with running([node, "server.js"], node_peer_env(env, port), f"http://127.0.0.1:{port}", cwd=PEER_DIR) as url:
         yield url
 
 
