@@ -1,0 +1,387 @@
+"""The simulated apps: an HTTP client that behaves like the apps behind an ingress (another replica on
+a refused connection, retries on 5xx) and a WebSocket that reconnects and re-syncs as
+docs/realtime.md tells the apps to. Everything they are told lands in one shared `Record`."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket as pysocket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from bench.soak.checker import ONCE_EVENTS, Heard, Sent, Shown
+
+START = time.monotonic()
+
+
+def clock() -> float:
+    """Seconds since the harness started (every log line and fault window uses it)."""
+    return time.monotonic() - START
+
+
+@dataclass
+class Reply:
+    at: float
+    who: str
+    method: str
+    path: str
+    status: int  # 0: no answer from any replica
+
+
+@dataclass
+class Record:
+    """Every app's log, shared: what was sent, shown and heard, and every HTTP answer."""
+
+    sent: list[Sent] = field(default_factory=list)
+    shown: list[Shown] = field(default_factory=list)
+    heard: list[Heard] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def log(self, who: str, text: str) -> str:
+        line = f"{clock():8.2f} {who}: {text}"
+        with self.lock:
+            self.lines.append(line)
+        return line
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counters[name] = self.counters.get(name, 0) + n
+
+
+class Http:
+    """The apps' REST client: replicas in turn; a refused connection or a 5xx is tried again (on the
+    next replica) for up to `patience` seconds, as the apps retry; every answer is recorded."""
+
+    def __init__(self, record: Record, who: str, bases: list[str], patience: float = 45.0) -> None:
+        self.record, self.who, self.bases, self.patience = record, who, bases, patience
+        self.session = requests.Session()
+        self.token = ""
+        self.refresh_token = ""
+        self._turn = random.randrange(len(bases))
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        """The response (or None when no replica answered in time)."""
+        deadline = time.monotonic() + self.patience
+        last: requests.Response | None = None
+        while time.monotonic() < deadline:
+            self._turn += 1
+            base = self.bases[self._turn % len(self.bases)]
+            h = dict(headers or {})
+            if self.token:
+                h["Authorization"] = f"Bearer {self.token}"
+            try:
+                last = self.session.request(method, base + path, json=body, headers=h, timeout=15)
+            except requests.RequestException:
+                self._note(method, path, 0)
+                time.sleep(0.5)
+                continue
+            self._note(method, path, last.status_code)
+            if last.status_code == 401 and self.refresh_token and not path.endswith("/refresh"):
+                self.refresh()
+                continue
+            if last.status_code < 500:
+                return last
+            time.sleep(min(2.0, float(last.headers.get("Retry-After") or 1)))
+        return last
+
+    def _note(self, method: str, path: str, status: int) -> None:
+        with self.record.lock:
+            self.record.replies.append(Reply(clock(), self.who, method, path, status))
+
+    def refresh(self) -> None:
+        token, self.token = self.token, ""
+        r = self.call("POST", "/api/shared/auth/refresh", {"refresh_token": self.refresh_token})
+        if r is not None and r.status_code == 200:
+            self.signed_in(r.json()["data"])
+        else:
+            self.token = token
+
+    def signed_in(self, pair: dict[str, Any]) -> None:
+        self.token, self.refresh_token = pair["access_token"], pair["refresh_token"]
+
+    def data(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        r = self.call(method, path, body, headers)
+        if r is None or r.status_code >= 300 or not r.content:
+            return None
+        return r.json().get("data")
+
+
+class Socket:
+    """One WebSocket of an app (its general channel, or a chat session), kept open: a close other than
+    4403 or our own is followed by a reconnect (the other gateway first) and a re-sync."""
+
+    def __init__(
+        self,
+        app: App,
+        session_id: str | None,
+        on_frame: Callable[[Socket, dict[str, Any]], None],
+        on_reconnect: Callable[[], None],
+    ) -> None:
+        self.app, self.session_id, self.on_frame, self.on_reconnect = app, session_id, on_frame, on_reconnect
+        self.ws: ClientConnection | None = None
+        self.connection = ""
+        self.stopping = False
+        self.opened = threading.Event()
+        self.closed_for_good = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"ws-{app.who}")
+        self.thread.start()
+
+    @property
+    def label(self) -> str:
+        return f"{self.app.who}/{(self.session_id or 'general')[:8]}"
+
+    def _connect(self, url: str) -> ClientConnection | None:
+        try:
+            ws = connect(url, open_timeout=10, close_timeout=2, max_size=2**20)
+        except (OSError, InvalidHandshake, InvalidStatus, TimeoutError):
+            return None
+        auth = {"type": "auth", "token": self.app.http.token}
+        if self.session_id:
+            auth["session_id"] = self.session_id
+        try:
+            ws.send(json.dumps(auth))
+            first = json.loads(ws.recv(timeout=15))
+        except (ConnectionClosed, TimeoutError, OSError) as exc:
+            code = exc.rcvd.code if isinstance(exc, ConnectionClosed) and exc.rcvd else None
+            self.app.record.log(self.app.who, f"{self.label} auth failed ({code or type(exc).__name__})")
+            if code == 4403:
+                self.stopping = True
+            elif code == 4401:
+                self.app.http.refresh()
+            ws.close()
+            return None
+        if first.get("type") != "auth.ok":
+            ws.close()
+            return None
+        return ws
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self.stopping:
+            urls = self.app.gateways
+            ws = self._connect(urls[(self.app.gateway_turn + attempt) % len(urls)])
+            attempt += 1
+            if ws is None:
+                time.sleep(min(3.0, 0.3 * attempt))
+                continue
+            with self.lock:
+                self.ws = ws
+                self.connection = f"{self.label}#{attempt}"
+            self.opened.set()
+            if attempt > 1:
+                self.app.record.count("reconnects")
+                self.on_reconnect()
+            attempt = 0
+            try:
+                for raw in ws:
+                    frame = json.loads(raw)
+                    self._heard(frame)
+                    self.on_frame(self, frame)
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd else 1006
+                if not self.stopping:
+                    self.app.record.log(self.app.who, f"{self.label} closed {code}; reconnecting")
+                if code == 4403:
+                    break
+                if code == 4401:
+                    self.app.http.refresh()
+            except (OSError, ValueError):
+                pass
+            finally:
+                with self.lock:
+                    self.ws = None
+                self.opened.clear()
+            attempt = 1
+        self.closed_for_good.set()
+
+    def _heard(self, frame: dict[str, Any]) -> None:
+        kind, data = frame.get("type"), frame.get("data") or {}
+        if kind not in ONCE_EVENTS:
+            return
+        key = str(data.get("extension_id") or data.get("session_id") or "")
+        if kind == "extension.resolved":
+            key = f"{key}:{data.get('status')}"
+        elif kind == "session.extended":
+            key = f"{key}:{data.get('expires_at')}"
+        line = self.app.record.log(self.app.who, f"{self.connection} heard {kind} {key}")
+        with self.app.record.lock:
+            self.app.record.heard.append(Heard(self.connection, self.app.user_id, str(kind), key, line))
+
+    def send(self, frame: dict[str, Any]) -> bool:
+        with self.lock:
+            ws = self.ws
+        if ws is None:
+            return False
+        try:
+            ws.send(json.dumps(frame))
+            return True
+        except (ConnectionClosed, OSError):
+            return False
+
+    def vanish(self) -> bool:
+        """The phone drops off the network: the TCP connection ends with no close frame."""
+        with self.lock:
+            ws = self.ws
+        if ws is None:
+            return False
+        try:
+            ws.socket.shutdown(pysocket.SHUT_RDWR)
+        except OSError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.stopping = True
+        with self.lock:
+            ws = self.ws
+        if ws is not None:
+            ws.close()
+
+
+class App:
+    """A signed-in user's app: REST, its sockets, and the messages it shows per session."""
+
+    def __init__(self, record: Record, who: str, user_type: str, publics: list[str], gateways: list[str]) -> None:
+        self.record, self.who, self.user_type = record, who, user_type
+        self.http = Http(record, who, publics)
+        self.gateways = gateways
+        self.gateway_turn = random.randrange(len(gateways))
+        self.user_id = ""
+        self.sockets: list[Socket] = []
+        self.screen: dict[str, list[str]] = {}  # session -> message ids in the order they came
+        self.acks: dict[str, threading.Event] = {}
+        self.acked: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def show(self, session_id: str, msg: dict[str, Any], how: str, connection: str) -> bool:
+        """Put a message of the other party on screen; True when it is new there. It moves the
+        re-sync cursor: the newest message the server gave us from the other party (our own
+        acknowledgements do not move it, see `resync`)."""
+        with self.lock:
+            ids = self.screen.setdefault(session_id, [])
+            new = msg["id"] not in ids
+            if new:
+                ids.append(msg["id"])
+        with self.record.lock:
+            self.record.shown.append(
+                Shown(self.user_id, session_id, msg["id"], msg["client_message_id"], how, connection)
+            )
+        return new
+
+    def cursor(self, session_id: str) -> str | None:
+        with self.lock:
+            ids = self.screen.get(session_id, [])
+            return ids[-1] if ids else None
+
+    def resync(self, session_id: str, after: str | None) -> int:
+        """What the app does after any reconnect and on `resync`: re-read the chat, then the messages
+        after `after`, the cursor as it stood when the link was found broken. docs/realtime.md says
+        "the last message it has"; an app counting its own message acknowledged during the gap
+        there skips what the other party sent before it (seed 11 lost 15 that way; see
+        docs/reliability.md), so the cursor is the last message received from the other party."""
+        self.record.count("resyncs")
+        self.http.data("GET", f"/api/shared/chat/{session_id}/info")
+        found, page_after = 0, after
+        while True:
+            page = self.http.data(
+                "GET",
+                f"/api/shared/chat/{session_id}/messages?limit=100" + (f"&after={page_after}" if page_after else ""),
+            )
+            if not page or not page["items"]:
+                return found
+            for m in page["items"]:
+                if m["sender_type"] != self.user_type:
+                    found += self.show(session_id, m, "resync", "rest")
+            page_after = page["items"][-1]["id"]
+            if not page.get("has_more"):
+                return found
+
+    def send_message(self, chat: Socket | None, session_id: str, n: int) -> None:
+        """A message, over the session socket when it is up (else REST), sent again with the same
+        client_message_id until acknowledged, as the apps do."""
+        cmid = f"{self.who}-{session_id[:8]}-{n}"
+        content = f"pesan {n} dari {self.who}"
+        event = threading.Event()
+        with self.lock:
+            self.acks[cmid] = event
+        deadline = time.monotonic() + 45
+        acked, via, log = False, "ws", ""
+        while time.monotonic() < deadline and not acked:
+            if chat is not None and random.random() < 0.8:
+                chat.send({"type": "typing"})
+                frame = {"type": "message.send", "client_message_id": cmid, "content": content}
+                if chat.send(frame) and event.wait(8):
+                    with self.lock:
+                        msg = self.acked.pop(cmid)
+                    acked, via = True, "ws"
+                    log = self.record.log(self.who, f"message.sent {msg['id']} {cmid} (ws)")
+                    break
+            r = self.http.call(
+                "POST", f"/api/shared/chat/{session_id}/messages", {"client_message_id": cmid, "content": content}
+            )
+            if r is not None and r.status_code in (200, 201):
+                msg = r.json()["data"]
+                acked, via = True, "rest"
+                log = self.record.log(self.who, f"{r.status_code} {msg['id']} {cmid} (rest)")
+            elif r is not None and r.status_code == 409:
+                break  # the chat is over or paused: the app stops sending
+        with self.lock:
+            self.acks.pop(cmid, None)
+        with self.record.lock:
+            self.record.sent.append(Sent(session_id, self.user_id, cmid, via, acked, msg["id"] if acked else None, log))
+
+    def on_chat_frame(self, sock: Socket, frame: dict[str, Any]) -> None:
+        """The frames every chat screen handles the same way: acks, messages with receipts, resyncs."""
+        kind, data = frame.get("type"), frame.get("data") or {}
+        if kind == "message.sent":
+            with self.lock:
+                event = self.acks.get(data.get("client_message_id", ""))
+                if event is not None:
+                    self.acked[data["client_message_id"]] = data
+            if event is not None:
+                event.set()
+        elif kind == "message.new" and data.get("sender_type") != self.user_type:
+            self.show(data["session_id"], data, "live", sock.connection)
+            sock.send({"type": "message.delivered", "message_id": data["id"]})
+            if random.random() < 0.5:
+                sock.send({"type": "message.read", "up_to_message_id": data["id"]})
+            self.record.count("delivered live")
+        elif kind == "typing":
+            self.record.count("typing heard")
+        elif kind == "message.status":
+            self.record.count(f"receipts {data.get('status')}")
+        elif kind == "resync" and sock.session_id:
+            self.record.log(self.who, f"{sock.connection} heard resync {data.get('reason')}")
+            after = self.cursor(sock.session_id)  # as it stands now, before what arrives next
+            threading.Thread(target=self.resync, args=(sock.session_id, after), daemon=True).start()
+
+    def open(self, session_id: str | None, on_frame: Callable[[Socket, dict[str, Any]], None]) -> Socket:
+        sock = Socket(self, session_id, on_frame, lambda: self._after_reconnect(session_id))
+        with self.lock:
+            self.sockets.append(sock)
+        return sock
+
+    def _after_reconnect(self, session_id: str | None) -> None:
+        if session_id:
+            after = self.cursor(session_id)
+            threading.Thread(target=self.resync, args=(session_id, after), daemon=True).start()
+
+    def register_device(self) -> None:
+        """An FCM token, so what finds no socket is pushed (to the fake FCM)."""
+        self.http.call("PUT", "/api/shared/devices/fcm-token", {"token": f"fcm-{self.who}", "platform": "android"})
+
+    def live_sockets(self) -> list[Socket]:
+        with self.lock:
+            return [s for s in self.sockets if not s.stopping and s.opened.is_set()]
