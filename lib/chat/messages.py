@@ -135,6 +135,18 @@ class Quota:
                 out.append(None)
         return out
 
+    def give_back(self, senders: Sequence[str], counted_at: float) -> None:
+        """Uncount messages `refusals` counted at `counted_at` that turned out to be repeats of
+        stored ones (an app re-sending after a reconnect): only what is stored costs the sender."""
+        start = int(counted_at // self.window_seconds) * self.window_seconds
+        try:
+            pipe = self.valkey.pipeline(transaction=False)
+            for sender, n in Counter(senders).items():
+                pipe.decrby(f"rl:messages:{sender}:{start}", n)
+            pipe.execute()
+        except VALKEY_ERRORS:
+            valkey_failed("messages")
+
 
 def send(
     db: Database,
@@ -203,6 +215,7 @@ def send_many(
             outcomes[i] = error
         elif first.setdefault(item.key, i) == i:
             todo.append((i, item))
+    counted_at = time.time()
     if todo and quota is not None:
         over = quota.refusals([item.who.user_id for _, item in todo])
         for (i, _), refusal in zip(todo, over, strict=True):
@@ -210,6 +223,9 @@ def send_many(
         todo = [(i, item) for (i, item), refusal in zip(todo, over, strict=True) if refusal is None]
     if todo:
         _store_each_on_failure(db, events, transcripts, todo, outcomes)
+        repeats = [item.who.user_id for i, item in todo if isinstance(sent := outcomes[i], tuple) and not sent[1]]
+        if repeats and quota is not None:
+            quota.give_back(repeats, counted_at)
     done: list[Sent] = []
     for i, item in enumerate(items):
         outcome = outcomes[i]

@@ -7,8 +7,8 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from lib.chat.messages import Outgoing, send_many
-from lib.errors import ApiError
+from lib.chat.messages import Outgoing, Quota, send_many
+from lib.errors import ApiError, RateLimited
 from lib.principal import Principal
 from tests.chatflow import Chat
 from tests.conftest import bearer
@@ -151,3 +151,24 @@ def test_a_batch_of_sends_gives_each_its_own_outcome(chat: Chat) -> None:
     time.sleep(0.2)  # a duplicate would arrive right behind
     assert chat.heard.of("mitra", mitra["id"]).count("message.new") == 2  # "dulu" over REST, then "satu" once
     assert chat.heard.last("customer", customer["user"]["id"], "message.new")["data"]["id"] == str(two["id"])
+
+
+def test_a_repeat_does_not_cost_the_sender_a_message_of_the_minute(chat: Chat) -> None:
+    """An app re-sending after a reconnect (the same client_message_id) is answered the stored
+    message and does not use up its MESSAGES_PER_MINUTE: only what is stored counts."""
+    customer, _, _, session_id = chat.paired()
+    s = chat.pay
+    who = Principal("customer", customer["user"]["id"], "x")
+    if time.time() % 60 > 50:  # one minute's window for the whole test
+        time.sleep(60.5 - time.time() % 60)
+    quota = Quota(s.valkey, 2)
+
+    def one(client_id: str) -> object:
+        (outcome,) = send_many(
+            s.db, s.chat_events, s.transcripts, [Outgoing(who, session_id, client_id, "halo")], quota=quota
+        )
+        return outcome if isinstance(outcome, ApiError) else outcome[1]
+
+    assert [one("a"), one("a"), one("a"), one("b")] == [True, False, False, True]
+    refused = one("c")
+    assert isinstance(refused, RateLimited)
