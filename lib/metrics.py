@@ -6,6 +6,10 @@ Forked servers (granian, gunicorn) run prometheus-client's multiprocess mode: ea
 values to files under PROMETHEUS_MULTIPROC_DIR, and a scrape reads them all. The mode is chosen when
 a value is first made, so `enable_multiprocess` runs in the server's master before it forks and the
 metrics themselves are built on first use (`m()`), never at import.
+
+REST requests are the exception: `RequestTally` counts them in the process and `RequestCollector`
+exports them (one file per process beside prometheus-client's, summed by a scrape), through
+prometheus-client's public custom-collector API only.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import atexit
 import bisect
 import functools
+import glob
+import logging
+import operator
 import os
 import re
 import shutil
@@ -20,11 +27,16 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 
+import orjson
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
@@ -34,7 +46,8 @@ ACCEPT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 120, 300, 600)
 
 
 class Metrics:
-    """Every metric the service exports, each named `halobestie_*`."""
+    """Every metric the service exports, each named `halobestie_*`, but the REST requests'
+    (`RequestCollector`)."""
 
     def __init__(self) -> None:
         self.build_info = Gauge(
@@ -42,15 +55,6 @@ class Metrics:
             "1, labelled with the version and process kind",
             ["version", "process"],
             multiprocess_mode="max",
-        )
-        self.requests = Counter(
-            "halobestie_http_requests", "REST requests answered", ["surface", "route", "method", "status"]
-        )
-        self.latency = Histogram(
-            "halobestie_http_request_duration_seconds",
-            "REST request time, from the first middleware to the response",
-            ["surface", "route", "method"],
-            buckets=LATENCY_BUCKETS,
         )
         self.db_pool = Gauge(
             "halobestie_db_pool_connections",
@@ -196,22 +200,43 @@ def enable_multiprocess(process: str) -> str:
 
 
 def process_exited(pid: int) -> None:
-    """A forked worker ended: its live gauges (sockets, pool) leave the sums."""
+    """A forked worker ended: its live gauges (sockets, pool) leave the sums. Its counters and its
+    requests' file stay: totals never go back when a worker is replaced."""
     if os.environ.get(MULTIPROC_ENV):
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def registry() -> CollectorRegistry:
-    if os.environ.get(MULTIPROC_ENV):
+    """What a scrape reads: in multiprocess mode every process's files (prometheus-client's and the
+    requests'), else this process's metrics."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        merged.register(RequestCollector(path))
         return merged
+    global _local_collector
+    with _lock:
+        if _local_collector is None:
+            _local_collector = RequestCollector(None)
+            prometheus_client.REGISTRY.register(_local_collector)
     return prometheus_client.REGISTRY
+
+
+_local_collector: RequestCollector | None = None
+
+
+def exported_families() -> list[Metric]:
+    """Every metric family this module exports, without samples (its name and type): what rules
+    and dashboards may read (tests/test_observability.py)."""
+    families: list[Metric] = list(RequestCollector(None).describe())
+    for metric in vars(m()).values():
+        families.extend(metric.describe())
+    return families
 
 
 def exposition() -> bytes:
     """The text format of every process's values (all of this server's workers in multiprocess mode)."""
-    flush_local()
     return prometheus_client.generate_latest(registry())
 
 
@@ -224,13 +249,31 @@ def announce(process: str) -> None:
     m().build_info.labels(version(), process).set(1)
 
 
+REQUESTS_HELP = "REST requests answered"
+LATENCY_HELP = "REST request time, from the first middleware to the response"
+REQUEST_LABELS = ("surface", "route", "method", "status")
+LATENCY_LABELS = ("surface", "route", "method")
+# The exposition's `le` values, as prometheus-client's Histogram wrote them ("0.002" .. "5.0", "+Inf").
+LATENCY_LE = (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf")
+# One file per process beside prometheus-client's (its collector reads only `*.db`); written whole
+# and renamed into place, so a scrape reads a process's totals as of one flush, never half of one.
+REQUEST_FILES = "requests_*.json"
+
+# A row: [count, sum of seconds, then one count per bucket of LATENCY_LE (not cumulative)].
+Row = list[float]
+Key = tuple[str, str, str, int]  # surface, route, method, status
+K = TypeVar("K", bound=tuple[str | int, ...])
+
+log = logging.getLogger(__name__)
+
+
 class RequestTally:
-    """A listener's request counts and latencies, kept in the process and added to the metrics once
-    a second (and before a scrape of this process). Written straight through, multiprocess values
-    (a lock, a pid check and an mmap write each, three per request) cost /health a fifth of its
-    throughput (bench/run.py); a dict under one lock costs a few percent. The histogram's buckets
-    are added n at a time through its children's `_buckets`/`_sum` (prometheus-client has no public
-    way); tests/lib/test_metrics.py checks the sums, so a change there fails loudly."""
+    """A listener's request counts and latencies, kept in the process and added to its totals once a
+    second (and before a scrape). Written straight through, multiprocess values (a lock, a pid check
+    and an mmap write each, three per request) cost /health a fifth of its throughput
+    (bench/run.py); a dict under one lock costs a few percent. prometheus-client has no public way
+    to add n observations to a histogram at once, so the totals are not its metrics: each process
+    writes them to its own file and `RequestCollector` sums the files at a scrape."""
 
     FLUSH_SECONDS = 1.0
 
@@ -238,11 +281,11 @@ class RequestTally:
         self.surface = surface
         self._bounds = (*LATENCY_BUCKETS, float("inf"))
         self._lock = threading.Lock()
-        self._pending: dict[tuple[str, str, int], list[float]] = {}
+        self._pending: dict[tuple[str, str, int], Row] = {}
         _tallies.append(self)
 
     def add(self, route: str, method: str, status: int, seconds: float) -> None:
-        bucket = 2 + bisect.bisect_left(self._bounds, seconds)
+        bucket = 2 + bisect.bisect_left(self._bounds, seconds)  # le: the first bound >= seconds
         key = (route, method, status)
         with self._lock:
             row = self._pending.get(key)
@@ -254,35 +297,38 @@ class RequestTally:
         if not _flushing:  # the first request in this process (after the fork)
             _start_flusher()
 
-    def flush(self) -> None:
+    def take(self) -> dict[tuple[str, str, int], Row]:
         with self._lock:
             pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        metrics = m()
-        for (route, method, status), row in pending.items():
-            metrics.requests.labels(self.surface, route, method, str(status)).inc(row[0])
-            child = metrics.latency.labels(self.surface, route, method)
-            child._sum.inc(row[1])
-            for i, n in enumerate(row[2:]):
-                if n:
-                    child._buckets[i].inc(n)
+        return pending
+
+    def forget(self) -> None:
+        """In a forked child: the parent counts (and flushes) what it had; a lock held at the fork
+        would never be released here."""
+        self._lock = threading.Lock()
+        self._pending = {}
 
 
 _tallies: list[RequestTally] = []
 _flushing = False  # a flag, not a pid: getpid() is a system call, and this is checked per request
+_totals: dict[Key, Row] = {}  # this process's requests since it started
+_flush_lock = threading.Lock()  # the flusher thread and a scrape of this process both flush
+_own_file_read = False  # whether this process has taken over its pid's file (see _write)
 
 
 def _forked() -> None:
-    global _flushing
+    global _flushing, _totals, _flush_lock, _own_file_read
     _flushing = False  # the parent's thread did not come along
+    _totals, _flush_lock, _own_file_read = {}, threading.Lock(), False
+    for tally in _tallies:
+        tally.forget()
 
 
 os.register_at_fork(after_in_child=_forked)
 
 
 def _start_flusher() -> None:
-    """One thread per process adds every tally's requests to the metrics each FLUSH_SECONDS."""
+    """One thread per process adds every tally's requests to its totals each FLUSH_SECONDS."""
     global _flushing
     with _lock:
         if _flushing:
@@ -292,13 +338,109 @@ def _start_flusher() -> None:
     def run() -> None:
         while True:
             time.sleep(RequestTally.FLUSH_SECONDS)
-            flush_local()
+            try:
+                flush_local()
+            except OSError:
+                log.warning("could not write this process's request metrics", exc_info=True)
 
     threading.Thread(target=run, name="request-metrics", daemon=True).start()
     atexit.register(flush_local)
 
 
+def _merge(into: dict[K, Row], key: K, row: Row) -> None:
+    total = into.get(key)
+    into[key] = list(row) if total is None else list(map(operator.add, total, row))
+
+
 def flush_local() -> None:
-    """Whatever this process still holds, into the metrics (before it answers a scrape)."""
-    for tally in _tallies:
-        tally.flush()
+    """What this process's tallies hold, into its totals and, in multiprocess mode, its file."""
+    with _flush_lock:
+        changed = False
+        for tally in _tallies:
+            for (route, method, status), row in tally.take().items():
+                _merge(_totals, (tally.surface, route, method, status), row)
+                changed = True
+        path = os.environ.get(MULTIPROC_ENV)
+        if path and (changed or not _own_file_read):
+            _write(path)
+
+
+def _file(path: str, pid: int) -> str:
+    return os.path.join(path, f"requests_{pid}.json")
+
+
+def _write(path: str) -> None:
+    """This process's totals, replacing its file. A file already there under this pid is a dead
+    process's whose pid the kernel gave again: its counts are taken over first, as prometheus-client
+    does with its own files, so no total goes back."""
+    global _own_file_read
+    pid = os.getpid()
+    final = _file(path, pid)
+    if not _own_file_read:
+        _own_file_read = True
+        for key, row in _read(final):
+            _merge(_totals, key, row)
+        if not _totals:
+            return
+    rows = [[*key, *row] for key, row in _totals.items()]
+    temporary = os.path.join(path, f".requests_{pid}.tmp")
+    with open(temporary, "wb") as out:
+        out.write(orjson.dumps(rows))
+    os.replace(temporary, final)
+
+
+def _read(name: str) -> Iterable[tuple[Key, Row]]:
+    try:
+        with open(name, "rb") as f:
+            rows = orjson.loads(f.read())
+    except FileNotFoundError:
+        return []
+    except orjson.JSONDecodeError:
+        log.warning("unreadable request metrics file %s, left out of the sums", name)
+        return []
+    return [((r[0], r[1], r[2], r[3]), r[4:]) for r in rows]
+
+
+class RequestCollector(Collector):
+    """`halobestie_http_requests_total` and `halobestie_http_request_duration_seconds`, summed over
+    every process's file under `path` (dead ones included, like prometheus-client's counters), or
+    this process's totals when `path` is None. prometheus-client's documented custom collector."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        flush_local()
+        requests, latency = self._families()
+        counts: dict[Key, float] = {}
+        rows: dict[tuple[str, str, str], Row] = {}
+        for key, row in self._rows():
+            counts[key] = counts.get(key, 0.0) + row[0]
+            _merge(rows, key[:3], row)
+        for (surface, route, method, status), n in counts.items():
+            requests.add_metric([surface, route, method, str(status)], n)
+        for labels, row in rows.items():
+            cumulative, buckets = 0.0, []
+            for le, n in zip(LATENCY_LE, row[2:], strict=True):
+                cumulative += n
+                buckets.append((le, cumulative))
+            latency.add_metric(list(labels), buckets, row[1])
+        return [requests, latency]
+
+    def _families(self) -> tuple[CounterMetricFamily, HistogramMetricFamily]:
+        return (
+            CounterMetricFamily("halobestie_http_requests", REQUESTS_HELP, labels=REQUEST_LABELS),
+            HistogramMetricFamily("halobestie_http_request_duration_seconds", LATENCY_HELP, labels=LATENCY_LABELS),
+        )
+
+    def _rows(self) -> Iterable[tuple[Key, Row]]:
+        if self.path is None:
+            with _flush_lock:
+                return [(key, list(row)) for key, row in _totals.items()]
+        found: list[tuple[Key, Row]] = []
+        for name in glob.glob(os.path.join(self.path, REQUEST_FILES)):
+            found.extend(_read(name))
+        return found
