@@ -246,6 +246,13 @@ def image_venv() -> Iterator[Path]:
     shutil.rmtree(work, ignore_errors=True)
 
 
+# The first test to use image_venv builds it: every locked dependency as a wheel, checked against its
+# hash, gunicorn-h1c compiled from its sdist. Over the suite's 120 s on a loaded machine (one fresh
+# clone's run timed out there); the subprocess timeouts in the fixture bound it instead.
+IMAGE_BUILD_TIMEOUT = pytest.mark.timeout(1200)
+
+
+@IMAGE_BUILD_TIMEOUT
 def test_image_contents_hold_every_module_and_migration(image_venv: Path) -> None:
     def image_python(*args: str) -> str:
         # Outside any checkout, with nothing from this shell: GIT_REVISION is not set either.
@@ -266,6 +273,7 @@ def test_image_contents_hold_every_module_and_migration(image_venv: Path) -> Non
     assert image_python("-c", "from lib.metrics import version; print(version())") == "0.1.0+unknown"
 
 
+@IMAGE_BUILD_TIMEOUT
 def test_image_serves_as_a_non_root_user(image_venv: Path, settings: Settings) -> None:
     nobody = pwd.getpwnam("nobody")
     port, metrics_port = free_port(), free_port()
