@@ -68,10 +68,11 @@ TOO_MANY_SOCKETS = 4429  # the user opened one socket more than WS_SOCKETS_PER_U
 TRY_AGAIN = 1013  # the session could not be checked (the database is briefly away): reconnect shortly
 
 QUIET_SECONDS = 1.0  # a socket over its frame rate hears RATE_LIMITED at most once this long
-# A frame answered with an `error` costs its socket this many frames' time: the socket is not read
-# for REFUSED_FRAME_COST / WS_FRAMES_PER_SECOND seconds (half a second by default). An app meets an
-# error now and then; a hostile socket with every other frame, and its junk then costs a parse and
-# an answer twice a second instead of at the full frame rate (make bench-realtime, docs/limits.md).
+# A junk frame (not JSON, an unknown type, binary, breaking its schema) costs its socket this many
+# frames' time: the socket is not read for REFUSED_FRAME_COST / WS_FRAMES_PER_SECOND seconds (half a
+# second by default). No app sends junk; a hostile socket sends it with every other frame, and it
+# then costs a parse and an answer twice a second instead of at the full frame rate (make
+# bench-realtime, docs/limits.md). Refusals of the moment (SESSION_PAUSED, RATE_LIMITED) cost nothing.
 REFUSED_FRAME_COST = 10
 CHATTER = frozenset({"message.new", "message.status", "typing"})  # events that leave a session as it was
 
@@ -362,13 +363,13 @@ class Gateway:
                     continue
                 if text is None:
                     self._refuse(conn, "text_only", {"code": "TEXT_ONLY"})
-                    refused = True
+                    junk = True
                 elif len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
                     self.close_soon(conn, TOO_BIG, "frame too large")
-                    refused = False
+                    junk = False
                 else:
-                    refused = await self._handle(conn, text)
-                if refused:
+                    junk = await self._handle(conn, text)
+                if junk:
                     await asyncio.sleep(REFUSED_FRAME_COST / self.frames_per_second)
         except (falcon.WebSocketDisconnected, RuntimeError, OSError):
             pass
@@ -446,8 +447,9 @@ class Gateway:
         self.enqueue(conn, server_frame("error", error))
 
     async def _handle(self, conn: Connection, text: str) -> bool:
-        """Handle one frame; True when it was refused (answered with an `error` of the client's
-        making: not INTERNAL_ERROR, which is ours)."""
+        """Handle one frame; True when it was junk (not JSON, an unknown type, breaking its schema):
+        what no app sends, unlike a refusal of the moment (SESSION_PAUSED, RATE_LIMITED, NO_SESSION
+        from an app acking on its general socket), which costs the socket nothing more."""
         try:
             raw = parse_json(text)  # the rules every REST body follows (lib/inputs.py)
         except ValidationFailed as exc:  # text PostgreSQL cannot store, a number beyond 64 bits
@@ -466,7 +468,7 @@ class Gateway:
             return True
         if module.frame.needs_session and conn.session_id is None:
             self._refuse(conn, "no_session", {"code": "NO_SESSION", "type": kind})
-            return True
+            return False
         try:
             body = module.schema.load(raw) if module.schema else {}
         except marshmallow.ValidationError as exc:
@@ -490,7 +492,7 @@ class Gateway:
             self.enqueue(
                 conn, server_frame("error", {**details, "code": exc.code, "message": exc.message, "type": kind})
             )
-            return True
+            return False
         except Exception:
             log.exception("frame %s failed", kind)
             self.enqueue(conn, server_frame("error", {"code": "INTERNAL_ERROR", "type": kind}))
@@ -581,16 +583,16 @@ class Gateway:
             self.spawn(self._presence(sockets.forget, key, sockets.member(self.process_id, session_id)))
         if not group:
             if conn.principal.user_type == "mitra" and not self.stopping:
-                self.spawn(self._offline_unless_back(conn.principal.user_id))
+                self.spawn(self._offline_unless_back(conn.principal.user_id, time.time()))
             self.by_user.pop(conn.user, None)
             handler = self._bus_handlers.pop(conn.user, None)
             self._listening.pop(conn.user, None)
             if handler is not None:
                 self.services.bus.unsubscribe(user_channel(*conn.user), handler)
 
-    async def _offline_unless_back(self, mitra_id: str) -> None:
+    async def _offline_unless_back(self, mitra_id: str, closed_at: float) -> None:
         """A mitra's last socket here closed: after mitra_disconnect_grace_seconds (so a reconnect
-        does not flap), offline unless a socket of theirs is live on any gateway (docs/chat.md).
+        does not flap), offline unless it is back or alive meanwhile (docs/chat.md, "Presence").
         A stop skips it (the apps reconnect elsewhere); a process that dies meanwhile leaves it to
         the stale sweep."""
         s = self.services
@@ -601,7 +603,7 @@ class Gateway:
             await asyncio.sleep(grace)
             if self.stopping or ("mitra", mitra_id) in self.by_user:
                 return
-            await self.blocking(presence.offline_when_gone, s.db, s.valkey, mitra_id)
+            await self.blocking(presence.offline_when_gone, s.db, s.valkey, mitra_id, closed_at)
         except VALKEY_ERRORS:
             valkey_failed("gateway")  # unknown who is connected: the stale sweep decides
         except ApiError as exc:  # the database is briefly away: the same

@@ -138,29 +138,66 @@ def sweep_stale(db: Database, valkey: redis.Redis, config: AppConfig) -> list[st
     return ids
 
 
-def offline_when_gone(db: Database, valkey: redis.Redis, mitra_id: str) -> bool:
-    """A mitra whose last socket closed a grace ago (runtime/gateway.py) goes offline unless a
-    socket of theirs is back on any gateway: the original set a mitra offline when its app
-    disconnected, not a stale sweep later. Valkey away raises: the stale sweep decides instead."""
+def _valkey_beat(valkey: redis.Redis, mitra_id: str) -> float | None:
+    """The mitra's last heartbeat in Valkey (PostgreSQL's copy lags it by up to a sweep)."""
+    beat = valkey.get(heartbeat_key(mitra_id))
+    return float(beat) if beat is not None else None
+
+
+def offline_when_gone(db: Database, valkey: redis.Redis, mitra_id: str, closed_at: float) -> bool:
+    """A mitra whose last socket closed at `closed_at` (runtime/gateway.py, a grace ago) goes
+    offline, unless a socket of theirs is live on any gateway, the app has sent a heartbeat since
+    (it is alive, reconnecting), or the mitra changed its status since (an explicit choice wins).
+    One conditional UPDATE, so a toggle racing it is never undone. Valkey away raises: the stale
+    sweep decides instead."""
     if sockets.any_live(valkey, "mitra", mitra_id):
         return False
-    changed = set_online(db, valkey, mitra_id, False, reason="socket_closed")
-    if changed:
-        log.info("a mitra went offline: its last socket closed")
-    return changed
+    beat = _valkey_beat(valkey, mitra_id)
+    if beat is not None and beat > closed_at:
+        return False
+    with db.connection() as conn:
+        row = conn.execute(
+            "UPDATE mitra_online_status SET is_online = false, changed_at = now() "
+            "WHERE mitra_id = %(m)s AND is_online AND changed_at <= to_timestamp(%(closed)s) "
+            "AND COALESCE(last_heartbeat_at, changed_at) <= to_timestamp(%(closed)s) RETURNING mitra_id",
+            {"m": mitra_id, "closed": closed_at},
+        ).fetchone()
+        if row is None:
+            return False
+        conn.execute(
+            "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) VALUES (%(m)s, false, 'socket_closed')",
+            {"m": mitra_id},
+        )
+    log.info("a mitra went offline: its last socket closed")
+    try:
+        pipe = valkey.pipeline(transaction=False)
+        pipe.srem(ONLINE, mitra_id)
+        pipe.delete(SNAPSHOT)
+        pipe.execute()
+    except VALKEY_ERRORS:
+        valkey_failed("presence")  # the mirror is healed by the worker
+    return True
 
 
 def reachable(conn: Conn, valkey: redis.Redis, config: AppConfig, mitra_id: str) -> bool:
-    """Whether the mitra can still hear the customer: a live socket on any gateway, or online with
-    a heartbeat within mitra_stale_after_seconds (what counts when Valkey cannot say)."""
+    """Whether the mitra can still hear the customer: a live socket on any gateway, or online and
+    (while pings are required) a heartbeat within mitra_stale_after_seconds, the newer of Valkey's
+    and PostgreSQL's. Valkey away: PostgreSQL's copy alone (heartbeats then go there directly)."""
+    beat = None
     try:
         if sockets.any_live(valkey, "mitra", mitra_id):
             return True
+        beat = _valkey_beat(valkey, mitra_id)
     except VALKEY_ERRORS:
         valkey_failed("presence")
     row = conn.execute(
-        "SELECT is_online AND COALESCE(last_heartbeat_at, changed_at) >= now() - make_interval(secs => %(s)s) AS fresh "
+        "SELECT is_online, extract(epoch FROM COALESCE(last_heartbeat_at, changed_at))::float8 AS last "
         "FROM mitra_online_status WHERE mitra_id = %(m)s",
-        {"m": mitra_id, "s": config.int("mitra_stale_after_seconds")},
+        {"m": mitra_id},
     ).fetchone()
-    return bool(row and row["fresh"])
+    if row is None or not row["is_online"]:
+        return False
+    if not config.bool("require_ping"):
+        return True
+    last = max(float(row["last"] or 0.0), beat or 0.0)
+    return time.time() - last <= config.int("mitra_stale_after_seconds")

@@ -105,7 +105,7 @@ def _fresh_window() -> None:
         time.sleep(60.5 - into)
 
 
-def test_a_refused_frame_costs_its_socket_ten_frames_time_and_drops_nothing(settings: Settings, chat: Chat) -> None:
+def test_a_junk_frame_costs_its_socket_ten_frames_time_and_drops_nothing(settings: Settings, chat: Chat) -> None:
     """Junk is answered, but the socket is then not read for 10 / WS_FRAMES_PER_SECOND seconds: a
     hostile socket's junk costs the gateway a parse twice a second, not at the full frame rate
     (runtime/gateway.py, REFUSED_FRAME_COST). Nothing sent meanwhile is dropped."""
@@ -120,6 +120,15 @@ def test_a_refused_frame_costs_its_socket_ten_frames_time_and_drops_nothing(sett
         assert codes == ["UNKNOWN_TYPE"] * 4
         assert me.next()["type"] == "pong"  # read after the pauses, not dropped as over the rate
         assert time.monotonic() - started >= 4 * 10 / 20  # never sooner: four pauses of half a second
+        # A refusal of the moment (here an app acking on its general socket) costs nothing more:
+        # eight of them would take four seconds of pauses.
+        started = time.monotonic()
+        for n in range(8):
+            me.send({"type": "message.read", "message_id": f"m-{n}"})
+        me.send({"type": "ping"})
+        assert [me.next()["data"].get("code") for _ in range(8)] == ["NO_SESSION"] * 8
+        assert me.next()["type"] == "pong"
+        assert time.monotonic() - started < 3.0
 
 
 def test_messages_per_minute_count_rest_and_socket_together(settings: Settings, chat: Chat) -> None:

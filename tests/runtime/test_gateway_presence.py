@@ -1,6 +1,7 @@
 """A mitra goes offline when its app's last socket has been closed for
 mitra_disconnect_grace_seconds (runtime/gateway.py, lib/presence/state.offline_when_gone), not
-when it comes back within the grace, and a mitra online without any socket is left alone."""
+when it comes back within the grace, nor when it chose its status or sent a heartbeat since; a
+mitra online without any socket is left alone."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import time
 
 from lib.config.app import set_values
 from lib.config.env import Settings
+from lib.presence import state as presence
+from lib.presence.keys import heartbeat_key
 from tests.chatflow import Chat
+from tests.conftest import bearer
 from tests.runtime.test_gateway_abuse import _ok
 from tests.wsclient import gateway, socket
 
@@ -53,3 +57,37 @@ def test_with_the_grace_at_zero_a_closed_socket_changes_nothing(settings: Settin
             _ok(one)
         time.sleep(1.5)
         assert _online(chat, str(mitra["id"]))
+
+
+def test_what_the_mitra_did_after_the_close_wins(chat: Chat) -> None:
+    """offline_when_gone is one conditional UPDATE: a status the mitra chose after its socket
+    closed, or a heartbeat since (the app is alive, reconnecting), keeps the mitra online; a mitra
+    who was never online gets no log row."""
+    s = chat.pay
+    toggled, token = chat.mitra("Pilih sendiri")
+    closed_at = time.time() - 1
+    for online in (False, True):
+        assert (
+            chat.app.simulate_post(
+                f"/api/mitra/status/{'online' if online else 'offline'}", headers=bearer(token)
+            ).status_code
+            == 200
+        )
+    assert not presence.offline_when_gone(s.db, s.valkey, str(toggled["id"]), closed_at)
+    assert _online(chat, str(toggled["id"]))
+
+    beating, _ = chat.mitra("Masih hidup")
+    closed_at = time.time() - 1
+    s.valkey.set(heartbeat_key(str(beating["id"])), time.time())
+    assert not presence.offline_when_gone(s.db, s.valkey, str(beating["id"]), closed_at)
+    assert _online(chat, str(beating["id"]))
+
+    never, _ = chat.mitra("Belum pernah", online=False)
+    assert not presence.offline_when_gone(s.db, s.valkey, str(never["id"]), time.time())
+    assert _offline_reasons(chat, str(never["id"])) == []
+
+    gone, _ = chat.mitra("Pergi")
+    time.sleep(0.01)
+    s.valkey.delete(heartbeat_key(str(gone["id"])))
+    assert presence.offline_when_gone(s.db, s.valkey, str(gone["id"]), time.time())
+    assert _offline_reasons(chat, str(gone["id"])) == ["socket_closed"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from lib import sockets
 from lib.chat.extensions import decide_due
 from lib.clock import utcnow
 from lib.jobs import JobCtx
+from lib.presence.keys import heartbeat_key
 from tests.chatflow import Chat, job
 from tests.conftest import bearer
 from tests.payflow import paid_body, send_callback, tier_of
@@ -148,33 +150,55 @@ def test_the_default_action_decides_at_the_deadline(chat: Chat) -> None:
     assert chat.pay.db.fetch_one("SELECT cause FROM pairing_failures") == {"cause": "EXTENSION_NOT_APPLIED"}
 
 
-def test_the_offline_safeguard_does_not_approve_for_a_mitra_who_is_gone(chat: Chat) -> None:
-    """The default approves, but not for a listener with no socket and no recent heartbeat: the
-    extension is rejected (the customer is not charged) and the chat moves to its goodbyes. A
-    mitra with a live socket counts as reachable even when marked offline."""
-    customer, gone, _, session_id = chat.paired()
-    _extend(chat, customer, session_id)
+def _heartbeats_ten_minutes_old(chat: Chat, mitra_id: str) -> None:
+    """In PostgreSQL and in Valkey (where the newest heartbeat lives until a sweep copies it)."""
     chat.pay.db.execute(
         "UPDATE mitra_online_status SET last_heartbeat_at = now() - interval '10 minutes', "
         "changed_at = now() - interval '10 minutes' WHERE mitra_id = %(m)s",
-        {"m": gone["id"]},
+        {"m": mitra_id},
     )
-    chat.pay.db.execute("UPDATE session_extensions SET expires_at = now() - interval '1 second'")
+    chat.pay.valkey.set(heartbeat_key(mitra_id), time.time() - 600)
+
+
+def _decided_at_the_deadline(chat: Chat, extension_id: str) -> dict[str, Any] | None:
+    chat.pay.db.execute(
+        "UPDATE session_extensions SET expires_at = now() - interval '1 second' WHERE id = %(e)s", {"e": extension_id}
+    )
     chat.tick()
-    row = chat.pay.db.fetch_one("SELECT status, decided_by, payment_request_id FROM session_extensions")
-    assert row == {"status": "rejected", "decided_by": "auto_reject", "payment_request_id": None}
+    return chat.pay.db.fetch_one(
+        "SELECT status, decided_by, payment_request_id FROM session_extensions WHERE id = %(e)s", {"e": extension_id}
+    )
+
+
+def test_the_offline_safeguard_does_not_approve_for_a_mitra_who_is_gone(chat: Chat) -> None:
+    """The default approves, but not for a listener with no socket and no recent heartbeat: the
+    extension is rejected (the customer is not charged) and the chat moves to its goodbyes."""
+    customer, gone, _, session_id = chat.paired()
+    ext = _extend(chat, customer, session_id)
+    _heartbeats_ten_minutes_old(chat, str(gone["id"]))
+    assert _decided_at_the_deadline(chat, ext["id"]) == {
+        "status": "rejected",
+        "decided_by": "auto_reject",
+        "payment_request_id": None,
+    }
     assert chat.status(session_id) == "closing"
 
-    other, here, _, other_session = chat.paired()
+
+def test_the_offline_safeguard_counts_a_live_socket_and_a_heartbeat_not_yet_in_postgres(chat: Chat) -> None:
+    """Reachable: a mitra marked offline with a live socket (offline only stops new requests), and
+    one whose only fresh heartbeat is still in Valkey (PostgreSQL's copy lags by up to a sweep)."""
+    customer, here, _, session_id = chat.paired()
+    _heartbeats_ten_minutes_old(chat, str(here["id"]))
     chat.pay.db.execute("UPDATE mitra_online_status SET is_online = false WHERE mitra_id = %(m)s", {"m": here["id"]})
-    sockets.announce(chat.pay.valkey, [(sockets.key("mitra", str(here["id"])), sockets.member("gw", other_session))])
+    sockets.announce(chat.pay.valkey, [(sockets.key("mitra", str(here["id"])), sockets.member("gw", session_id))])
+    ext = _extend(chat, customer, session_id)
+    assert (_decided_at_the_deadline(chat, ext["id"]) or {}).get("decided_by") == "auto_approve"
+
+    other, beating, _, other_session = chat.paired()
+    _heartbeats_ten_minutes_old(chat, str(beating["id"]))
+    chat.pay.valkey.set(heartbeat_key(str(beating["id"])), time.time())
     ext = _extend(chat, other, other_session)
-    chat.pay.db.execute(
-        "UPDATE session_extensions SET expires_at = now() - interval '1 second' WHERE id = %(e)s", {"e": ext["id"]}
-    )
-    chat.tick()
-    row = chat.pay.db.fetch_one("SELECT decided_by FROM session_extensions WHERE id = %(e)s", {"e": ext["id"]})
-    assert row == {"decided_by": "auto_approve"}
+    assert (_decided_at_the_deadline(chat, ext["id"]) or {}).get("decided_by") == "auto_approve"
 
 
 def test_auto_reject_with_no_time_left_closes_the_session(chat: Chat) -> None:
