@@ -43,6 +43,10 @@ class Endpoint:
     query: type[Schema] | None = None
     status: int = 200
     summary: str = ""
+    # The shape of a success's `data` (of one item, for a cursor list, whose envelope every list shares),
+    # for the OpenAPI description; with `envelope=False`, of the whole body. None with status 204: no body.
+    response: type[Schema] | None = None
+    envelope: bool = True  # describe the body unwrapped, as the handler's Reply(envelope=False) sends it
     raw_body: bool = False  # hand the verbatim body to the handler (ctx.raw_body) instead of parsing it
     dev_only: bool = False  # mounted only when APP_ENV is development or test
 
@@ -57,6 +61,8 @@ class Endpoint:
             raise ValueError("permission only applies to Auth.CC_USER")
         if self.body is not None and self.method == "GET":
             raise ValueError("GET endpoints take no body")
+        if self.status == 204 and self.response is not None:
+            raise ValueError("a 204 has no body to declare a response for")
 
 
 @dataclass(slots=True)

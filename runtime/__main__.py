@@ -1,5 +1,5 @@
 """The one CLI: python -m runtime
-migrate|serve|worker|routes|create-cc-user|chat-key|rotate-chat-key|dev|invoke|seed-demo|money-check."""
+migrate|serve|worker|routes|openapi|create-cc-user|chat-key|rotate-chat-key|dev|invoke|seed-demo|money-check."""
 
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ from lib.errors import ApiError
 from lib.payments import reconciliation
 from lib.transcripts import KeyRing, Transcripts, key_ring, rotate_batch, rows_by_master_key
 from runtime import boot, dev, migrate, seed, worker
-from runtime.app import route_table
+from runtime.app import route_table, routes_for
 from runtime.container import build_services
 from runtime.invoke import Invocation, invoke, sign_in_as
 from runtime.migrate import MigrationError
+from runtime.openapi import build_spec, release
 from runtime.router import DiscoveryError
 from runtime.seed import SeedError
 from runtime.serve import serve
@@ -63,6 +64,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_routes(args: argparse.Namespace) -> int:
 
     print("\n".join(route_table()))
+    return 0
+
+
+def _cmd_openapi(args: argparse.Namespace) -> int:
+
+    # As a production listener serves it: the development hooks (/internal/_test/...) left out.
+    routes = [r for r in routes_for(args.surface) if not r.endpoint.dev_only]
+    document = build_spec(args.surface, routes, version=release() if args.release else None)
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 
@@ -232,6 +247,16 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("routes", help="print the route table")
     p.set_defaults(func=_cmd_routes)
+
+    p = sub.add_parser("openapi", help="write a listener's OpenAPI description (openapi --surface public)")
+    p.add_argument("--surface", required=True, choices=["public", "internal"])
+    p.add_argument("--out", default="-", help="a file, or - for stdout (default)")
+    p.add_argument(
+        "--release",
+        action="store_true",
+        help="version it with the release only (no revision), as the committed openapi.<surface>.json are",
+    )
+    p.set_defaults(func=_cmd_openapi)
 
     p = sub.add_parser("create-cc-user", help="create a control-center user")
     p.add_argument("--email", required=True)

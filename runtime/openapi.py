@@ -8,29 +8,16 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from marshmallow import EXCLUDE, RAISE, Schema
 
+from lib import metrics
 from lib.endpoint import Auth
 from lib.pagination import PageQuery
 from runtime.router import Route
 
 _FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)(?::([a-z]+)(?:\(([^)]*)\))?)?\}")
-_ENVELOPE = {"type": "object", "properties": {"success": {"type": "boolean"}, "data": {}}}
-_PAGE = {
-    "type": "object",
-    "properties": {
-        "success": {"type": "boolean"},
-        "data": {
-            "type": "object",
-            "required": ["items", "next_cursor", "has_more"],
-            "properties": {
-                "items": {"type": "array", "items": {"type": "object"}},
-                "next_cursor": {"type": "string", "nullable": True, "description": "opaque; pass as ?cursor="},
-                "has_more": {"type": "boolean"},
-            },
-        },
-    },
-}
+_PAGE_NOTE = "A page of the list: the envelope every cursor list shares (API.md, Conventions)"
 _ERROR = {
     "type": "object",
     "properties": {
@@ -74,43 +61,112 @@ def _path(route: str) -> tuple[str, list[dict[str, Any]]]:
     return _FIELD.sub(lambda m: "{" + m.group(1) + "}", route), params
 
 
-def build_spec(surface: str, routes: list[Route]) -> dict[str, Any]:
+OPTIONAL = {"x-optional": True}  # a response field's metadata: the key may be absent (else it is always sent)
+
+
+def release() -> str:
+    """The package version without the build's revision: the committed descriptions carry it, so they
+    change with a release and not with every commit."""
+    return metrics.version().partition("+")[0]
+
+
+def build_spec(surface: str, routes: list[Route], version: str | None = None) -> dict[str, Any]:
+    """A listener's OpenAPI 3.0 description; `version` defaults to the build's (lib.metrics.version)."""
     # Inline every schema: each handler declares its own `Body`, so names would collide.
     plugin = MarshmallowPlugin(schema_name_resolver=_inline)
-    spec = APISpec(title=f"Halo Bestie {surface} API", version="1.0.0", openapi_version="3.0.3", plugins=[plugin])
+    spec = APISpec(
+        title=f"Halo Bestie {surface} API",
+        version=version or metrics.version(),
+        openapi_version="3.0.3",
+        plugins=[plugin],
+    )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     by_path: dict[str, dict[str, Any]] = {}
     for route in sorted(routes, key=lambda r: (r.endpoint.route, r.endpoint.method)):
         ep = route.endpoint
         path, params = _path(ep.route)
-        is_page = ep.query is not None and issubclass(ep.query, PageQuery)
+        assert plugin.converter is not None  # set once the plugin is registered with the spec
+        converter = plugin.converter
         operation: dict[str, Any] = {
             "operationId": route.module,
             "summary": _summary(route),
             "description": _AUTH_NOTE[ep.auth] + (f" Permission: `{ep.permission}`." if ep.permission else ""),
             "parameters": params,
             "responses": {
-                str(ep.status): {
-                    "description": "A page of the list" if is_page else "Success",
-                    "content": {"application/json": {"schema": _PAGE if is_page else _ENVELOPE}},
-                },
+                **_success(route, converter),
                 "default": {"description": _ERRORS, "content": {"application/json": {"schema": _ERROR}}},
             },
         }
         if ep.auth not in (Auth.NONE, Auth.WEBHOOK):
             operation["security"] = [{"bearer": []}] + ([{}] if ep.auth is Auth.OPTIONAL_CUSTOMER else [])
         if ep.query is not None:
-            assert plugin.converter is not None  # set once the plugin is registered with the spec
-            operation["parameters"] += plugin.converter.schema2parameters(ep.query(unknown=EXCLUDE), location="query")
+            operation["parameters"] += converter.schema2parameters(ep.query(unknown=EXCLUDE), location="query")
         if ep.body is not None:
             body_schema = ep.body(unknown=EXCLUDE if surface == "public" else RAISE)
-            operation["requestBody"] = {"required": False, "content": {"application/json": {"schema": body_schema}}}
+            # An absent body loads as {} (runtime/http.load_body): it may be left out when no field is required.
+            required = any(f.required for f in body_schema.fields.values())
+            operation["requestBody"] = {"required": required, "content": {"application/json": {"schema": body_schema}}}
         elif ep.raw_body:
-            operation["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
         by_path.setdefault(path, {})[ep.method.lower()] = operation
     for path, operations in by_path.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()
+
+
+def _success(route: Route, converter: OpenAPIConverter) -> dict[str, Any]:
+    ep = route.endpoint
+    if ep.response is None:
+        if ep.status == 204:
+            return {"204": {"description": "No content"}}
+        # Not declared yet: described as an untyped envelope (tests/runtime/test_docs.py lists who may).
+        return {str(ep.status): {"description": "Success", "content": {"application/json": {"schema": _envelope({})}}}}
+    shape = _shape(converter.schema2jsonschema(ep.response))  # type: ignore[no-untyped-call]  # apispec leaves it unannotated
+    if not ep.envelope:
+        return {str(ep.status): {"description": "Success", "content": {"application/json": {"schema": shape}}}}
+    if ep.query is not None and issubclass(ep.query, PageQuery):
+        page = {
+            "type": "object",
+            "required": ["items", "next_cursor", "has_more"],
+            "properties": {
+                "items": {"type": "array", "items": shape},
+                "next_cursor": {"type": "string", "nullable": True, "description": "opaque; pass as ?cursor="},
+                "has_more": {"type": "boolean"},
+            },
+        }
+        return {
+            str(ep.status): {"description": _PAGE_NOTE, "content": {"application/json": {"schema": _envelope(page)}}}
+        }
+    return {str(ep.status): {"description": "Success", "content": {"application/json": {"schema": _envelope(shape)}}}}
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["success", "data"],
+        "properties": {"success": {"type": "boolean", "enum": [True]}, "data": data},
+    }
+
+
+def _shape(schema: Any) -> Any:
+    """A response schema as sent: every property is present unless its field says OPTIONAL, and
+    the nested objects likewise (apispec takes `required` from the fields, which describe loading)."""
+    if isinstance(schema, list):
+        return [_shape(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    shaped = {key: _shape(value) for key, value in schema.items() if key != "x-optional"}
+    if shaped.get("additionalProperties") is False:
+        del shaped["additionalProperties"]  # a field added later must not break a client built today
+    if schema.get("type") == "object" and "properties" in schema:
+        shaped.pop("required", None)
+        required = [name for name, prop in schema["properties"].items() if not prop.get("x-optional")]
+        if required:
+            shaped["required"] = required
+    return shaped
 
 
 def _inline(schema: type[Schema]) -> str:

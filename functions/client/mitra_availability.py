@@ -3,11 +3,18 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.presence.availability import availability
 
-ENDPOINT = Endpoint(method="GET", route="/api/client/mitra-availability", auth=Auth.CUSTOMER)
+
+class Availability(Schema):
+    available = fields.Boolean()
+    count = fields.Integer()
+
+
+ENDPOINT = Endpoint(method="GET", route="/api/client/mitra-availability", auth=Auth.CUSTOMER, response=Availability)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

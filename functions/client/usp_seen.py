@@ -4,10 +4,11 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import CustomerProfile
 from functions.client.me._account import customer_view
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/client/usp-seen", auth=Auth.CUSTOMER)
+ENDPOINT = Endpoint(method="POST", route="/api/client/usp-seen", auth=Auth.CUSTOMER, response=CustomerProfile)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -4,11 +4,26 @@ today's sessions and revenue, open failed pairings."""
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
 from lib.chat.control import dashboard
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="GET", route="/internal/dashboard", auth=Auth.CC_USER, permission="dashboard.read")
+
+class Dashboard(Schema):
+    mitras_online = fields.Integer()
+    mitras_available = fields.Integer()
+    searching_requests = fields.Integer()
+    active_sessions = fields.Integer()
+    sensitive_sessions = fields.Integer()
+    sessions_today = fields.Integer()
+    revenue_today = fields.Integer()
+    open_failed_pairings = fields.Integer()
+
+
+ENDPOINT = Endpoint(
+    method="GET", route="/internal/dashboard", auth=Auth.CC_USER, permission="dashboard.read", response=Dashboard
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 from typing import Any
 
 import falcon
-from marshmallow import fields
+from marshmallow import Schema, fields
 
+from functions._shapes import Id, Time, nullable
 from lib.chat.control import mitra_activity
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import NEWEST, PageQuery
@@ -15,8 +16,27 @@ class Query(PageQuery):
     to = fields.AwareDateTime(load_default=None)
 
 
+class Activity(Schema):
+    id = Id()
+    display_name = fields.String()
+    created_at = Time()
+    notified = fields.Integer()
+    accepted = fields.Integer()
+    declined = fields.Integer()
+    missed = fields.Integer()
+    ignored = fields.Integer()
+    avg_response_seconds = nullable(fields.Float)
+    sensitive_sessions = fields.Integer()
+    acceptance_rate = nullable(fields.Float)
+
+
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/mitra-activity", auth=Auth.CC_USER, permission="mitras.read", query=Query
+    method="GET",
+    route="/internal/mitra-activity",
+    auth=Auth.CC_USER,
+    permission="mitras.read",
+    query=Query,
+    response=Activity,
 )
 
 

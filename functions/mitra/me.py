@@ -4,11 +4,12 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Mitra
 from lib.auth.accounts import mitra_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import Unauthorized
 
-ENDPOINT = Endpoint(method="GET", route="/api/mitra/me", auth=Auth.MITRA)
+ENDPOINT = Endpoint(method="GET", route="/api/mitra/me", auth=Auth.MITRA, response=Mitra)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -3,10 +3,22 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="GET", route="/api/shared/auth-providers", auth=Auth.NONE)
+
+class Provider(Schema):
+    enabled = fields.Boolean()
+
+
+class Providers(Schema):
+    phone = fields.Nested(Provider)
+    google = fields.Nested(Provider)
+    apple = fields.Nested(Provider)
+
+
+ENDPOINT = Endpoint(method="GET", route="/api/shared/auth-providers", auth=Auth.NONE, response=Providers)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

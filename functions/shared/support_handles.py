@@ -3,10 +3,19 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema
 
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="GET", route="/api/shared/support-handles", auth=Auth.NONE)
+
+class Handles(Schema):
+    """The operators' `support_handles_json`, sent as it is stored: handle name -> contact."""
+
+    class Meta:
+        unknown = "include"
+
+
+ENDPOINT = Endpoint(method="GET", route="/api/shared/support-handles", auth=Auth.NONE, response=Handles)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
+import pytest
 from falcon import testing
+from openapi_spec_validator import validate
 
+from lib import metrics
 from lib.config.env import Settings
-from runtime.app import openapi_document
+from runtime.app import SURFACES, openapi_document, routes_for
+from runtime.openapi import build_spec, release
+from runtime.router import discover
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_documents_describe_each_listener(internal: testing.TestClient) -> None:
@@ -25,3 +35,91 @@ def test_the_documents_describe_each_listener(internal: testing.TestClient) -> N
 def test_development_hooks_are_not_documented_in_production(settings: Settings) -> None:
     prod = replace(settings, app_env="production")
     assert "/internal/_test/payments/{request_id}/confirm" not in openapi_document("internal", settings=prod)["paths"]
+
+
+# The public listener's own probes: runtime/probes.py does not declare their shapes yet.
+UNDECLARED = {"runtime.probes.health", "runtime.probes.ready"}
+REGENERATE = "python -m runtime openapi --surface {0} --release --out openapi.{0}.json"
+
+
+def committed(surface: str) -> dict[str, Any]:
+    """What `REGENERATE` writes: the production listener's routes, versioned with the release."""
+    routes = [r for r in routes_for(surface) if not r.endpoint.dev_only]
+    return build_spec(surface, routes, version=release())
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_the_committed_descriptions_are_current(surface: str) -> None:
+    path = ROOT / f"openapi.{surface}.json"
+    fresh = json.loads(json.dumps(committed(surface)))  # the file holds JSON: tuples become lists
+    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    assert stored == fresh, f"{path.name} is out of date; regenerate it: {REGENERATE.format(surface)}"
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_the_descriptions_are_valid_openapi(surface: str) -> None:
+    validate(openapi_document(surface))
+    assert openapi_document(surface)["info"]["version"] == metrics.version()  # the build's
+
+
+def test_every_endpoint_declares_its_response() -> None:
+    for route in discover():
+        ep = route.endpoint
+        hint = route.handle.__annotations__.get("return")
+        returns = hint if isinstance(hint, str) else getattr(hint, "__name__", str(hint))
+        if ep.status == 204:
+            assert ep.response is None and returns in ("None", "Reply"), route.module
+        else:
+            assert ep.response is not None, f"{route.module}: declare response= (the shape of `data`)"
+            assert returns != "None", f"{route.module} answers 204: declare status=204"
+
+
+def test_required_bodies_are_required() -> None:
+    paths = openapi_document("public")["paths"]
+    assert paths["/api/client/payment-requests"]["post"]["requestBody"]["required"] is True
+    assert paths["/api/shared/auth/anonymous"]["post"]["requestBody"]["required"] is False  # all optional
+
+
+def untyped(schema: Any, where: str) -> list[str]:
+    """Where a schema leaves a client an untyped value: `{}`, or an object with neither properties
+    nor a declared map (`additionalProperties`)."""
+    if not isinstance(schema, dict):
+        return []
+    found = []
+    parts = [k for k in ("allOf", "anyOf", "oneOf") if k in schema]
+    if not schema or (not parts and "type" not in schema):
+        return [where]
+    if schema.get("type") == "object" and "properties" not in schema and "additionalProperties" not in schema:
+        found.append(where)
+    for name, prop in schema.get("properties", {}).items():
+        found += untyped(prop, f"{where}.{name}")
+    if isinstance(schema.get("additionalProperties"), dict) and schema["additionalProperties"]:
+        found += untyped(schema["additionalProperties"], f"{where}.*")
+    if "items" in schema:
+        found += untyped(schema["items"], f"{where}[]")
+    for key in parts:
+        for n, sub in enumerate(schema[key]):
+            found += untyped(sub, f"{where}.{key}[{n}]")
+    return found
+
+
+def test_untyped_finds_what_a_client_generator_cannot_type() -> None:
+    assert untyped({}, "data") == ["data"]
+    assert untyped({"type": "object"}, "data") == ["data"]
+    assert untyped({"type": "array", "items": {"type": "object", "properties": {"a": {}}}}, "data") == ["data[].a"]
+    assert untyped({"type": "object", "additionalProperties": {"type": "string"}}, "data") == []
+
+
+def test_the_public_description_has_no_untyped_response() -> None:
+    """A Dart client is generated from it: every success that carries a document types it all."""
+    found = []
+    for path, operations in openapi_document("public")["paths"].items():
+        for method, op in operations.items():
+            if op["operationId"] in UNDECLARED:
+                continue
+            for status, response in op["responses"].items():
+                if status == "default" or status == "204":
+                    continue
+                assert "content" in response, f"{method.upper()} {path} {status} has no body described"
+                found += untyped(response["content"]["application/json"]["schema"], f"{method.upper()} {path} {status}")
+    assert found == []

@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import CustomerTokenPair
 from lib.auth.signin import customer_sign_in
 from lib.auth.social import verified_email, verify_apple
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -15,7 +16,9 @@ class Body(Schema):
     nonce = fields.String(required=True, validate=validate.Length(1, 512))
 
 
-ENDPOINT = Endpoint(method="POST", route="/api/client/auth/apple", auth=Auth.OPTIONAL_CUSTOMER, body=Body)
+ENDPOINT = Endpoint(
+    method="POST", route="/api/client/auth/apple", auth=Auth.OPTIONAL_CUSTOMER, body=Body, response=CustomerTokenPair
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

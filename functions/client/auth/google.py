@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import CustomerTokenPair
 from lib.auth.signin import customer_sign_in
 from lib.auth.social import verified_email, verify_google
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -14,7 +15,9 @@ class Body(Schema):
     id_token = fields.String(required=True, validate=validate.Length(1, 8192))
 
 
-ENDPOINT = Endpoint(method="POST", route="/api/client/auth/google", auth=Auth.OPTIONAL_CUSTOMER, body=Body)
+ENDPOINT = Endpoint(
+    method="POST", route="/api/client/auth/google", auth=Auth.OPTIONAL_CUSTOMER, body=Body, response=CustomerTokenPair
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -3,10 +3,18 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
+from functions._shapes import Pairing, Session
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="GET", route="/api/client/chat/active", auth=Auth.CUSTOMER)
+
+class Active(Schema):
+    pairing = fields.Nested(Pairing, allow_none=True)
+    session = fields.Nested(Session, allow_none=True, metadata={"description": "with unread_count"})
+
+
+ENDPOINT = Endpoint(method="GET", route="/api/client/chat/active", auth=Auth.CUSTOMER, response=Active)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

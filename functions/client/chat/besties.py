@@ -3,12 +3,26 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
+from functions._shapes import Id, Time
 from lib.chat.views import besties
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import PageQuery
 
-ENDPOINT = Endpoint(method="GET", route="/api/client/chat/besties", auth=Auth.CUSTOMER, query=PageQuery)
+
+class Bestie(Schema):
+    id = Id()
+    display_name = fields.String()
+    sessions = fields.Integer()
+    last_session_at = Time()
+    is_online = fields.Boolean()
+    available = fields.Boolean(metadata={"description": "could take a targeted request now"})
+
+
+ENDPOINT = Endpoint(
+    method="GET", route="/api/client/chat/besties", auth=Auth.CUSTOMER, query=PageQuery, response=Bestie
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

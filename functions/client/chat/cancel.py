@@ -3,11 +3,19 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
+from functions._shapes import Id
 from lib.chat.pairing import cancel
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/client/chat/cancel", auth=Auth.CUSTOMER)
+
+class Cancelled(Schema):
+    session_id = Id()
+    status = fields.String(metadata={"enum": ["cancelled"]})
+
+
+ENDPOINT = Endpoint(method="POST", route="/api/client/chat/cancel", auth=Auth.CUSTOMER, response=Cancelled)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

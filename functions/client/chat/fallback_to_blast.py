@@ -4,10 +4,11 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Pairing
 from lib.chat.pairing import fallback_to_blast
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/client/chat/fallback-to-blast", auth=Auth.CUSTOMER)
+ENDPOINT = Endpoint(method="POST", route="/api/client/chat/fallback-to-blast", auth=Auth.CUSTOMER, response=Pairing)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

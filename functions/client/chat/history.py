@@ -4,11 +4,14 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Session
 from lib.chat.sessions import ENDED_ORDER, history_of, session_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import PageQuery
 
-ENDPOINT = Endpoint(method="GET", route="/api/client/chat/history", auth=Auth.CUSTOMER, query=PageQuery)
+ENDPOINT = Endpoint(
+    method="GET", route="/api/client/chat/history", auth=Auth.CUSTOMER, query=PageQuery, response=Session
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -3,11 +3,31 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
+from functions._shapes import Discount, Tier
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pricing import MODES, active_tiers, first_session_discount, first_session_eligible
 
-ENDPOINT = Endpoint(method="GET", route="/api/client/chat/pricing", auth=Auth.CUSTOMER)
+
+class Modes(Schema):
+    chat = fields.List(fields.Nested(Tier))
+    call = fields.List(fields.Nested(Tier))
+
+
+class OfferedDiscount(Discount):
+    eligible = fields.Boolean(metadata={"description": "no session of this customer ever reached active"})
+
+    class Meta:
+        exclude = ("updated_at",)
+
+
+class Pricing(Schema):
+    modes = fields.Nested(Modes)
+    first_session_discount = fields.Nested(OfferedDiscount)
+
+
+ENDPOINT = Endpoint(method="GET", route="/api/client/chat/pricing", auth=Auth.CUSTOMER, response=Pricing)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -4,10 +4,11 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Erased
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.privacy import erase
 
-ENDPOINT = Endpoint(method="DELETE", route="/api/client/me", auth=Auth.CUSTOMER)
+ENDPOINT = Endpoint(method="DELETE", route="/api/client/me", auth=Auth.CUSTOMER, response=Erased)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

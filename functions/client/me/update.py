@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, validate
 
+from functions._shapes import CustomerProfile
 from functions.client.me._account import customer_view
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import Text
@@ -14,7 +15,7 @@ class Body(Schema):
     display_name = Text(required=True, allow_none=True, validate=validate.Length(1, 40))
 
 
-ENDPOINT = Endpoint(method="PATCH", route="/api/client/me", auth=Auth.CUSTOMER, body=Body)
+ENDPOINT = Endpoint(method="PATCH", route="/api/client/me", auth=Auth.CUSTOMER, body=Body, response=CustomerProfile)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -4,10 +4,16 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import PaymentRequest
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.payments.requests import abandon
 
-ENDPOINT = Endpoint(method="POST", route="/api/client/payment-requests/{request_id:uuid}/abandon", auth=Auth.CUSTOMER)
+ENDPOINT = Endpoint(
+    method="POST",
+    route="/api/client/payment-requests/{request_id:uuid}/abandon",
+    auth=Auth.CUSTOMER,
+    response=PaymentRequest,
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import re
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import PaymentRequest
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.errors import ValidationFailed
 from lib.payments.requests import create_request
@@ -23,7 +24,14 @@ class Body(Schema):
     targeted_mitra_id = fields.UUID(load_default=None, allow_none=True)
 
 
-ENDPOINT = Endpoint(method="POST", route="/api/client/payment-requests", auth=Auth.CUSTOMER, body=Body, status=201)
+ENDPOINT = Endpoint(
+    method="POST",
+    route="/api/client/payment-requests",
+    auth=Auth.CUSTOMER,
+    body=Body,
+    status=201,
+    response=PaymentRequest,
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:

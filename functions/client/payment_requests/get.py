@@ -4,10 +4,13 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import PaymentRequest
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.payments.requests import owned_doc
 
-ENDPOINT = Endpoint(method="GET", route="/api/client/payment-requests/{request_id:uuid}", auth=Auth.CUSTOMER)
+ENDPOINT = Endpoint(
+    method="GET", route="/api/client/payment-requests/{request_id:uuid}", auth=Auth.CUSTOMER, response=PaymentRequest
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

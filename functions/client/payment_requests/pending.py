@@ -3,12 +3,26 @@
 from typing import Any
 
 import falcon
+from marshmallow import fields
 
+from functions._shapes import PaymentRequest, nullable
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import NEWEST, PageQuery
 from lib.payments.requests import request_doc
 
-ENDPOINT = Endpoint(method="GET", route="/api/client/payment-requests/pending", auth=Auth.CUSTOMER, query=PageQuery)
+
+class PendingPayment(PaymentRequest):
+    kind = fields.String(metadata={"enum": ["session", "extension"]})
+    mitra_call_name = nullable(fields.String)
+
+
+ENDPOINT = Endpoint(
+    method="GET",
+    route="/api/client/payment-requests/pending",
+    auth=Auth.CUSTOMER,
+    query=PageQuery,
+    response=PendingPayment,
+)
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:

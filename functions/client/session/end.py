@@ -4,10 +4,13 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Session
 from lib.chat.lifecycle import end_early
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/client/session/{session_id:uuid}/end", auth=Auth.CUSTOMER)
+ENDPOINT = Endpoint(
+    method="POST", route="/api/client/session/{session_id:uuid}/end", auth=Auth.CUSTOMER, response=Session
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import CcAccess
 from lib.auth.accounts import cc_user_doc
 from lib.auth.cc_session import cc_token_response, refresh_cookie
 from lib.auth.flows import sign_in
@@ -15,7 +16,7 @@ class Body(Schema):
     password = fields.String(required=True, validate=validate.Length(1, 1024))
 
 
-ENDPOINT = Endpoint(method="POST", route="/internal/auth/login", auth=Auth.NONE, body=Body)
+ENDPOINT = Endpoint(method="POST", route="/internal/auth/login", auth=Auth.NONE, body=Body, response=CcAccess)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:

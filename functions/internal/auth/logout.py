@@ -5,7 +5,7 @@ import falcon
 from lib.auth.cc_session import clear_cookie
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
-ENDPOINT = Endpoint(method="POST", route="/internal/auth/logout", auth=Auth.CC_USER)
+ENDPOINT = Endpoint(method="POST", route="/internal/auth/logout", auth=Auth.CC_USER, status=204)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:

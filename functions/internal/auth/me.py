@@ -4,11 +4,12 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import CcUser
 from lib.auth.accounts import load_account
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import Unauthorized
 
-ENDPOINT = Endpoint(method="GET", route="/internal/auth/me", auth=Auth.CC_USER)
+ENDPOINT = Endpoint(method="GET", route="/internal/auth/me", auth=Auth.CC_USER, response=CcUser)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

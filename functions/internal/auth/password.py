@@ -13,7 +13,7 @@ class Body(Schema):
     new_password = fields.String(required=True, validate=validate.Length(1, 1024))
 
 
-ENDPOINT = Endpoint(method="POST", route="/internal/auth/password", auth=Auth.CC_USER, body=Body)
+ENDPOINT = Endpoint(method="POST", route="/internal/auth/password", auth=Auth.CC_USER, body=Body, status=204)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:

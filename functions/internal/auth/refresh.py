@@ -2,12 +2,13 @@
 
 import falcon
 
+from functions._shapes import CcAccess
 from lib.auth.cc_session import COOKIE, cc_token_response, check_origin, clear_cookie, refresh_cookie
 from lib.auth.flows import CC_USER_TYPES, refresh
 from lib.auth.sessions import RefreshInvalid
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
-ENDPOINT = Endpoint(method="POST", route="/internal/auth/refresh", auth=Auth.NONE)
+ENDPOINT = Endpoint(method="POST", route="/internal/auth/refresh", auth=Auth.NONE, response=CcAccess)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:

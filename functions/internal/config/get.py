@@ -4,10 +4,13 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import ConfigView
 from lib.config.app import describe
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="GET", route="/internal/config", auth=Auth.CC_USER, permission="config.read")
+ENDPOINT = Endpoint(
+    method="GET", route="/internal/config", auth=Auth.CC_USER, permission="config.read", response=ConfigView
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

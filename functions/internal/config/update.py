@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields
 
+from functions._shapes import ConfigView
 from lib.config.app import KEYS, describe, set_values
 from lib.endpoint import Auth, Ctx, Endpoint
 
@@ -12,7 +13,14 @@ from lib.endpoint import Auth, Ctx, Endpoint
 # by the key's own rule, which is stricter than marshmallow's coercion (1.0 is not an integer).
 Body = Schema.from_dict({name: fields.Raw(allow_none=True) for name in KEYS}, name="ConfigPatch")
 
-ENDPOINT = Endpoint(method="PATCH", route="/internal/config", auth=Auth.CC_USER, permission="config.write", body=Body)
+ENDPOINT = Endpoint(
+    method="PATCH",
+    route="/internal/config",
+    auth=Auth.CC_USER,
+    permission="config.write",
+    body=Body,
+    response=ConfigView,
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

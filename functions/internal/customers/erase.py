@@ -4,6 +4,7 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Erased
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import ReasonBody
 from lib.privacy import erase
@@ -14,6 +15,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="customers.manage",
     body=ReasonBody,
+    response=Erased,
 )
 
 

@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import fields, validate
 
+from functions._shapes import Customer
 from lib.auth.accounts import customer_doc
 from lib.customers import search_customers
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -16,7 +17,12 @@ class Query(PageQuery):
 
 
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/customers", auth=Auth.CC_USER, permission="customers.read", query=Query
+    method="GET",
+    route="/internal/customers",
+    auth=Auth.CC_USER,
+    permission="customers.read",
+    query=Query,
+    response=Customer,
 )
 
 

@@ -3,12 +3,23 @@
 from typing import Any
 
 import falcon
+from marshmallow import fields
 
+from functions._shapes import ReviewedFailure, nullable
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 
+
+class Failure(ReviewedFailure):
+    xendit_invoice_id = nullable(fields.String)
+
+
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/failed-pairings/{failure_id:uuid}", auth=Auth.CC_USER, permission="payments.manage"
+    method="GET",
+    route="/internal/failed-pairings/{failure_id:uuid}",
+    auth=Auth.CC_USER,
+    permission="payments.manage",
+    response=Failure,
 )
 
 

@@ -6,6 +6,7 @@ from typing import Any
 import falcon
 from marshmallow import fields, validate
 
+from functions._shapes import ReviewedFailure
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import NEWEST, PageQuery
 
@@ -17,7 +18,12 @@ class Query(PageQuery):
 
 
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/failed-pairings", auth=Auth.CC_USER, permission="payments.manage", query=Query
+    method="GET",
+    route="/internal/failed-pairings",
+    auth=Auth.CC_USER,
+    permission="payments.manage",
+    query=Query,
+    response=ReviewedFailure,
 )
 
 

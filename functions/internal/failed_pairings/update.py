@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import PairingFailure
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 
@@ -20,6 +21,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="payments.manage",
     body=Body,
+    response=PairingFailure,
 )
 
 

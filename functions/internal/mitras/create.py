@@ -3,6 +3,7 @@
 import falcon
 from marshmallow import Schema, validate
 
+from functions._shapes import Mitra
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.fields import PhoneField, Text
 from lib.mitras import create_mitra
@@ -14,7 +15,13 @@ class Body(Schema):
 
 
 ENDPOINT = Endpoint(
-    method="POST", route="/internal/mitras", auth=Auth.CC_USER, permission="mitras.manage", body=Body, status=201
+    method="POST",
+    route="/internal/mitras",
+    auth=Auth.CC_USER,
+    permission="mitras.manage",
+    body=Body,
+    status=201,
+    response=Mitra,
 )
 
 

@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import fields, validate
 
+from functions._shapes import Mitra
 from lib.auth.accounts import mitra_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.mitras import search_mitras
@@ -16,7 +17,9 @@ class Query(PageQuery):
     online = fields.Boolean(load_default=None)
 
 
-ENDPOINT = Endpoint(method="GET", route="/internal/mitras", auth=Auth.CC_USER, permission="mitras.read", query=Query)
+ENDPOINT = Endpoint(
+    method="GET", route="/internal/mitras", auth=Auth.CC_USER, permission="mitras.read", query=Query, response=Mitra
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -3,10 +3,20 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
+from functions._shapes import Time
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.mitras import get_mitra
 from lib.pagination import NEWEST_SERIAL, PageQuery
+
+
+class OnlineLog(Schema):
+    id = fields.Integer()
+    is_online = fields.Boolean()
+    reason = fields.String()
+    created_at = Time()
+
 
 ENDPOINT = Endpoint(
     method="GET",
@@ -14,6 +24,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="mitras.read",
     query=PageQuery,
+    response=OnlineLog,
 )
 
 

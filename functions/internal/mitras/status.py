@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields
 
+from functions._shapes import Mitra
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 from lib.mitras import get_mitra
@@ -21,6 +22,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="mitras.manage",
     body=Body,
+    response=Mitra,
 )
 
 

@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, validate
 
+from functions._shapes import Mitra
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import PhoneField, Text
 from lib.mitras import update_mitra
@@ -16,7 +17,12 @@ class Body(Schema):
 
 
 ENDPOINT = Endpoint(
-    method="PATCH", route="/internal/mitras/{mitra_id:uuid}", auth=Auth.CC_USER, permission="mitras.manage", body=Body
+    method="PATCH",
+    route="/internal/mitras/{mitra_id:uuid}",
+    auth=Auth.CC_USER,
+    permission="mitras.manage",
+    body=Body,
+    response=Mitra,
 )
 
 

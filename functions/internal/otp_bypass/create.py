@@ -3,6 +3,7 @@
 import falcon
 from marshmallow import fields, validate
 
+from functions._shapes import Bypass
 from lib.auth.otp import hash_bypass_code
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.fields import PhoneField, Text
@@ -23,6 +24,7 @@ ENDPOINT = Endpoint(
     permission="config.write",
     body=Body,
     status=201,
+    response=Bypass,
 )
 
 

@@ -10,6 +10,7 @@ ENDPOINT = Endpoint(
     route="/internal/otp-bypass/{entry_id:uuid}",
     auth=Auth.CC_USER,
     permission="config.write",
+    status=204,
 )
 
 

@@ -4,12 +4,18 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Bypass
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.otp_bypass import bypass_doc
 from lib.pagination import NEWEST, PageQuery
 
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/otp-bypass", auth=Auth.CC_USER, permission="config.write", query=PageQuery
+    method="GET",
+    route="/internal/otp-bypass",
+    auth=Auth.CC_USER,
+    permission="config.write",
+    query=PageQuery,
+    response=Bypass,
 )
 
 

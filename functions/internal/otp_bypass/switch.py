@@ -13,8 +13,17 @@ class Body(Schema):
     enabled = fields.Boolean(required=True)
 
 
+class Switch(Schema):
+    enabled = fields.Boolean()
+
+
 ENDPOINT = Endpoint(
-    method="PATCH", route="/internal/otp-bypass", auth=Auth.CC_USER, permission="config.write", body=Body
+    method="PATCH",
+    route="/internal/otp-bypass",
+    auth=Auth.CC_USER,
+    permission="config.write",
+    body=Body,
+    response=Switch,
 )
 
 

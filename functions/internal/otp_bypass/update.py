@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import fields, validate
 
+from functions._shapes import Bypass
 from lib.auth.otp import hash_bypass_code
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
@@ -23,6 +24,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="config.write",
     body=Body,
+    response=Bypass,
 )
 
 

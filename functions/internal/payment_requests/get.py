@@ -4,14 +4,54 @@ closing of its invoice at Xendit."""
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
+from functions._shapes import AdminPaymentRequest, Refund, Time, nullable
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 from lib.payments.refunds import refund_doc
 from lib.payments.requests import admin_doc
 
+
+class Webhook(Schema):
+    id = fields.Integer()
+    received_at = Time()
+    status = nullable(fields.String)
+    outcome = nullable(fields.String)
+
+
+class PaidInvoice(Schema):
+    invoice_id = fields.String()
+    amount = fields.Integer()
+    currency = fields.String()
+    source = fields.String()
+    outcome = fields.String()
+    created_at = Time()
+
+
+class InvoiceClosure(Schema):
+    reason = fields.String()
+    attempts = fields.Integer()
+    next_attempt_at = nullable(Time)
+    last_error = nullable(fields.String)
+    created_at = Time()
+    closed_at = nullable(Time)
+    outcome = nullable(fields.String)
+
+
+class PaymentRecord(AdminPaymentRequest):
+    webhooks = fields.List(fields.Nested(Webhook))
+    paid_invoices = fields.List(fields.Nested(PaidInvoice))
+    refunds = fields.List(fields.Nested(Refund))
+    invoice_closure = fields.Nested(InvoiceClosure, allow_none=True)
+
+
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/payment-requests/{request_id:uuid}", auth=Auth.CC_USER, permission="payments.read"
+    method="GET",
+    route="/internal/payment-requests/{request_id:uuid}",
+    auth=Auth.CC_USER,
+    permission="payments.read",
+    response=PaymentRecord,
 )
 
 

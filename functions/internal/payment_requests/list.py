@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import fields, validate
 
+from functions._shapes import AdminPaymentRequest
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import NEWEST, PageQuery
 from lib.payments.requests import admin_doc
@@ -20,7 +21,12 @@ class Query(PageQuery):
 
 
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/payment-requests", auth=Auth.CC_USER, permission="payments.read", query=Query
+    method="GET",
+    route="/internal/payment-requests",
+    auth=Auth.CC_USER,
+    permission="payments.read",
+    query=Query,
+    response=AdminPaymentRequest,
 )
 
 

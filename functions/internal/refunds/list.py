@@ -6,6 +6,7 @@ from typing import Any
 import falcon
 from marshmallow import fields, validate
 
+from functions._shapes import Refund
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import Keyset, PageQuery
 from lib.payments.refunds import refund_doc
@@ -17,7 +18,9 @@ class Query(PageQuery):
     status = fields.String(load_default="due", validate=validate.OneOf(["due", "done"]))
 
 
-ENDPOINT = Endpoint(method="GET", route="/internal/refunds", auth=Auth.CC_USER, permission="payments.read", query=Query)
+ENDPOINT = Endpoint(
+    method="GET", route="/internal/refunds", auth=Auth.CC_USER, permission="payments.read", query=Query, response=Refund
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

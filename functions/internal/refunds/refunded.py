@@ -6,6 +6,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, validate
 
+from functions._shapes import Refund
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import Text
 from lib.payments.refunds import mark_refunded
@@ -21,6 +22,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="payments.refund",
     body=Body,
+    response=Refund,
 )
 
 

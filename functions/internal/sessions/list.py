@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import fields, validate
 
+from functions._shapes import AdminSession
 from lib.auth.permissions import role_allows
 from lib.chat.control import admin_session_doc, listed_session_doc, search_sessions
 from lib.chat.states import STATES
@@ -25,7 +26,12 @@ class Query(PageQuery):
 
 
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/sessions", auth=Auth.CC_USER, permission="sessions.read", query=Query
+    method="GET",
+    route="/internal/sessions",
+    auth=Auth.CC_USER,
+    permission="sessions.read",
+    query=Query,
+    response=AdminSession,
 )
 
 

@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields
 
+from functions._shapes import AdminSession
 from lib.chat.control import admin_session_doc
 from lib.chat.lifecycle import reroute
 from lib.chat.sessions import BY_ID
@@ -21,6 +22,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="sessions.manage",
     body=Body,
+    response=AdminSession,
 )
 
 

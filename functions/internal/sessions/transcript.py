@@ -3,18 +3,29 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
+from functions._shapes import Id, Message, Time, nullable
 from lib.chat.control import read_transcript
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import ReasonBody
 
 # A POST, so the reason travels in the body, never in a URL that proxies and access logs keep.
+
+
+class Transcript(Schema):
+    session_id = Id()
+    transcript_purged_at = nullable(Time)
+    messages = fields.List(fields.Nested(Message))
+
+
 ENDPOINT = Endpoint(
     method="POST",
     route="/internal/sessions/{session_id:uuid}/transcript",
     auth=Auth.CC_USER,
     permission="transcripts.read",
     body=ReasonBody,
+    response=Transcript,
 )
 
 

@@ -4,6 +4,7 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Session
 from functions.internal.testing._mitras import MitraRef, mitra_id_of
 from lib.chat.pairing import accept, mitra_requests
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -15,7 +16,12 @@ class Body(MitraRef):
 
 
 ENDPOINT = Endpoint(
-    method="POST", route="/internal/_test/accept-latest-pending", auth=Auth.NONE, body=Body, dev_only=True
+    method="POST",
+    route="/internal/_test/accept-latest-pending",
+    auth=Auth.NONE,
+    body=Body,
+    dev_only=True,
+    response=Session,
 )
 
 

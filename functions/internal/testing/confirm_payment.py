@@ -6,12 +6,17 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import WebhookReply
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import Forbidden, NotFound
 from lib.payments.webhook import handle_callback
 
 ENDPOINT = Endpoint(
-    method="POST", route="/internal/_test/payments/{request_id:uuid}/confirm", auth=Auth.NONE, dev_only=True
+    method="POST",
+    route="/internal/_test/payments/{request_id:uuid}/confirm",
+    auth=Auth.NONE,
+    dev_only=True,
+    response=WebhookReply,
 )
 
 

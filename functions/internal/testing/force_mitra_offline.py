@@ -4,6 +4,7 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import ForcedStatus
 from functions.internal.testing._mitras import MitraRef, switch
 from lib.endpoint import Auth, Ctx, Endpoint
 
@@ -13,7 +14,12 @@ class Body(MitraRef):
 
 
 ENDPOINT = Endpoint(
-    method="POST", route="/internal/_test/force-mitra-offline", auth=Auth.NONE, body=Body, dev_only=True
+    method="POST",
+    route="/internal/_test/force-mitra-offline",
+    auth=Auth.NONE,
+    body=Body,
+    dev_only=True,
+    response=ForcedStatus,
 )
 
 

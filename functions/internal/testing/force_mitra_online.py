@@ -4,6 +4,7 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import ForcedStatus
 from functions.internal.testing._mitras import MitraRef, switch
 from lib.endpoint import Auth, Ctx, Endpoint
 
@@ -12,7 +13,14 @@ class Body(MitraRef):
     """The mitra, by mitra_id or phone."""
 
 
-ENDPOINT = Endpoint(method="POST", route="/internal/_test/force-mitra-online", auth=Auth.NONE, body=Body, dev_only=True)
+ENDPOINT = Endpoint(
+    method="POST",
+    route="/internal/_test/force-mitra-online",
+    auth=Auth.NONE,
+    body=Body,
+    dev_only=True,
+    response=ForcedStatus,
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

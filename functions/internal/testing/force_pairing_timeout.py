@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
+from functions._shapes import Pairing
 from lib.chat.pairing import expire_searches, pairing_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import Conflict, NotFound
@@ -23,7 +24,12 @@ class Body(Schema):
 
 
 ENDPOINT = Endpoint(
-    method="POST", route="/internal/_test/force-pairing-timeout", auth=Auth.NONE, body=Body, dev_only=True
+    method="POST",
+    route="/internal/_test/force-pairing-timeout",
+    auth=Auth.NONE,
+    body=Body,
+    dev_only=True,
+    response=Pairing,
 )
 
 _SESSION = (

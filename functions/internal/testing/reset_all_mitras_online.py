@@ -3,8 +3,9 @@
 from typing import Any
 
 import falcon
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
+from functions._shapes import Id
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import Forbidden
 from lib.presence.state import set_online
@@ -14,8 +15,19 @@ class Body(Schema):
     """No fields: `{}` or no body."""
 
 
+class Reset(Schema):
+    online = fields.Integer()
+    changed = fields.Integer()
+    mitra_ids = fields.List(Id())
+
+
 ENDPOINT = Endpoint(
-    method="POST", route="/internal/_test/reset-all-mitras-online", auth=Auth.NONE, body=Body, dev_only=True
+    method="POST",
+    route="/internal/_test/reset-all-mitras-online",
+    auth=Auth.NONE,
+    body=Body,
+    dev_only=True,
+    response=Reset,
 )
 
 

@@ -3,8 +3,9 @@
 from typing import Any
 
 import falcon
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
+from functions._shapes import Id, nullable
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import PhoneField
 
@@ -15,7 +16,21 @@ class Body(Schema):
     phone = PhoneField(required=True)
 
 
-ENDPOINT = Endpoint(method="POST", route="/internal/_test/reset-phone", auth=Auth.NONE, body=Body, dev_only=True)
+class Deleted(Schema):
+    otp_requests = fields.Integer()
+    phone_identities = fields.Integer()
+
+
+class PhoneReset(Schema):
+    phone = fields.String()
+    deleted = fields.Nested(Deleted)
+    customers_detached = fields.List(Id())
+    mitra_id = nullable(Id)
+
+
+ENDPOINT = Endpoint(
+    method="POST", route="/internal/_test/reset-phone", auth=Auth.NONE, body=Body, dev_only=True, response=PhoneReset
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

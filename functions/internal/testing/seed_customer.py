@@ -3,6 +3,7 @@
 import falcon
 from marshmallow import Schema, validate
 
+from functions._shapes import CustomerTokenPair, Id
 from lib.auth.accounts import load_account
 from lib.auth.flows import sign_in, token_pair
 from lib.auth.identity import resolve_customer
@@ -19,8 +20,18 @@ class Body(Schema):
     display_name = Text(load_default=None, allow_none=True, validate=validate.Length(1, 40))
 
 
+class SeededCustomer(CustomerTokenPair):
+    customer_id = Id()
+
+
 ENDPOINT = Endpoint(
-    method="POST", route="/internal/_test/seed-customer", auth=Auth.NONE, body=Body, status=201, dev_only=True
+    method="POST",
+    route="/internal/_test/seed-customer",
+    auth=Auth.NONE,
+    body=Body,
+    status=201,
+    dev_only=True,
+    response=SeededCustomer,
 )
 
 

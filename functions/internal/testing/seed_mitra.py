@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from functions._shapes import Id, MitraTokenPair, Time, nullable
 from lib.auth.signin import mitra_sign_in
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.fields import PhoneField, Text
@@ -28,8 +29,26 @@ class Body(Schema):
             raise ValidationError("An inactive mitra cannot be online.", "online")
 
 
+class SeededMitra(MitraTokenPair):
+    """Tokens only when asked for (else null)."""
+
+    mitra_id = Id()
+    created = fields.Boolean()
+    access_token = nullable(fields.String)
+    access_token_expires_at = nullable(Time)
+    token_type = nullable(fields.String)
+    refresh_token = nullable(fields.String)
+    refresh_token_expires_at = nullable(Time)
+
+
 ENDPOINT = Endpoint(
-    method="POST", route="/internal/_test/seed-mitra", auth=Auth.NONE, body=Body, status=201, dev_only=True
+    method="POST",
+    route="/internal/_test/seed-mitra",
+    auth=Auth.NONE,
+    body=Body,
+    status=201,
+    dev_only=True,
+    response=SeededMitra,
 )
 
 _NO_TOKENS = dict.fromkeys(

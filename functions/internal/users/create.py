@@ -3,6 +3,7 @@
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import CcUser
 from lib.auth.accounts import cc_user_doc
 from lib.auth.permissions import ROLES
 from lib.cc_users import create_cc_user
@@ -24,6 +25,7 @@ ENDPOINT = Endpoint(
     permission="users.manage",
     body=Body,
     status=201,
+    response=CcUser,
 )
 
 

@@ -4,12 +4,18 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import CcUser
 from lib.auth.accounts import cc_user_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import NEWEST, PageQuery
 
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/users", auth=Auth.CC_USER, permission="users.manage", query=PageQuery
+    method="GET",
+    route="/internal/users",
+    auth=Auth.CC_USER,
+    permission="users.manage",
+    query=PageQuery,
+    response=CcUser,
 )
 
 

@@ -17,6 +17,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="users.manage",
     body=Body,
+    status=204,
 )
 
 

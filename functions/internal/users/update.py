@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import CcUser
 from lib.auth.accounts import cc_user_doc
 from lib.auth.permissions import ROLES
 from lib.cc_users import update_user
@@ -24,6 +25,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="users.manage",
     body=Body,
+    response=CcUser,
 )
 
 

@@ -3,12 +3,26 @@
 from typing import Any
 
 import falcon
+from marshmallow import fields
 
+from functions._shapes import WebhookLog, nullable
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 
+
+class WebhookLogRecord(WebhookLog):
+    client_ip = nullable(fields.String)
+    raw_body = fields.String(metadata={"description": "as received (redacted once its customer is erased)"})
+    body_length = nullable(fields.Integer)
+    body_sha256 = nullable(fields.String)
+
+
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/webhook-logs/{log_id:int(min=1)}", auth=Auth.CC_USER, permission="payments.read"
+    method="GET",
+    route="/internal/webhook-logs/{log_id:int(min=1)}",
+    auth=Auth.CC_USER,
+    permission="payments.read",
+    response=WebhookLogRecord,
 )
 
 

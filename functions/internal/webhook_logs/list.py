@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import fields, validate
 
+from functions._shapes import WebhookLog
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import Keyset, PageQuery
 
@@ -18,7 +19,12 @@ class Query(PageQuery):
 
 
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/webhook-logs", auth=Auth.CC_USER, permission="payments.read", query=Query
+    method="GET",
+    route="/internal/webhook-logs",
+    auth=Auth.CC_USER,
+    permission="payments.read",
+    query=Query,
+    response=WebhookLog,
 )
 
 

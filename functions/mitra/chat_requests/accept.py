@@ -4,10 +4,13 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Session
 from lib.chat.pairing import accept
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/mitra/chat-requests/{session_id:uuid}/accept", auth=Auth.MITRA)
+ENDPOINT = Endpoint(
+    method="POST", route="/api/mitra/chat-requests/{session_id:uuid}/accept", auth=Auth.MITRA, response=Session
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

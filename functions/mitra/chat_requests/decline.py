@@ -5,7 +5,9 @@ import falcon
 from lib.chat.pairing import decline
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/mitra/chat-requests/{session_id:uuid}/decline", auth=Auth.MITRA)
+ENDPOINT = Endpoint(
+    method="POST", route="/api/mitra/chat-requests/{session_id:uuid}/decline", auth=Auth.MITRA, status=204
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:

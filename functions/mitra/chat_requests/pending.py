@@ -4,12 +4,15 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import ChatRequest
 from lib.chat.pairing import mitra_requests, request_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import Keyset, PageQuery
 
 ORDER = Keyset(("notified_at", "time"), ("id", "int"))
-ENDPOINT = Endpoint(method="GET", route="/api/mitra/chat-requests/pending", auth=Auth.MITRA, query=PageQuery)
+ENDPOINT = Endpoint(
+    method="GET", route="/api/mitra/chat-requests/pending", auth=Auth.MITRA, query=PageQuery, response=ChatRequest
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -3,12 +3,21 @@
 from typing import Any
 
 import falcon
+from marshmallow import fields
 
+from functions._shapes import ChatRequest, nullable
 from lib.chat.pairing import RECENT_ORDER, mitra_recent_requests, request_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import PageQuery
 
-ENDPOINT = Endpoint(method="GET", route="/api/mitra/chat-requests/recent", auth=Auth.MITRA, query=PageQuery)
+
+class RecentRequest(ChatRequest):
+    response = nullable(fields.String, metadata={"description": "my answer to the notification"})
+
+
+ENDPOINT = Endpoint(
+    method="GET", route="/api/mitra/chat-requests/recent", auth=Auth.MITRA, query=PageQuery, response=RecentRequest
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

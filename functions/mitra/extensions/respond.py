@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import Extension
 from lib.chat.extensions import respond
 from lib.endpoint import Auth, Ctx, Endpoint
 
@@ -14,7 +15,11 @@ class Body(Schema):
 
 
 ENDPOINT = Endpoint(
-    method="POST", route="/api/mitra/extensions/{extension_id:uuid}/respond", auth=Auth.MITRA, body=Body
+    method="POST",
+    route="/api/mitra/extensions/{extension_id:uuid}/respond",
+    auth=Auth.MITRA,
+    body=Body,
+    response=Extension,
 )
 
 

@@ -4,10 +4,11 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Session
 from lib.chat.lifecycle import end_early
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/mitra/sessions/{session_id:uuid}/end", auth=Auth.MITRA)
+ENDPOINT = Endpoint(method="POST", route="/api/mitra/sessions/{session_id:uuid}/end", auth=Auth.MITRA, response=Session)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -4,10 +4,11 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import MitraStatus
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.presence.state import status_doc
 
-ENDPOINT = Endpoint(method="GET", route="/api/mitra/status", auth=Auth.MITRA)
+ENDPOINT = Endpoint(method="GET", route="/api/mitra/status", auth=Auth.MITRA, response=MitraStatus)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

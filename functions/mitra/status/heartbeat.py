@@ -4,7 +4,7 @@ import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/mitra/status/heartbeat", auth=Auth.MITRA)
+ENDPOINT = Endpoint(method="POST", route="/api/mitra/status/heartbeat", auth=Auth.MITRA, status=204)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, validate
 
+from functions._shapes import CustomerTokenPair
 from lib.auth.accounts import load_account
 from lib.auth.flows import sign_in, token_pair
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
@@ -15,7 +16,9 @@ class Body(Schema):
     display_name = Text(load_default=None, allow_none=True, validate=validate.Length(1, 40))
 
 
-ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/anonymous", auth=Auth.NONE, body=Body, status=201)
+ENDPOINT = Endpoint(
+    method="POST", route="/api/shared/auth/anonymous", auth=Auth.NONE, body=Body, status=201, response=CustomerTokenPair
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:

@@ -4,7 +4,7 @@ import falcon
 
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/logout", auth=Auth.ANY_APP_USER)
+ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/logout", auth=Auth.ANY_APP_USER, status=204)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:

@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields
 
+from functions._shapes import TokenPair
 from lib.auth.flows import APP_USER_TYPES, refresh, token_pair
 from lib.endpoint import Auth, Ctx, Endpoint
 
@@ -13,7 +14,7 @@ class Body(Schema):
     refresh_token = fields.String(required=True)
 
 
-ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/refresh", auth=Auth.NONE, body=Body)
+ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/refresh", auth=Auth.NONE, body=Body, response=TokenPair)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

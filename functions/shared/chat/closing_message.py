@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from functions._shapes import Session
 from lib.chat.lifecycle import closing_message
 from lib.chat.messages import MAX_LENGTH
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -21,7 +22,11 @@ class Body(Schema):
 
 
 ENDPOINT = Endpoint(
-    method="POST", route="/api/shared/chat/{session_id:uuid}/closing-message", auth=Auth.ANY_APP_USER, body=Body
+    method="POST",
+    route="/api/shared/chat/{session_id:uuid}/closing-message",
+    auth=Auth.ANY_APP_USER,
+    body=Body,
+    response=Session,
 )
 
 

@@ -3,11 +3,20 @@
 from typing import Any
 
 import falcon
+from marshmallow import fields
 
+from functions._shapes import Extension, Session
 from lib.chat.views import info
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="GET", route="/api/shared/chat/{session_id:uuid}/info", auth=Auth.ANY_APP_USER)
+
+class Info(Session):
+    pending_extension = fields.Nested(Extension, allow_none=True, metadata={"description": "being decided or paid"})
+
+
+ENDPOINT = Endpoint(
+    method="GET", route="/api/shared/chat/{session_id:uuid}/info", auth=Auth.ANY_APP_USER, response=Info
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -11,7 +11,9 @@ class Body(Schema):
     up_to_message_id = fields.UUID(required=True)
 
 
-ENDPOINT = Endpoint(method="POST", route="/api/shared/chat/{session_id:uuid}/read", auth=Auth.ANY_APP_USER, body=Body)
+ENDPOINT = Endpoint(
+    method="POST", route="/api/shared/chat/{session_id:uuid}/read", auth=Auth.ANY_APP_USER, body=Body, status=204
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:

@@ -3,6 +3,7 @@
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
 from lib.auth.accounts import CALL_NAME_FALLBACK
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -11,7 +12,15 @@ from lib.endpoint import Auth, Ctx, Endpoint
 # who sees what: a mitra sees only the customer's call name ("Anonim" when there is none), and the
 # sensitivity flag's confirm step and one-way latch (app_config, operator-set). Nothing here is
 # secret, and the apps read it before sign-in, as they do /api/shared/auth-providers.
-ENDPOINT = Endpoint(method="GET", route="/api/shared/config/anonymity", auth=Auth.NONE)
+
+
+class Anonymity(Schema):
+    call_name_fallback = fields.String()
+    sensitive_flip_confirmation_enabled = fields.Boolean()
+    sensitive_flag_one_way_latch = fields.Boolean()
+
+
+ENDPOINT = Endpoint(method="GET", route="/api/shared/config/anonymity", auth=Auth.NONE, response=Anonymity)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -2,10 +2,18 @@
 
 import falcon
 
+from functions._shapes import WebhookReply
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.payments.webhook import handle_callback
 
-ENDPOINT = Endpoint(method="POST", route="/api/shared/payment/webhooks/xendit", auth=Auth.WEBHOOK, raw_body=True)
+ENDPOINT = Endpoint(
+    method="POST",
+    route="/api/shared/payment/webhooks/xendit",
+    auth=Auth.WEBHOOK,
+    raw_body=True,
+    response=WebhookReply,
+    envelope=False,
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:

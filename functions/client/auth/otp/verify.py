@@ -4,11 +4,18 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import CustomerTokenPair
 from lib.auth.otp_endpoints import OtpVerifyBody, verified_phone
 from lib.auth.signin import customer_sign_in
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/client/auth/otp/verify", auth=Auth.OPTIONAL_CUSTOMER, body=OtpVerifyBody)
+ENDPOINT = Endpoint(
+    method="POST",
+    route="/api/client/auth/otp/verify",
+    auth=Auth.OPTIONAL_CUSTOMER,
+    body=OtpVerifyBody,
+    response=CustomerTokenPair,
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

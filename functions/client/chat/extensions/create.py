@@ -3,6 +3,7 @@
 import falcon
 from marshmallow import Schema, fields
 
+from functions._shapes import Extension
 from lib.chat.extensions import request_extension
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
@@ -17,6 +18,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CUSTOMER,
     body=Body,
     status=201,
+    response=Extension,
 )
 
 

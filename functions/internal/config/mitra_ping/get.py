@@ -4,10 +4,13 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import MitraPing
 from lib.config.app import mitra_ping_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="GET", route="/internal/config/mitra-ping", auth=Auth.CC_USER, permission="config.read")
+ENDPOINT = Endpoint(
+    method="GET", route="/internal/config/mitra-ping", auth=Auth.CC_USER, permission="config.read", response=MitraPing
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields
 
+from functions._shapes import MitraPing
 from lib.config.app import mitra_ping_doc, set_values
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import ValidationFailed
@@ -16,7 +17,12 @@ class Body(Schema):
 
 
 ENDPOINT = Endpoint(
-    method="PATCH", route="/internal/config/mitra-ping", auth=Auth.CC_USER, permission="config.write", body=Body
+    method="PATCH",
+    route="/internal/config/mitra-ping",
+    auth=Auth.CC_USER,
+    permission="config.write",
+    body=Body,
+    response=MitraPing,
 )
 
 

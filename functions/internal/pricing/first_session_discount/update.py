@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import Discount
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pricing import update_discount
 
@@ -22,6 +23,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="pricing.manage",
     body=Body,
+    response=Discount,
 )
 
 

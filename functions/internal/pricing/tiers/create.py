@@ -3,6 +3,7 @@
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import Tier
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.fields import Text
 from lib.pricing import MODES, create_tier
@@ -23,6 +24,7 @@ ENDPOINT = Endpoint(
     permission="pricing.manage",
     body=Body,
     status=201,
+    response=Tier,
 )
 
 

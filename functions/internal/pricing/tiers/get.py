@@ -4,12 +4,17 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Tier
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 from lib.pricing import tier_doc
 
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/pricing/tiers/{tier_id:uuid}", auth=Auth.CC_USER, permission="pricing.manage"
+    method="GET",
+    route="/internal/pricing/tiers/{tier_id:uuid}",
+    auth=Auth.CC_USER,
+    permission="pricing.manage",
+    response=Tier,
 )
 
 

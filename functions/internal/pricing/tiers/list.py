@@ -4,12 +4,18 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import Tier
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import PageQuery
 from lib.pricing import TIER_ORDER, tier_page
 
 ENDPOINT = Endpoint(
-    method="GET", route="/internal/pricing/tiers", auth=Auth.CC_USER, permission="pricing.manage", query=PageQuery
+    method="GET",
+    route="/internal/pricing/tiers",
+    auth=Auth.CC_USER,
+    permission="pricing.manage",
+    query=PageQuery,
+    response=Tier,
 )
 
 

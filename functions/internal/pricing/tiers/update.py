@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from functions._shapes import Tier
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import Text
 from lib.pricing import update_tier
@@ -34,6 +35,7 @@ ENDPOINT = Endpoint(
     auth=Auth.CC_USER,
     permission="pricing.manage",
     body=Body,
+    response=Tier,
 )
 
 

@@ -4,11 +4,14 @@ from typing import Any
 
 import falcon
 
+from functions._shapes import MitraTokenPair
 from lib.auth.otp_endpoints import OtpVerifyBody, verified_phone
 from lib.auth.signin import mitra_sign_in
 from lib.endpoint import Auth, Ctx, Endpoint
 
-ENDPOINT = Endpoint(method="POST", route="/api/mitra/auth/otp/verify", auth=Auth.NONE, body=OtpVerifyBody)
+ENDPOINT = Endpoint(
+    method="POST", route="/api/mitra/auth/otp/verify", auth=Auth.NONE, body=OtpVerifyBody, response=MitraTokenPair
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:

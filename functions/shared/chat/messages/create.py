@@ -3,6 +3,7 @@
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import Message
 from lib.chat.messages import MAX_LENGTH, Quota, send
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
@@ -18,6 +19,7 @@ ENDPOINT = Endpoint(
     auth=Auth.ANY_APP_USER,
     body=Body,
     status=201,
+    response=Message,
 )
 
 

@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import fields
 
+from functions._shapes import Message
 from lib.chat.messages import page
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import PageQuery
@@ -15,7 +16,11 @@ class Query(PageQuery):
 
 
 ENDPOINT = Endpoint(
-    method="GET", route="/api/shared/chat/{session_id:uuid}/messages", auth=Auth.ANY_APP_USER, query=Query
+    method="GET",
+    route="/api/shared/chat/{session_id:uuid}/messages",
+    auth=Auth.ANY_APP_USER,
+    query=Query,
+    response=Message,
 )
 
 

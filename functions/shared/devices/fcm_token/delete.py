@@ -11,7 +11,9 @@ class Body(Schema):
     platform = fields.String(load_default=None, allow_none=True)
 
 
-ENDPOINT = Endpoint(method="DELETE", route="/api/shared/devices/fcm-token", auth=Auth.ANY_APP_USER, body=Body)
+ENDPOINT = Endpoint(
+    method="DELETE", route="/api/shared/devices/fcm-token", auth=Auth.ANY_APP_USER, body=Body, status=204
+)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:

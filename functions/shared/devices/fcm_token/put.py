@@ -12,7 +12,7 @@ class Body(Schema):
     platform = fields.String(required=True, validate=validate.OneOf(["android", "ios"]))
 
 
-ENDPOINT = Endpoint(method="PUT", route="/api/shared/devices/fcm-token", auth=Auth.ANY_APP_USER, body=Body)
+ENDPOINT = Endpoint(method="PUT", route="/api/shared/devices/fcm-token", auth=Auth.ANY_APP_USER, body=Body, status=204)
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:

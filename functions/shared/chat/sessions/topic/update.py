@@ -5,6 +5,7 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields, validate
 
+from functions._shapes import Session
 from lib.chat.lifecycle import set_topic
 from lib.endpoint import Auth, Ctx, Endpoint
 
@@ -15,7 +16,11 @@ class Body(Schema):
 
 
 ENDPOINT = Endpoint(
-    method="PATCH", route="/api/shared/chat/sessions/{session_id:uuid}/topic", auth=Auth.MITRA, body=Body
+    method="PATCH",
+    route="/api/shared/chat/sessions/{session_id:uuid}/topic",
+    auth=Auth.MITRA,
+    body=Body,
+    response=Session,
 )
 
 
