@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lib.metrics import m
+from lib.metrics import exported_families
 from tests.conftest import PROJECT_ROOT
 
 OBS = Path(PROJECT_ROOT) / "deploy" / "observability"
@@ -26,10 +26,8 @@ needs_promtool = pytest.mark.skipif(promtool is None, reason="promtool not insta
 def exported() -> set[str]:
     """Every sample name lib/metrics.py can produce."""
     names: set[str] = set()
-    metrics = m()
-    for attr in vars(metrics):
-        metric = getattr(metrics, attr)
-        base, kind = metric._name, metric._type
+    for family in exported_families():
+        base, kind = family.name, family.type
         names |= {
             "counter": {f"{base}_total"},
             "histogram": {f"{base}_bucket", f"{base}_count", f"{base}_sum"},
