@@ -192,4 +192,99 @@ def test_a_whole_chat_answers_as_declared(checked: Chat) -> None:
     assert read.status_code == 200, read.text
     assert cc.simulate_get(f"/internal/customers/{uuid.uuid4()}", headers=admin).status_code == 404
     # The walk reached most of both surfaces (what it checked is listed on failure).
-    assert len(app.checked) >= 35 and len(cc.checked) >= 25, (sorted(app.checked), sorted(cc.checked))
+    assert len(app.checked) >= 36 and len(cc.checked) >= 26, (sorted(app.checked), sorted(cc.checked))
+
+
+def test_the_control_centers_writes_answer_as_declared(internal: testing.TestClient, cc_login, anonymous) -> None:
+    cc = Checked(internal, "internal")
+    _, token, _ = cc_login("admin")
+    admin = bearer(token)
+    created = cc.simulate_post(
+        "/internal/users",
+        headers=admin,
+        json={"email": "ops@halobestie.test", "display_name": "Ops", "role": "operator", "password": "a-long-passw0rd"},
+    )
+    assert created.status_code == 201, created.text
+    user = f"/internal/users/{created.json['data']['id']}"
+    assert cc.simulate_get(user, headers=admin).status_code == 200
+    assert cc.simulate_patch(user, headers=admin, json={"display_name": "Operasi"}).status_code == 200
+    reset = cc.simulate_post(f"{user}/reset-password", headers=admin, json={"password": "another-passw0rd"})
+    assert reset.status_code == 204, reset.text
+    mitra = cc.simulate_post(
+        "/internal/mitras", headers=admin, json={"phone": "+6281277700001", "display_name": "Bestie Baru"}
+    )
+    assert mitra.status_code == 201, mitra.text
+    at = f"/internal/mitras/{mitra.json['data']['id']}"
+    assert cc.simulate_patch(at, headers=admin, json={"display_name": "Bestie Lama"}).status_code == 200
+    assert cc.simulate_patch(f"{at}/status", headers=admin, json={"is_active": False}).status_code == 200
+    entry = cc.simulate_post(
+        "/internal/otp-bypass",
+        headers=admin,
+        json={"phone": "+6281277700002", "code": "123456", "expires_at": "2099-01-01T00:00:00Z"},
+    )
+    assert entry.status_code == 201, entry.text
+    bypass = f"/internal/otp-bypass/{entry.json['data']['id']}"
+    assert cc.simulate_patch(bypass, headers=admin, json={"note": "QA"}).status_code == 200
+    assert cc.simulate_patch("/internal/otp-bypass", headers=admin, json={"enabled": True}).status_code == 200
+    assert cc.simulate_delete(bypass, headers=admin).status_code == 204
+    tier = cc.simulate_post(
+        "/internal/pricing/tiers", headers=admin, json={"mode": "call", "minutes": 45, "price": 90000, "label": "45"}
+    )
+    assert tier.status_code == 201, tier.text
+    assert (
+        cc.simulate_patch(
+            f"/internal/pricing/tiers/{tier.json['data']['id']}",
+            headers=admin,
+            json={"updated_at": tier.json["data"]["updated_at"], "price": 95000},
+        ).status_code
+        == 200
+    )
+    discount = cc.simulate_get("/internal/pricing/first-session-discount", headers=admin).json["data"]
+    assert (
+        cc.simulate_patch(
+            "/internal/pricing/first-session-discount", headers=admin, json={"updated_at": discount["updated_at"]}
+        ).status_code
+        == 200
+    )
+    assert cc.simulate_patch("/internal/config", headers=admin, json={"otp_max_attempts": 5}).status_code == 200
+    assert (
+        cc.simulate_patch("/internal/config/mitra-ping", headers=admin, json={"require_ping": True}).status_code == 200
+    )
+    customer = anonymous("Dihapus")
+    erased = cc.simulate_post(
+        f"/internal/customers/{customer['user']['id']}/erase", headers=admin, json={"reason": "request by e-mail"}
+    )
+    assert erased.status_code == 200, erased.text
+    seeded = cc.simulate_post(
+        "/internal/_test/seed-mitra", json={"phone": "+6281277700003", "display_name": "Uji", "online": True}
+    )
+    assert seeded.status_code == 201, seeded.text
+    for hook, body in (
+        ("/internal/_test/seed-customer", {"display_name": "Uji"}),
+        ("/internal/_test/force-mitra-offline", {"phone": "+6281277700003"}),
+        ("/internal/_test/force-mitra-online", {"phone": "+6281277700003"}),
+        ("/internal/_test/reset-all-mitras-online", {}),
+        ("/internal/_test/reset-phone", {"phone": "+6281277700002"}),
+    ):
+        answer = cc.simulate_post(hook, json=body)
+        assert 200 <= answer.status_code < 300, (hook, answer.text)
+    assert len(cc.checked) >= 24, sorted(cc.checked)
+
+
+def test_the_apps_account_calls_answer_as_declared(public: testing.TestClient, mitra_login) -> None:
+    app = Checked(public, "public")
+    made = app.simulate_post("/api/shared/auth/anonymous", json={"display_name": "Baru"})
+    assert made.status_code == 201, made.text
+    me = bearer(made.json["data"]["access_token"])
+    assert app.simulate_post("/api/client/auth/otp/request", json={"phone": "+6281277700011"}).status_code == 200
+    mitra, mitra_token = mitra_login()
+    assert app.simulate_post("/api/mitra/auth/otp/request", json={"phone": mitra["phone"]}).status_code == 200
+    device = {"token": "fcm-token-1", "platform": "android"}
+    assert app.simulate_put("/api/shared/devices/fcm-token", headers=me, json=device).status_code == 204
+    assert app.simulate_delete("/api/shared/devices/fcm-token", headers=me, json=device).status_code == 204
+    mine = bearer(mitra_token)
+    assert app.simulate_post("/api/mitra/status/online", headers=mine).status_code == 200
+    assert app.simulate_post("/api/mitra/status/offline", headers=mine).status_code == 200
+    assert app.simulate_delete("/api/client/me", headers=me).status_code == 200
+    assert app.simulate_post("/api/shared/auth/logout", headers=mine).status_code == 204
+    assert len(app.checked) >= 8, sorted(app.checked)
