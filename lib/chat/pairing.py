@@ -356,14 +356,19 @@ def request_status(db: Database, mitra_id: str, session_id: str) -> dict[str, An
     return {"session_id": session_id, "status": status, "response": row["response"]}
 
 
-# A request as its mitra lists it; open = asked, unanswered, and the search still on.
+# A request as its mitra lists it; open = asked, unanswered, and the search still on. The session's
+# topic may be flagged later by the mitra who holds it: any other mitra (one who lost the blast, or
+# was rerouted away) sees the topic the request was made with, the payment's.
 _REQUEST_COLUMNS = sql.SQL(
     "n.id, n.mitra_id, n.session_id, n.notified_at, n.status AS response, s.request_type, s.mode, "
-    "s.duration_minutes, s.topic_sensitivity, s.search_expires_at, c.display_name AS customer_name"
+    "s.duration_minutes, CASE WHEN s.mitra_id = n.mitra_id THEN s.topic_sensitivity "
+    "ELSE COALESCE(p.topic_sensitivity, 'normal') END AS topic_sensitivity, s.search_expires_at, "
+    "c.display_name AS customer_name"
 )
 _REQUESTS_OF = sql.SQL(
     "FROM chat_request_notifications n JOIN chat_sessions s ON s.id = n.session_id "
-    "JOIN customers c ON c.id = s.customer_id WHERE n.mitra_id = %(m)s"
+    "JOIN customers c ON c.id = s.customer_id LEFT JOIN payment_requests p ON p.id = s.payment_request_id "
+    "WHERE n.mitra_id = %(m)s"
 )
 _OPEN_REQUEST = sql.SQL("(n.status = 'notified' AND s.status = 'searching')")
 _REQUESTS = (

@@ -31,5 +31,6 @@ def customer_view(db: Database, customer_id: str, kept: Kept[dict[str, Any]] | N
         **base,
         "account_belongs_to": account["account_belongs_to"],
         "has_consulted": account["has_consulted"],
-        "linked_identities": account["providers"] or ["anonymous"],
+        # Two phones (or Google accounts) linked to one account are one kind of identity.
+        "linked_identities": list(dict.fromkeys(account["providers"])) or ["anonymous"],
     }

@@ -117,6 +117,13 @@ def test_me_says_whom_the_account_belongs_to_and_which_identities_are_linked(
     with services.db.connection() as conn:
         resolve_customer(conn, "google", "google-sub-1", caller_id=owner, email="m@example.com")
     assert _me(public, first["access_token"])["linked_identities"] == ["phone", "google"]
+    # A second phone is still one kind of identity.
+    assert _link(services, owner, "+6281255500002") == owner
+    linked = services.db.fetch_one(
+        "SELECT count(*) AS n FROM customer_identities WHERE customer_id = %(c)s", {"c": owner}
+    )
+    assert linked == {"n": 3}
+    assert _me(public, first["access_token"])["linked_identities"] == ["phone", "google"]
 
 
 def test_me_says_whether_the_customer_has_consulted_before(

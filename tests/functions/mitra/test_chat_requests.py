@@ -107,3 +107,26 @@ def test_the_originals_early_end_path_ends_like_the_mitra_session_end(chat: Chat
     assert chat.status(session_id) == "closing"
     bad = chat.app.simulate_post("/api/mitra/chat-requests/sessions/not-a-uuid/end", headers=bearer(token))
     assert bad.status_code == 404
+
+
+def test_a_mitra_who_lost_the_blast_does_not_see_the_winners_topic_flag(chat: Chat) -> None:
+    """The topic in a request is the payment's for every mitra asked; once the session is
+    another mitra's, a flag that mitra sets later is theirs alone (API.md: the previous mitra
+    gets 404 on the session)."""
+    _, loser_token = chat.mitra("Kalah")
+    _, winner_token = chat.mitra("Menang")
+    customer = chat.customer()
+    session_id = chat.session_of(chat.pay_for(customer))
+    assert chat.accept(winner_token, session_id).status_code == 200
+    flipped = chat.app.simulate_patch(
+        f"/api/shared/chat/sessions/{session_id}/topic",
+        headers=bearer(winner_token),
+        json={"topic_sensitivity": "sensitive", "confirmed": True},
+    )
+    assert flipped.status_code == 200, flipped.text
+
+    def topic(token: str) -> str:
+        items = chat.app.simulate_get(RECENT, headers=bearer(token)).json["data"]["items"]
+        return next(i["topic_sensitivity"] for i in items if i["session_id"] == session_id)
+
+    assert (topic(winner_token), topic(loser_token)) == ("sensitive", "normal")
