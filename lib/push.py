@@ -10,10 +10,12 @@ re-syncs when opened.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import firebase_admin
@@ -101,8 +103,21 @@ class Fcm:
     def close(self) -> None:
         with self._lock:
             if self._app is not None:
-                firebase_admin.delete_app(self._app)
+                _outside_any_loop(firebase_admin.delete_app, self._app)
                 self._app = None
+
+
+def _outside_any_loop(fn: Callable[[firebase_admin.App], None], app: firebase_admin.App) -> None:
+    """firebase-admin's messaging service closes its HTTP client with asyncio.run(), which raises in
+    a thread running an event loop: the gateway closes its services in the ASGI lifespan shutdown
+    (before, every SIGTERM of a realtime process failed there and left its pools open)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fn(app)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fcm-close") as pool:
+        pool.submit(fn, app).result()  # its exception, if any, is raised here
 
 
 Recipient = tuple[str, str]  # (user_type, user_id)
