@@ -17,6 +17,7 @@ from lib.pagination import PageQuery
 from runtime.router import Route
 
 _FIELD = re.compile(r"\{([a-z_][a-z0-9_]*)(?::([a-z]+)(?:\(([^)]*)\))?)?\}")
+SHARED_SHAPES = "functions._shapes"  # the response shapes several endpoints share: named components
 _PAGE_NOTE = "A page of the list: the envelope every cursor list shares (API.md, Conventions)"
 _ERROR = {
     "type": "object",
@@ -72,8 +73,9 @@ def release() -> str:
 
 def build_spec(surface: str, routes: list[Route], version: str | None = None) -> dict[str, Any]:
     """A listener's OpenAPI 3.0 description; `version` defaults to the build's (lib.metrics.version)."""
-    # Inline every schema: each handler declares its own `Body`, so names would collide.
-    plugin = MarshmallowPlugin(schema_name_resolver=_inline)
+    # Bodies and handler-local shapes inline (every handler names its own `Body`); the shared response
+    # shapes as components, so a generated client has one `Session` class, not one per operation.
+    plugin = MarshmallowPlugin(schema_name_resolver=_component_name)
     spec = APISpec(
         title=f"Halo Bestie {surface} API",
         version=version or metrics.version(),
@@ -114,7 +116,11 @@ def build_spec(surface: str, routes: list[Route], version: str | None = None) ->
         by_path.setdefault(path, {})[ep.method.lower()] = operation
     for path, operations in by_path.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    document = spec.to_dict()
+    shapes = document["components"].get("schemas", {})
+    for name, schema in shapes.items():
+        shapes[name] = _shape(schema)
+    return document
 
 
 def _success(route: Route, converter: OpenAPIConverter) -> dict[str, Any]:
@@ -124,7 +130,7 @@ def _success(route: Route, converter: OpenAPIConverter) -> dict[str, Any]:
             return {"204": {"description": "No content"}}
         # Not declared yet: described as an untyped envelope (tests/runtime/test_docs.py lists who may).
         return {str(ep.status): {"description": "Success", "content": {"application/json": {"schema": _envelope({})}}}}
-    shape = _shape(converter.schema2jsonschema(ep.response))  # type: ignore[no-untyped-call]  # apispec leaves it unannotated
+    shape = _shape(converter.resolve_nested_schema(ep.response))  # type: ignore[no-untyped-call]  # apispec: unannotated
     if not ep.envelope:
         return {str(ep.status): {"description": "Success", "content": {"application/json": {"schema": shape}}}}
     if ep.query is not None and issubclass(ep.query, PageQuery):
@@ -159,6 +165,12 @@ def _shape(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     shaped = {key: _shape(value) for key, value in schema.items() if key != "x-optional"}
+    null, ref = {"type": "object", "nullable": True}, [part for part in shaped.get("anyOf", ()) if "$ref" in part]
+    if len(shaped.get("anyOf", ())) == 2 and null in shaped["anyOf"] and len(ref) == 1:
+        # apispec writes a nullable component as anyOf [any object or null, the component]: that
+        # admits any object; 3.0's own idiom, allOf [the component] with nullable, says what is meant.
+        del shaped["anyOf"]
+        shaped.update({"allOf": ref, "nullable": True})
     if shaped.get("additionalProperties") is False:
         del shaped["additionalProperties"]  # a field added later must not break a client built today
     if schema.get("type") == "object" and "properties" in schema:
@@ -169,7 +181,10 @@ def _shape(schema: Any) -> Any:
     return shaped
 
 
-def _inline(schema: type[Schema]) -> str:
+def _component_name(schema: type[Schema] | Schema) -> str:
+    kind = schema if isinstance(schema, type) else type(schema)
+    if kind.__module__ == SHARED_SHAPES:
+        return kind.__name__
     return None  # type: ignore[return-value]  # apispec: None means "inline", its stub says str
 
 

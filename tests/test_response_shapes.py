@@ -45,7 +45,9 @@ class Checked(testing.TestClient):
         super().__init__(client.app)
         self.checked: set[str] = set()
         self._ops: list[tuple[re.Pattern[str], int, dict[str, Any]]] = []
-        for path, operations in openapi_document(surface)["paths"].items():
+        document = openapi_document(surface)
+        self._components = strict(document["components"])  # where the shapes' $refs point
+        for path, operations in document["paths"].items():
             pattern = re.compile("^" + re.sub(r"\{[a-z_]+\}", "[^/]+", path) + "$")
             self._ops.append((pattern, path.count("{"), operations))
         self._ops.sort(key=lambda op: op[1])  # a literal segment wins over a parameter (/pending, /{id})
@@ -63,7 +65,8 @@ class Checked(testing.TestClient):
         if result.status_code == 204:
             assert not result.content
         else:
-            schema = strict(declared["content"]["application/json"]["schema"])
+            # The components ride along at the root, where "#/components/schemas/..." resolves.
+            schema = {**strict(declared["content"]["application/json"]["schema"]), "components": self._components}
             errors = [
                 f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
                 for e in jsonschema.Draft7Validator(schema).iter_errors(result.json)

@@ -80,11 +80,15 @@ def test_required_bodies_are_required() -> None:
     assert paths["/api/shared/auth/anonymous"]["post"]["requestBody"]["required"] is False  # all optional
 
 
-def untyped(schema: Any, where: str) -> list[str]:
+def untyped(schema: Any, where: str, components: dict[str, Any] | None = None) -> list[str]:
     """Where a schema leaves a client an untyped value: `{}`, or an object with neither properties
-    nor a declared map (`additionalProperties`)."""
+    nor a declared map (`additionalProperties`). A `$ref` is followed into `components` once."""
     if not isinstance(schema, dict):
         return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        seen = components if components is not None else {}
+        return [] if name not in seen else untyped(seen.pop(name), f"{where}<{name}>", seen)
     found = []
     parts = [k for k in ("allOf", "anyOf", "oneOf") if k in schema]
     if not schema or (not parts and "type" not in schema):
@@ -92,14 +96,14 @@ def untyped(schema: Any, where: str) -> list[str]:
     if schema.get("type") == "object" and "properties" not in schema and "additionalProperties" not in schema:
         found.append(where)
     for name, prop in schema.get("properties", {}).items():
-        found += untyped(prop, f"{where}.{name}")
+        found += untyped(prop, f"{where}.{name}", components)
     if isinstance(schema.get("additionalProperties"), dict) and schema["additionalProperties"]:
-        found += untyped(schema["additionalProperties"], f"{where}.*")
+        found += untyped(schema["additionalProperties"], f"{where}.*", components)
     if "items" in schema:
-        found += untyped(schema["items"], f"{where}[]")
+        found += untyped(schema["items"], f"{where}[]", components)
     for key in parts:
         for n, sub in enumerate(schema[key]):
-            found += untyped(sub, f"{where}.{key}[{n}]")
+            found += untyped(sub, f"{where}.{key}[{n}]", components)
     return found
 
 
@@ -108,12 +112,15 @@ def test_untyped_finds_what_a_client_generator_cannot_type() -> None:
     assert untyped({"type": "object"}, "data") == ["data"]
     assert untyped({"type": "array", "items": {"type": "object", "properties": {"a": {}}}}, "data") == ["data[].a"]
     assert untyped({"type": "object", "additionalProperties": {"type": "string"}}, "data") == []
+    assert untyped({"$ref": "#/components/schemas/A"}, "data", {"A": {"type": "object"}}) == ["data<A>"]
 
 
 def test_the_public_description_has_no_untyped_response() -> None:
     """A Dart client is generated from it: every success that carries a document types it all."""
     found = []
-    for path, operations in openapi_document("public")["paths"].items():
+    document = openapi_document("public")
+    components = dict(document["components"]["schemas"])  # each is checked once, where first used
+    for path, operations in document["paths"].items():
         for method, op in operations.items():
             if op["operationId"] in UNDECLARED:
                 continue
@@ -121,5 +128,7 @@ def test_the_public_description_has_no_untyped_response() -> None:
                 if status == "default" or status == "204":
                     continue
                 assert "content" in response, f"{method.upper()} {path} {status} has no body described"
-                found += untyped(response["content"]["application/json"]["schema"], f"{method.upper()} {path} {status}")
+                schema = response["content"]["application/json"]["schema"]
+                found += untyped(schema, f"{method.upper()} {path} {status}", components)
     assert found == []
+    assert components == {}, f"components no response uses: {sorted(components)}"
