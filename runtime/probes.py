@@ -5,18 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 import falcon
+from marshmallow import Schema, fields
 
 from lib import metrics as prom
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.errors import ApiError, ServiceUnavailable
 from lib.valkey import is_up
 
-HEALTH = Endpoint(method="GET", route="/health", auth=Auth.NONE, summary="Liveness: touches nothing")
+
+class Health(Schema):
+    status = fields.String()  # "ok"
+
+
+class Readiness(Schema):
+    status = fields.String()  # "ready"
+    database = fields.String()  # "up" | "down"
+    valkey = fields.String()
+
+
+HEALTH = Endpoint(method="GET", route="/health", auth=Auth.NONE, summary="Liveness: touches nothing", response=Health)
 READY = Endpoint(
     method="GET",
     route="/ready",
     auth=Auth.NONE,
     summary="Readiness: PostgreSQL (required) and Valkey (optional) state",
+    response=Readiness,
 )
 # The internal listener is private (NetworkPolicy, loopback by default), as Prometheus expects.
 METRICS = Endpoint(
