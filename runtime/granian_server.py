@@ -27,13 +27,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from granian import _signals as granian_signals
-from granian._granian import WorkerSignal
-from granian._signals import set_main_signals
+import granian
 from granian.constants import Interfaces
 from granian.server import MPServer
 
 from lib import metrics as prom
+
+GRANIAN_TESTED = "2.8.9"  # the granian whose private API this module was written against (docs/performance.md)
+try:
+    from granian import _signals as granian_signals
+    from granian._granian import WorkerSignal
+    from granian._signals import set_main_signals
+except ImportError as exc:  # an upgrade moved them: fail the boot with this, not with lost requests
+    raise RuntimeError(
+        f"granian {granian.__version__} no longer has what runtime/granian_server.py patches "
+        f"(written against {GRANIAN_TESTED}): {exc}"
+    ) from exc
 
 _SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; the socket module does not name it
 _DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)  # classic BPF: BPF_RET|BPF_K 0, keep no packet
@@ -137,5 +146,9 @@ def serve_granian(options: dict[str, Any]) -> None:
     # Workers are forked so they inherit the patched signal setup (Python 3.14 defaults to
     # forkserver, which granian turns into spawn).
     multiprocessing.set_start_method("fork", force=True)
+    if not callable(getattr(granian_signals, "set_sync_signals", None)):
+        raise RuntimeError(
+            f"granian {granian.__version__} has no _signals.set_sync_signals to patch (written against {GRANIAN_TESTED})"
+        )
     granian_signals.set_sync_signals = _draining_signals(options["port"])
     MPServer(**options).serve()
