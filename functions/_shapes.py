@@ -223,6 +223,7 @@ class PaymentRequest(Schema):
     """lib/payments/requests.request_doc."""
 
     id = Id()
+    kind = fields.String(metadata={"enum": ["session", "extension"]})
     status = fields.String()
     mode = fields.String()
     tier_id = nullable(Id)

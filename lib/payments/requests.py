@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 def request_doc(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
+        "kind": row["kind"],  # session | extension: the app's waiting screen says which it pays for
         "status": row["status"],
         "mode": row["mode"],
         "tier_id": row["tier_id"],

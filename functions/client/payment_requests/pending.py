@@ -12,7 +12,6 @@ from lib.payments.requests import request_doc
 
 
 class PendingPayment(PaymentRequest):
-    kind = fields.String(metadata={"enum": ["session", "extension"]})
     mitra_call_name = nullable(fields.String)
 
 
@@ -30,7 +29,7 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
     # mitra's `customer_call_name`): `kind` is session | extension, and `mitra_call_name` the Bestie
     # the money is for, the session's for an extension, the targeted one for a "curhat lagi", and
     # null for a blast, which has no Bestie until one accepts.
-    return {**request_doc(row), "kind": row["kind"], "mitra_call_name": row["mitra_name"]}
+    return {**request_doc(row), "mitra_call_name": row["mitra_name"]}
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
