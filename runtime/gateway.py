@@ -53,7 +53,7 @@ from lib.presence import state as presence
 from lib.principal import Principal
 from lib.services import Services
 from lib.valkey import VALKEY_ERRORS, valkey_failed
-from runtime.router import FUNCTIONS_DIR, DiscoveryError, load_module, module_files
+from runtime.router import FUNCTIONS_DIR, DiscoveryError, check_module, load_module, module_files
 
 log = logging.getLogger("runtime.gateway")
 
@@ -92,16 +92,11 @@ def discover_frames(root: Path = FUNCTIONS_DIR) -> dict[str, FrameModule]:
     found: dict[str, FrameModule] = {}
     for dotted, path in module_files(root, top={"realtime"}):
         module = load_module(dotted, path)
-        frame = getattr(module, "FRAME", None)
-        handlers = [h for h in ("handle", "handle_batch") if callable(getattr(module, h, None))]
-        if not isinstance(frame, Frame) or len(handlers) != 1:
-            raise DiscoveryError(
-                f"{path}: a frame module defines FRAME = Frame(...) and handle(ctx) or handle_batch(ctxs)"
-            )
-        if handlers == ["handle_batch"] and not frame.blocking:
+        frame, handler = check_module(
+            module, path, "FRAME", Frame, ("handle", "handle_batch"), "handle(ctx) or handle_batch(ctxs)"
+        )
+        if handler == "handle_batch" and not frame.blocking:
             raise DiscoveryError(f"{path}: handle_batch is for blocking frames (it runs on the thread pool)")
-        if not (module.__doc__ or "").strip():
-            raise DiscoveryError(f"{path}: needs a one-line module docstring")
         if frame.type in found or frame.type == "auth":
             raise DiscoveryError(f"{path}: frame type {frame.type!r} is taken")
         schema = frame.schema(unknown=EXCLUDE) if frame.schema else None

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from lib.endpoint import Endpoint
 
@@ -25,6 +25,7 @@ SURFACES: dict[str, tuple[str, str]] = {
 NON_HTTP_FOLDERS = frozenset({"jobs", "realtime"})  # discovered by the worker and the gateway
 
 Handle = Callable[..., Any]
+Declared = TypeVar("Declared")
 
 
 class DiscoveryError(RuntimeError):
@@ -67,16 +68,19 @@ def load_module(dotted: str, path: Path) -> ModuleType:
         raise DiscoveryError(f"{path}: import failed: {exc!r}") from exc
 
 
-def check_endpoint_module(module: ModuleType, path: Path) -> tuple[Endpoint, Handle]:
-    endpoint = getattr(module, "ENDPOINT", None)
-    handle = getattr(module, "handle", None)
-    if not isinstance(endpoint, Endpoint):
-        raise DiscoveryError(f"{path}: must define ENDPOINT = Endpoint(...)")
-    if not callable(handle):
-        raise DiscoveryError(f"{path}: must define handle(req, ctx)")
+def check_module(
+    module: ModuleType, path: Path, declaration: str, kind: type[Declared], handlers: tuple[str, ...], shape: str
+) -> tuple[Declared, str]:
+    """The rule every discovered module keeps, endpoint, frame or job (ARCHITECTURE.md): a
+    `declaration` of `kind`, exactly one of `handlers`, and a one-line docstring. Returns the
+    declaration and the name of the handler it defines."""
+    declared = getattr(module, declaration, None)
+    present = [name for name in handlers if callable(getattr(module, name, None))]
+    if not isinstance(declared, kind) or len(present) != 1:
+        raise DiscoveryError(f"{path}: must define {declaration} = {kind.__name__}(...) and {shape}")
     if not (module.__doc__ or "").strip():
         raise DiscoveryError(f"{path}: needs a one-line module docstring")
-    return endpoint, handle
+    return declared, present[0]
 
 
 def discover(root: Path = FUNCTIONS_DIR) -> list[Route]:
@@ -97,7 +101,9 @@ def discover(root: Path = FUNCTIONS_DIR) -> list[Route]:
     for dotted, path in module_files(root, top=SURFACES):
         folder = path.relative_to(root).parts[0]
         surface, prefix = SURFACES[folder]
-        endpoint, handle = check_endpoint_module(load_module(dotted, path), path)
+        module = load_module(dotted, path)
+        endpoint, _ = check_module(module, path, "ENDPOINT", Endpoint, ("handle",), "handle(req, ctx)")
+        handle = module.handle
         if not endpoint.route.startswith(prefix):
             raise DiscoveryError(
                 f"{path}: route {endpoint.route} must start with {prefix} "

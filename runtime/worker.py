@@ -24,7 +24,7 @@ from lib.errors import ApiError
 from lib.jobs import Job, JobCtx
 from lib.metrics import m
 from lib.services import Services
-from runtime.router import FUNCTIONS_DIR, DiscoveryError, load_module, module_files
+from runtime.router import FUNCTIONS_DIR, check_module, load_module, module_files
 
 log = logging.getLogger("runtime.worker")
 
@@ -40,11 +40,7 @@ def discover_jobs(root: Path = FUNCTIONS_DIR) -> list[JobModule]:
     found = []
     for dotted, path in module_files(root, top={"jobs"}):
         module = load_module(dotted, path)
-        job, run = getattr(module, "JOB", None), getattr(module, "run", None)
-        if not isinstance(job, Job) or not callable(run):
-            raise DiscoveryError(f"{path}: a job module defines JOB = Job(...) and run(ctx)")
-        if not (module.__doc__ or "").strip():
-            raise DiscoveryError(f"{path}: needs a one-line module docstring")
+        job, _ = check_module(module, path, "JOB", Job, ("run",), "run(ctx)")
         found.append(JobModule(path.stem, job, module))
     return found
 

@@ -13,6 +13,7 @@ import pytest
 from lib.endpoint import Auth, Endpoint
 from runtime.gateway import discover_frames
 from runtime.router import DiscoveryError, discover
+from runtime.worker import discover_jobs
 
 HANDLER = '''
 """{doc}"""
@@ -81,7 +82,7 @@ def test_module_without_endpoint_fails(tree: Path) -> None:
 
 def test_module_without_handle_fails(tree: Path) -> None:
     write(tree, "client/no_handle.py", handler("/api/client/x").replace("def handle", "def other"))
-    with pytest.raises(DiscoveryError, match=r"no_handle\.py: must define handle"):
+    with pytest.raises(DiscoveryError, match=r"no_handle\.py: must define ENDPOINT = Endpoint\(\.\.\.\) and handle"):
         discover(tree)
 
 
@@ -186,3 +187,38 @@ def test_a_frame_module_needs_exactly_one_handler(tree: Path, handlers: str, opt
     write(tree, "realtime/odd.py", frame_module("odd", handlers, options))
     with pytest.raises(DiscoveryError, match=error):
         discover_frames(tree)
+
+
+@pytest.mark.parametrize(
+    ("rel", "text", "message"),
+    [
+        (
+            "realtime/both.py",
+            '"""Both."""\nfrom lib.frames import Frame\nFRAME = Frame(type="x")\n'
+            "def handle(ctx):\n    pass\ndef handle_batch(ctxs):\n    return []\n",
+            r"both\.py: must define FRAME = Frame\(\.\.\.\) and handle\(ctx\) or handle_batch\(ctxs\)",
+        ),
+        (
+            "realtime/nodoc.py",
+            'from lib.frames import Frame\nFRAME = Frame(type="x")\ndef handle(ctx):\n    pass\n',
+            "docstring",
+        ),
+        (
+            "jobs/norun.py",
+            '"""No run."""\nfrom lib.jobs import Job\nJOB = Job(every=lambda s: 5.0)\n',
+            r"must define JOB = Job\(\.\.\.\) and run\(ctx\)",
+        ),
+        (
+            "jobs/nodoc.py",
+            "from lib.jobs import Job\nJOB = Job(every=lambda s: 5.0)\ndef run(ctx):\n    pass\n",
+            "docstring",
+        ),
+    ],
+)
+def test_frames_and_jobs_keep_the_endpoints_rule(tree: Path, rel: str, text: str, message: str) -> None:
+    """One check (runtime/router.check_module) for every discovered module: its declaration, one
+    handler, a docstring."""
+    write(tree, rel, text)
+    find = discover_jobs if rel.startswith("jobs/") else discover_frames
+    with pytest.raises(DiscoveryError, match=message):
+        find(tree)

@@ -127,6 +127,6 @@ def test_a_mitra_who_lost_the_blast_does_not_see_the_winners_topic_flag(chat: Ch
 
     def topic(token: str) -> str:
         items = chat.app.simulate_get(RECENT, headers=bearer(token)).json["data"]["items"]
-        return next(i["topic_sensitivity"] for i in items if i["session_id"] == session_id)
+        return str(next(i["topic_sensitivity"] for i in items if i["session_id"] == session_id))
 
     assert (topic(winner_token), topic(loser_token)) == ("sensitive", "normal")
