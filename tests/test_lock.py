@@ -4,10 +4,14 @@ compiles them again and compares byte for byte; this test fails first, without t
 
 from __future__ import annotations
 
+import ast
 import re
+import sys
 import tomllib
 from dataclasses import dataclass
+from importlib import metadata
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -83,3 +87,43 @@ def test_the_locks_are_what_install_and_the_image_use() -> None:
         in (PROJECT_ROOT / "Dockerfile").read_text()
     )
     assert "make lock-check" in (PROJECT_ROOT / ".ci" / "run").read_text()
+
+
+def _imported_top_modules(folders: list[str], module_level: bool) -> dict[str, str]:
+    """{top-level module: a file importing it} for every absolute import under `folders` (with
+    `module_level`, those a module makes on import, not inside a function: the app imports its dev
+    tools, the embedded servers, only where they are wanted)."""
+    found: dict[str, str] = {}
+    for folder in folders:
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            for node in tree.body if module_level else ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    found.setdefault(name.partition(".")[0], str(path.relative_to(PROJECT_ROOT)))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("folders", "lock", "module_level"),
+    [
+        (["lib", "runtime", "functions"], "requirements.lock", True),
+        (["lib", "runtime", "functions", "tests", "bench"], "requirements-dev.lock", False),
+    ],
+)
+def test_every_imported_distribution_is_locked(folders: list[str], lock: str, module_level: bool) -> None:
+    """A module installed by hand in one venv passes there and fails every fresh clone: whatever the
+    code imports must come from a distribution the lock names (the image's lock for the app)."""
+    ours = {"lib", "runtime", "functions", "migrations", "tests", "bench"}
+    pins = read_lock(lock)
+    distributions = metadata.packages_distributions()
+    for module, where in _imported_top_modules(folders, module_level).items():
+        if module in ours or module in sys.stdlib_module_names or module not in distributions:
+            continue  # ours, the standard library, or not installed here (the import itself fails then)
+        names = {canonicalize_name(d) for d in distributions[module]}
+        assert names & set(pins), f"{where} imports {module} ({', '.join(sorted(names))}), not in {lock}"
