@@ -21,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,7 +43,7 @@ STUCK_GRACE = timedelta(seconds=45)
 
 
 def say(line: str) -> None:
-    print(f"[{clock():7.1f}] {line}", flush=True)
+    print(f"[{clock():7.1f} {datetime.now(UTC):%H:%M:%S}] {line}", flush=True)
 
 
 def short_tier(db_url: str) -> str:
@@ -140,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  sessions by status: {dict(status_counts(found.db_url))}")
             print(f"  apps: {dict(sorted(record.counters.items()))}")
             print(f"  fake Xendit: {len(cl.xendit.invoices)} invoices, fake FCM: {len(cl.fcm.sent)} pushes")
+            answers = Counter(r.status for r in record.replies)
+            print(f"  HTTP answers by status (0: no replica answered): {dict(sorted(answers.items()))}")
             print("\n".join(lateness(found.db_url, fired, wall0, t0)))
             print(f"  money-check: {money_check(found.db_url, cl)}")
             print(f"  5xx or no answer outside fault windows: {len(outside)}")
