@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -94,6 +95,7 @@ _EARLIER = (
 )
 
 Sent = tuple[dict[str, Any], bool] | ApiError
+RETOLD_AFTER = timedelta(seconds=2)  # a repeat this much later re-publishes a message still unacknowledged
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,10 +308,19 @@ def _store(
             },
         )
         found = {r["n"]: r for r in earlier}
-        for i, _item in repeats:
+        for i, item in repeats:
             stored = found.get(i)
             if stored is not None:
-                out[i] = (message_doc(stored, transcripts.open_row(stored)), False)
+                doc = message_doc(stored, transcripts.open_row(stored))
+                out[i] = (doc, False)
+                if stored["status"] == "sent" and stored["created_at"] < datetime.now(UTC) - RETOLD_AFTER:
+                    # A retry seconds later means the sender heard no answer: the process that
+                    # stored it may have died before publishing. Told again until the other party's
+                    # app says it has it (apps keep one bubble per message id); a repeat sent at
+                    # the same moment (a double tap, a batch) is not, so nobody hears it twice.
+                    row = by_input[i]
+                    session = {"customer_id": row["session_customer"], "mitra_id": row["session_mitra"]}
+                    published.append((other_party(session, item.who), "message.new", doc))
             else:
                 out[i] = SessionPaused() if by_input[i]["session_status"] == "extending" else SessionNotActive()
     if published:

@@ -172,3 +172,25 @@ def test_a_repeat_does_not_cost_the_sender_a_message_of_the_minute(chat: Chat) -
     assert [one("a"), one("a"), one("a"), one("b")] == [True, False, False, True]
     refused = one("c")
     assert isinstance(refused, RateLimited)
+
+
+def test_a_retry_is_told_again_until_the_other_party_has_it(chat: Chat) -> None:
+    """A sender retries seconds later when it heard no answer, and the process that stored its
+    message may have died before publishing it: a repeat of a message still `sent` is published
+    again then (the apps keep one bubble per message id), not when it comes at the same moment,
+    and not once the other party's app said it has it."""
+    customer, mitra, _, session_id = chat.paired()
+    me = customer["access_token"]
+
+    def heard() -> int:
+        time.sleep(0.3)  # what was published has arrived
+        return chat.heard.of("mitra", mitra["id"]).count("message.new")
+
+    first = _send(chat, me, session_id, "halo", "sekali")
+    assert first.status_code == 201 and heard() == 1
+    assert _send(chat, me, session_id, "halo", "sekali").status_code == 201 and heard() == 1  # a double tap
+    chat.pay.db.execute("UPDATE chat_messages SET created_at = now() - interval '5 seconds'")
+    again = _send(chat, me, session_id, "halo", "sekali")
+    assert again.json["data"]["id"] == first.json["data"]["id"] and heard() == 2
+    chat.pay.db.execute("UPDATE chat_messages SET status = 'delivered', delivered_at = now()")
+    assert _send(chat, me, session_id, "halo", "sekali").status_code == 201 and heard() == 2
