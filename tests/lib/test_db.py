@@ -77,10 +77,18 @@ class _Cut:
             if not self.up:
                 client.close()
                 continue
-            server = socket.create_connection(self.target)
+            server = self._connect()
             self.open += [client, server]
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _connect(self) -> socket.socket:
+        host, port = self.target
+        if host.startswith("/"):  # a socket directory: the embedded server listens on no TCP port
+            server = socket.socket(socket.AF_UNIX)
+            server.connect(f"{host}/.s.PGSQL.{port}")
+            return server
+        return socket.create_connection(self.target)
 
     @staticmethod
     def _pipe(a: socket.socket, b: socket.socket) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -106,7 +108,8 @@ def test_dev_runs_everything_with_given_servers(settings: Settings, tmp_path: Pa
     assert "control center admin created: admin@halobestie.local / " in out
     assert (tmp_path / "jwt_secret").exists()
     ring = KeyRing.parse((tmp_path / "chat_keys").read_text())  # a real ring, not the published dev key
-    assert ring.active == "dev-1" and len(ring.keys["dev-1"]) == 32
+    assert ring.active == "dev-1"
+    assert len(ring.keys["dev-1"]) == 32
     assert "published development key" not in out
     code, out = _run_dev(env)
     assert code == 0, out
@@ -114,8 +117,18 @@ def test_dev_runs_everything_with_given_servers(settings: Settings, tmp_path: Pa
 
 
 @pytest.mark.skipif(os.environ.get("SKIP_EMBEDDED") == "1", reason="SKIP_EMBEDDED=1")
-def test_dev_starts_embedded_servers_when_urls_are_unset(tmp_path: Path) -> None:
-    env = process_env(DEV_DATA_DIR=str(tmp_path / "dev"))
+@pytest.fixture
+def dev_dir() -> Iterator[Path]:
+    """Outside pytest's tmp directory, which any pytest process on the machine resets to 0700:
+    the embedded PostgreSQL runs as its own user and must reach its data directory."""
+    work = Path(tempfile.mkdtemp(prefix="hb-dev-"))
+    work.chmod(0o755)
+    yield work
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def test_dev_starts_embedded_servers_when_urls_are_unset(dev_dir: Path) -> None:
+    env = process_env(DEV_DATA_DIR=str(dev_dir / "dev"))
     del env["AUTH_JWT_SECRET"]
 
     def invoke_beside(dev: Dev) -> None:
@@ -123,12 +136,14 @@ def test_dev_starts_embedded_servers_when_urls_are_unset(tmp_path: Path) -> None
         _errors_on_each_listener(dev)
         run = run_runtime("invoke", "GET", "/ready", env=env)
         assert run.returncode == 0, run.stderr
-        assert run.stdout.startswith("200 OK") and '"valkey": "up"' in run.stdout
+        assert run.stdout.startswith("200 OK")
+        assert '"valkey": "up"' in run.stdout
         assert "using the embedded Valkey of make dev" in run.stderr
         assert requests.get(f"http://127.0.0.1:{dev.public}/ready", timeout=5).status_code == 200
 
     code, out = _run_dev(env, invoke_beside)
     assert code == 0, out
-    assert "starting embedded PostgreSQL" in out and "starting embedded Valkey" in out
+    assert "starting embedded PostgreSQL" in out
+    assert "starting embedded Valkey" in out
     assert "migrations: " in out
-    assert (tmp_path / "dev" / "pg" / "PG_VERSION").exists()
+    assert (dev_dir / "dev" / "pg" / "PG_VERSION").exists()
