@@ -141,7 +141,8 @@ class Chat:
 
     def session_of(self, payment: dict[str, Any]) -> str:
         row = self.pay.db.fetch_one("SELECT session_id FROM payment_requests WHERE id = %(id)s", {"id": payment["id"]})
-        assert row is not None and row["session_id"] is not None
+        assert row is not None
+        assert row["session_id"] is not None
         return str(row["session_id"])
 
     def accept(self, token: str, session_id: str) -> testing.Result:

@@ -12,7 +12,8 @@ def test_a_held_valkey_database_goes_to_no_one_else(valkey_url: str) -> None:
     base, _, mine = valkey_url.rpartition("/")
     other, held = claim_valkey_db(base, int(mine))  # as another run's worker with our preference would
     try:
-        assert other != int(mine) and 1 <= other <= 15
+        assert other != int(mine)
+        assert 1 <= other <= 15
         again, held_again = claim_valkey_db(base, other)
         assert again not in (other, int(mine))
         held_again.close()
@@ -23,7 +24,8 @@ def test_a_held_valkey_database_goes_to_no_one_else(valkey_url: str) -> None:
 def test_a_held_data_directory_goes_to_no_one_else(tmp_path: Path) -> None:
     first, held = claim_dir(tmp_path / "test-pg-gw0")
     second, held_second = claim_dir(tmp_path / "test-pg-gw0")
-    assert first == tmp_path / "test-pg-gw0" and second == tmp_path / "test-pg-gw0-2"
+    assert first == tmp_path / "test-pg-gw0"
+    assert second == tmp_path / "test-pg-gw0-2"
     held.close()
     third, held_third = claim_dir(tmp_path / "test-pg-gw0")
     assert third == first

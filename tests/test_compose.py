@@ -50,14 +50,18 @@ def test_compose_validates_without_a_daemon(tmp_path: Path) -> None:
     services = compose_config(tmp_path)["services"]
     assert {"postgres", "valkey", "migrate", "public", "internal", "realtime", "worker"} <= set(services)
     internal_ports = services["internal"]["ports"]
-    assert internal_ports and all(p.get("host_ip") not in (None, "", "0.0.0.0", "::") for p in internal_ports)
+    assert internal_ports
+    assert all(p.get("host_ip") not in (None, "", "0.0.0.0", "::") for p in internal_ports)
     for name in ("public", "internal", "realtime", "worker"):
         svc = services[name]
         assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-        assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
-        assert svc["logging"]["options"]["max-size"] and svc["logging"]["options"]["max-file"]
+        assert svc["read_only"] is True
+        assert svc["cap_drop"] == ["ALL"]
+        assert svc["logging"]["options"]["max-size"]
+        assert svc["logging"]["options"]["max-file"]
     for name in ("postgres", "valkey"):
-        assert services[name]["healthcheck"]["test"] and services[name]["volumes"]
+        assert services[name]["healthcheck"]["test"]
+        assert services[name]["volumes"]
 
 
 def _published(service: dict[str, Any], target: int) -> list[str]:

@@ -34,23 +34,31 @@ K8S = PROJECT_ROOT / "deploy" / "k8s"
 
 def test_hadolint_reports_nothing() -> None:
     run = subprocess.run([str(BIN / "hadolint"), "Dockerfile"], cwd=PROJECT_ROOT, capture_output=True, text=True)
-    assert run.returncode == 0 and run.stdout == "", run.stdout
+    assert run.returncode == 0, run.stdout
+    assert run.stdout == "", run.stdout
 
 
 def test_dockerfile_shape() -> None:
     text = (PROJECT_ROOT / "Dockerfile").read_text()
     stages = [line for line in text.splitlines() if line.startswith("FROM ")]
-    assert len(stages) == 2 and "AS build" in stages[0] and "slim" in stages[1]
+    assert len(stages) == 2
+    assert "AS build" in stages[0]
+    assert "slim" in stages[1]
     assert "ARG PYTHON_VERSION=3.11" in text  # the same minor as requires-python's floor
     assert 'requires-python = ">=3.11"' in (PROJECT_ROOT / "pyproject.toml").read_text()
     build, runtime = text.split(stages[0])[1].split(stages[1])[0], text.split(stages[1])[1]
     # Dependencies only from the lock, every file checked against its hash; the project adds none.
     assert "pip wheel --require-hashes --wheel-dir /wheels -r requirements.lock" in build
     assert "pip wheel --no-deps --wheel-dir /wheels ." in build
-    assert "--no-index --no-deps /wheels/*.whl" in runtime and "pip check" in runtime
-    assert "--no-index" in runtime and "apt-get" not in runtime and "gcc" not in runtime
-    assert "USER 10001:10001" in runtime and "PYTHONDONTWRITEBYTECODE=1" in runtime
-    assert 'ENTRYPOINT ["python", "-m", "runtime"]' in runtime and "HEALTHCHECK" in runtime
+    assert "--no-index --no-deps /wheels/*.whl" in runtime
+    assert "pip check" in runtime
+    assert "--no-index" in runtime
+    assert "apt-get" not in runtime
+    assert "gcc" not in runtime
+    assert "USER 10001:10001" in runtime
+    assert "PYTHONDONTWRITEBYTECODE=1" in runtime
+    assert 'ENTRYPOINT ["python", "-m", "runtime"]' in runtime
+    assert "HEALTHCHECK" in runtime
 
 
 def _runtime_env() -> dict[str, str]:
@@ -75,14 +83,16 @@ def test_base_images_are_pinned_by_digest_or_say_how() -> None:
     ]
     for name in ("BUILD_IMAGE_DIGEST", "RUNTIME_IMAGE_DIGEST"):
         default = re.search(rf'^ARG {name}="(.*)"$', text, re.M)
-        assert default and re.fullmatch(r"(@sha256:[0-9a-f]{64})?", default[1]), name
+        assert default, name
+        assert re.fullmatch(r"(@sha256:[0-9a-f]{64})?", default[1]), name
     assert "docker buildx imagetools inspect" in text
 
 
 def test_the_build_revision_is_a_build_argument() -> None:
     text = (PROJECT_ROOT / "Dockerfile").read_text()
     runtime = text.split("AS runtime", 1)[1]
-    assert "ARG GIT_REVISION=unknown" in runtime and "ENV GIT_REVISION=${GIT_REVISION}" in runtime
+    assert "ARG GIT_REVISION=unknown" in runtime
+    assert "ENV GIT_REVISION=${GIT_REVISION}" in runtime
     deploy = (PROJECT_ROOT / "DEPLOY.md").read_text()
     assert "--build-arg GIT_REVISION=$(git rev-parse --short HEAD)" in deploy
 
@@ -121,8 +131,11 @@ def _docker_context(root: Path) -> set[str]:
 
 def test_dockerignore_keeps_the_context_small_and_secret_free(tmp_path: Path) -> None:
     sent = _docker_context(PROJECT_ROOT)
-    assert "pyproject.toml" in sent and "runtime/app.py" in sent and "migrations/0001_app_config.sql" in sent
-    assert "requirements.lock" in sent and "requirements-dev.lock" not in sent
+    assert "pyproject.toml" in sent
+    assert "runtime/app.py" in sent
+    assert "migrations/0001_app_config.sql" in sent
+    assert "requirements.lock" in sent
+    assert "requirements-dev.lock" not in sent
     for forbidden in (".git/", ".env", "tests/", ".dev/", "bench/", "__pycache__", ".mypy_cache/", "deploy/"):
         assert not [s for s in sent if s.startswith(forbidden) or f"/{forbidden}" in s], forbidden
 
@@ -160,9 +173,11 @@ def test_pods_are_locked_down_and_shut_down_gracefully() -> None:
         assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
         for c in pod["containers"]:
             sc = c["securityContext"]
-            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
             assert sc["capabilities"]["drop"] == ["ALL"]
-            assert c["resources"]["requests"] and c["resources"]["limits"]
+            assert c["resources"]["requests"]
+            assert c["resources"]["limits"]
         if d["kind"] == "Deployment":
             assert pod["terminationGracePeriodSeconds"] > Settings().graceful_timeout + 5  # + preStop
             container = pod["containers"][0]
@@ -180,7 +195,8 @@ def test_internal_has_no_ingress_and_is_fenced() -> None:
         for rule in d["spec"]["rules"]
         for p in rule["http"]["paths"]
     ]
-    assert backends and "halobestie-internal" not in backends
+    assert backends
+    assert "halobestie-internal" not in backends
     ws = [
         (p["path"], p["backend"]["service"]["name"], d["metadata"]["annotations"])
         for d in docs
@@ -189,7 +205,8 @@ def test_internal_has_no_ingress_and_is_fenced() -> None:
         for p in rule["http"]["paths"]
         if p["path"] == "/api/shared/ws"
     ]
-    assert len(ws) == 1 and ws[0][1] == "halobestie-realtime"
+    assert len(ws) == 1
+    assert ws[0][1] == "halobestie-realtime"
     assert int(ws[0][2]["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
     policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
     assert any(
@@ -311,7 +328,8 @@ def test_image_serves_as_a_non_root_user(image_venv: Path, settings: Settings) -
         if str(conninfo_to_dict(settings.database_url).get("host", "")).startswith("/"):
             # The embedded server's socket directory is private to root: `nobody` cannot reach it,
             # and the listener must say so in the envelope rather than fail.
-            assert ready.status_code == 503 and ready.json()["error"]["details"]["database"] == "down"
+            assert ready.status_code == 503
+            assert ready.json()["error"]["details"]["database"] == "down"
         else:
             assert ready.json()["data"]["database"] == "up"
         health = subprocess.run([str(image_venv / "bin/python"), "-m", "runtime.healthcheck"], env=env, cwd="/")

@@ -98,11 +98,14 @@ def test_docs_are_served_on_the_internal_listener_only(
     internal: testing.TestClient, public: testing.TestClient
 ) -> None:
     spec = internal.simulate_get("/internal/openapi.json", params={"surface": "public"}).json
-    assert spec["openapi"].startswith("3.") and "/api/client/payment-requests" in spec["paths"]
+    assert spec["openapi"].startswith("3.")
+    assert "/api/client/payment-requests" in spec["paths"]
     internal_spec = internal.simulate_get("/internal/openapi.json").json
-    assert "/internal/config" in internal_spec["paths"] and "/api/client/me" not in internal_spec["paths"]
+    assert "/internal/config" in internal_spec["paths"]
+    assert "/api/client/me" not in internal_spec["paths"]
     page = internal.simulate_get("/internal/docs")
-    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
     assert public.simulate_get("/internal/openapi.json").status_code == 404
 
 

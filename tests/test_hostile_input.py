@@ -28,7 +28,8 @@ def _raw(client: testing.TestClient, method: str, path: str, body: str, headers:
 
 def _refused(result: Any, status: int = 422, code: str = "VALIDATION_ERROR") -> None:
     assert result.status_code == status, result.text
-    assert result.json["success"] is False and result.json["error"]["code"] == code
+    assert result.json["success"] is False
+    assert result.json["error"]["code"] == code
     assert result.headers.get("X-Request-Id")
 
 
@@ -106,7 +107,8 @@ def test_an_unknown_field_named_with_a_surrogate_is_an_enveloped_422(internal: t
 
 def test_display_names_are_stored_as_validated(public: testing.TestClient, internal: testing.TestClient, cc_login):
     spaces = public.simulate_post("/api/shared/auth/anonymous", json={"display_name": "   "})
-    assert spaces.status_code == 201 and spaces.json["data"]["user"]["display_name"] is None
+    assert spaces.status_code == 201
+    assert spaces.json["data"]["user"]["display_name"] is None
     padded = public.simulate_post("/api/shared/auth/anonymous", json={"display_name": "  Sari  "})
     assert padded.json["data"]["user"]["display_name"] == "Sari"
     admin = bearer(cc_login("admin")[1])
@@ -124,7 +126,8 @@ def test_a_reason_of_spaces_is_refused_before_anything_happens(
     reason = {"reason": "      "}
     _refused(internal.simulate_post(f"/internal/customers/{customer_id}/erase", json=reason, headers=admin))
     row = services.db.fetch_one("SELECT erased_at FROM customers WHERE id = %(id)s", {"id": customer_id})
-    assert row is not None and row["erased_at"] is None
+    assert row is not None
+    assert row["erased_at"] is None
     assert not services.db.fetch_all("SELECT 1 FROM privacy_audit")
     session = internal.simulate_post(f"/internal/sessions/{uuid.uuid4()}/transcript", json=reason, headers=admin)
     _refused(session)
@@ -142,7 +145,8 @@ def test_names_and_labels_that_show_nothing_are_refused(
 ) -> None:
     admin = bearer(cc_login("admin")[1])
     signup = public.simulate_post("/api/shared/auth/anonymous", json={"display_name": blank})
-    assert signup.status_code == 201 and signup.json["data"]["user"]["display_name"] is None
+    assert signup.status_code == 201
+    assert signup.json["data"]["user"]["display_name"] is None
     mitra = make_mitra("+6281299990042")
     _refused(internal.simulate_patch(f"/internal/mitras/{mitra['id']}", json={"display_name": blank}, headers=admin))
     tier = {"mode": "chat", "minutes": 45, "price": 1000, "label": blank}
@@ -219,7 +223,8 @@ def test_error_details_that_cannot_be_encoded_are_scrubbed_not_a_bare_500() -> N
     resp = Response()
     render_error(resp, ValidationFailed({"\ud800bad": ["Unknown field."]}))
     body = json.loads(resp.data or b"")
-    assert resp.status == 422 and body["error"]["code"] == "VALIDATION_ERROR"
+    assert resp.status == 422
+    assert body["error"]["code"] == "VALIDATION_ERROR"
     assert list(body["error"]["details"]["fields"]) == ["?bad"]
 
 
@@ -250,7 +255,8 @@ def test_every_constraint_violation_leaves_the_database_boundary_as_a_4xx(
 ) -> None:
     with pytest.raises(error) as caught:
         services.db.fetch_all(statement, {"big": 10**20})
-    assert caught.value.code == code and caught.value.status < 500
+    assert caught.value.code == code
+    assert caught.value.status < 500
 
 
 def test_unencodable_text_that_reaches_the_database_is_a_422(services: Services) -> None:

@@ -445,9 +445,12 @@ def test_the_kustomization_lists_every_manifest_but_the_secret_example() -> None
 
 def test_the_image_tag_is_set_in_one_place() -> None:
     (entry,) = kustomization()["images"]
-    assert entry["name"] == IMAGE and entry["newName"] and entry["newTag"]
+    assert entry["name"] == IMAGE
+    assert entry["newName"]
+    assert entry["newTag"]
     images = _images(manifests())
-    assert len(images) == 5 and set(images) == {IMAGE}, images  # a name only: kustomize adds registry and tag
+    assert len(images) == 5, images
+    assert set(images) == {IMAGE}, images  # a name only: kustomize adds registry and tag
     tag = re.compile(rf"(?<![\w.-]){re.escape(str(entry['newTag']))}(?![\w.-])")
     elsewhere = [p.name for p in K8S.iterdir() if p.name != "kustomization.yaml" and tag.search(p.read_text())]
     assert not elsewhere, f"the tag {entry['newTag']} is repeated in {elsewhere}"
@@ -485,7 +488,8 @@ def test_the_rendered_kustomization_is_valid_and_pins_the_image(tmp_path: Path, 
         capture_output=True,
         text=True,
     )
-    assert run.returncode == 0 and "WARN" not in run.stdout + run.stderr, run.stdout + run.stderr
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "WARN" not in run.stdout + run.stderr, run.stdout + run.stderr
 
 
 def test_kubectl_kustomize_renders_the_same(tmp_path: Path) -> None:
@@ -525,7 +529,8 @@ def test_a_disruption_budget_keeps_a_listener_up_through_a_drain(component: str)
     assert [p.owner for p in pods(docs) if selector_matches(spec["selector"], p.labels)] == [pod.owner]
     replicas = deployment["spec"]["replicas"]
     unavailable = spec["maxUnavailable"] if "maxUnavailable" in spec else replicas - spec["minAvailable"]
-    assert isinstance(unavailable, int) and 1 <= unavailable < replicas, (replicas, spec)
+    assert isinstance(unavailable, int), (replicas, spec)
+    assert 1 <= unavailable < replicas, (replicas, spec)
     assert spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow"  # a crash-looping pod never blocks a drain
 
 
@@ -586,7 +591,8 @@ def test_the_worker_liveness_probe_fails_once_no_job_has_ticked_for_a_while(fake
     assert _run_probe(live, env) == 1
     assert _run_probe(live, {**env, "METRICS_PORT": str(free_port())}) == 1  # nothing answers
     # Not on one slow scrape: several failures in a row, a minute or more, and time for a start.
-    assert live["failureThreshold"] * live["periodSeconds"] >= 60 and live["initialDelaySeconds"] >= 5
+    assert live["failureThreshold"] * live["periodSeconds"] >= 60
+    assert live["initialDelaySeconds"] >= 5
     assert live["timeoutSeconds"] > 3  # the command's own timeout, so a frozen port fails cleanly
 
 
@@ -605,7 +611,8 @@ def test_the_worker_liveness_probe_passes_on_a_running_worker_and_fails_on_a_fro
     try:
         deadline = time.monotonic() + 30
         while _run_probe(probe, env) != 0:
-            assert proc.poll() is None and time.monotonic() < deadline, "the worker never passed its probe"
+            assert proc.poll() is None, "the worker never passed its probe"
+            assert time.monotonic() < deadline, "the worker never passed its probe"
             time.sleep(0.5)
         proc.send_signal(signal.SIGSTOP)  # hung: the probe times out rather than waiting forever
         assert _run_probe(probe, env) == 1

@@ -169,7 +169,8 @@ def test_every_list_route_has_the_list_shape_and_pages(services: Services, world
             assert full.status_code == 200, (route.module, full.text)
             assert set(full.json["data"]) == LIST_KEYS, route.module
             everything = full.json["data"]["items"]
-            assert full.json["data"]["has_more"] is False and full.json["data"]["next_cursor"] is None
+            assert full.json["data"]["has_more"] is False
+            assert full.json["data"]["next_cursor"] is None
             enough = 1 if route.endpoint.route in AT_MOST_ONE else 2
             assert len(everything) >= enough, f"{route.module}: seed at least two rows so paging is exercised"
             paged: list[dict[str, Any]] = []
@@ -177,7 +178,8 @@ def test_every_list_route_has_the_list_shape_and_pages(services: Services, world
             for _ in range(len(everything)):
                 query = {"limit": 1} | ({"cursor": cursor} if cursor else {})
                 page = _get(client, route, world, **query).json["data"]
-                assert set(page) == LIST_KEYS and len(page["items"]) == 1, route.module
+                assert set(page) == LIST_KEYS, route.module
+                assert len(page["items"]) == 1, route.module
                 paged += page["items"]
                 cursor = page["next_cursor"]
                 assert page["has_more"] is (cursor is not None)

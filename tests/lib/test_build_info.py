@@ -33,7 +33,8 @@ def test_a_checkout_reports_its_head(monkeypatch: pytest.MonkeyPatch) -> None:
     head = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
-    assert prom.revision() == head and prom.version().endswith(f"+{head}")
+    assert prom.revision() == head
+    assert prom.version().endswith(f"+{head}")
 
 
 @pytest.mark.parametrize("given", ["a b", "x" * 41, "1.0\n2.0", "rev$(id)"])

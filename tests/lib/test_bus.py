@@ -28,7 +28,8 @@ def test_a_message_reaches_a_bus_on_the_same_database_only(valkey_url: str) -> N
     try:
         same.subscribe("test:channel", on_same)
         other.subscribe("test:channel", heard["other"].append)
-        assert same.wait_subscribed(3) and other.wait_subscribed(3)
+        assert same.wait_subscribed(3)
+        assert other.wait_subscribed(3)
         assert sender.publish("test:channel", "hello")
         assert arrived.wait(3)
         assert heard == {"same": ["hello"], "other": []}

@@ -38,7 +38,8 @@ def test_a_unique_violation_leaves_the_database_as_its_domain_error(services: Se
     make_mitra("+6281200000077")
     with pytest.raises(PhoneTaken) as caught:
         make_mitra("+6281200000077")
-    assert caught.value.status == 409 and caught.value.code == "PHONE_TAKEN"
+    assert caught.value.status == 409
+    assert caught.value.code == "PHONE_TAKEN"
 
 
 def test_an_unlisted_unique_violation_is_a_plain_conflict(services: Services) -> None:
@@ -46,8 +47,10 @@ def test_an_unlisted_unique_violation_is_a_plain_conflict(services: Services) ->
     services.db.execute("INSERT INTO mitras (phone, display_name) VALUES ('+6281200000081', 'Same')")
     with pytest.raises(Conflict) as caught:
         services.db.execute("INSERT INTO mitras (phone, display_name) VALUES ('+6281200000082', 'Same')")
-    assert type(caught.value) is Conflict and caught.value.code == "CONFLICT"
+    assert type(caught.value) is Conflict
+    assert caught.value.code == "CONFLICT"
 
 
 def test_idempotency_key_taken_is_its_own_type() -> None:
-    assert issubclass(IdempotencyKeyTaken, Conflict) and IdempotencyKeyTaken().code == "IDEMPOTENCY_IN_PROGRESS"
+    assert issubclass(IdempotencyKeyTaken, Conflict)
+    assert IdempotencyKeyTaken().code == "IDEMPOTENCY_IN_PROGRESS"

@@ -192,7 +192,8 @@ def test_a_polled_payment_request_is_kept_until_its_row_changes_and_only_its_own
     stranger = chat.app.simulate_get(
         f"/api/client/payment-requests/{request_id}", headers=bearer(other["access_token"])
     )
-    assert stranger.status_code == 404 and stranger.json["error"]["code"] == "NOT_FOUND"  # kept, still not theirs
+    assert stranger.status_code == 404
+    assert stranger.json["error"]["code"] == "NOT_FOUND"  # kept, still not theirs
     chat.pay.db.execute("UPDATE payment_requests SET discount = 5000 WHERE id = %(id)s", {"id": request_id})  # anyone
     _wait(lambda: _poll(chat, token, request_id)["discount"] == 5000, timeout=2.0)
 
@@ -214,4 +215,5 @@ def test_a_payment_abandoned_or_paid_in_this_process_is_seen_by_its_next_poll_at
     assert _poll(chat, token, again["id"])["session_id"] is None  # kept
     assert send_callback(chat.app, paid_body(again)).json.get("confirmed") is True  # the webhook, in this process
     paid = _poll(chat, token, again["id"])
-    assert paid["status"] == "confirmed" and paid["session_id"] is not None  # its search is open
+    assert paid["status"] == "confirmed"
+    assert paid["session_id"] is not None  # its search is open

@@ -36,7 +36,8 @@ def test_text_line_has_request_id() -> None:
         line = TextFormatter().format(_record("hi"))
     finally:
         request_id_var.reset(token)
-    assert "[req-2]" in line and line.endswith("t: hi")
+    assert "[req-2]" in line
+    assert line.endswith("t: hi")
 
 
 def test_outside_a_request_the_id_is_a_dash() -> None:
@@ -53,7 +54,8 @@ def test_outside_a_request_the_id_is_a_dash() -> None:
 def test_tokens_are_scrubbed(text: str) -> None:
     out = scrub(text)
     assert "[redacted]" in out
-    assert "abc.def-ghi" not in out and "dozjgNryP4J3" not in out
+    assert "abc.def-ghi" not in out
+    assert "dozjgNryP4J3" not in out
 
 
 def test_configure_is_idempotent() -> None:

@@ -42,7 +42,8 @@ def test_create_and_duplicate(internal: testing.TestClient, admin: str) -> None:
     assert created.status_code == 201, created.text
     assert created.json["data"]["is_active"] is True
     dup = internal.simulate_post(TIERS, headers=bearer(admin), json=body)
-    assert dup.status_code == 409 and dup.json["error"]["code"] == "TIER_EXISTS"
+    assert dup.status_code == 409
+    assert dup.json["error"]["code"] == "TIER_EXISTS"
     bad = internal.simulate_post(TIERS, headers=bearer(admin), json={**body, "minutes": 25, "price": 1.5})
     assert bad.status_code == 422
 
@@ -59,7 +60,8 @@ def test_edit_with_lock_and_history(internal: testing.TestClient, cc_login) -> N
     stale = internal.simulate_patch(
         f"{TIERS}/{tier['id']}", headers=bearer(token), json={"price": 40000, "updated_at": tier["updated_at"]}
     )
-    assert stale.status_code == 409 and stale.json["error"]["code"] == "STALE_WRITE"
+    assert stale.status_code == 409
+    assert stale.json["error"]["code"] == "STALE_WRITE"
     assert stale.json["error"]["details"]["current"]["price"] == 35000
     removed = internal.simulate_patch(
         f"{TIERS}/{tier['id']}",
@@ -69,7 +71,8 @@ def test_edit_with_lock_and_history(internal: testing.TestClient, cc_login) -> N
     assert removed.json["data"]["is_active"] is False
     history = internal.simulate_get(f"{TIERS}/{tier['id']}/history", headers=bearer(token)).json["data"]["items"]
     assert [h["kind"] for h in history] == ["deactivate", "update"]
-    assert history[1]["before"]["price"] == 30000 and history[1]["after"]["price"] == 35000
+    assert history[1]["before"]["price"] == 30000
+    assert history[1]["after"]["price"] == 35000
     assert history[1]["changed_by"] == str(user["id"])
 
 
@@ -96,7 +99,8 @@ def test_mode_and_minutes_are_immutable(internal: testing.TestClient, admin: str
         headers=bearer(admin),
         json={field: "call" if field == "mode" else 99, "updated_at": tier["updated_at"]},
     )
-    assert result.status_code == 422 and field in result.json["error"]["details"]["fields"]
+    assert result.status_code == 422
+    assert field in result.json["error"]["details"]["fields"]
 
 
 def test_unknown_tier_is_404(internal: testing.TestClient, admin: str) -> None:
@@ -129,11 +133,13 @@ def test_discount_lock_history_and_rules(internal: testing.TestClient, services:
         headers=bearer(admin),
         json={"enabled": True, "discount_type": "percent", "value": 20, "updated_at": current["updated_at"]},
     )
-    assert ok.status_code == 200 and ok.json["data"]["value"] == 20
+    assert ok.status_code == 200
+    assert ok.json["data"]["value"] == 20
     stale = internal.simulate_patch(
         DISCOUNT, headers=bearer(admin), json={"value": 10, "updated_at": current["updated_at"]}
     )
-    assert stale.status_code == 409 and stale.json["error"]["code"] == "STALE_WRITE"
+    assert stale.status_code == 409
+    assert stale.json["error"]["code"] == "STALE_WRITE"
     assert services.db.fetch_one("SELECT count(*) AS n FROM pricing_promotion_history") == {"n": 1}
 
 

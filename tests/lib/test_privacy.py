@@ -48,10 +48,13 @@ def test_export_holds_everything_and_no_secret(chat: Chat) -> None:
     assert data["profile"]["id"] == customer["user"]["id"]
     assert [s["id"] for s in data["sessions"]] == [session_id]
     assert [m["content"] for m in data["messages"]] == ["aku lagi nggak baik-baik aja"]  # their own words
-    assert len(data["payments"]) == 1 and data["payments"][0]["session_id"] == session_id
+    assert len(data["payments"]) == 1
+    assert data["payments"][0]["session_id"] == session_id
     assert [d["platform"] for d in data["devices"]] == ["android"]
     text = json.dumps(data)
-    assert "phone-1" not in text and "refresh" not in text and "hash" not in text  # no secret
+    assert "phone-1" not in text
+    assert "refresh" not in text
+    assert "hash" not in text  # no secret
     audit = chat.pay.db.fetch_all(
         "SELECT action, actor_type FROM privacy_audit WHERE customer_id = %(c)s", {"c": customer["user"]["id"]}
     )
@@ -62,7 +65,8 @@ def test_erase_end_to_end(chat: Chat) -> None:
     customer, mitra_token, session_id = _a_finished_chat(chat)
     me, customer_id = customer["access_token"], customer["user"]["id"]
     live = chat.app.simulate_delete("/api/client/me", headers=bearer(me))
-    assert live.status_code == 409 and live.json["error"]["code"] == "ERASE_BLOCKED_LIVE_SESSION"
+    assert live.status_code == 409
+    assert live.json["error"]["code"] == "ERASE_BLOCKED_LIVE_SESSION"
     assert chat.app.simulate_get("/api/client/me", headers=bearer(me)).status_code == 200  # nothing happened
     _complete(chat, session_id)
 
@@ -76,23 +80,30 @@ def test_erase_end_to_end(chat: Chat) -> None:
     db = chat.pay.db
     q = {"c": customer_id, "s": session_id}
     row = db.fetch_one("SELECT * FROM customers WHERE id = %(c)s", q)
-    assert row is not None and row["erased_at"] is not None
+    assert row is not None
+    assert row["erased_at"] is not None
     assert (row["display_name"], row["phone"], row["email"]) == (None, None, None)
     assert db.fetch_one("SELECT count(*) AS n FROM customer_identities WHERE customer_id = %(c)s", q) == {"n": 0}
     assert db.fetch_one("SELECT count(*) AS n FROM device_tokens WHERE user_id = %(c)s", q) == {"n": 0}
     assert db.fetch_one("SELECT count(*) AS n FROM chat_messages WHERE session_id = %(s)s", q) == {"n": 0}
     # What accounting must keep stays, against the pseudonymous row.
     payment = db.fetch_one("SELECT * FROM payment_requests WHERE customer_id = %(c)s", q)
-    assert payment is not None and payment["amount"] > 0 and str(payment["session_id"]) == session_id
+    assert payment is not None
+    assert payment["amount"] > 0
+    assert str(payment["session_id"]) == session_id
     session = db.fetch_one("SELECT * FROM chat_sessions WHERE id = %(s)s", q)
-    assert session is not None and session["transcript_purged_at"] is not None
+    assert session is not None
+    assert session["transcript_purged_at"] is not None
     for log in db.fetch_all("SELECT raw_body FROM webhook_logs WHERE payment_request_id = %(p)s", {"p": payment["id"]}):
         assert b"redacted" in bytes(log["raw_body"])
     audit = db.fetch_one("SELECT * FROM privacy_audit WHERE customer_id = %(c)s AND action = 'erase'", q)
-    assert audit is not None and audit["actor_type"] == "customer" and audit["details"]["messages"] == 2
+    assert audit is not None
+    assert audit["actor_type"] == "customer"
+    assert audit["details"]["messages"] == 2
     # The Bestie's view of the old chat lost the transcript, not the session.
     listed = chat.app.simulate_get(f"/api/shared/chat/{session_id}/messages", headers=bearer(mitra_token))
-    assert listed.status_code == 200 and listed.json["data"]["items"] == []
+    assert listed.status_code == 200
+    assert listed.json["data"]["items"] == []
 
 
 def test_an_open_payment_refuses_the_erasure(chat: Chat) -> None:
@@ -103,7 +114,8 @@ def test_an_open_payment_refuses_the_erasure(chat: Chat) -> None:
     created = create_payment(chat.app, customer, tier_of(chat.pay, 15))
     assert created.status_code == 201, created.text
     refused = chat.app.simulate_delete("/api/client/me", headers=bearer(customer["access_token"]))
-    assert refused.status_code == 409 and refused.json["error"]["code"] == "ERASE_BLOCKED_OPEN_PAYMENT"
+    assert refused.status_code == 409
+    assert refused.json["error"]["code"] == "ERASE_BLOCKED_OPEN_PAYMENT"
 
 
 def test_the_control_center_erases_on_request_audited_and_idempotent(chat: Chat, cc_login) -> None:
@@ -117,9 +129,11 @@ def test_the_control_center_erases_on_request_audited_and_idempotent(chat: Chat,
     missing = chat.cc.simulate_post(url, headers=bearer(admin), json={})
     assert missing.status_code == 422
     first = chat.cc.simulate_post(url, headers=bearer(admin), json={"reason": "request by e-mail #812"})
-    assert first.status_code == 200 and first.json["data"]["already_erased"] is False
+    assert first.status_code == 200
+    assert first.json["data"]["already_erased"] is False
     again = chat.cc.simulate_post(url, headers=bearer(admin), json={"reason": "request by e-mail #812"})
-    assert again.status_code == 200 and again.json["data"]["already_erased"] is True
+    assert again.status_code == 200
+    assert again.json["data"]["already_erased"] is True
     assert again.json["data"]["erased_at"] == first.json["data"]["erased_at"]
     assert chat.app.simulate_get("/api/client/me", headers=bearer(customer["access_token"])).status_code == 401
     audit = chat.pay.db.fetch_all(
@@ -159,5 +173,6 @@ def test_a_payment_racing_the_erasure_is_not_taken(chat: Chat) -> None:
         assert paying.is_alive()  # waiting on the erasure's lock
         eraser.commit()
     paying.join(timeout=10)
-    assert answers and answers[0].status_code == 401, answers[0].text if answers else "no answer"
+    assert answers, answers[0].text if answers else "no answer"
+    assert answers[0].status_code == 401, answers[0].text if answers else "no answer"
     assert chat.pay.db.fetch_one("SELECT count(*) AS n FROM payment_requests") == {"n": 0}

@@ -37,10 +37,13 @@ def test_the_table_holds_ciphertext_and_the_api_the_text(chat: Chat) -> None:
     secret = "aku takut bilang ke orang tuaku"
     assert _send(chat, customer["access_token"], session_id, secret).status_code == 201
     (row,) = _rows(chat, session_id)
-    assert row["content"] is None and row["key_id"] is not None and len(bytes(row["nonce"])) == 12
+    assert row["content"] is None
+    assert row["key_id"] is not None
+    assert len(bytes(row["nonce"])) == 12
     assert secret.encode() not in bytes(row["ciphertext"])
     raw = chat.pay.db.fetch_one("SELECT row_to_json(m)::text AS t FROM chat_messages m WHERE id = %(id)s", row)
-    assert raw is not None and "takut" not in raw["t"]
+    assert raw is not None
+    assert "takut" not in raw["t"]
     listed = chat.app.simulate_get(f"/api/shared/chat/{session_id}/messages", headers=bearer(mitra_token))
     assert [m["content"] for m in listed.json["data"]["items"]] == [secret]
 
@@ -71,7 +74,8 @@ def test_tampering_or_moving_a_ciphertext_is_refused(chat: Chat) -> None:
 
 def test_the_key_ring_is_parsed_strictly() -> None:
     ring = KeyRing.parse(f"{KeyRing.generate('new')}, {KeyRing.generate('old')}")
-    assert ring.active == "new" and set(ring.keys) == {"new", "old"}
+    assert ring.active == "new"
+    assert set(ring.keys) == {"new", "old"}
     assert "keys" not in repr(ring)  # the secrets stay out of reprs and tracebacks
     for bad in (
         "",
@@ -159,7 +163,8 @@ def test_rotation_under_concurrent_writes_keeps_every_row_readable(chat: Chat) -
     texts = [after.open_row(r) for r in _rows(chat, session_id)]
     assert sorted(texts) == sorted([f"lama {i}" for i in range(40)] + ["dulu sekali", *written])
     counts = rows_by_master_key(db)
-    assert counts.get(old.active, 0) == 0 and counts.get("", 0) == 0  # the old key may leave the ring
+    assert counts.get(old.active, 0) == 0
+    assert counts.get("", 0) == 0  # the old key may leave the ring
     assert rotate_batch(db, after) == 0
 
 
@@ -178,7 +183,10 @@ def test_retention_deletes_old_transcripts_and_keeps_the_sessions(chat: Chat) ->
     assert _rows(chat, session_id) != []
     while purge_expired(db, 30):
         pass
-    assert _rows(chat, session_id) == [] and len(_rows(chat, fresh)) == 1
+    assert _rows(chat, session_id) == []
+    assert len(_rows(chat, fresh)) == 1
     kept = db.fetch_one("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": session_id})
-    assert kept is not None and kept["transcript_purged_at"] is not None and kept["customer_id"] is not None
+    assert kept is not None
+    assert kept["transcript_purged_at"] is not None
+    assert kept["customer_id"] is not None
     assert purge_expired(db, 30) == 0  # done once

@@ -54,7 +54,8 @@ def test_tz_mismatch_is_loud(settings: Settings, restore_tz, caplog: pytest.LogC
     with caplog.at_level(logging.INFO, logger="runtime.boot"):
         assert boot.check_timezone(settings) is False
     warning = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert warning and "[tz] MISMATCH" in warning[0].getMessage()
+    assert warning
+    assert "[tz] MISMATCH" in warning[0].getMessage()
     assert "db_default=Asia/Jakarta" in warning[0].getMessage()
 
 

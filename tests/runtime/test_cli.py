@@ -40,7 +40,8 @@ def test_create_cc_user_reads_password_from_stdin(database_url: str) -> None:
     assert "correct horse" not in run.stdout + run.stderr
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT role, password_hash FROM cc_users WHERE email = 'ops@example.org'").fetchone()
-    assert row is not None and row[0] == "operator"
+    assert row is not None
+    assert row[0] == "operator"
     assert row[1].startswith("$2b$12$")
     assert bcrypt.checkpw(b"correct horse battery staple", row[1].encode())
 
@@ -51,11 +52,13 @@ def test_create_cc_user_refuses_weak_and_duplicate(database_url: str) -> None:
     assert "at least 12" in weak.stderr
     long_pw = "x" * 73
     too_long = _run(["create-cc-user", "--email", "a@example.org", "--role", "admin"], database_url, long_pw)
-    assert too_long.returncode != 0 and "72 bytes" in too_long.stderr
+    assert too_long.returncode != 0
+    assert "72 bytes" in too_long.stderr
     ok = _run(["create-cc-user", "--email", "a@example.org", "--role", "admin"], database_url, "y" * 20)
     assert ok.returncode == 0, ok.stderr
     dup = _run(["create-cc-user", "--email", "A@example.org", "--role", "admin"], database_url, "y" * 20)
-    assert dup.returncode != 0 and "EMAIL_TAKEN" in dup.stderr
+    assert dup.returncode != 0
+    assert "EMAIL_TAKEN" in dup.stderr
 
 
 def test_handlers_can_be_called_directly(services: Services) -> None:
@@ -93,7 +96,8 @@ def test_rotate_chat_key_survives_a_kill_and_finishes(chat: Chat, database_url: 
     }
     cmd = [sys.executable, "-m", "runtime", "rotate-chat-key", "--batch", "1"]
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     assert "re-sealed" in proc.stdout.readline(), proc.stderr.read()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -104,7 +108,8 @@ def test_rotate_chat_key_survives_a_kill_and_finishes(chat: Chat, database_url: 
     assert sorted(after.open_row(r) for r in rows) == sorted(f"pesan {i}" for i in range(30))
     done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "done:" in done.stdout and KeyRing.parse(old).active not in done.stdout.rsplit("done:", 1)[1]
+    assert "done:" in done.stdout
+    assert KeyRing.parse(old).active not in done.stdout.rsplit("done:", 1)[1]
     rows = services.db.fetch_all("SELECT * FROM chat_messages WHERE id = ANY(%(ids)s)", {"ids": ids})
     assert {str(r["key_id"]) for r in rows} == {after.active_key_id()}
     assert new.split(":", 1)[1] not in done.stdout + done.stderr  # the key itself is never printed

@@ -22,14 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_documents_describe_each_listener(internal: testing.TestClient) -> None:
     public = internal.simulate_get("/internal/openapi.json", params={"surface": "public"})
-    assert public.status_code == 200 and public.json["openapi"].startswith("3.")
-    assert "/api/client/me" in public.json["paths"] and "/internal/users" not in public.json["paths"]
+    assert public.status_code == 200
+    assert public.json["openapi"].startswith("3.")
+    assert "/api/client/me" in public.json["paths"]
+    assert "/internal/users" not in public.json["paths"]
     own = internal.simulate_get("/internal/openapi.json").json
-    assert "/internal/openapi.json" in own["paths"] and "/internal/_test/payments/{request_id}/confirm" in own["paths"]
+    assert "/internal/openapi.json" in own["paths"]
+    assert "/internal/_test/payments/{request_id}/confirm" in own["paths"]
     listing = own["paths"]["/internal/users"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert listing["properties"]["data"]["required"] == ["items", "next_cursor", "has_more"]
     page = internal.simulate_get("/internal/docs")
-    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
 
 
 def test_development_hooks_are_not_documented_in_production(settings: Settings) -> None:
@@ -66,7 +70,8 @@ def test_every_endpoint_declares_its_response() -> None:
         hint = route.handle.__annotations__.get("return")
         returns = hint if isinstance(hint, str) else getattr(hint, "__name__", str(hint))
         if ep.status == 204:
-            assert ep.response is None and returns in ("None", "Reply"), route.module
+            assert ep.response is None, route.module
+            assert returns in ("None", "Reply"), route.module
         else:
             assert ep.response is not None, f"{route.module}: declare response= (the shape of `data`)"
             assert returns != "None", f"{route.module} answers 204: declare status=204"

@@ -88,7 +88,9 @@ def test_both_parties_chat_with_receipts_and_typing(ws_url: str, chat: Chat) -> 
         assert typing["data"] == {"session_id": session_id, "sender_type": "customer"}
         me.send({"type": "message.send", "client_message_id": "c-1", "content": "Halo Bestie"})
         sent = me.until("message.sent")["data"]
-        assert sent["content"] == "Halo Bestie" and sent["status"] == "sent" and sent["sender_type"] == "customer"
+        assert sent["content"] == "Halo Bestie"
+        assert sent["status"] == "sent"
+        assert sent["sender_type"] == "customer"
         assert set(sent) >= {"id", "session_id", "client_message_id", "sender_type", "content", "status", "created_at"}
         received = bestie.until("message.new")["data"]
         assert received["id"] == sent["id"]
@@ -184,10 +186,12 @@ def test_a_general_socket_hears_pairing_and_a_session_socket_only_its_session(ws
         _ok(waiting)
         session_id = chat.session_of(chat.pay_for(customer))
         request = home.until("pairing.request")["data"]
-        assert request["session_id"] == session_id and request["customer_call_name"] == "Pelanggan"
+        assert request["session_id"] == session_id
+        assert request["customer_call_name"] == "Pelanggan"
         chat.accept(token, session_id)
         paired = waiting.until("session.paired")["data"]
-        assert paired["session_id"] == session_id and paired["mitra_name"] == "Ayu"
+        assert paired["session_id"] == session_id
+        assert paired["mitra_name"] == "Ayu"
         with socket(ws_url, customer["access_token"], session_id) as in_chat:
             _ok(in_chat)
             chat.app.simulate_post(
@@ -246,7 +250,8 @@ def test_sigterm_closes_every_socket_with_1001(settings: Settings, chat: Chat) -
         assert all(valkey.zcard(key) == 1 for key in presence)
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        assert one.closed_with() == 1001 and two.closed_with() == 1001
+        assert one.closed_with() == 1001
+        assert two.closed_with() == 1001
         out, _ = proc.communicate(timeout=20)
         assert proc.returncode == 0, out
         assert time.monotonic() - started < 10  # not the whole graceful timeout

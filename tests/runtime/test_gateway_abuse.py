@@ -138,12 +138,15 @@ def test_junk_after_auth_is_answered_and_the_socket_stays_open(settings: Setting
         assert answer(DEEP)["code"] == "BAD_FRAME"
         assert answer('{"a":' * 40 + "1" + "}" * 40)["code"] == "BAD_FRAME"  # deeper than 32 levels
         nul = answer(json.dumps({"type": "message.send", "client_message_id": "n-1", "content": "a\x00b"}))
-        assert nul["code"] == "VALIDATION_ERROR" and nul["type"] == "message.send"
+        assert nul["code"] == "VALIDATION_ERROR"
+        assert nul["type"] == "message.send"
         assert "content" in nul["fields"]
         lone = answer(json.dumps({"type": "message.send", "client_message_id": SURROGATE, "content": "hai"}))
-        assert lone["code"] == "VALIDATION_ERROR" and lone["type"] == "message.send"
+        assert lone["code"] == "VALIDATION_ERROR"
+        assert lone["type"] == "message.send"
         echoed = answer(json.dumps({"type": f"x{SURROGATE}y"}))
-        assert echoed["code"] == "VALIDATION_ERROR" and echoed["type"] == "x?y"  # only through safe_name
+        assert echoed["code"] == "VALIDATION_ERROR"
+        assert echoed["type"] == "x?y"  # only through safe_name
         big = answer(json.dumps({"type": "message.send", "client_message_id": "b", "content": "hai", "n": 2**64}))
         assert big["code"] == "VALIDATION_ERROR"
         assert answer('{"type": "ping", "n": NaN}')["code"] == "VALIDATION_ERROR"
@@ -305,7 +308,8 @@ def test_a_batch_that_breaks_on_one_frame_runs_each_frame_alone(services: Servic
     bodies = [{"n": n, "poison": {3: "broken", 4: "refused"}.get(n)} for n in range(6)]
     outcomes = _run_batches(services, handle, bodies)
     assert outcomes[3] is FAILED
-    assert isinstance(outcomes[4], ApiError) and outcomes[4].code == "VALIDATION_ERROR"
+    assert isinstance(outcomes[4], ApiError)
+    assert outcomes[4].code == "VALIDATION_ERROR"
     assert [o["data"] for i, o in enumerate(outcomes) if i not in (3, 4)] == [0, 1, 2, 5]
     assert seen == [6, 1, 1, 1, 1, 1, 1]  # together, then each alone
 
@@ -315,4 +319,5 @@ def test_a_batch_that_breaks_on_one_frame_runs_each_frame_alone(services: Servic
 
     seen.clear()
     shared = _run_batches(services, away, [{"n": n} for n in range(4)])
-    assert {o.code for o in shared} == {"SERVICE_UNAVAILABLE"} and seen == [4]
+    assert {o.code for o in shared} == {"SERVICE_UNAVAILABLE"}
+    assert seen == [4]

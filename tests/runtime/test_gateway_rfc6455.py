@@ -120,7 +120,8 @@ class Raw:
 
     def json(self, timeout: float = 5.0) -> dict[str, Any]:
         frame = self.frame(timeout)
-        assert frame is not None and frame[0] == 0x80 | TEXT, frame
+        assert frame is not None, frame
+        assert frame[0] == 0x80 | TEXT, frame
         parsed: dict[str, Any] = json.loads(frame[1])
         return parsed
 
@@ -250,7 +251,8 @@ def test_a_handshake_the_server_cannot_take_is_refused_over_http(settings: Setti
     that is not 16 bytes in base64 400; no WebSocket is made."""
     with gateway(settings) as (url, _):
         refused = handshake(url, "Sec-WebSocket-Version: 8")
-        assert refused[0] == "HTTP/1.1 426 Upgrade Required" and "Sec-WebSocket-Version: 13" in refused
+        assert refused[0] == "HTTP/1.1 426 Upgrade Required"
+        assert "Sec-WebSocket-Version: 13" in refused
         assert (
             handshake(url, "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2hvcnQ=")[0] == "HTTP/1.1 400 Bad Request"
         )
@@ -399,7 +401,8 @@ def test_an_oversize_frame_closes_with_1009_before_its_payload_arrives(ws: Any) 
         started = time.monotonic()
         raw.send(TEXT, b"", length=1 << 40)
         frame = raw.frame(timeout=2)
-        assert frame is not None and (frame[0], code(frame[1])) == (0x80 | CLOSE, 1009)
+        assert frame is not None
+        assert (frame[0], code(frame[1])) == (0x80 | CLOSE, 1009)
         assert time.monotonic() - started < 1
     # A frame one byte over the bound, sent whole: 1009; its payload is skipped, not parsed, and the
     # client's close after it completes the handshake.
@@ -432,7 +435,9 @@ def test_after_the_servers_close_data_is_dropped_until_the_clients_close(ws: Any
     with ws(authenticated=False) as raw:
         raw.text("not json")  # the gateway closes with 4401
         frame = raw.frame()
-        assert frame is not None and frame[0] == 0x80 | CLOSE and code(frame[1]) == 4401
+        assert frame is not None
+        assert frame[0] == 0x80 | CLOSE
+        assert code(frame[1]) == 4401
         # the client had more to say before it read the close: dropped, nothing answered
         raw.text('{"type": "ping"}')
         raw.send(TEXT, b"x" * 100_000)  # even oversize: skipped unread

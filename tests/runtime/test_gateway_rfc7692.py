@@ -91,18 +91,23 @@ def test_compressed_messages_both_ways(url: str) -> None:
         raw.send(CONTINUATION, packed[20:])
         assert raw.frame() == (0x8A, b"between")
         frame = raw.frame()
-        assert frame is not None and frame[0] == 0x80 | RSV1 | TEXT
-        assert inflate(frame[1]) == message and len(frame[1]) < len(message) // 10
+        assert frame is not None
+        assert frame[0] == 0x80 | RSV1 | TEXT
+        assert inflate(frame[1]) == message
+        assert len(frame[1]) < len(message) // 10
         # An uncompressed message on the same socket (compression is per message), echoed compressed.
         raw.text(message)
         frame = raw.frame()
-        assert frame is not None and frame[0] == 0x80 | RSV1 | TEXT and inflate(frame[1]) == message
+        assert frame is not None
+        assert frame[0] == 0x80 | RSV1 | TEXT
+        assert inflate(frame[1]) == message
         # Several in a row: no context is carried from one message to the next.
         for n in range(3):
             text = json.dumps({"n": n, "content": "sama-sama " * 40}).encode()
             raw.text(text)
             frame = raw.frame()
-            assert frame is not None and inflate(frame[1]) == text
+            assert frame is not None
+            assert inflate(frame[1]) == text
     # With the server's window limited by the client, it compresses within it (a 9-bit window
     # cannot inflate a stream that refers further back).
     raw = Raw(url, "permessage-deflate; server_max_window_bits=9")
@@ -110,7 +115,9 @@ def test_compressed_messages_both_ways(url: str) -> None:
         assert raw.headers["sec-websocket-extensions"] == f"{DEFLATE}; server_max_window_bits=9"
         raw.text(message)
         frame = raw.frame()
-        assert frame is not None and frame[0] == 0x80 | RSV1 | TEXT and inflate(frame[1], wbits=9) == message
+        assert frame is not None
+        assert frame[0] == 0x80 | RSV1 | TEXT
+        assert inflate(frame[1], wbits=9) == message
 
 
 def test_compressed_frames_that_break_the_rules(url: str) -> None:
@@ -136,7 +143,8 @@ def test_compressed_frames_that_break_the_rules(url: str) -> None:
     with raw.sock:
         raw.text(deflate(b"x" * 16 * 1024), rsv=RSV1)
         frame = raw.frame()
-        assert frame is not None and inflate(frame[1]) == b"x" * 16 * 1024
+        assert frame is not None
+        assert inflate(frame[1]) == b"x" * 16 * 1024
 
 
 def test_without_an_offer_rsv1_is_a_protocol_error(url: str) -> None:

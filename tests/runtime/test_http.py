@@ -80,7 +80,8 @@ def _error(result: testing.Result, status: int, code: str) -> dict[str, Any]:
     body = result.json
     assert body["success"] is False
     assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
     assert isinstance(body["error"]["details"], dict)
     error: dict[str, Any] = body["error"]
     return error
@@ -247,7 +248,8 @@ def test_unexpected_exception_is_generic_500(pub: testing.TestClient, caplog: py
     with caplog.at_level(logging.ERROR):
         result = pub.simulate_get("/api/shared/boom")
     error = _error(result, 500, "INTERNAL_ERROR")
-    assert "hunter2" not in result.text and "RuntimeError" not in result.text
+    assert "hunter2" not in result.text
+    assert "RuntimeError" not in result.text
     assert error["details"] == {}
     assert any("unhandled error" in r.getMessage() for r in caplog.records)
 

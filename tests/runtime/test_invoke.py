@@ -53,10 +53,12 @@ def _both(
 def test_success_and_401_without_a_token(public: testing.TestClient, services: Services, anonymous) -> None:
     customer = anonymous("Invoker")
     ok = _both(public, services, "GET", "/api/client/me", customer["access_token"])
-    assert ok.status == 200 and ok.body["data"]["id"] == customer["user"]["id"]
+    assert ok.status == 200
+    assert ok.body["data"]["id"] == customer["user"]["id"]
     assert ok.headers["X-Request-Id"] == RID["X-Request-Id"]
     denied = _both(public, services, "GET", "/api/client/me")
-    assert denied.status == 401 and denied.body["error"]["code"] == "UNAUTHORIZED"
+    assert denied.status == 401
+    assert denied.body["error"]["code"] == "UNAUTHORIZED"
 
 
 def test_internal_paths_go_to_the_internal_app(internal: testing.TestClient, services: Services) -> None:
@@ -69,7 +71,8 @@ def test_403_for_a_missing_permission_and_a_wrong_user_type(
 ) -> None:
     _, operator, _ = cc_login("operator")
     refused = _both(internal, services, "GET", "/internal/pricing/tiers", operator)
-    assert refused.status == 403 and refused.body["error"]["details"] == {"permission": "pricing.manage"}
+    assert refused.status == 403
+    assert refused.body["error"]["details"] == {"permission": "pricing.manage"}
     _, mitra = mitra_login()
     assert _both(public, services, "GET", "/api/client/me", mitra).status == 403
 
@@ -79,13 +82,15 @@ def test_422_for_a_bad_body_with_the_surfaces_unknown_field_rule(
 ) -> None:
     customer = anonymous()
     bad = _both(public, services, "POST", "/api/client/payment-requests", customer["access_token"], {"mode": "x"})
-    assert bad.status == 422 and set(bad.body["error"]["details"]["fields"]) == {"mode", "tier_id"}
+    assert bad.status == 422
+    assert set(bad.body["error"]["details"]["fields"]) == {"mode", "tier_id"}
     _, admin, _ = cc_login("admin")
     typo = {"label": "x", "lable": "y"}
     tier = services.db.fetch_one("SELECT id FROM pricing_tiers LIMIT 1")
     assert tier is not None
     unknown = _both(internal, services, "PATCH", f"/internal/pricing/tiers/{tier['id']}", admin, typo)
-    assert unknown.status == 422 and "lable" in unknown.body["error"]["details"]["fields"]
+    assert unknown.status == 422
+    assert "lable" in unknown.body["error"]["details"]["fields"]
 
 
 def test_404s_from_the_router_and_from_a_handler(public: testing.TestClient, services: Services, anonymous) -> None:
@@ -105,18 +110,19 @@ def test_404s_from_the_router_and_from_a_handler(public: testing.TestClient, ser
 def test_a_list_without_a_cursor_and_a_204(public: testing.TestClient, services: Services, mitra_login) -> None:
     _, mitra = mitra_login()
     page = _both(public, services, "GET", "/api/mitra/chat-requests/pending", mitra)
-    assert page.status == 200 and page.body["data"] == {"items": [], "next_cursor": None, "has_more": False}
+    assert page.status == 200
+    assert page.body["data"] == {"items": [], "next_cursor": None, "has_more": False}
     beat = _both(public, services, "POST", "/api/mitra/status/heartbeat", mitra)
-    assert beat.status == 204 and beat.body is None
+    assert beat.status == 204
+    assert beat.body is None
 
 
 def test_query_strings_and_the_shared_input_checks(public: testing.TestClient, services: Services, mitra_login) -> None:
     _, mitra = mitra_login()
     path = "/api/mitra/chat-requests/pending"
     limited = invoke(services, f"GET {path}?limit=1", token=mitra)
-    assert (
-        limited.status == 200 and limited.body == invoke(services, f"GET {path}", query={"limit": 1}, token=mitra).body
-    )
+    assert limited.status == 200
+    assert limited.body == invoke(services, f"GET {path}", query={"limit": 1}, token=mitra).body
     _both(public, services, "GET", f"{path}?limit=%00", mitra)  # NUL: 422 by lib/inputs, the same both ways
     assert invoke(services, f"GET {path}?limit=%00", token=mitra).status == 422
 
@@ -161,24 +167,28 @@ def test_cli_answers_as_http_does(settings: Settings, tmp_path: Path) -> None:
     anonymous = _cli(settings, "GET", "/api/client/me")
     assert anonymous.returncode == 1, anonymous.stderr
     status, body = _answer(anonymous)
-    assert status == "401 Unauthorized" and body["error"]["code"] == "UNAUTHORIZED"
+    assert status == "401 Unauthorized"
+    assert body["error"]["code"] == "UNAUTHORIZED"
 
     signed_in = _cli(settings, "get", "/api/client/me", "--as", "customer")
     assert signed_in.returncode == 0, signed_in.stderr
     status, body = _answer(signed_in)
-    assert status == "200 OK" and body["success"] is True
+    assert status == "200 OK"
+    assert body["success"] is True
     customer_id = body["data"]["id"]
     assert f"as customer {customer_id} (new; --user-id {customer_id}" in signed_in.stderr
     assert '\n  "success": true,\n' in signed_in.stdout  # pretty JSON
 
     again = _cli(settings, "GET", "/api/client/me", "--as", "customer", "--user-id", customer_id)
-    assert _answer(again)[1]["data"]["id"] == customer_id and "(new" not in again.stderr
+    assert _answer(again)[1]["data"]["id"] == customer_id
+    assert "(new" not in again.stderr
 
     bad = tmp_path / "bad.json"
     bad.write_text('{"mode": "x"}')
     refused = _cli(settings, "POST", "/api/client/payment-requests", "--as", "customer", "--json", f"@{bad}")
     status, body = _answer(refused)
-    assert refused.returncode == 1 and status == "422 Unprocessable Entity"
+    assert refused.returncode == 1
+    assert status == "422 Unprocessable Entity"
     assert set(body["error"]["details"]["fields"]) == {"mode", "tier_id"}
 
 
@@ -187,7 +197,8 @@ def test_cli_callers_headers_and_usage(settings: Settings) -> None:
     assert _answer(operator)[0] == "403 Forbidden", operator.stdout + operator.stderr
     admin = _cli(settings, "GET", "/internal/pricing/tiers?limit=1", "--as", "cc")
     status, body = _answer(admin)
-    assert status == "200 OK" and len(body["data"]["items"]) == 1
+    assert status == "200 OK"
+    assert len(body["data"]["items"]) == 1
 
     beat = _cli(
         settings, "POST", "/api/mitra/status/heartbeat", "--as", "mitra", "-i", "--header", "X-Request-Id: cli-1"
@@ -202,6 +213,8 @@ def test_cli_callers_headers_and_usage(settings: Settings) -> None:
         (["POST", "/api/client/usp-seen", "--json", "{nope"], "--json is not JSON"),
     ):
         wrong = _cli(settings, *args)
-        assert wrong.returncode == 2 and message in wrong.stderr, wrong.stderr
+        assert wrong.returncode == 2, wrong.stderr
+        assert message in wrong.stderr, wrong.stderr
     unknown = _cli(settings, "GET", "/api/client/me", "--as", "customer", "--user-id", str(uuid.uuid4()))
-    assert unknown.returncode == 1 and "ACCOUNT_NOT_FOUND" in unknown.stderr
+    assert unknown.returncode == 1
+    assert "ACCOUNT_NOT_FOUND" in unknown.stderr

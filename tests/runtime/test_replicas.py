@@ -126,7 +126,8 @@ def test_a_whole_chat_across_two_replicas_of_every_process(settings: Settings, x
             socket(r.realtime[0], mitra_token) as bestie,
             socket(r.realtime[1], me) as rani,
         ):
-            assert bestie.next()["type"] == "auth.ok" and rani.next()["type"] == "auth.ok"
+            assert bestie.next()["type"] == "auth.ok"
+            assert rani.next()["type"] == "auth.ok"
 
             # Payment on one replica, Xendit's callback on the other: the search starts.
             created = r.call(
@@ -151,7 +152,8 @@ def test_a_whole_chat_across_two_replicas_of_every_process(settings: Settings, x
                 socket(r.realtime[0], me, session_id) as rani_chat,
                 socket(r.realtime[1], mitra_token, session_id) as bestie_chat,
             ):
-                assert rani_chat.next()["type"] == "auth.ok" and bestie_chat.next()["type"] == "auth.ok"
+                assert rani_chat.next()["type"] == "auth.ok"
+                assert bestie_chat.next()["type"] == "auth.ok"
                 # Chat both ways between the gateways, and over REST on the public replicas.
                 rani_chat.send({"type": "message.send", "client_message_id": "c-1", "content": "aku capek banget"})
                 assert bestie_chat.until("message.new", timeout=10)["data"]["content"] == "aku capek banget"
@@ -213,13 +215,16 @@ def test_a_whole_chat_across_two_replicas_of_every_process(settings: Settings, x
             assert bestie_heard[event] == 1, (event, bestie_heard)
         # Its own messages come back as message.sent, the other party's as message.new: none lost.
         # The Bestie: 1 over the gateway, 4 over REST and the goodbye.
-        assert customer_heard["message.new"] == 1 and bestie_heard["message.new"] == 6, (customer_heard, bestie_heard)
-        assert _types(bestie)["pairing.request"] == 1 and _types(rani)["session.paired"] == 1
+        assert customer_heard["message.new"] == 1, (customer_heard, bestie_heard)
+        assert bestie_heard["message.new"] == 6, (customer_heard, bestie_heard)
+        assert _types(bestie)["pairing.request"] == 1
+        assert _types(rani)["session.paired"] == 1
         # The control center sees one session on either internal replica.
         admin = chat.admin()
         for _ in range(2):
             listed = r.call("GET", "/internal/sessions", admin).json()["data"]["items"]
-            assert [s["id"] for s in listed] == [session_id] and listed[0]["status"] == "completed"
+            assert [s["id"] for s in listed] == [session_id]
+            assert listed[0]["status"] == "completed"
         # Every replica of the REST listeners took part.
         assert all(r.used[url] >= 1 for url in r.public + r.internal), r.used
 

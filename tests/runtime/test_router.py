@@ -172,7 +172,8 @@ def test_frames_are_discovered_with_handle_or_handle_batch(tree: Path) -> None:
     write(tree, "realtime/many.py", frame_module("many", "def handle_batch(ctxs): return [None for _ in ctxs]"))
     found = discover_frames(tree)
     assert sorted(found) == ["many", "one"]
-    assert found["many"].batched and not found["one"].batched
+    assert found["many"].batched
+    assert not found["one"].batched
 
 
 @pytest.mark.parametrize(

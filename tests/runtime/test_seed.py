@@ -58,12 +58,16 @@ def test_the_printed_walk_runs_a_chat_end_to_end_and_a_rerun_walks_again(
     finally:
         dev.stop()
     (first, first_walk), (second, second_walk) = walks
-    assert _ids(first) == _ids(second) and set(_ids(first)) == {"tier", "mitra", "customer"}
+    assert _ids(first) == _ids(second)
+    assert set(_ids(first)) == {"tier", "mitra", "customer"}
     for printed in (first, second):
-        assert "npx wscat -c" in printed and "websockets" in printed and "/internal/_test/payments/" in printed
+        assert "npx wscat -c" in printed
+        assert "websockets" in printed
+        assert "/internal/_test/payments/" in printed
     for out in (first_walk, second_walk):
         frames = [line for line in out.splitlines() if line.startswith('{"type":')]
-        assert frames[0].startswith('{"type":"auth.ok"') and frames[-1].startswith('{"type":"message.sent"'), out
+        assert frames[0].startswith('{"type":"auth.ok"'), out
+        assert frames[-1].startswith('{"type":"message.sent"'), out
         assert '"content":"Halo Bestie!"' in out  # the transcript the mitra reads over REST
     ids = _ids(first)
     counts = services.db.fetch_one(

@@ -16,7 +16,8 @@ def test_anonymous_signup(public: testing.TestClient) -> None:
     result = public.simulate_post("/api/shared/auth/anonymous", json={"display_name": "  Bunga  ", "extra": 1})
     assert result.status_code == 201
     data = result.json["data"]
-    assert data["user"]["display_name"] == "Bunga" and data["user"]["is_anonymous"] is True
+    assert data["user"]["display_name"] == "Bunga"
+    assert data["user"]["is_anonymous"] is True
     no_body = public.simulate_post("/api/shared/auth/anonymous")
     assert no_body.status_code == 201
     assert no_body.json["data"]["user"]["call_name"] == "Anonim"
@@ -39,7 +40,8 @@ def test_profile_edit_and_usp(public: testing.TestClient, anonymous) -> None:
     assert too_long.status_code == 422
     first = public.simulate_post("/api/client/usp-seen", headers=bearer(token)).json["data"]
     second = public.simulate_post("/api/client/usp-seen", headers=bearer(token)).json["data"]
-    assert first["usp_seen"] is True and first["usp_seen_at"] == second["usp_seen_at"]
+    assert first["usp_seen"] is True
+    assert first["usp_seen_at"] == second["usp_seen_at"]
 
 
 def test_fcm_tokens(public: testing.TestClient, services: Services, anonymous) -> None:
@@ -101,18 +103,21 @@ def test_me_says_whom_the_account_belongs_to_and_which_identities_are_linked(
     first = anonymous("Mawar")
     fresh = _me(public, first["access_token"])
     assert set(fresh) >= ACCOUNT_FIELDS
-    assert fresh["account_belongs_to"] is None and fresh["has_consulted"] is False
+    assert fresh["account_belongs_to"] is None
+    assert fresh["has_consulted"] is False
     assert fresh["linked_identities"] == ["anonymous"]
     # 1. a new identity upgrades the anonymous row in place: the same account, now with a phone.
     owner = first["user"]["id"]
     assert _link(services, owner, "+6281255500001") == owner
     upgraded = _me(public, first["access_token"])
-    assert upgraded["linked_identities"] == ["phone"] and upgraded["account_belongs_to"] is None
+    assert upgraded["linked_identities"] == ["phone"]
+    assert upgraded["account_belongs_to"] is None
     # 2. the same phone verified from another anonymous account: that row belongs to the first.
     second = anonymous()
     assert _link(services, second["user"]["id"], "+6281255500001") == owner
     belongs = _me(public, second["access_token"])
-    assert belongs["account_belongs_to"] == owner and belongs["linked_identities"] == ["anonymous"]
+    assert belongs["account_belongs_to"] == owner
+    assert belongs["linked_identities"] == ["anonymous"]
     # Links keep their order; a Google identity joins the phone.
     with services.db.connection() as conn:
         resolve_customer(conn, "google", "google-sub-1", caller_id=owner, email="m@example.com")
@@ -152,4 +157,5 @@ def test_me_says_whether_the_customer_has_consulted_before(
     seen = public.simulate_post("/api/client/usp-seen", headers=bearer(token))
     for result in (patched, seen):
         assert result.status_code == 200, result.text
-        assert result.json["data"]["has_consulted"] is True and set(result.json["data"]) >= ACCOUNT_FIELDS
+        assert result.json["data"]["has_consulted"] is True
+        assert set(result.json["data"]) >= ACCOUNT_FIELDS

@@ -27,9 +27,11 @@ def test_pending_requests_carry_their_kind_and_the_besties_call_name(chat: Chat)
         created = create_payment(chat.app, customer, tier_of(chat.pay), **extra)
         assert created.status_code == 201, created.text
     [one] = _pending(chat, targeted)["items"]
-    assert one["kind"] == "session" and one["mitra_call_name"] == "Ayu"
+    assert one["kind"] == "session"
+    assert one["mitra_call_name"] == "Ayu"
     [other] = _pending(chat, blast)["items"]
-    assert other["kind"] == "session" and other["mitra_call_name"] is None  # nobody has accepted a blast yet
+    assert other["kind"] == "session"
+    assert other["mitra_call_name"] is None  # nobody has accepted a blast yet
 
     # An approved extension is paid through a request of its own, for the session's Bestie.
     customer, _, session_id, approved = approved_extension(chat)
@@ -41,11 +43,14 @@ def test_pending_requests_carry_their_kind_and_the_besties_call_name(chat: Chat)
     page = _pending(chat, customer)
     [extension] = page["items"]
     assert extension["id"] == approved["payment_request_id"]
-    assert extension["kind"] == "extension" and extension["mitra_call_name"] == holder["display_name"]
-    assert set(page) == {"items", "next_cursor", "has_more"} and page["has_more"] is False
+    assert extension["kind"] == "extension"
+    assert extension["mitra_call_name"] == holder["display_name"]
+    assert set(page) == {"items", "next_cursor", "has_more"}
+    assert page["has_more"] is False
 
 
 def test_pending_list_refuses_a_forged_cursor(chat: Chat) -> None:
     customer = chat.customer()
     forged = chat.app.simulate_get(PENDING, headers=bearer(customer["access_token"]), params={"cursor": "bm90LWpzb24"})
-    assert forged.status_code == 422 and forged.json["error"]["code"] == "VALIDATION_ERROR"
+    assert forged.status_code == 422
+    assert forged.json["error"]["code"] == "VALIDATION_ERROR"

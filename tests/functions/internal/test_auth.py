@@ -28,10 +28,15 @@ def test_login_sets_a_strict_cookie_and_no_refresh_token_in_the_body(
     assert result.status_code == 200, result.text
     data = result.json["data"]
     assert "refresh_token" not in data
-    assert data["user"]["role"] == "operator" and "sessions.manage" in data["user"]["permissions"]
+    assert data["user"]["role"] == "operator"
+    assert "sessions.manage" in data["user"]["permissions"]
     cookie = result.cookies["cc_refresh_token"]
-    assert cookie.http_only and cookie.secure and cookie.same_site == "Strict" and cookie.path == "/internal/auth"
-    assert cookie.max_age and cookie.max_age > 29 * 86400
+    assert cookie.http_only
+    assert cookie.secure
+    assert cookie.same_site == "Strict"
+    assert cookie.path == "/internal/auth"
+    assert cookie.max_age
+    assert cookie.max_age > 29 * 86400
 
 
 def test_wrong_password_and_unknown_user_look_the_same(internal: testing.TestClient, make_cc_user) -> None:
@@ -64,14 +69,16 @@ def test_per_ip_throttling(internal: testing.TestClient, services: Services, mak
     for _ in range(3):
         _login(internal, user["email"], "wrong password here", ip="10.7.7.7")
     throttled = _login(internal, user["email"], ip="10.7.7.7")
-    assert throttled.status_code == 429 and "Retry-After" in throttled.headers
+    assert throttled.status_code == 429
+    assert "Retry-After" in throttled.headers
     assert _login(internal, user["email"], ip="10.7.7.8").status_code == 200
 
 
 def test_disabled_user_cannot_log_in(internal: testing.TestClient, make_cc_user) -> None:
     user = make_cc_user(active=False)
     result = _login(internal, user["email"])
-    assert result.status_code == 403 and result.json["error"]["code"] == "ACCOUNT_INACTIVE"
+    assert result.status_code == 403
+    assert result.json["error"]["code"] == "ACCOUNT_INACTIVE"
 
 
 def test_refresh_rotates_the_cookie_for_the_right_origin_only(internal: testing.TestClient, cc_login) -> None:
@@ -94,7 +101,8 @@ def test_refresh_rotates_the_cookie_for_the_right_origin_only(internal: testing.
 
 def test_refresh_without_a_cookie_is_401(internal: testing.TestClient) -> None:
     result = internal.simulate_post("/internal/auth/refresh", headers={"Origin": CC_ORIGIN})
-    assert result.status_code == 401 and result.json["error"]["code"] == "REFRESH_INVALID"
+    assert result.status_code == 401
+    assert result.json["error"]["code"] == "REFRESH_INVALID"
 
 
 def test_logout_clears_the_cookie_and_revokes(internal: testing.TestClient, cc_login) -> None:

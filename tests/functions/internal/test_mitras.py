@@ -15,7 +15,9 @@ def test_create_list_get_edit(internal: testing.TestClient, public, cc_login, se
     assert created.status_code == 201, created.text
     mitra = created.json["data"]
     assert set(mitra) == {"id", "phone", "display_name", "is_active", "is_online", "created_at"}
-    assert mitra["phone"] == "+6281211112222" and mitra["is_active"] is True and mitra["is_online"] is False
+    assert mitra["phone"] == "+6281211112222"
+    assert mitra["is_active"] is True
+    assert mitra["is_online"] is False
     dup = internal.simulate_post(
         "/internal/mitras", headers=bearer(token), json={"phone": "+6281211112222", "display_name": "Dup"}
     )
@@ -35,7 +37,8 @@ def test_create_list_get_edit(internal: testing.TestClient, public, cc_login, se
         "/internal/mitras", headers=bearer(token), params={"limit": 2, "cursor": first["next_cursor"]}
     ).json["data"]
     ids = [m["id"] for m in first["items"] + rest["items"]]
-    assert len(ids) == len(set(ids)) == 4 and rest["has_more"] is False
+    assert len(ids) == len(set(ids)) == 4
+    assert rest["has_more"] is False
     like = internal.simulate_get("/internal/mitras", headers=bearer(token), params={"q": "%"}).json["data"]
     assert like["items"] == []  # LIKE wildcards are searched literally
     edited = internal.simulate_patch(

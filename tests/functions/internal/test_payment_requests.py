@@ -18,10 +18,12 @@ def test_control_center_views(app, pay, online_mitra, customer, internal, cc_log
     )
     assert [r["id"] for r in listed.json["data"]["items"]] == [doc["id"]]
     detail = internal.simulate_get(f"/internal/payment-requests/{doc['id']}", headers=bearer(operator)).json["data"]
-    assert detail["customer_id"] == customer["user"]["id"] and detail["webhooks"][0]["outcome"] == "confirmed"
+    assert detail["customer_id"] == customer["user"]["id"]
+    assert detail["webhooks"][0]["outcome"] == "confirmed"
     logs = internal.simulate_get("/internal/webhook-logs", headers=bearer(operator), params={"external_id": doc["id"]})
     item = logs.json["data"]["items"][0]
-    assert item["external_id"] == doc["id"] and "raw_body" not in item
+    assert item["external_id"] == doc["id"]
+    assert "raw_body" not in item
     one = internal.simulate_get(f"/internal/webhook-logs/{item['id']}", headers=bearer(operator)).json["data"]
     assert json.loads(one["raw_body"])["external_id"] == doc["id"]
     pay.db.execute("UPDATE payment_requests SET status = 'failed_pairing', failure_cause = 'blast_timeout'")

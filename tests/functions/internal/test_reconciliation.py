@@ -31,10 +31,13 @@ def test_the_operators_view_and_money_check_when_all_is_accounted(chat: Chat, xe
     view = chat.cc.simulate_get(ROUTE, headers=bearer(operator), params={"days": "7"})
     assert view.status_code == 200, view.text
     data = view.json["data"]
-    assert data["ok"] is True and data["invoices"] == 1 and data["problems"] == []
+    assert data["ok"] is True
+    assert data["invoices"] == 1
+    assert data["problems"] == []
     assert data["accounted"] == {"session": 1, "extension": 0, "refund_due": 0, "refund_done": 0}
     [today] = data["days"]
-    assert today["paid"] == {"count": 1, "amount": doc["amount"]} and today["session"]["count"] == 1
+    assert today["paid"] == {"count": 1, "amount": doc["amount"]}
+    assert today["session"]["count"] == 1
     assert "items" not in data
     for bad in ("0", "91", "x", "٣"):
         assert chat.cc.simulate_get(ROUTE, headers=bearer(operator), params={"days": bad}).status_code == 422
@@ -90,10 +93,12 @@ def test_an_invoice_in_two_places_and_a_chat_without_money_are_problems(
     assert data["ok"] is False
     assert data["problem_counts"] == {"none": 0, "doubled": 1, "unpaid_service": 1}
     doubled = next(p for p in data["problems"] if p["problem"] == "doubled")
-    assert doubled["found_in"] == ["session", "refund_due"] and doubled["invoice_id"] == invoice
+    assert doubled["found_in"] == ["session", "refund_due"]
+    assert doubled["invoice_id"] == invoice
     out = io.StringIO()
     assert main(chat.pay, poll=False, out=out) == 1
-    assert "PROBLEM doubled" in out.getvalue() and "PROBLEM unpaid_service" in out.getvalue()
+    assert "PROBLEM doubled" in out.getvalue()
+    assert "PROBLEM unpaid_service" in out.getvalue()
 
 
 def test_a_confirmed_payment_on_its_way_is_in_flight_not_a_problem(chat: Chat, xendit: FakeXendit) -> None:

@@ -41,34 +41,45 @@ def test_refunds_due_and_done_and_recording_one(chat: Chat, xendit: FakeXendit, 
     due = chat.cc.simulate_get("/internal/refunds", headers=bearer(operator))
     assert due.status_code == 200
     [item] = due.json["data"]["items"]
-    assert item["id"] == str(refund["id"]) and item["status"] == "due" and item["reason"] == "PAIRING_TIMEOUT"
-    assert item["amount"] == 30000 and item["currency"] == "IDR" and item["kind"] == "session"
-    assert item["invoice_id"] == refund["invoice_id"] and item["reference"] is None
+    assert item["id"] == str(refund["id"])
+    assert item["status"] == "due"
+    assert item["reason"] == "PAIRING_TIMEOUT"
+    assert item["amount"] == 30000
+    assert item["currency"] == "IDR"
+    assert item["kind"] == "session"
+    assert item["invoice_id"] == refund["invoice_id"]
+    assert item["reference"] is None
     assert _mark(chat, operator, refund["id"], "BCA-0001").status_code == 403  # admins only
 
     done = _mark(chat, admin, refund["id"], "  BCA-0001  ")
     assert done.status_code == 200, done.text
-    assert done.json["data"]["status"] == "done" and done.json["data"]["reference"] == "BCA-0001"
+    assert done.json["data"]["status"] == "done"
+    assert done.json["data"]["reference"] == "BCA-0001"
     again = _mark(chat, admin, refund["id"], "BCA-0001")
-    assert again.status_code == 200 and again.json["data"] == done.json["data"]
+    assert again.status_code == 200
+    assert again.json["data"] == done.json["data"]
     other = _mark(chat, admin, refund["id"], "BCA-9999")
-    assert other.status_code == 409 and other.json["error"]["code"] == "REFUND_ALREADY_RECORDED"
+    assert other.status_code == 409
+    assert other.json["error"]["code"] == "REFUND_ALREADY_RECORDED"
     assert other.json["error"]["details"]["reference"] == "BCA-0001"
 
     assert chat.cc.simulate_get("/internal/refunds", headers=bearer(admin)).json["data"]["items"] == []
     listed = chat.cc.simulate_get("/internal/refunds", headers=bearer(admin), params={"status": "done"})
     assert [r["id"] for r in listed.json["data"]["items"]] == [str(refund["id"])]
     failures = chat.cc.simulate_get("/internal/failed-pairings", headers=bearer(admin)).json["data"]["items"]
-    assert failures[0]["review_status"] == "refunded" and failures[0]["refund_reference"] == "BCA-0001"
+    assert failures[0]["review_status"] == "refunded"
+    assert failures[0]["refund_reference"] == "BCA-0001"
     one = chat.cc.simulate_get(f"/internal/failed-pairings/{failures[0]['id']}", headers=bearer(admin)).json["data"]
-    assert one["refund_id"] == str(refund["id"]) and one["refunded_at"] is not None
+    assert one["refund_id"] == str(refund["id"])
+    assert one["refunded_at"] is not None
     detail = chat.cc.simulate_get(
         f"/internal/payment-requests/{refund['payment_request_id']}", headers=bearer(admin)
     ).json["data"]
     assert [r["status"] for r in detail["refunds"]] == ["done"]
     assert [p["outcome"] for p in detail["paid_invoices"]] == ["confirmed"]
     report = accounted(chat.pay)
-    assert report.accounted["refund_done"] == 1 and report.refunds_due["count"] == 0
+    assert report.accounted["refund_done"] == 1
+    assert report.refunds_due["count"] == 0
 
 
 def test_bad_input_and_unknown_refunds(chat: Chat, xendit: FakeXendit) -> None:

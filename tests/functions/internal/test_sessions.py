@@ -39,7 +39,8 @@ def test_sessions_list_filters_and_record(chat: Chat) -> None:
     plain = chat.cc.simulate_get("/internal/sessions", headers=operator).json["data"]
     assert {s["topic_sensitivity"] for s in plain["items"]} == {None}
     refused = chat.cc.simulate_get("/internal/sessions", headers=operator, params={"topic_sensitivity": "sensitive"})
-    assert refused.status_code == 403 and refused.json["error"]["code"] == "FORBIDDEN"
+    assert refused.status_code == 403
+    assert refused.json["error"]["code"] == "FORBIDDEN"
     assert len(chat.pay.db.fetch_all("SELECT 1 FROM topic_reads")) == 3
     by_mitra = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"mitra_id": str(mitra["id"])})
     assert [s["id"] for s in by_mitra.json["data"]["items"]] == [active]
@@ -52,7 +53,8 @@ def test_sessions_list_filters_and_record(chat: Chat) -> None:
     bad = chat.cc.simulate_get("/internal/sessions", headers=admin, params={"status": "nonsense"})
     assert bad.status_code == 422
     record = chat.cc.simulate_get(f"/internal/sessions/{active}", headers=admin).json["data"]
-    assert record["customer_id"] == customer["user"]["id"] and record["notifications"][0]["status"] == "accepted"
+    assert record["customer_id"] == customer["user"]["id"]
+    assert record["notifications"][0]["status"] == "accepted"
     assert record["topic_sensitivity"] == "sensitive"  # one session's record, opened on purpose
     assert [t["new_value"] for t in record["topic_changes"]] == ["sensitive"]
     assert [r["filter"] for r in record["topic_reads"]][:2] == [None, "sensitive"]  # who saw its flag in a list
@@ -71,14 +73,21 @@ def test_dashboard_and_mitra_activity(chat: Chat) -> None:
     chat.app.simulate_post(f"/api/mitra/chat-requests/{searching}/decline", headers=bearer(other_token))
     admin = bearer(chat.admin())
     board = chat.cc.simulate_get("/internal/dashboard", headers=admin).json["data"]
-    assert board["mitras_online"] == 2 and board["searching_requests"] == 1 and board["active_sessions"] == 1
-    assert board["sessions_today"] == 1 and board["revenue_today"] == 60000 and board["open_failed_pairings"] == 0
-    assert board["mitras_available"] == 2 and board["sensitive_sessions"] == 0
+    assert board["mitras_online"] == 2
+    assert board["searching_requests"] == 1
+    assert board["active_sessions"] == 1
+    assert board["sessions_today"] == 1
+    assert board["revenue_today"] == 60000
+    assert board["open_failed_pairings"] == 0
+    assert board["mitras_available"] == 2
+    assert board["sensitive_sessions"] == 0
     activity = chat.cc.simulate_get("/internal/mitra-activity", headers=admin).json["data"]["items"]
     by_name = {a["display_name"]: a for a in activity}
-    assert by_name["Bestie"]["accepted"] == 1 and by_name["Bestie"]["notified"] == 2
+    assert by_name["Bestie"]["accepted"] == 1
+    assert by_name["Bestie"]["notified"] == 2
     assert by_name["Bestie"]["acceptance_rate"] == 0.5
-    assert by_name["Penolak"]["declined"] == 1 and by_name["Penolak"]["avg_response_seconds"] is not None
+    assert by_name["Penolak"]["declined"] == 1
+    assert by_name["Penolak"]["avg_response_seconds"] is not None
     assert chat.cc.simulate_get("/internal/dashboard", headers=bearer(chat._cc_login("operator")[1])).status_code == 200
 
 
@@ -91,6 +100,8 @@ def test_customers_list_and_record(chat: Chat) -> None:
     found = chat.cc.simulate_get("/internal/customers", headers=admin, params={"q": "zar"}).json["data"]["items"]
     assert [c["call_name"] for c in found] == ["Zara"]
     record = chat.cc.simulate_get(f"/internal/customers/{customer['user']['id']}", headers=admin).json["data"]
-    assert record["sessions"] == 1 and record["payments"] == 1 and record["paid_total"] == 30000
+    assert record["sessions"] == 1
+    assert record["payments"] == 1
+    assert record["paid_total"] == 30000
     assert record["first_active_session_at"] is not None
     assert chat.cc.simulate_get(f"/internal/customers/{uuid.uuid4()}", headers=admin).status_code == 404

@@ -30,7 +30,8 @@ def test_users_management(internal: testing.TestClient, cc_login) -> None:
     )
     assert created.status_code == 201, created.text
     user = created.json["data"]
-    assert user["email"] == "new.op@halobestie.test" and "password_hash" not in user
+    assert user["email"] == "new.op@halobestie.test"
+    assert "password_hash" not in user
     dup = internal.simulate_post(
         "/internal/users",
         headers=bearer(admin),
@@ -55,7 +56,8 @@ def test_users_management(internal: testing.TestClient, cc_login) -> None:
     )
     assert unknown_field.status_code == 422
     listed = internal.simulate_get("/internal/users", headers=bearer(admin), params={"limit": 1})
-    assert listed.json["data"]["has_more"] is True and len(listed.json["data"]["items"]) == 1
+    assert listed.json["data"]["has_more"] is True
+    assert len(listed.json["data"]["items"]) == 1
     page2 = internal.simulate_get(
         "/internal/users", headers=bearer(admin), params={"limit": 1, "cursor": listed.json["data"]["next_cursor"]}
     )

@@ -67,7 +67,8 @@ def _fired_once(services: Services, total: int) -> None:
     rows = services.db.fetch_all(
         "SELECT session_id, count(*) AS n FROM test_firings WHERE status = 'closing' GROUP BY session_id"
     )
-    assert len(rows) == total and {r["n"] for r in rows} == {1}
+    assert len(rows) == total
+    assert {r["n"] for r in rows} == {1}
 
 
 def test_sigkill_mid_run_loses_no_deadline_and_fires_none_twice(settings: Settings, services: Services) -> None:
@@ -109,4 +110,5 @@ def test_two_workers_never_fire_one_deadline_twice(settings: Settings, services:
     lateness = services.db.fetch_one(
         "SELECT max(f.at - s.expires_at) AS worst FROM test_firings f JOIN chat_sessions s ON s.id = f.session_id"
     )
-    assert lateness is not None and lateness["worst"].total_seconds() < 30  # sanity, not a benchmark
+    assert lateness is not None
+    assert lateness["worst"].total_seconds() < 30  # sanity, not a benchmark

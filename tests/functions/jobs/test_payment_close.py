@@ -55,14 +55,19 @@ def test_an_outage_delays_the_closure_with_a_growing_backoff(
     _due_again(pay)
     run_job(pay, "payment_close")
     second = _closure(pay)
-    assert second["attempts"] == 2 and 55 <= second["wait"] <= 60 and second["closed_at"] is None
+    assert second["attempts"] == 2
+    assert 55 <= second["wait"] <= 60
+    assert second["closed_at"] is None
     _due_again(pay)
     run_job(pay, "payment_close")
     done = _closure(pay)
-    assert done["outcome"] == "expired" and done["closed_at"] is not None and done["last_error"] is None
+    assert done["outcome"] == "expired"
+    assert done["closed_at"] is not None
+    assert done["last_error"] is None
     assert xendit.invoice_of(doc["id"])["status"] == "EXPIRED"
     row = pay.db.fetch_one("SELECT invoice_closed_at FROM payment_requests")
-    assert row is not None and row["invoice_closed_at"] is not None
+    assert row is not None
+    assert row["invoice_closed_at"] is not None
 
 
 @pytest.fixture
@@ -81,7 +86,9 @@ def test_a_timeout_is_not_a_failure_the_next_attempt_tells(
     xendit.expire_answer_delay = 1.0  # Xendit expires the invoice, then answers too late
     run_job(svc, "payment_close")
     kept = _closure(svc)
-    assert kept["closed_at"] is None and kept["attempts"] == 1 and kept["last_error"] == "PAYMENT_GATEWAY_ERROR"
+    assert kept["closed_at"] is None
+    assert kept["attempts"] == 1
+    assert kept["last_error"] == "PAYMENT_GATEWAY_ERROR"
     xendit.expire_answer_delay = 0.0
     _due_again(svc)
     run_job(svc, "payment_close")  # Xendit: already expired (404), then GET: EXPIRED
@@ -115,7 +122,8 @@ def test_an_invoice_never_seen_is_looked_up_by_our_id(slow_xendit, xendit: FakeX
     xendit.lookups_fail = False
     run_job(svc, "payment_close")
     invoice = xendit.invoice_of(request_id)
-    assert invoice["status"] == "EXPIRED" and _closure(svc)["outcome"] == "expired"
+    assert invoice["status"] == "EXPIRED"
+    assert _closure(svc)["outcome"] == "expired"
     row = svc.db.fetch_one("SELECT xendit_invoice_id FROM payment_requests")
     assert row == {"xendit_invoice_id": invoice["id"]}
 

@@ -11,7 +11,8 @@ from tests.payflow import create_payment, pay_at_xendit, run_job, send_callback,
 def test_refunds_due_and_the_age_of_the_oldest(chat: Chat, xendit: FakeXendit) -> None:
     run_job(chat.pay, "payment_money_check")
     metrics = m()
-    assert metrics.refunds_due._value.get() == 0 and metrics.refunds_due_oldest._value.get() == 0
+    assert metrics.refunds_due._value.get() == 0
+    assert metrics.refunds_due_oldest._value.get() == 0
     chat.mitra()
     doc = create_payment(chat.app, chat.customer(), tier_of(chat.pay)).json["data"]
     send_callback(chat.app, pay_at_xendit(xendit, doc["id"]))

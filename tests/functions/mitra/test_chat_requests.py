@@ -96,14 +96,16 @@ def test_the_originals_early_end_path_ends_like_the_mitra_session_end(chat: Chat
     _, _, token, session_id = chat.paired()
     path = f"/api/mitra/chat-requests/sessions/{session_id}/end"
     refused = chat.app.simulate_post(path, headers=bearer(token))
-    assert refused.status_code == 403 and refused.json["error"]["code"] == "EARLY_END_DISABLED"
+    assert refused.status_code == 403
+    assert refused.json["error"]["code"] == "EARLY_END_DISABLED"
     assert chat.status(session_id) == "active"
     chat.config(early_end_mitra_enabled=True)
     _, stranger = chat.mitra("Lain")
     assert chat.app.simulate_post(path, headers=bearer(stranger)).status_code == 404  # not its session
     ended = chat.app.simulate_post(path, headers=bearer(token))
     assert ended.status_code == 200, ended.text
-    assert ended.json["data"]["status"] == "closing" and ended.json["data"]["ended_by"] == "mitra"
+    assert ended.json["data"]["status"] == "closing"
+    assert ended.json["data"]["ended_by"] == "mitra"
     assert chat.status(session_id) == "closing"
     bad = chat.app.simulate_post("/api/mitra/chat-requests/sessions/not-a-uuid/end", headers=bearer(token))
     assert bad.status_code == 404

@@ -64,14 +64,17 @@ def test_request_and_verify_creates_a_verified_customer(public: testing.TestClie
     assert sent.status_code == 200, sent.text
     data = sent.json["data"]
     assert set(data) == {"otp_request_id", "masked_phone", "expires_at", "resend_available_at"}
-    assert data["masked_phone"] != PHONE and data["masked_phone"].endswith("890")
+    assert data["masked_phone"] != PHONE
+    assert data["masked_phone"].endswith("890")
     row = services.db.fetch_one("SELECT code_hash, expires_at - created_at AS ttl FROM otp_requests")
-    assert row is not None and row["ttl"] == timedelta(minutes=5)
+    assert row is not None
+    assert row["ttl"] == timedelta(minutes=5)
     assert sms() not in row["code_hash"]  # hashed at rest
     result = _verify(public, data["otp_request_id"], sms())
     assert result.status_code == 200, result.text
     user = result.json["data"]["user"]
-    assert user["is_anonymous"] is False and user["phone"] != PHONE
+    assert user["is_anonymous"] is False
+    assert user["phone"] != PHONE
     assert result.json["data"]["user_type"] == "customer"
 
 
@@ -92,7 +95,8 @@ def test_anonymous_caller_is_upgraded_in_place(public: testing.TestClient, servi
     assert result.json["data"]["user"]["is_anonymous"] is False
     token = result.json["data"]["access_token"]
     me = public.simulate_get("/api/client/me", headers={"Authorization": f"Bearer {token}"})
-    assert me.json["data"]["is_anonymous"] is False and me.json["data"]["phone"] is not None
+    assert me.json["data"]["is_anonymous"] is False
+    assert me.json["data"]["phone"] is not None
 
 
 def test_known_identity_wins_and_anonymous_row_points_to_it(
@@ -107,7 +111,8 @@ def test_known_identity_wins_and_anonymous_row_points_to_it(
     row = services.db.fetch_one(
         "SELECT account_belongs_to FROM customers WHERE id = %(id)s", {"id": anon["user"]["id"]}
     )
-    assert row is not None and str(row["account_belongs_to"]) == first["id"]
+    assert row is not None
+    assert str(row["account_belongs_to"]) == first["id"]
 
 
 @pytest.mark.parametrize("phone", ["12345", "+6512345678", "+62 0812", "", "+62812345678901234"])
@@ -222,7 +227,8 @@ def test_bypass_entry_replaces_the_sms(
     assert created.status_code == 201, created.text
     assert "424242" not in created.text
     stored = services.db.fetch_one("SELECT code_hash FROM otp_bypass_entries")
-    assert stored is not None and "424242" not in stored["code_hash"]
+    assert stored is not None
+    assert "424242" not in stored["code_hash"]
     # Switched off (the default): a normal SMS code.
     _request(public)
     assert "[OTP STUB]" in caplog.text
@@ -235,7 +241,8 @@ def test_bypass_entry_replaces_the_sms(
     assert "[OTP STUB]" not in caplog.text
     assert _verify(public, rid, "424242").status_code == 200
     listed = internal.simulate_get("/internal/otp-bypass", headers=bearer(admin)).json["data"]
-    assert listed["items"][0]["phone"] == PHONE and listed["has_more"] is False
+    assert listed["items"][0]["phone"] == PHONE
+    assert listed["has_more"] is False
 
 
 def test_bypass_kill_switch_stops_pending_bypass_codes(public: testing.TestClient, services: Services) -> None:

@@ -98,7 +98,8 @@ def test_disabling_a_cc_user_ends_its_sessions(internal: testing.TestClient, cc_
     result = internal.simulate_patch(
         f"/internal/users/{victim['id']}", headers=bearer(admin), json={"is_active": False}
     )
-    assert result.status_code == 200 and result.json["data"]["is_active"] is False
+    assert result.status_code == 200
+    assert result.json["data"]["is_active"] is False
     assert internal.simulate_get("/internal/auth/me", headers=bearer(victim_token)).status_code == 401
     refresh = internal.simulate_post(
         "/internal/auth/refresh", headers={"Origin": CC_ORIGIN, "Cookie": f"cc_refresh_token={victim_cookie}"}

@@ -44,7 +44,8 @@ def test_rotation_keeps_the_session(public: testing.TestClient, anonymous) -> No
         "user_type",
         "user",
     }
-    assert second["token_type"] == "Bearer" and second["user_type"] == "customer"
+    assert second["token_type"] == "Bearer"
+    assert second["user_type"] == "customer"
     assert second["refresh_token"] != first["refresh_token"]
     assert _sid(public, second["access_token"]) == _sid(public, first["access_token"])
     assert second["refresh_token_expires_at"] == first["refresh_token_expires_at"]  # absolute 30 days
@@ -57,7 +58,8 @@ def test_refresh_tokens_are_long_random_and_stored_hashed(services: Services, an
     assert len(verifier) == 43  # 256 bits, base64url
     row = services.db.fetch_one("SELECT * FROM auth_refresh_tokens WHERE selector = %(s)s", {"s": selector})
     assert row is not None
-    assert verifier not in row["token_hash"] and row["token_hash"].startswith("$2b$")
+    assert verifier not in row["token_hash"]
+    assert row["token_hash"].startswith("$2b$")
     assert bcrypt.checkpw(verifier.encode(), row["token_hash"].encode())
 
 
@@ -109,7 +111,8 @@ def test_predecessor_after_grace_is_reuse(public: testing.TestClient, services: 
     assert _refresh(public, successor["refresh_token"]).status_code == 401  # the whole family is dead
     assert public.simulate_get("/api/client/me", headers=bearer(successor["access_token"])).status_code == 401
     event = services.db.fetch_one("SELECT * FROM security_events WHERE session_id = %(s)s", {"s": sid})
-    assert event is not None and event["kind"] == "refresh_token_reuse"
+    assert event is not None
+    assert event["kind"] == "refresh_token_reuse"
 
 
 def test_grandparent_within_grace_is_reuse(public: testing.TestClient, services: Services, anonymous) -> None:
@@ -128,7 +131,8 @@ def test_expiry_is_not_reuse(public: testing.TestClient, services: Services, ano
         "UPDATE auth_sessions SET expires_at = now() - interval '1 second' WHERE id = %(s)s", {"s": sid}
     )
     result = _refresh(public, pair["refresh_token"])
-    assert result.status_code == 401 and result.json["error"]["code"] == "REFRESH_INVALID"
+    assert result.status_code == 401
+    assert result.json["error"]["code"] == "REFRESH_INVALID"
     assert _session(services, sid)["revoked_at"] is None
     assert services.db.fetch_one("SELECT 1 FROM security_events WHERE session_id = %(s)s", {"s": sid}) is None
 

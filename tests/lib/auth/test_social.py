@@ -172,7 +172,8 @@ def test_apple_sign_in_checks_the_nonce(social: testing.TestClient, apple: JwksS
     bad = social.simulate_post(
         "/api/client/auth/apple", json={"id_token": apple.sign(_apple_claims("n-1"), "a1"), "nonce": "n-2"}
     )
-    assert bad.status_code == 401 and bad.json["error"]["code"] == "ID_TOKEN_INVALID"
+    assert bad.status_code == 401
+    assert bad.json["error"]["code"] == "ID_TOKEN_INVALID"
     no_nonce = _apple_claims("n-1")
     del no_nonce["nonce"]
     missing = social.simulate_post(
@@ -199,7 +200,8 @@ def test_disabled_providers(public: testing.TestClient) -> None:
     providers = public.simulate_get("/api/shared/auth-providers").json["data"]
     assert providers == {"phone": {"enabled": True}, "google": {"enabled": False}, "apple": {"enabled": False}}
     result = public.simulate_post("/api/client/auth/google", json={"id_token": "x.y.z"})
-    assert result.status_code == 403 and result.json["error"]["code"] == "PROVIDER_DISABLED"
+    assert result.status_code == 403
+    assert result.json["error"]["code"] == "PROVIDER_DISABLED"
     result = public.simulate_post("/api/client/auth/apple", json={"id_token": "x.y.z", "nonce": "n"})
     assert result.status_code == 403
 
@@ -285,7 +287,8 @@ def warm() -> Iterator[Warm]:
         clock = Clock()
         state = Warm(server, clock, JwksCache(server.url, clock=clock), [])
         assert state.verify(server.sign(_google_claims(), "g1")) == "g-123"
-        assert server.fetches == 1 and server.arrived.acquire(timeout=1)
+        assert server.fetches == 1
+        assert server.arrived.acquire(timeout=1)
         yield state
 
 

@@ -32,6 +32,8 @@ def test_frames_reach_each_recipients_channel_once(services: Services) -> None:
         listener.close()
     assert sorted(c for c, _ in got) == [f"db{db}:user:customer:c1", f"db{db}:user:mitra:m1"]
     frame = got[0][1]
-    assert set(frame) == {"type", "data", "at"} and frame["type"] == "session.closing"
-    assert frame["data"] == {"session_id": "s1"} and frame["at"].endswith("Z")
+    assert set(frame) == {"type", "data", "at"}
+    assert frame["type"] == "session.closing"
+    assert frame["data"] == {"session_id": "s1"}
+    assert frame["at"].endswith("Z")
     assert datetime.fromisoformat(frame["at"].replace("Z", "+00:00"))

@@ -46,7 +46,9 @@ def test_approve_invoice_pay_and_the_minutes_are_added(chat: Chat) -> None:
     customer, mitra, token, session_id = chat.paired(minutes=15)
     before = _expires(chat, session_id)["expires_at"]
     ext = _extend(chat, customer, session_id, minutes=30)
-    assert ext["status"] == "pending" and ext["price"] == 60000 and ext["duration_minutes"] == 30
+    assert ext["status"] == "pending"
+    assert ext["price"] == 60000
+    assert ext["duration_minutes"] == 30
     assert ext["timeout_seconds"] == 10
     assert chat.status(session_id) == "extending"
     assert chat.heard.last("mitra", mitra["id"], "extension.requested")["data"]["id"] == ext["id"]
@@ -55,28 +57,35 @@ def test_approve_invoice_pay_and_the_minutes_are_added(chat: Chat) -> None:
         headers=bearer(customer["access_token"]),
         json={"client_message_id": "x", "content": "halo?"},
     )
-    assert paused.status_code == 409 and paused.json["error"]["code"] == "SESSION_PAUSED"
+    assert paused.status_code == 409
+    assert paused.json["error"]["code"] == "SESSION_PAUSED"
     again = chat.app.simulate_post(
         f"/api/client/chat/{session_id}/extensions",
         headers=bearer(customer["access_token"]),
         json={"tier_id": tier_of(chat.pay, 15)},
     )
-    assert again.status_code == 409 and again.json["error"]["code"] == "EXTENSION_PENDING"
+    assert again.status_code == 409
+    assert again.json["error"]["code"] == "EXTENSION_PENDING"
     info = chat.app.simulate_get(f"/api/shared/chat/{session_id}/info", headers=bearer(customer["access_token"])).json
     assert info["data"]["pending_extension"]["extension_id"] == ext["id"]
 
     approved = _respond(chat, token, ext["id"], "approve")
     assert approved.status_code == 200, approved.text
     decided = approved.json["data"]
-    assert decided["status"] == "approved" and decided["invoice_url"].startswith("https://checkout")
+    assert decided["status"] == "approved"
+    assert decided["invoice_url"].startswith("https://checkout")
     resolved = chat.heard.last("customer", customer["user"]["id"], "extension.resolved")["data"]
-    assert resolved["payment_request_id"] == decided["payment_request_id"] and resolved["invoice_url"]
+    assert resolved["payment_request_id"] == decided["payment_request_id"]
+    assert resolved["invoice_url"]
     twice = _respond(chat, token, ext["id"], "reject")
-    assert twice.status_code == 409 and twice.json["error"]["code"] == "EXTENSION_ALREADY_DECIDED"
+    assert twice.status_code == 409
+    assert twice.json["error"]["code"] == "EXTENSION_ALREADY_DECIDED"
     polled = chat.app.simulate_get(
         f"/api/client/payment-requests/{decided['payment_request_id']}", headers=bearer(customer["access_token"])
     ).json["data"]
-    assert polled["status"] == "pending" and polled["amount"] == 60000 and polled["discount"] == 0
+    assert polled["status"] == "pending"
+    assert polled["amount"] == 60000
+    assert polled["discount"] == 0
 
     paid = send_callback(chat.app, paid_body(polled))
     assert paid.json == {"ok": True, "confirmed": True}
@@ -98,7 +107,8 @@ def test_a_rejection_moves_the_session_to_closing_with_the_goodbye_grace(chat: C
     assert rejected.json["data"]["status"] == "rejected"
     assert chat.status(session_id) == "closing"
     closing = chat.heard.last("customer", customer["user"]["id"], "session.closing")["data"]
-    assert closing["session_id"] == session_id and closing["closing_expires_at"]
+    assert closing["session_id"] == session_id
+    assert closing["closing_expires_at"]
     assert chat.heard.last("mitra", mitra["id"], "session.closing")["data"]["session_id"] == session_id
     assert chat.pay.db.fetch_one("SELECT count(*) AS n FROM payment_requests WHERE kind = 'extension'") == {"n": 0}
 
@@ -110,7 +120,8 @@ def test_with_the_operator_setting_a_rejection_resumes_with_the_time_that_was_le
     ext = _extend(chat, customer, session_id)
     assert _respond(chat, token, ext["id"], "reject").json["data"]["status"] == "rejected"
     after = _expires(chat, session_id)
-    assert after["status"] == "active" and abs((after["expires_at"] - left).total_seconds()) < 5
+    assert after["status"] == "active"
+    assert abs((after["expires_at"] - left).total_seconds()) < 5
 
 
 def test_an_approved_extension_is_payable_only_while_the_time_left_lasts(chat: Chat) -> None:
@@ -122,7 +133,8 @@ def test_an_approved_extension_is_payable_only_while_the_time_left_lasts(chat: C
         "SELECT expires_at - created_at AS valid FROM payment_requests WHERE id = %(p)s",
         {"p": approved["payment_request_id"]},
     )
-    assert request is not None and request["valid"] == timedelta(minutes=3)  # 2.5 minutes left, whole minutes
+    assert request is not None
+    assert request["valid"] == timedelta(minutes=3)  # 2.5 minutes left, whole minutes
 
 
 def test_the_default_action_decides_at_the_deadline(chat: Chat) -> None:
@@ -131,11 +143,14 @@ def test_the_default_action_decides_at_the_deadline(chat: Chat) -> None:
     chat.pay.db.execute("UPDATE session_extensions SET expires_at = now() - interval '1 second'")
     chat.tick()
     row = chat.pay.db.fetch_one("SELECT status, decided_by, payment_request_id FROM session_extensions")
-    assert row is not None and row["status"] == "approved" and row["decided_by"] == "auto_approve"
+    assert row is not None
+    assert row["status"] == "approved"
+    assert row["decided_by"] == "auto_approve"
     assert row["payment_request_id"] is None  # the invoice is the extension_invoices job's, not the deadline's
     job("extension_invoices").module.run(JobCtx(chat.pay, logging.getLogger("test"), utcnow))
     billed = chat.pay.db.fetch_one("SELECT payment_request_id FROM session_extensions")
-    assert billed is not None and billed["payment_request_id"] is not None
+    assert billed is not None
+    assert billed["payment_request_id"] is not None
     assert chat.heard.last("customer", customer["user"]["id"], "extension.resolved")["data"]["invoice_url"]
 
     # Unpaid by its deadline: the extension lapses and the chat moves to its goodbyes.
@@ -239,9 +254,13 @@ def _race_once(chat: Chat) -> None:
     code = next(o for o in outcomes if isinstance(o, int))
     by_timeout = next(o for o in outcomes if isinstance(o, list))
     if row["decided_by"] == "mitra":
-        assert code == 200 and by_timeout == [] and row["status"] == "rejected"
+        assert code == 200
+        assert by_timeout == []
+        assert row["status"] == "rejected"
     else:
-        assert code == 409 and by_timeout == [ext["id"]] and row["status"] == "approved"
+        assert code == 409
+        assert by_timeout == [ext["id"]]
+        assert row["status"] == "approved"
     chat.app.simulate_post(f"/api/client/chat/{session_id}/end", headers=bearer(customer["access_token"]))
     chat.pay.db.execute("UPDATE chat_sessions SET status = 'completed' WHERE id = %(s)s", {"s": session_id})
 

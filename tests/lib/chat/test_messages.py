@@ -28,9 +28,12 @@ def test_both_parties_exchange_messages_with_receipts_and_unread_counts(chat: Ch
     hello = _send(chat, me, session_id, "Halo, aku mau cerita")
     assert hello.status_code == 201, hello.text
     doc = hello.json["data"]
-    assert doc["sender_type"] == "customer" and doc["status"] == "sent" and doc["session_id"] == session_id
+    assert doc["sender_type"] == "customer"
+    assert doc["status"] == "sent"
+    assert doc["session_id"] == session_id
     heard = chat.heard.last("mitra", mitra["id"], "message.new")
-    assert heard["data"]["id"] == doc["id"] and heard["data"]["content"] == "Halo, aku mau cerita"
+    assert heard["data"]["id"] == doc["id"]
+    assert heard["data"]["content"] == "Halo, aku mau cerita"
     _send(chat, me, session_id, "Boleh?")
     reply = _send(chat, mitra_token, session_id, "Boleh banget").json["data"]
     assert chat.heard.last("customer", customer["user"]["id"], "message.new")["data"]["id"] == reply["id"]
@@ -63,7 +66,8 @@ def test_after_and_cursor_pages(chat: Chat) -> None:
     after = chat.app.simulate_get(url, headers=bearer(me), params={"after": sent[1]}).json["data"]
     assert [m["id"] for m in after["items"]] == sent[2:]
     first = chat.app.simulate_get(url, headers=bearer(me), params={"limit": 2}).json["data"]
-    assert [m["id"] for m in first["items"]] == sent[:2] and first["has_more"]
+    assert [m["id"] for m in first["items"]] == sent[:2]
+    assert first["has_more"]
     second = chat.app.simulate_get(url, headers=bearer(me), params={"limit": 2, "cursor": first["next_cursor"]}).json
     assert [m["id"] for m in second["data"]["items"]] == sent[2:4]
     foreign = chat.app.simulate_get(url, headers=bearer(me), params={"after": str(uuid.uuid4())})
@@ -101,7 +105,8 @@ def test_only_participants_and_only_while_active(chat: Chat) -> None:
     assert _send(chat, customer["access_token"], session_id, "x" * 4000).status_code == 201
     chat.app.simulate_post(f"/api/client/chat/{session_id}/end", headers=bearer(customer["access_token"]))
     closed = _send(chat, mitra_token, session_id, "masih di sini?")
-    assert closed.status_code == 409 and closed.json["error"]["code"] == "SESSION_NOT_ACTIVE"
+    assert closed.status_code == 409
+    assert closed.json["error"]["code"] == "SESSION_NOT_ACTIVE"
 
 
 def test_a_batch_of_sends_gives_each_its_own_outcome(chat: Chat) -> None:
@@ -139,7 +144,8 @@ def test_a_batch_of_sends_gives_each_its_own_outcome(chat: Chat) -> None:
         "dua",
         "mitra",
     )
-    assert str(repeat["id"]) == earlier["id"] and repeat["content"] == "dulu"
+    assert str(repeat["id"]) == earlier["id"]
+    assert repeat["content"] == "dulu"
     assert twice["id"] == one["id"]
     codes = [o.code if isinstance(o, ApiError) else "ok" for o in out]
     assert codes == ["ok", "ok", "ok", "NOT_FOUND", "SESSION_PAUSED", "ok", "VALIDATION_ERROR"]
@@ -187,10 +193,14 @@ def test_a_retry_is_told_again_until_the_other_party_has_it(chat: Chat) -> None:
         return chat.heard.of("mitra", mitra["id"]).count("message.new")
 
     first = _send(chat, me, session_id, "halo", "sekali")
-    assert first.status_code == 201 and heard() == 1
-    assert _send(chat, me, session_id, "halo", "sekali").status_code == 201 and heard() == 1  # a double tap
+    assert first.status_code == 201
+    assert heard() == 1
+    assert _send(chat, me, session_id, "halo", "sekali").status_code == 201
+    assert heard() == 1  # a double tap
     chat.pay.db.execute("UPDATE chat_messages SET created_at = now() - interval '5 seconds'")
     again = _send(chat, me, session_id, "halo", "sekali")
-    assert again.json["data"]["id"] == first.json["data"]["id"] and heard() == 2
+    assert again.json["data"]["id"] == first.json["data"]["id"]
+    assert heard() == 2
     chat.pay.db.execute("UPDATE chat_messages SET status = 'delivered', delivered_at = now()")
-    assert _send(chat, me, session_id, "halo", "sekali").status_code == 201 and heard() == 2
+    assert _send(chat, me, session_id, "halo", "sekali").status_code == 201
+    assert heard() == 2

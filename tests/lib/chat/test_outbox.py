@@ -66,7 +66,9 @@ def test_one_bad_item_in_a_flush_fails_alone(services: Services, make_mitra, hea
     assert "capacity of mitra 'not-a-uuid' not recomputed" in caplog.text
     assert caplog.text.count("not published: its data cannot be encoded") == 2
     assert "\ud800" not in caplog.text  # the data itself stays out of the log
-    assert outbox.items == [] and outbox.capacity == set() and outbox.counted == []
+    assert outbox.items == []
+    assert outbox.capacity == set()
+    assert outbox.counted == []
 
 
 _DUE = """

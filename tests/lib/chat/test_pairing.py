@@ -23,20 +23,24 @@ def test_a_paid_request_blasts_every_available_mitra_and_the_first_accept_wins(c
     assert chat.status(session_id) == "searching"
     pending = chat.app.simulate_get("/api/mitra/chat-requests/pending", headers=bearer(first_token)).json["data"]
     assert [i["session_id"] for i in pending["items"]] == [session_id]
-    assert pending["items"][0]["customer_call_name"] == "Pelanggan" and pending["items"][0]["request_type"] == "blast"
+    assert pending["items"][0]["customer_call_name"] == "Pelanggan"
+    assert pending["items"][0]["request_type"] == "blast"
     assert chat.heard.of("mitra", first["id"], wait_for="pairing.request") == ["pairing.request"]
     assert chat.heard.of("mitra", offline["id"]) == []
 
     won = chat.accept(first_token, session_id)
     assert won.status_code == 200, won.text
-    assert won.json["data"]["status"] == "active" and won.json["data"]["mitra"]["display_name"] == "Ayu"
+    assert won.json["data"]["status"] == "active"
+    assert won.json["data"]["mitra"]["display_name"] == "Ayu"
     assert chat.accept(first_token, session_id).json["data"]["id"] == session_id  # the winner's repeat
     lost = chat.accept(second_token, session_id)
-    assert lost.status_code == 409 and lost.json["error"]["code"] == "REQUEST_TAKEN"
+    assert lost.status_code == 409
+    assert lost.json["error"]["code"] == "REQUEST_TAKEN"
     assert chat.payment_status(payment) == "consumed"
     assert chat.heard.of("mitra", second["id"], wait_for="pairing.taken")[-1] == "pairing.taken"
     paired = chat.heard.last("customer", customer["user"]["id"], "session.paired")
-    assert paired["data"]["mitra_name"] == "Ayu" and paired["data"]["session_id"] == session_id
+    assert paired["data"]["mitra_name"] == "Ayu"
+    assert paired["data"]["session_id"] == session_id
     notes = chat.pay.db.fetch_all(
         "SELECT mitra_id, status FROM chat_request_notifications WHERE session_id = %(s)s ORDER BY status",
         {"s": session_id},
@@ -46,9 +50,9 @@ def test_a_paid_request_blasts_every_available_mitra_and_the_first_accept_wins(c
         str(second["id"]): "missed",
     }
     active = chat.app.simulate_get("/api/client/chat/active", headers=bearer(customer["access_token"])).json["data"]
-    assert (
-        active["pairing"] is None and active["session"]["id"] == session_id and active["session"]["unread_count"] == 0
-    )
+    assert active["pairing"] is None
+    assert active["session"]["id"] == session_id
+    assert active["session"]["unread_count"] == 0
     stamped = chat.pay.db.fetch_one(
         "SELECT first_active_session_at IS NOT NULL AS stamped FROM customers WHERE id = %(c)s",
         {"c": customer["user"]["id"]},
@@ -63,10 +67,12 @@ def test_fifty_mitras_accepting_one_blast_at_once_make_exactly_one_session(chat:
     with ThreadPoolExecutor(max_workers=50) as pool:
         results = list(pool.map(lambda m: chat.accept(m[1], session_id), mitras))
     codes = sorted(r.status_code for r in results)
-    assert codes.count(200) == 1 and codes.count(409) == 49, codes
+    assert codes.count(200) == 1, codes
+    assert codes.count(409) == 49, codes
     assert {r.json["error"]["code"] for r in results if r.status_code == 409} == {"REQUEST_TAKEN"}
     sessions = chat.pay.db.fetch_all("SELECT status, mitra_id FROM chat_sessions")
-    assert len(sessions) == 1 and sessions[0]["status"] == "active"
+    assert len(sessions) == 1
+    assert sessions[0]["status"] == "active"
     winner = next(r for r in results if r.status_code == 200).json["data"]["mitra"]["id"]
     assert str(sessions[0]["mitra_id"]) == winner
 
@@ -80,14 +86,20 @@ def test_a_mitra_not_asked_gets_404_and_a_late_accept_gets_410(chat: Chat) -> No
     chat.app.simulate_post("/api/mitra/status/online", headers=bearer(stranger_token))
     assert chat.accept(stranger_token, session_id).status_code == 404
     cancelled = chat.app.simulate_post("/api/client/chat/cancel", headers=bearer(customer["access_token"]))
-    assert cancelled.status_code == 200 and cancelled.json["data"]["status"] == "cancelled"
+    assert cancelled.status_code == 200
+    assert cancelled.json["data"]["status"] == "cancelled"
     late = chat.accept(token, session_id)
-    assert late.status_code == 410 and late.json["error"]["code"] == "REQUEST_EXPIRED"
-    assert chat.status(session_id) == "cancelled" and chat.payment_status(payment) == "failed_pairing"
+    assert late.status_code == 410
+    assert late.json["error"]["code"] == "REQUEST_EXPIRED"
+    assert chat.status(session_id) == "cancelled"
+    assert chat.payment_status(payment) == "failed_pairing"
     failure = chat.pay.db.fetch_one("SELECT cause, session_id FROM pairing_failures")
-    assert failure is not None and failure["cause"] == "CANCELLED" and str(failure["session_id"]) == session_id
+    assert failure is not None
+    assert failure["cause"] == "CANCELLED"
+    assert str(failure["session_id"]) == session_id
     again = chat.app.simulate_post("/api/client/chat/cancel", headers=bearer(customer["access_token"]))
-    assert again.status_code == 409 and again.json["error"]["code"] == "NO_ACTIVE_REQUEST"
+    assert again.status_code == 409
+    assert again.json["error"]["code"] == "NO_ACTIVE_REQUEST"
 
 
 def test_decline_keeps_a_blast_open_and_a_full_mitra_cannot_accept(chat: Chat) -> None:
@@ -110,9 +122,11 @@ def test_decline_keeps_a_blast_open_and_a_full_mitra_cannot_accept(chat: Chat) -
         {"s": second_session, "m": busy["id"]},
     )
     full = chat.accept(busy_token, second_session)
-    assert full.status_code == 409 and full.json["error"]["code"] == "CAPACITY_FULL"
+    assert full.status_code == 409
+    assert full.json["error"]["code"] == "CAPACITY_FULL"
     declined = chat.app.simulate_post(f"/api/mitra/chat-requests/{second_session}/decline", headers=bearer(busy_token))
-    assert declined.status_code == 204 and chat.status(second_session) == "searching"
+    assert declined.status_code == 204
+    assert chat.status(second_session) == "searching"
     status = chat.app.simulate_get(f"/api/mitra/chat-requests/{second_session}/status", headers=bearer(busy_token))
     assert status.json["data"] == {"session_id": second_session, "status": "open", "response": "declined"}
 
@@ -126,9 +140,11 @@ def test_a_blast_nobody_takes_fails_and_is_listed_for_a_refund(chat: Chat) -> No
     assert chat.status(session_id) == "searching"  # not due yet
     chat.due_now(session_id, "search_expires_at")
     chat.tick()
-    assert chat.status(session_id) == "expired" and chat.payment_status(payment) == "failed_pairing"
+    assert chat.status(session_id) == "expired"
+    assert chat.payment_status(payment) == "failed_pairing"
     expired = chat.heard.last("customer", customer["user"]["id"], "pairing.expired")
-    assert expired["data"]["cause"] == "PAIRING_TIMEOUT" and expired["data"]["can_fallback"] is False
+    assert expired["data"]["cause"] == "PAIRING_TIMEOUT"
+    assert expired["data"]["can_fallback"] is False
     assert chat.heard.of("mitra", mitra["id"], wait_for="pairing.expired")[-1] == "pairing.expired"
     note = chat.pay.db.fetch_one("SELECT status FROM chat_request_notifications")
     assert note == {"status": "ignored"}
@@ -152,15 +168,19 @@ def test_targeted_timeout_then_fallback_to_blast_with_the_same_payment(chat: Cha
     chat.tick()
     assert chat.payment_status(payment) == "confirmed"  # still the customer's to use
     heard = chat.heard.last("customer", customer["user"]["id"], "pairing.expired")["data"]
-    assert heard["cause"] == "RETURNING_CHAT_TIMEOUT" and heard["reason"] == "timeout" and heard["can_fallback"]
+    assert heard["cause"] == "RETURNING_CHAT_TIMEOUT"
+    assert heard["reason"] == "timeout"
+    assert heard["can_fallback"]
     active = chat.app.simulate_get("/api/client/chat/active", headers=bearer(customer["access_token"])).json["data"]
-    assert active["pairing"]["cause"] == "RETURNING_CHAT_TIMEOUT" and active["pairing"]["can_fallback"] is True
+    assert active["pairing"]["cause"] == "RETURNING_CHAT_TIMEOUT"
+    assert active["pairing"]["can_fallback"] is True
     assert active["pairing"]["targeted_mitra"]["display_name"] == "Favourite"
 
     blast = chat.app.simulate_post("/api/client/chat/fallback-to-blast", headers=bearer(customer["access_token"]))
     assert blast.status_code == 200, blast.text
     new_session = blast.json["data"]["session_id"]
-    assert new_session != targeted and blast.json["data"]["request_type"] == "blast"
+    assert new_session != targeted
+    assert blast.json["data"]["request_type"] == "blast"
     assert chat.session_of(payment) == new_session
     assert chat.accept(other_token, new_session).status_code == 200
     assert chat.payment_status(payment) == "consumed"
@@ -191,7 +211,8 @@ def test_a_targeted_decline_ends_the_wait_and_an_unused_fallback_fails_the_payme
     targeted = chat.session_of(payment)
     chat.app.simulate_post(f"/api/mitra/chat-requests/{targeted}/decline", headers=bearer(favourite_token))
     heard = chat.heard.last("customer", customer["user"]["id"], "pairing.expired")["data"]
-    assert heard["reason"] == "declined" and chat.status(targeted) == "expired"
+    assert heard["reason"] == "declined"
+    assert chat.status(targeted) == "expired"
     chat.due_now(targeted, "choice_expires_at")
     chat.tick()
     assert chat.payment_status(payment) == "failed_pairing"
@@ -204,7 +225,8 @@ def test_the_customer_may_give_up_the_fallback(chat: Chat) -> None:
     payment = chat.pay_for(customer, targeted_mitra_id=str(favourite["id"]))
     chat.app.simulate_post(f"/api/mitra/chat-requests/{chat.session_of(payment)}/decline", headers=bearer(token))
     gave_up = chat.app.simulate_post("/api/client/chat/cancel", headers=bearer(customer["access_token"]))
-    assert gave_up.status_code == 200 and chat.payment_status(payment) == "failed_pairing"
+    assert gave_up.status_code == 200
+    assert chat.payment_status(payment) == "failed_pairing"
 
 
 def test_nobody_to_ask_fails_at_once(chat: Chat) -> None:

@@ -18,12 +18,14 @@ def test_the_status_check_allows_exactly_the_states(services: Services) -> None:
     row = services.db.fetch_one(
         "SELECT pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conname = 'chat_sessions_status_check'"
     )
-    assert row is not None and _quoted(row["d"]) == set(states.STATES)
+    assert row is not None
+    assert _quoted(row["d"]) == set(states.STATES)
 
 
 def test_the_capacity_index_covers_exactly_the_live_states(services: Services) -> None:
     row = services.db.fetch_one("SELECT indexdef FROM pg_indexes WHERE indexname = 'chat_sessions_live_by_mitra_idx'")
-    assert row is not None and _quoted(row["indexdef"].split("WHERE", 1)[1]) == set(states.LIVE)
+    assert row is not None
+    assert _quoted(row["indexdef"].split("WHERE", 1)[1]) == set(states.LIVE)
 
 
 def test_live_counts_use_the_partial_index(services: Services) -> None:
@@ -40,6 +42,8 @@ def test_groups_and_transitions() -> None:
     assert set(states.OPEN) == {states.SEARCHING, *states.LIVE}
     assert set(states.STATES) == set(states.OPEN) | set(states.ENDED)
     assert set(states.TRANSITIONS) == set(states.STATES)
-    assert states.can_move(states.SEARCHING, states.ACTIVE) and states.can_move(states.EXTENDING, states.ACTIVE)
-    assert not states.can_move(states.COMPLETED, states.ACTIVE) and not states.can_move(states.ACTIVE, states.SEARCHING)
+    assert states.can_move(states.SEARCHING, states.ACTIVE)
+    assert states.can_move(states.EXTENDING, states.ACTIVE)
+    assert not states.can_move(states.COMPLETED, states.ACTIVE)
+    assert not states.can_move(states.ACTIVE, states.SEARCHING)
     assert all(not states.TRANSITIONS[s] for s in states.ENDED)

@@ -128,7 +128,8 @@ def test_writes_are_audited(internal: testing.TestClient, services: Services, cc
         for i in internal.simulate_get("/internal/config", headers=bearer(token)).json["data"]["items"]
         if i["key"] == "max_customers_per_mitra"
     )
-    assert item["updated_by"] == str(user["id"]) and item["updated_at"]
+    assert item["updated_by"] == str(user["id"])
+    assert item["updated_at"]
 
 
 def test_operator_reads_but_cannot_write(internal: testing.TestClient, cc_login) -> None:
@@ -149,7 +150,8 @@ def test_mitra_ping_keeps_its_contract(internal: testing.TestClient, admin: str)
     bad = internal.simulate_patch(
         "/internal/config/mitra-ping", headers=bearer(admin), json={"stale_after_seconds": 20}
     )
-    assert bad.status_code == 422 and "stale_after_seconds" in bad.json["error"]["details"]["fields"]
+    assert bad.status_code == 422
+    assert "stale_after_seconds" in bad.json["error"]["details"]["fields"]
     ok = internal.simulate_patch(
         "/internal/config/mitra-ping", headers=bearer(admin), json={"stale_after_seconds": 60, "require_ping": False}
     )
@@ -195,4 +197,5 @@ def test_a_bad_row_cannot_crash_a_request(public: testing.TestClient, services: 
     services.db.execute("UPDATE app_config SET value = '\"lots\"' WHERE key = 'support_handles_json'")
     services.config.invalidate()
     result = public.simulate_get("/api/shared/support-handles")
-    assert result.status_code == 200 and result.json["data"] == {}
+    assert result.status_code == 200
+    assert result.json["data"] == {}

@@ -79,7 +79,8 @@ def test_an_extension_paid_after_the_chat_ended_is_a_refund_due(chat: Chat, xend
     assert chat.status(session_id) == "closing"
     assert _refund_reasons(chat) == ["EXTENSION_NOT_APPLIED"]
     failure = chat.pay.db.fetch_one("SELECT cause, session_id FROM pairing_failures")
-    assert failure is not None and failure["cause"] == "EXTENSION_NOT_APPLIED"
+    assert failure is not None
+    assert failure["cause"] == "EXTENSION_NOT_APPLIED"
     assert str(failure["session_id"]) == session_id
     run_job(chat.pay, "payment_close")
     assert chat.pay.db.fetch_one("SELECT outcome FROM invoice_closures") == {"outcome": "paid"}
@@ -95,7 +96,8 @@ def test_a_lost_callback_for_a_lapsed_extension_is_found_by_polling_its_short_wi
     pay_at_xendit(xendit, request_id)  # paid at the last second; the callback is lost
     chat.pay.db.execute("UPDATE session_extensions SET pay_by = now() - interval '1 second'")
     chat.tick()  # the extension lapses: the chat moves to its goodbyes, the request expires
-    assert chat.status(session_id) == "closing" and _request_status(chat, request_id) == "expired"
+    assert chat.status(session_id) == "closing"
+    assert _request_status(chat, request_id) == "expired"
     chat.pay.db.execute(
         "UPDATE payment_requests SET created_at = now() - interval '4 minutes' WHERE id = %(p)s", {"p": request_id}
     )

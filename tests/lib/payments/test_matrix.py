@@ -77,11 +77,13 @@ def test_pending_paid_or_settled_confirms_and_delivers(chat: Chat, xendit: FakeX
     customer = chat.customer()
     doc = _request(chat, customer)
     paid = send_callback(chat.app, pay_at_xendit(xendit, doc["id"], status))
-    assert paid.status_code == 200 and paid.json == {"ok": True, "confirmed": True}
+    assert paid.status_code == 200
+    assert paid.json == {"ok": True, "confirmed": True}
     _paired(chat, token, doc)
     assert _row(chat, doc["id"])["paid_invoice_id"] == xendit.invoice_of(doc["id"])["id"]
     report = accounted(chat.pay)
-    assert report.accounted["session"] == 1 and report.invoices == 1
+    assert report.accounted["session"] == 1
+    assert report.invoices == 1
 
 
 def test_duplicated_and_settled_after_paid_change_nothing(chat: Chat, xendit: FakeXendit, confirmed_events) -> None:
@@ -122,7 +124,8 @@ def test_an_expired_callback_for_an_unpaid_request_records_the_invoice_closed(ch
     xendit.set_status(xendit.invoice_of(doc["id"])["id"], "EXPIRED")
     assert send_callback(chat.app, xendit_says(xendit, doc["id"])).json == {"ok": True, "closed": True}
     row = _row(chat, doc["id"])
-    assert row["status"] == "abandoned" and row["invoice_closed_at"] is not None
+    assert row["status"] == "abandoned"
+    assert row["invoice_closed_at"] is not None
     run_job(chat.pay, "payment_close")  # nothing left to ask Xendit
     assert xendit.expired == []
     closure = chat.pay.db.fetch_one("SELECT outcome FROM invoice_closures")
@@ -152,13 +155,15 @@ def test_abandoning_closes_the_invoice_at_xendit(chat: Chat, xendit: FakeXendit)
     _abandon(chat, customer, doc)
     run_job(chat.pay, "payment_close")
     invoice = xendit.invoice_of(doc["id"])
-    assert xendit.expired == [invoice["id"]] and invoice["status"] == "EXPIRED"
+    assert xendit.expired == [invoice["id"]]
+    assert invoice["status"] == "EXPIRED"
     with pytest.raises(InvoiceNotPayable):
         pay_at_xendit(xendit, doc["id"])
     row = _row(chat, doc["id"])
     assert row["invoice_closed_at"] is not None
     closure = chat.pay.db.fetch_one("SELECT reason, outcome, attempts, closed_at FROM invoice_closures")
-    assert closure is not None and (closure["reason"], closure["outcome"], closure["attempts"]) == (
+    assert closure is not None
+    assert (closure["reason"], closure["outcome"], closure["attempts"]) == (
         "abandoned",
         "expired",
         1,
@@ -209,7 +214,8 @@ def test_paid_after_abandon_while_another_paid_request_is_open_is_a_refund_due(c
     failure = chat.pay.db.fetch_one("SELECT cause, review_status FROM pairing_failures")
     assert failure == {"cause": "ALREADY_ACTIVE", "review_status": "open"}
     again = send_callback(chat.app, xendit_says(xendit, a["id"], status="SETTLED"))
-    assert again.json == {"ok": True, "duplicate": True} and len(_refunds(chat)) == 1
+    assert again.json == {"ok": True, "duplicate": True}
+    assert len(_refunds(chat)) == 1
     _paired(chat, token, b)
     report = accounted(chat.pay)
     assert report.accounted == {"session": 1, "extension": 0, "refund_due": 1, "refund_done": 0}
@@ -286,7 +292,8 @@ def test_a_paid_invoice_whose_callback_was_lost_is_found_by_polling(
     body = pay_at_xendit(xendit, doc["id"])  # meanwhile paid; the callback never arrives
     chat.pay.db.execute("UPDATE payment_requests SET created_at = now() - interval '4 minutes'")
     run_job(chat.pay, "payment_reconcile")
-    assert confirmed_events == [doc["id"]] and _row(chat, doc["id"])["status"] == "confirmed"
+    assert confirmed_events == [doc["id"]]
+    assert _row(chat, doc["id"])["status"] == "confirmed"
     assert send_callback(chat.app, body).json == {"ok": True, "duplicate": True}  # the late callback
     source = chat.pay.db.fetch_one("SELECT source, outcome FROM paid_invoices")
     assert source == {"source": "poll", "outcome": "confirmed"}

@@ -25,12 +25,16 @@ def test_create_prices_server_side_and_opens_an_invoice(app, pay, xendit, online
     assert (doc["status"], doc["amount"], doc["discount"]) == ("pending", 30000, 0)
     assert doc["invoice_url"].startswith("https://checkout.xendit.test/")
     sent = xendit.created[0]
-    assert sent["external_id"] == doc["id"] and sent["amount"] == 30000 and sent["currency"] == "IDR"
-    assert sent["invoice_duration"] == 20 * 60 and sent["metadata"] == {"app": "halobestie_v2"}
+    assert sent["external_id"] == doc["id"]
+    assert sent["amount"] == 30000
+    assert sent["currency"] == "IDR"
+    assert sent["invoice_duration"] == 20 * 60
+    assert sent["metadata"] == {"app": "halobestie_v2"}
     assert sent["success_redirect_url"] == "https://halobestie.id/paid"
     assert xendit.auth_seen[0] == xendit.expected_auth
     row = pay.db.fetch_one("SELECT expires_at - created_at AS valid FROM payment_requests")
-    assert row is not None and abs(row["valid"].total_seconds() - 1200) < 2
+    assert row is not None
+    assert abs(row["valid"].total_seconds() - 1200) < 2
 
 
 def test_first_session_discount_is_applied(app, pay, online_mitra, customer) -> None:
@@ -41,7 +45,8 @@ def test_first_session_discount_is_applied(app, pay, online_mitra, customer) -> 
 
 def test_tier_and_mode_are_checked(app, pay, online_mitra, customer) -> None:
     unknown = create_payment(app, customer, "00000000-0000-4000-8000-000000000000")
-    assert unknown.status_code == 422 and unknown.json["error"]["code"] == "TIER_NOT_FOUND"
+    assert unknown.status_code == 422
+    assert unknown.json["error"]["code"] == "TIER_NOT_FOUND"
     wrong_mode = app.simulate_post(
         CREATE, headers=bearer(customer["access_token"]), json={"mode": "call", "tier_id": tier_of(pay)}
     )
@@ -50,10 +55,12 @@ def test_tier_and_mode_are_checked(app, pay, online_mitra, customer) -> None:
 
 def test_no_money_is_taken_when_nobody_can_answer(app, pay, xendit, make_mitra, customer) -> None:
     blast = create_payment(app, customer, tier_of(pay))
-    assert blast.status_code == 409 and blast.json["error"]["code"] == "NO_MITRA_AVAILABLE"
+    assert blast.status_code == 409
+    assert blast.json["error"]["code"] == "NO_MITRA_AVAILABLE"
     offline = make_mitra("+6281277700009", "Offline")
     targeted = create_payment(app, customer, tier_of(pay), targeted_mitra_id=str(offline["id"]))
-    assert targeted.status_code == 409 and targeted.json["error"]["code"] == "MITRA_UNAVAILABLE"
+    assert targeted.status_code == 409
+    assert targeted.json["error"]["code"] == "MITRA_UNAVAILABLE"
     assert xendit.created == []
 
 
@@ -71,15 +78,18 @@ def test_a_live_session_blocks_a_new_request(app, pay, online_mitra, customer) -
         {"c": customer["user"]["id"], "m": online_mitra["id"]},
     )
     result = create_payment(app, customer, tier_of(pay))
-    assert result.status_code == 409 and result.json["error"]["code"] == "ALREADY_ACTIVE"
+    assert result.status_code == 409
+    assert result.json["error"]["code"] == "ALREADY_ACTIVE"
 
 
 def test_idempotency_key_replay_and_mismatch(app, pay, xendit, online_mitra, customer) -> None:
     first = create_payment(app, customer, tier_of(pay), key="key-0001-abcdef")
     again = create_payment(app, customer, tier_of(pay), key="key-0001-abcdef")
-    assert again.status_code == 201 and again.json == first.json
+    assert again.status_code == 201
+    assert again.json == first.json
     other = create_payment(app, customer, tier_of(pay, 30), key="key-0001-abcdef")
-    assert other.status_code == 422 and other.json["error"]["code"] == "IDEMPOTENCY_MISMATCH"
+    assert other.status_code == 422
+    assert other.json["error"]["code"] == "IDEMPOTENCY_MISMATCH"
     assert len(xendit.created) == 1
     bad_key = create_payment(app, customer, tier_of(pay), key="short")
     assert bad_key.status_code == 422
@@ -90,7 +100,8 @@ def test_concurrent_duplicates_create_one_request_and_one_invoice(app, pay, xend
     with ThreadPoolExecutor(max_workers=5) as pool:
         results = list(pool.map(lambda _: create_payment(app, customer, tier_of(pay), key="same-key-123456"), range(5)))
     codes = sorted(r.status_code for r in results)
-    assert codes.count(201) >= 1 and set(codes) <= {201, 409}
+    assert codes.count(201) >= 1
+    assert set(codes) <= {201, 409}
     assert {r.json["error"]["code"] for r in results if r.status_code == 409} <= {"IDEMPOTENCY_IN_PROGRESS"}
     assert len({r.json["data"]["id"] for r in results if r.status_code == 201}) == 1
     assert len(xendit.created) == 1
@@ -100,7 +111,8 @@ def test_concurrent_duplicates_create_one_request_and_one_invoice(app, pay, xend
 def test_gateway_failure_leaves_nothing_behind(app, pay, xendit, online_mitra, customer) -> None:
     xendit.fail_next = 1
     failed = create_payment(app, customer, tier_of(pay))
-    assert failed.status_code == 502 and failed.json["error"]["code"] == "PAYMENT_GATEWAY_ERROR"
+    assert failed.status_code == 502
+    assert failed.json["error"]["code"] == "PAYMENT_GATEWAY_ERROR"
     assert pay.db.fetch_one("SELECT count(*) AS n FROM payment_requests") == {"n": 0}
     assert create_payment(app, customer, tier_of(pay)).status_code == 201
 
@@ -112,7 +124,8 @@ def test_a_timed_out_create_recovers_the_invoice_by_external_id(slow_xendit, xen
     doc = result.json["data"]
     assert len(xendit.created) == 1  # looked up, never created twice
     invoice = next(iter(xendit.invoices.values()))
-    assert invoice["external_id"] == doc["id"] and doc["invoice_url"] == invoice["invoice_url"]
+    assert invoice["external_id"] == doc["id"]
+    assert doc["invoice_url"] == invoice["invoice_url"]
     assert payment_status(svc, doc["id"]) == "pending"
 
 
@@ -120,12 +133,14 @@ def test_a_timed_out_create_keeps_the_request_until_paid(slow_xendit, xendit, on
     app, svc = slow_xendit
     xendit.lookups_fail = True
     result = create_payment(app, customer, tier_of(svc), key="timeout-key-2")
-    assert result.status_code == 502 and result.json["error"]["code"] == "PAYMENT_GATEWAY_ERROR"
+    assert result.status_code == 502
+    assert result.json["error"]["code"] == "PAYMENT_GATEWAY_ERROR"
     request_id = result.json["error"]["details"]["payment_request_id"]
     row = svc.db.fetch_one("SELECT status, invoice_url FROM payment_requests WHERE id = %(id)s", {"id": request_id})
     assert row == {"status": "pending", "invoice_url": None}  # kept: Xendit may hold an invoice for it
     replay = create_payment(app, customer, tier_of(svc), key="timeout-key-2")
-    assert replay.status_code == 409 and replay.json["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS"
+    assert replay.status_code == 409
+    assert replay.json["error"]["code"] == "IDEMPOTENCY_IN_PROGRESS"
     assert len(xendit.created) == 1
 
     assert recover_invoices(svc.db, svc.payment_gateway) == {}  # too young: its create call may still be running
@@ -135,7 +150,8 @@ def test_a_timed_out_create_keeps_the_request_until_paid(slow_xendit, xendit, on
     svc.db.execute("UPDATE payment_requests SET last_reconciled_at = now() - interval '1 minute'")
     assert recover_invoices(svc.db, svc.payment_gateway) == {request_id: "recovered"}
     replayed = create_payment(app, customer, tier_of(svc), key="timeout-key-2")
-    assert replayed.status_code == 201 and replayed.json["data"]["invoice_url"].startswith("https://checkout")
+    assert replayed.status_code == 201
+    assert replayed.json["data"]["invoice_url"].startswith("https://checkout")
     assert len(xendit.created) == 1
     paid = send_callback(app, paid_body({"id": request_id, "amount": replayed.json["data"]["amount"]}))
     assert paid.json == {"ok": True, "confirmed": True}
@@ -162,9 +178,11 @@ def test_reads_and_abandon(app, pay, online_mitra, customer, anonymous) -> None:
     assert app.simulate_get(f"{CREATE}/{doc['id']}", headers=stranger).status_code == 404
     assert app.simulate_post(f"{CREATE}/{doc['id']}/abandon", headers=stranger).status_code == 404
     abandoned = app.simulate_post(f"{CREATE}/{doc['id']}/abandon", headers=token)
-    assert abandoned.status_code == 200 and abandoned.json["data"]["status"] == "abandoned"
+    assert abandoned.status_code == 200
+    assert abandoned.json["data"]["status"] == "abandoned"
     again = app.simulate_post(f"{CREATE}/{doc['id']}/abandon", headers=token)
-    assert again.status_code == 409 and again.json["error"]["code"] == "PAYMENT_NOT_PENDING"
+    assert again.status_code == 409
+    assert again.json["error"]["code"] == "PAYMENT_NOT_PENDING"
     assert app.simulate_get(f"{CREATE}/pending", headers=token).json["data"]["items"] == []
 
 
@@ -182,12 +200,14 @@ def test_payment_requests_per_customer_per_hour_are_limited_before_xendit(
         assert second.status_code == 201
         app.simulate_post(f"{CREATE}/{second.json['data']['id']}/abandon", headers=token)
         replay = create_payment(app, customer, tier_of(svc), key="limit-key-0002")  # a replay costs nothing
-        assert replay.status_code == 201 and replay.json["data"]["id"] == second.json["data"]["id"]
+        assert replay.status_code == 201
+        assert replay.json["data"]["id"] == second.json["data"]["id"]
         refused = create_payment(app, customer, tier_of(svc), key="limit-key-0003")
         assert refused.status_code == 429, refused.text
         assert refused.json["error"]["code"] == "RATE_LIMITED"
         assert 0 < int(refused.headers["Retry-After"]) <= 3601
-        assert xendit.started == 2 and len(xendit.created) == 2  # the refused one never reached Xendit
+        assert xendit.started == 2
+        assert len(xendit.created) == 2  # the refused one never reached Xendit
         assert svc.db.fetch_one("SELECT count(*) AS n FROM payment_requests") == {"n": 2}
         assert create_payment(app, anonymous(), tier_of(svc)).status_code == 201  # another customer's own budget
     finally:

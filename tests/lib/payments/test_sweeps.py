@@ -37,7 +37,8 @@ def test_reconcile_job_asks_xendit(app, pay, xendit, online_mitra, customer, con
     pay.db.execute("UPDATE payment_requests SET created_at = now() - interval '4 minutes'")
     invoice1 = pay.db.fetch_one("SELECT xendit_invoice_id FROM payment_requests WHERE id = %(id)s", {"id": doc["id"]})
     invoice2 = pay.db.fetch_one("SELECT xendit_invoice_id FROM payment_requests WHERE id = %(id)s", {"id": doc2["id"]})
-    assert invoice1 and invoice2
+    assert invoice1
+    assert invoice2
     xendit.set_status(invoice1["xendit_invoice_id"], "PAID", paid_amount=doc["amount"], payment_channel="QRIS")
     xendit.set_status(invoice2["xendit_invoice_id"], "EXPIRED")
     assert reconcile(pay.db, pay.payment_gateway, pay.payment_events) == {doc["id"]: "confirmed", doc2["id"]: "expired"}

@@ -47,7 +47,8 @@ def test_same_paid_callback_ten_times_confirms_once(app, pay, online_mitra, cust
     assert confirmed_events == [doc["id"]]
     assert pay.db.fetch_one("SELECT count(*) AS n FROM webhook_logs") == {"n": 10}
     outcomes = [r["outcome"] for r in pay.db.fetch_all("SELECT outcome FROM webhook_logs")]
-    assert outcomes.count("confirmed") == 1 and outcomes.count("duplicate") == 9
+    assert outcomes.count("confirmed") == 1
+    assert outcomes.count("duplicate") == 9
     row = pay.db.fetch_one("SELECT status, paid_amount, payment_channel FROM payment_requests")
     assert row == {"status": "confirmed", "paid_amount": doc["amount"], "payment_channel": "QRIS"}
 
@@ -56,7 +57,8 @@ def test_expired_after_paid_changes_nothing(app, pay, online_mitra, customer) ->
     doc = create_payment(app, customer, tier_of(pay)).json["data"]
     send_callback(app, paid_body(doc))
     result = send_callback(app, paid_body(doc, status="EXPIRED"))
-    assert result.status_code == 200 and result.json == {"ok": True, "ignored": "ignored_expired_not_pending"}
+    assert result.status_code == 200
+    assert result.json == {"ok": True, "ignored": "ignored_expired_not_pending"}
     assert payment_status(pay, doc["id"]) == "confirmed"
 
 
@@ -70,8 +72,10 @@ def test_amount_mismatch_is_quarantined(app, pay, online_mitra, customer, confir
     doc = create_payment(app, customer, tier_of(pay)).json["data"]
     with caplog.at_level(logging.ERROR):
         result = send_callback(app, paid_body(doc, amount=1000, paid_amount=1000))
-    assert result.status_code == 200 and result.json == {"ok": True, "quarantined": True}
-    assert payment_status(pay, doc["id"]) == "pending" and confirmed_events == []
+    assert result.status_code == 200
+    assert result.json == {"ok": True, "quarantined": True}
+    assert payment_status(pay, doc["id"]) == "pending"
+    assert confirmed_events == []
     assert "[ALERT]" in caplog.text
     assert send_callback(app, paid_body(doc, amount=1000, paid_amount=1000)).json == {"ok": True, "duplicate": True}
     usd = send_callback(app, paid_body(doc, currency="USD", id="inv-paid-in-usd"))  # another invoice, paid in USD
@@ -103,7 +107,8 @@ def test_a_body_that_is_not_a_json_object_is_400_after_logging(app, pay, raw: by
     refused = send_callback(app, raw, token="wrong")
     assert refused.status_code == 401  # the token is still checked first
     garbage = send_callback(app, raw)
-    assert garbage.status_code == 400 and garbage.json == {"ok": False, "error": "malformed_body"}
+    assert garbage.status_code == 400
+    assert garbage.json == {"ok": False, "error": "malformed_body"}
     logs = pay.db.fetch_all("SELECT outcome, raw_body FROM webhook_logs ORDER BY id")
     assert [(r["outcome"], bytes(r["raw_body"])) for r in logs] == [("unauthorized", raw), ("malformed_body", raw)]
 
@@ -124,15 +129,18 @@ def test_fallback_sink_when_the_log_insert_fails(pay_settings, tmp_path: Path) -
         client = testing.TestClient(create_app("public", svc))
         body = {"external_id": "00000000-0000-4000-8000-000000000001", "status": "PAID", "amount": 30000}
         result = send_callback(client, body)
-        assert result.status_code == 503 and "Retry-After" in result.headers
+        assert result.status_code == 503
+        assert "Retry-After" in result.headers
         unauthorized = send_callback(client, body, "wrong")
         assert unauthorized.status_code == 401
     finally:
         svc.close()
     files = list(tmp_path.glob("sink-*.jsonl"))
-    assert len(files) == 1 and files[0].name == f"sink-{time.strftime('%Y-%m-%d', time.gmtime())}.jsonl"
+    assert len(files) == 1
+    assert files[0].name == f"sink-{time.strftime('%Y-%m-%d', time.gmtime())}.jsonl"
     lines = [json.loads(line) for line in files[0].read_text().splitlines()]
-    assert len(lines) == 2 and json.loads(lines[0]["raw_body"]) == body
+    assert len(lines) == 2
+    assert json.loads(lines[0]["raw_body"]) == body
     assert TOKEN not in files[0].read_text()
 
 
@@ -164,7 +172,8 @@ def test_a_refused_callback_keeps_a_prefix_its_length_and_hash(
     }
     assert rows[0]["external_id"] == "00000000-0000-4000-8000-000000000009"  # still searchable
     stored = pay.db.fetch_one("SELECT sum(octet_length(raw_body)) AS n FROM webhook_logs")
-    assert stored is not None and stored["n"] == 20 * REFUSED_BODY_PREFIX  # not 20 x 60 KiB
+    assert stored is not None
+    assert stored["n"] == 20 * REFUSED_BODY_PREFIX  # not 20 x 60 KiB
     # An authenticated callback is still logged verbatim, however large.
     doc = create_payment(app, customer, tier_of(pay)).json["data"]
     paid = json.dumps({**paid_body(doc), "pad": "y" * 50_000}).encode()
@@ -176,9 +185,11 @@ def test_a_refused_callback_keeps_a_prefix_its_length_and_hash(
     listed = internal.simulate_get(
         "/internal/webhook-logs", headers=bearer(operator), params={"outcome": "unauthorized"}
     )
-    assert listed.status_code == 200 and len(listed.json["data"]["items"]) == 20
+    assert listed.status_code == 200
+    assert len(listed.json["data"]["items"]) == 20
     one = internal.simulate_get(f"/internal/webhook-logs/{rows[0]['id']}", headers=bearer(operator)).json["data"]
-    assert one["raw_body"] == raw[:REFUSED_BODY_PREFIX].decode() and one["body_length"] == len(raw)
+    assert one["raw_body"] == raw[:REFUSED_BODY_PREFIX].decode()
+    assert one["body_length"] == len(raw)
 
 
 @pytest.fixture
@@ -202,7 +213,8 @@ def test_refused_callbacks_beyond_the_limit_per_address_are_429_and_not_logged(
     answers = [refused("203.0.113.7").status_code for _ in range(5)]
     assert answers == [401, 401, 401, 429, 429]
     limited = refused("203.0.113.7")
-    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
     assert limited.json["error"]["code"] == "RATE_LIMITED"
     assert refused("203.0.113.8").status_code == 401  # another address has its own allowance
     logged = svc.db.fetch_all("SELECT client_ip FROM webhook_logs ORDER BY id")
@@ -222,7 +234,8 @@ def test_text_postgresql_cannot_hold_is_logged_not_refused(app, pay, online_mitr
     assert send_callback(app, forged, token="wrong").status_code == 401
     doc = create_payment(app, customer, tier_of(pay)).json["data"]
     odd = send_callback(app, paid_body(doc, status="PEND\ud800ING"))
-    assert odd.status_code == 200 and odd.json == {"ok": True, "ignored": "PEND?ING"}
+    assert odd.status_code == 200
+    assert odd.json == {"ok": True, "ignored": "PEND?ING"}
     paid = send_callback(app, paid_body(doc, payment_channel="QRIS\x00\udfff"))
     assert paid.json == {"ok": True, "confirmed": True}
     rows = pay.db.fetch_all("SELECT external_id, status, invoice_id, outcome FROM webhook_logs ORDER BY id")

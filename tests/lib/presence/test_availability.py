@@ -23,7 +23,8 @@ def test_availability_endpoint_and_snapshot(
 ) -> None:
     customer = anonymous()["access_token"]
     result = public.simulate_get("/api/client/mitra-availability", headers=bearer(customer))
-    assert result.status_code == 200 and result.json["data"] == {"available": False, "count": 0}
+    assert result.status_code == 200
+    assert result.json["data"] == {"available": False, "count": 0}
     _, token = mitra_login()
     go_online(public, token)
     assert services.valkey.get(SNAPSHOT) is None  # a change drops the shared snapshot
@@ -74,7 +75,8 @@ def test_everything_keeps_working_with_valkey_stopped(
         assert row == {"fresh": True}  # the fallback wrote PostgreSQL
         time.sleep(1.1)  # past the per-process availability cache
         avail = client.simulate_get("/api/client/mitra-availability", headers=bearer(customer))
-        assert avail.status_code == 200 and avail.json["data"] == {"available": True, "count": 1}
+        assert avail.status_code == 200
+        assert avail.json["data"] == {"available": True, "count": 1}
         assert find_available_mitras(svc.db, svc.valkey, svc.config) == [str(mitra["id"])]
         assert client.simulate_post(f"{STATUS}/offline", headers=bearer(token)).status_code == 200
         svc.db.execute("UPDATE mitras SET is_active = false WHERE id = %(m)s", {"m": mitra["id"]})

@@ -21,7 +21,8 @@ def test_deactivation_end_to_end(
     result = internal.simulate_patch(
         f"/internal/mitras/{mitra['id']}/status", headers=bearer(admin), json={"is_active": False}
     )
-    assert result.status_code == 200 and result.json["data"]["is_active"] is False
+    assert result.status_code == 200
+    assert result.json["data"]["is_active"] is False
     assert result.json["data"]["is_online"] is False
     assert online_logs(services, mitra["id"])[-1] == (False, "deactivation")
     beat = public.simulate_post(f"{STATUS}/heartbeat", headers=bearer(token))

@@ -35,7 +35,8 @@ def test_status_and_toggles_are_logged(public: testing.TestClient, services: Ser
     assert online_logs(services, mitra["id"]) == [(True, "manual"), (False, "manual")]
     assert services.valkey.sismember(ONLINE, str(mitra["id"])) == 0
     me = public.simulate_get("/api/mitra/me", headers=bearer(token)).json["data"]
-    assert me["id"] == str(mitra["id"]) and me["is_online"] is False
+    assert me["id"] == str(mitra["id"])
+    assert me["is_online"] is False
 
 
 def test_heartbeat_touches_only_valkey_then_flushes(
@@ -59,7 +60,9 @@ def test_heartbeat_touches_only_valkey_then_flushes(
     flushed = services.db.fetch_one(
         "SELECT last_heartbeat_at FROM mitra_online_status WHERE mitra_id = %(m)s", {"m": mitra["id"]}
     )
-    assert flushed is not None and before is not None and flushed["last_heartbeat_at"] > before["last_heartbeat_at"]
+    assert flushed is not None
+    assert before is not None
+    assert flushed["last_heartbeat_at"] > before["last_heartbeat_at"]
 
 
 def test_deactivated_set_refuses_heartbeats(public: testing.TestClient, services: Services, mitra_login) -> None:
@@ -68,7 +71,8 @@ def test_deactivated_set_refuses_heartbeats(public: testing.TestClient, services
     services.valkey.sadd(DEACTIVATED, str(mitra["id"]))  # the instant before revocation reaches us
     services.heartbeats.flush()  # what the process's flush thread does every 0.5 s
     result = public.simulate_post(f"{STATUS}/heartbeat", headers=bearer(token))
-    assert result.status_code == 403 and result.json["error"]["code"] == "ACCOUNT_INACTIVE"
+    assert result.status_code == 403
+    assert result.json["error"]["code"] == "ACCOUNT_INACTIVE"
 
 
 def test_stale_sweep(public: testing.TestClient, services: Services, mitra_login) -> None:
@@ -112,7 +116,8 @@ def test_inactive_mitra_cannot_go_online(public: testing.TestClient, services: S
     mitra, token = mitra_login()
     services.db.execute("UPDATE mitras SET is_active = false WHERE id = %(m)s", {"m": mitra["id"]})
     result = public.simulate_post(f"{STATUS}/online", headers=bearer(token))
-    assert result.status_code == 403 and result.json["error"]["code"] == "ACCOUNT_INACTIVE"
+    assert result.status_code == 403
+    assert result.json["error"]["code"] == "ACCOUNT_INACTIVE"
 
 
 @pytest.mark.parametrize("path", ["/api/mitra/status", "/api/mitra/me"])

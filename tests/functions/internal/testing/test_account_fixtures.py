@@ -28,10 +28,13 @@ def test_seed_customer_anonymous_signs_in_like_the_first_launch(
     seeded = internal.simulate_post(SEED_CUSTOMER)
     assert seeded.status_code == 201, seeded.text
     data = seeded.json["data"]
-    assert set(data) == set(anonymous()) | {"customer_id"} and data["user_type"] == "customer"  # the same pair
-    assert data["user"]["id"] == data["customer_id"] and data["user"]["is_anonymous"] is True
+    assert set(data) == set(anonymous()) | {"customer_id"}
+    assert data["user_type"] == "customer"
+    assert data["user"]["id"] == data["customer_id"]
+    assert data["user"]["is_anonymous"] is True  # the same pair
     me = _me(public, data["access_token"])
-    assert me.status_code == 200 and me.json["data"]["call_name"] == "Anonim"
+    assert me.status_code == 200
+    assert me.json["data"]["call_name"] == "Anonim"
     refreshed = public.simulate_post("/api/shared/auth/refresh", json={"refresh_token": data["refresh_token"]})
     assert refreshed.status_code == 200, refreshed.text
 
@@ -43,14 +46,17 @@ def test_seed_customer_with_a_phone_is_a_verified_customer(
     assert seeded.status_code == 201, seeded.text
     data = seeded.json["data"]
     me = _me(public, data["access_token"]).json["data"]
-    assert me["is_anonymous"] is False and me["display_name"] == "Rani" and me["phone"].endswith("001")
+    assert me["is_anonymous"] is False
+    assert me["display_name"] == "Rani"
+    assert me["phone"].endswith("001")
     assert me["phone"] != PHONE  # masked, as the app always sees it
     link = services.db.fetch_all("SELECT customer_id, provider, subject FROM customer_identities")
     assert [(str(r["customer_id"]), r["provider"], r["subject"]) for r in link] == [
         (data["customer_id"], "phone", PHONE)
     ]
     twice = internal.simulate_post(SEED_CUSTOMER, json={"phone": PHONE})
-    assert twice.status_code == 409 and twice.json["error"]["code"] == "PHONE_TAKEN"
+    assert twice.status_code == 409
+    assert twice.json["error"]["code"] == "PHONE_TAKEN"
     assert services.db.fetch_one("SELECT count(*) AS n FROM customers") == {"n": 1}  # nothing left behind
     for body in ({"phone": "12345"}, {"display_name": "x" * 41}, {"email": "a@b.c"}):
         assert internal.simulate_post(SEED_CUSTOMER, json=body).status_code == 422, body
@@ -62,21 +68,25 @@ def test_seed_mitra_creates_signs_in_and_resets_by_phone(
     created = internal.simulate_post(SEED_MITRA, json={"phone": PHONE, "display_name": "Bestie Uji", "online": True})
     assert created.status_code == 201, created.text
     data = created.json["data"]
-    assert set(data) == set(anonymous()) | {"mitra_id", "created"} and data["created"] is True
+    assert set(data) == set(anonymous()) | {"mitra_id", "created"}
+    assert data["created"] is True
     assert data["user"] == {**data["user"], "id": data["mitra_id"], "is_active": True, "is_online": True}
     status = _me(public, data["access_token"], "/api/mitra/status")
-    assert status.status_code == 200 and status.json["data"]["is_online"] is True
+    assert status.status_code == 200
+    assert status.json["data"]["is_online"] is True
 
     again = internal.simulate_post(SEED_MITRA, json={"phone": "081377700001", "display_name": "Bestie Baru"})
     assert again.status_code == 200, again.text
-    assert again.json["data"]["mitra_id"] == data["mitra_id"] and again.json["data"]["created"] is False
+    assert again.json["data"]["mitra_id"] == data["mitra_id"]
+    assert again.json["data"]["created"] is False
     assert again.json["data"]["user"]["display_name"] == "Bestie Baru"
     assert again.json["data"]["user"]["is_online"] is False  # as the body says (online defaults to false)
     assert services.db.fetch_one("SELECT count(*) AS n FROM mitras") == {"n": 1}
 
     off = internal.simulate_post(SEED_MITRA, json={"phone": PHONE, "display_name": "Bestie Baru", "is_active": False})
     assert off.status_code == 200, off.text
-    assert off.json["data"]["access_token"] is None and off.json["data"]["refresh_token"] is None
+    assert off.json["data"]["access_token"] is None
+    assert off.json["data"]["refresh_token"] is None
     assert off.json["data"]["user"]["is_active"] is False
     # Deactivated through the control center's path: every session of the account is revoked.
     live = services.db.fetch_one(
@@ -84,15 +94,18 @@ def test_seed_mitra_creates_signs_in_and_resets_by_phone(
     )
     assert live == {"n": 0}
     login = public.simulate_post("/api/mitra/auth/otp/request", json={"phone": PHONE})
-    assert login.status_code == 403 and login.json["error"]["code"] == "ACCOUNT_INACTIVE"
+    assert login.status_code == 403
+    assert login.json["error"]["code"] == "ACCOUNT_INACTIVE"
 
     back = internal.simulate_post(SEED_MITRA, json={"phone": PHONE, "display_name": "Bestie Baru", "online": True})
-    assert back.status_code == 200 and back.json["data"]["user"]["is_active"] is True
+    assert back.status_code == 200
+    assert back.json["data"]["user"]["is_active"] is True
     assert _me(public, back.json["data"]["access_token"], "/api/mitra/me").status_code == 200
     bad = internal.simulate_post(
         SEED_MITRA, json={"phone": PHONE, "display_name": "B", "is_active": False, "online": True}
     )
-    assert bad.status_code == 422 and "online" in bad.json["error"]["details"]["fields"]
+    assert bad.status_code == 422
+    assert "online" in bad.json["error"]["details"]["fields"]
     assert internal.simulate_post(SEED_MITRA, json={"phone": PHONE}).status_code == 422  # a name is needed
 
 
@@ -109,7 +122,8 @@ def test_reset_phone_lets_a_flow_sign_up_with_the_number_again(
     old = internal.simulate_post(SEED_CUSTOMER, json={"phone": PHONE, "display_name": "Lama"}).json["data"]
     assert public.simulate_post("/api/client/auth/otp/request", json={"phone": PHONE}).status_code == 200
     cooling = public.simulate_post("/api/client/auth/otp/request", json={"phone": PHONE})
-    assert cooling.status_code == 429 and cooling.json["error"]["code"] == "OTP_COOLDOWN"
+    assert cooling.status_code == 429
+    assert cooling.json["error"]["code"] == "OTP_COOLDOWN"
 
     reset = internal.simulate_post(RESET_PHONE, json={"phone": "081377700001"})
     assert reset.status_code == 200, reset.text
@@ -132,7 +146,8 @@ def test_reset_phone_lets_a_flow_sign_up_with_the_number_again(
     )
     assert verified.status_code == 200, verified.text
     user = verified.json["data"]["user"]
-    assert user["id"] != old["customer_id"] and user["is_anonymous"] is False
+    assert user["id"] != old["customer_id"]
+    assert user["is_anonymous"] is False
 
 
 def test_reset_phone_clears_the_hourly_limit_and_leaves_a_mitra_account(
@@ -144,7 +159,8 @@ def test_reset_phone_clears_the_hourly_limit_and_leaves_a_mitra_account(
     assert public.simulate_post("/api/mitra/auth/otp/request", json={"phone": PHONE}).status_code == 200
     services.db.execute("UPDATE otp_requests SET created_at = created_at - interval '11 seconds'")  # past cooldown
     limited = public.simulate_post("/api/mitra/auth/otp/request", json={"phone": PHONE})
-    assert limited.status_code == 429 and limited.json["error"]["code"] == "OTP_RATE_LIMIT_PHONE"
+    assert limited.status_code == 429
+    assert limited.json["error"]["code"] == "OTP_RATE_LIMIT_PHONE"
     reset = internal.simulate_post(RESET_PHONE, json={"phone": PHONE})
     assert reset.json["data"]["deleted"] == {"otp_requests": 1, "phone_identities": 0}
     assert reset.json["data"]["mitra_id"] == str(mitra["id"])

@@ -36,7 +36,8 @@ def test_dev_confirm_hook_uses_the_webhook_path(settings: Settings, make_mitra, 
         ).json["data"]
         assert "simulated-invoices" in doc["invoice_url"]
         hook = internal.simulate_post(f"/internal/_test/payments/{doc['id']}/confirm")
-        assert hook.status_code == 200 and hook.json["data"] == {"ok": True, "confirmed": True}
+        assert hook.status_code == 200
+        assert hook.json["data"] == {"ok": True, "confirmed": True}
         assert payment_status(dev, doc["id"]) == "confirmed"
         assert dev.db.fetch_one("SELECT outcome FROM webhook_logs") == {"outcome": "confirmed"}
         absent = testing.TestClient(create_app("internal", prod)).simulate_post(
@@ -53,7 +54,8 @@ def test_the_hook_refuses_to_run_with_the_real_gateway(
 ) -> None:
     """Even in development or test: with XENDIT_ENABLED=true a request has a real invoice, and the
     hook must not turn it into a confirmed payment with the real webhook token."""
-    assert pay.settings.is_dev_or_test and pay.settings.xendit_enabled
+    assert pay.settings.is_dev_or_test
+    assert pay.settings.xendit_enabled
     doc = create_payment(app, customer, tier_of(pay)).json["data"]
     assert len(xendit.created) == 1
     hook = testing.TestClient(create_app("internal", pay)).simulate_post(

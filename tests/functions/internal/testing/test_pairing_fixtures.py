@@ -40,7 +40,9 @@ def test_a_forced_blast_timeout_is_what_the_deadline_job_does(chat: Chat) -> Non
     answer = chat.cc.simulate_post(TIMEOUT, json={"customer_id": forced_customer["user"]["id"]})
     assert answer.status_code == 200, answer.text
     doc = answer.json["data"]
-    assert doc["session_id"] == forced and doc["status"] == "expired" and doc["cause"] == "PAIRING_TIMEOUT"
+    assert doc["session_id"] == forced
+    assert doc["status"] == "expired"
+    assert doc["cause"] == "PAIRING_TIMEOUT"
     assert doc["can_fallback"] is False
     assert chat.status(timed) == "searching"  # only the named search ended
 
@@ -48,8 +50,10 @@ def test_a_forced_blast_timeout_is_what_the_deadline_job_does(chat: Chat) -> Non
     chat.tick()
     outcome = _outcome(chat, forced)
     assert outcome == _outcome(chat, timed)
-    assert outcome["status"] == "expired" and outcome["payment"] == "failed_pairing"
-    assert outcome["failure"] == "PAIRING_TIMEOUT" and outcome["notifications"] == ["ignored"]
+    assert outcome["status"] == "expired"
+    assert outcome["payment"] == "failed_pairing"
+    assert outcome["failure"] == "PAIRING_TIMEOUT"
+    assert outcome["notifications"] == ["ignored"]
     assert _heard(chat, "customer", forced_customer["user"]["id"], forced) == _heard(
         chat, "customer", timed_customer["user"]["id"], timed
     )
@@ -74,12 +78,16 @@ def test_a_forced_targeted_timeout_opens_the_fallback(chat: Chat) -> None:
 def test_force_pairing_timeout_refuses_what_is_not_searching(chat: Chat) -> None:
     customer, _mitra, _token, session_id = chat.paired()
     active = chat.cc.simulate_post(TIMEOUT, json={"session_id": session_id})
-    assert active.status_code == 409 and active.json["error"]["code"] == "NOT_SEARCHING"
-    assert active.json["error"]["details"] == {"status": "active"} and chat.status(session_id) == "active"
+    assert active.status_code == 409
+    assert active.json["error"]["code"] == "NOT_SEARCHING"
+    assert active.json["error"]["details"] == {"status": "active"}
+    assert chat.status(session_id) == "active"
     idle = chat.cc.simulate_post(TIMEOUT, json={"customer_id": customer["user"]["id"]})
-    assert idle.status_code == 409 and idle.json["error"]["code"] == "NOT_SEARCHING"
+    assert idle.status_code == 409
+    assert idle.json["error"]["code"] == "NOT_SEARCHING"
     unknown = chat.cc.simulate_post(TIMEOUT, json={"session_id": "00000000-0000-4000-8000-000000000000"})
-    assert unknown.status_code == 404 and unknown.json["error"]["code"] == "SESSION_NOT_FOUND"
+    assert unknown.status_code == 404
+    assert unknown.json["error"]["code"] == "SESSION_NOT_FOUND"
     for body in ({}, {"session_id": session_id, "customer_id": customer["user"]["id"]}, {"session_id": "x"}):
         assert chat.cc.simulate_post(TIMEOUT, json=body).status_code == 422, body
 
@@ -95,18 +103,22 @@ def test_accept_latest_pending_takes_the_newest_request_through_the_real_accept(
     taken = chat.cc.simulate_post(ACCEPT, json={"phone": mitra["phone"]})
     assert taken.status_code == 200, taken.text
     doc = taken.json["data"]
-    assert doc["id"] == second_session and doc["status"] == "active"
+    assert doc["id"] == second_session
+    assert doc["status"] == "active"
     assert doc["mitra"]["id"] == str(mitra["id"])
-    assert chat.payment_status(second_payment) == "consumed" and chat.status(first_session) == "searching"
+    assert chat.payment_status(second_payment) == "consumed"
+    assert chat.status(first_session) == "searching"
     paired = chat.heard.last("customer", second["user"]["id"], "session.paired")
     assert paired["data"]["session_id"] == second_session
     assert "pairing.taken" in chat.heard.of("mitra", other["id"], wait_for="pairing.taken")  # the others hear it
 
     assert chat.cc.simulate_post(ACCEPT, json={"mitra_id": str(mitra["id"])}).json["data"]["id"] == first_session
     none_left = chat.cc.simulate_post(ACCEPT, json={"mitra_id": str(mitra["id"])})
-    assert none_left.status_code == 404 and none_left.json["error"]["code"] == "NO_PENDING_REQUEST"
+    assert none_left.status_code == 404
+    assert none_left.json["error"]["code"] == "NO_PENDING_REQUEST"
     late = chat.cc.simulate_post(ACCEPT, json={"mitra_id": str(other["id"])})  # both were taken from Other
-    assert late.status_code == 404 and late.json["error"]["code"] == "NO_PENDING_REQUEST"
+    assert late.status_code == 404
+    assert late.json["error"]["code"] == "NO_PENDING_REQUEST"
 
 
 def test_accept_latest_pending_answers_as_the_app_accept_would(chat: Chat) -> None:
@@ -121,6 +133,8 @@ def test_accept_latest_pending_answers_as_the_app_accept_would(chat: Chat) -> No
         {"s": waiting, "m": mitra["id"]},
     )
     full = chat.cc.simulate_post(ACCEPT, json={"mitra_id": str(mitra["id"])})
-    assert full.status_code == 409 and full.json["error"]["code"] == "CAPACITY_FULL"
+    assert full.status_code == 409
+    assert full.json["error"]["code"] == "CAPACITY_FULL"
     unknown = chat.cc.simulate_post(ACCEPT, json={"phone": "+6281299988877"})
-    assert unknown.status_code == 404 and unknown.json["error"]["code"] == "MITRA_NOT_FOUND"
+    assert unknown.status_code == 404
+    assert unknown.json["error"]["code"] == "MITRA_NOT_FOUND"
