@@ -90,7 +90,10 @@ class Tally:
 async def _open(url: str, token: str, session_id: str | None, tally: Tally) -> Any:
     """An authenticated socket, or None (counted) when the gateway would not have it."""
     try:
-        ws = await websockets.connect(url, open_timeout=30, max_size=2**20, ping_interval=None)
+        # Uncompressed: more bytes for the gateway to read, and no CPU of this shared machine spent
+        # deflating a flood (a compressing attacker used 61% of a core, which is ours here and
+        # its own in production).
+        ws = await websockets.connect(url, open_timeout=30, max_size=2**20, ping_interval=None, compression=None)
     except (OSError, websockets.WebSocketException, TimeoutError):
         tally.failed_opens += 1
         return None
@@ -125,7 +128,10 @@ async def _hostile(url: str, login: tuple[str, str | None], ws: Any, index: int,
                     frame = json.dumps(
                         {"type": "message.send", "client_message_id": f"h{index}-{sent}", "content": "spam"}
                     )
-                await ws.send(frame)
+                try:  # a send waits while the gateway does not read (TCP pushes back): not past the stop
+                    await asyncio.wait_for(ws.send(frame), max(0.01, stop - time.perf_counter()))
+                except TimeoutError:
+                    break
                 sent += 1
                 tally.frames += 1
                 tally.bytes += len(frame)
@@ -136,7 +142,9 @@ async def _hostile(url: str, login: tuple[str, str | None], ws: Any, index: int,
             await asyncio.sleep(0.05)
         finally:
             reader.cancel()
-            await ws.close()
+            # Gone without a closing handshake, as an attacker goes: the close frame would wait
+            # behind megabytes of unread flood.
+            ws.transport.abort()
             ws = None
 
 
