@@ -116,7 +116,6 @@ def test_dev_runs_everything_with_given_servers(settings: Settings, tmp_path: Pa
     assert "an admin already exists" in out
 
 
-@pytest.mark.skipif(os.environ.get("SKIP_EMBEDDED") == "1", reason="SKIP_EMBEDDED=1")
 @pytest.fixture
 def dev_dir() -> Iterator[Path]:
     """Outside pytest's tmp directory, which any pytest process on the machine resets to 0700:
@@ -127,6 +126,7 @@ def dev_dir() -> Iterator[Path]:
     shutil.rmtree(work, ignore_errors=True)
 
 
+@pytest.mark.skipif(os.environ.get("SKIP_EMBEDDED") == "1", reason="SKIP_EMBEDDED=1")
 def test_dev_starts_embedded_servers_when_urls_are_unset(dev_dir: Path) -> None:
     env = process_env(DEV_DATA_DIR=str(dev_dir / "dev"))
     del env["AUTH_JWT_SECRET"]
