@@ -97,15 +97,9 @@ def live_sessions(db_url: str, customers: list[tuple[str, str]], mitras: list[tu
 
 
 @contextmanager
-def gateway(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime", "serve", "realtime", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _serving(cmd: list[str], cwd: Path, env: dict[str, str], port: int, name: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`cmd` started and answering /health on `port`; stopped with SIGTERM afterwards."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -113,16 +107,24 @@ def gateway(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]
                 requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
                 break
             except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("gateway did not start") from None
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{name} did not start") from None
                 time.sleep(0.1)
-        yield f"ws://127.0.0.1:{port}/api/shared/ws", proc
+        yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def gateway(env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "runtime", "serve", "realtime", "--bind", f"127.0.0.1:{port}"]
+    with _serving(cmd, ROOT, env, port, "gateway") as proc:
+        yield f"ws://127.0.0.1:{port}/api/shared/ws", proc
 
 
 @contextmanager
@@ -134,27 +136,9 @@ def peer_gateway(env: dict[str, str]) -> Iterator[tuple[str, list[int]] | None]:
         yield None
         return
     port = free_port()
-    proc = subprocess.Popen(
-        [node, "gateway.js"], cwd=PEER_DIR, env=node_peer_env(env, port), stdout=subprocess.DEVNULL, stderr=None
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the Node gateway peer did not start") from None
-                time.sleep(0.1)
+    with _serving([node, "gateway.js"], PEER_DIR, node_peer_env(env, port), port, "the Node gateway peer") as proc:
         time.sleep(0.5)  # both workers listening
         yield f"ws://127.0.0.1:{port}/api/shared/ws", [proc.pid, *workers_of(proc.pid)]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def print_peer(ours: tuple[dict[str, Any], dict[str, Any]], peer: tuple[dict[str, Any], dict[str, Any]]) -> None:
