@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import sql
+
 from lib.auth.accounts import customer_doc
 from lib.db import Database, contains
 from lib.errors import NotFound, Unauthorized
 from lib.kept import Changes, Kept
+from lib.pagination import NEWEST
 
 CHANGES = "customers_changed"  # migrations/0012, 0013: every UPDATE or DELETE of a customer row, at commit
 
@@ -24,15 +27,16 @@ def kept_profiles(changes: Changes, db: Database) -> Kept[dict[str, Any]]:
     return Kept(changes, CHANGES, lambda customer_id: profile(db, customer_id))
 
 
+_SEARCH = sql.SQL(
+    "SELECT * FROM customers WHERE (%(search)s::text IS NULL OR display_name ILIKE %(like)s "
+    "OR email ILIKE %(like)s OR phone LIKE %(like)s) "
+    "AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=NEWEST.after(), order=NEWEST.order())
+
+
 def search_customers(db: Database, q: str | None, position: dict[str, Any]) -> list[dict[str, Any]]:
-    """Newest first; `q` matches the call name, the e-mail or the phone."""
-    return db.fetch_all(
-        "SELECT * FROM customers WHERE (%(q)s::text IS NULL OR display_name ILIKE %(like)s "
-        "OR email ILIKE %(like)s OR phone LIKE %(like)s) "
-        "AND (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        {"q": q, "like": contains(q), **position},
-    )
+    """Newest first; `q` matches the call name, the e-mail or the phone; `position` is NEWEST.params."""
+    return db.fetch_all(_SEARCH, {"search": q, "like": contains(q), **position})
 
 
 def customer_record(db: Database, customer_id: str) -> dict[str, Any]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from psycopg import sql
+
 from lib.auth.accounts import mitra_doc
 from lib.db import Database, contains
 from lib.errors import NotFound
+from lib.pagination import NEWEST
 
 
 def get_mitra(db: Database, mitra_id: str) -> dict[str, Any]:
@@ -40,16 +43,17 @@ def update_mitra(db: Database, mitra_id: str, changes: dict[str, Any]) -> dict[s
     return get_mitra(db, mitra_id)
 
 
+_SEARCH = sql.SQL(
+    "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
+    "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id "
+    "WHERE (%(search)s::text IS NULL OR m.display_name ILIKE %(like)s OR m.phone LIKE %(like)s) "
+    "AND (%(online)s::boolean IS NULL OR COALESCE(s.is_online, false) = %(online)s) "
+    "AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=NEWEST.after("m"), order=NEWEST.order("m"))
+
+
 def search_mitras(
     db: Database, *, q: str | None, online: bool | None, position: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Newest first; `position` is lib.pagination.NEWEST.params(query) (cursor and limit + 1)."""
-    return db.fetch_all(
-        "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
-        "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id "
-        "WHERE (%(q)s::text IS NULL OR m.display_name ILIKE %(like)s OR m.phone LIKE %(like)s) "
-        "AND (%(online)s::boolean IS NULL OR COALESCE(s.is_online, false) = %(online)s) "
-        "AND (%(k0)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY m.created_at DESC, m.id DESC LIMIT %(n)s",
-        {"q": q, "like": contains(q), "online": online, **position},
-    )
+    return db.fetch_all(_SEARCH, {"search": q, "like": contains(q), "online": online, **position})

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
+from psycopg import sql
 
 from lib import inputs
 from lib.errors import ApiError, ValidationFailed
@@ -61,21 +62,22 @@ def _text(value: Any) -> str:
     return value  # storable: inputs.parse_json checked
 
 
-# column kind -> (load a cursor value, dump a row value)
-_KINDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
-    "time": (_time, lambda v: v.isoformat()),
-    "uuid": (lambda v: uuid.UUID(_text(v)), str),
-    "int": (_int, int),
-    "text": (_text, str),
+# column kind -> (load a cursor value, dump a row value, the SQL type its parameter is cast to)
+_KINDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any], sql.SQL]] = {
+    "time": (_time, lambda v: v.isoformat(), sql.SQL("timestamptz")),
+    "uuid": (lambda v: uuid.UUID(_text(v)), str, sql.SQL("uuid")),
+    "int": (_int, int, sql.SQL("bigint")),
+    "text": (_text, str, sql.SQL("text")),
 }
 
 
 class Keyset:
     """A list's order: columns that are unique together (the id last), all in one direction.
 
-    The handler's SQL compares the row value with the cursor's, e.g. for ``Keyset(("created_at",
-    "time"), ("id", "uuid"))``: ``(%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s,
-    %(k1)s)) ORDER BY created_at DESC, id DESC LIMIT %(n)s``.
+    A list query takes its predicate and order from here, so the two cannot disagree with the
+    cursor: ``sql.SQL("... WHERE {after} ORDER BY {order} LIMIT %(limit)s").format(after=NEWEST.after("s"),
+    order=NEWEST.order("s"))``, run with ``NEWEST.params(query)``. For ``NEWEST`` that reads
+    ``("s"."created_at", "s"."id") < (%(after_created_at)s, %(after_id)s)``, true on the first page.
     """
 
     def __init__(self, *columns: tuple[str, str], descending: bool = True) -> None:
@@ -86,10 +88,48 @@ class Keyset:
         self.descending = descending
 
     def params(self, query: Mapping[str, Any]) -> dict[str, Any]:
-        """SQL parameters k0..kN (the cursor row's values, or None for the first page) and n, one
-        row more than asked, to tell whether there is more."""
-        values = self._decode(query["cursor"]) if query["cursor"] else [None] * len(self.columns)
-        return {**{f"k{i}": v for i, v in enumerate(values)}, "n": query["limit"] + 1}
+        """SQL parameters after_<column> (the cursor row's values, or None for the first page) and
+        limit, one row more than asked, to tell whether there is more."""
+        if not query["cursor"]:
+            return self.first(query["limit"] + 1)
+        values = self._decode(query["cursor"])
+        return {
+            **{_param(name): v for (name, _), v in zip(self.columns, values, strict=True)},
+            "limit": query["limit"] + 1,
+        }
+
+    def first(self, limit: int | None = None) -> dict[str, Any]:
+        """SQL parameters of the first `limit` rows (None: every row), for a caller without a cursor."""
+        return {**{_param(name): None for name, _ in self.columns}, "limit": limit}
+
+    def after(self, alias: str | None = None, **exprs: sql.Composable) -> sql.Composed:
+        """The predicate "this row comes after the cursor's" over the columns of table `alias`
+        (a column named in `exprs` is that expression instead, e.g. a COALESCE); true when the
+        cursor's values are NULL, as on the first page."""
+        keys = sql.SQL(", ").join(self._keys(alias, exprs))
+        values = sql.SQL(", ").join(
+            sql.SQL("{}::{}").format(sql.Placeholder(_param(name)), _KINDS[kind][2]) for name, kind in self.columns
+        )
+        first_name, first_kind = self.columns[0]
+        return sql.SQL("({first}::{kind} IS NULL OR ({keys}) {op} ({values}))").format(
+            first=sql.Placeholder(_param(first_name)),
+            kind=_KINDS[first_kind][2],
+            keys=keys,
+            op=sql.SQL("<" if self.descending else ">"),
+            values=values,
+        )
+
+    def order(self, alias: str | None = None, **exprs: sql.Composable) -> sql.Composed:
+        """The ORDER BY list (without the keywords) matching `after` for the same alias and exprs."""
+        direction = sql.SQL(" DESC" if self.descending else "")
+        return sql.SQL(", ").join(sql.Composed([key, direction]) for key in self._keys(alias, exprs))
+
+    def _keys(self, alias: str | None, exprs: Mapping[str, sql.Composable]) -> list[sql.Composable]:
+        unknown = set(exprs) - {name for name, _ in self.columns}
+        if unknown:
+            raise ValueError(f"not a column of this keyset: {sorted(unknown)}")
+        names = [name for name, _ in self.columns]
+        return [exprs.get(name) or (sql.Identifier(alias, name) if alias else sql.Identifier(name)) for name in names]
 
     def page(self, rows: list[dict[str, Any]], limit: int, doc: Callable[[Any], Any] | None = None) -> dict[str, Any]:
         has_more = len(rows) > limit
@@ -114,6 +154,10 @@ class Keyset:
             return [_KINDS[kind][0](v) for (_, kind), v in zip(self.columns, values, strict=True)]
         except (ApiError, ValueError, TypeError, binascii.Error) as exc:
             raise ValidationFailed({"cursor": ["Invalid cursor."]}) from exc
+
+
+def _param(column: str) -> str:
+    return f"after_{column}"
 
 
 # The usual order: newest first by creation time, the id breaking ties.

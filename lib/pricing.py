@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from lib.db import Conn, Database
@@ -18,6 +19,14 @@ TIER_FIELDS = ("label", "price", "sort_order", "is_active")
 # Display order for the control center's tier list, and newest first for a tier's history.
 TIER_ORDER = Keyset(("mode", "text"), ("sort_order", "int"), ("minutes", "int"), ("id", "uuid"), descending=False)
 HISTORY_ORDER = Keyset(("changed_at", "time"), ("id", "int"))
+_TIER_PAGE = sql.SQL("SELECT * FROM pricing_tiers WHERE {after} ORDER BY {order} LIMIT %(limit)s").format(
+    after=TIER_ORDER.after(), order=TIER_ORDER.order()
+)
+_HISTORY = sql.SQL(
+    "SELECT h.id, h.kind, h.before, h.after, h.changed_by, u.email AS changed_by_email, h.changed_at "
+    "FROM pricing_tier_history h LEFT JOIN cc_users u ON u.id = h.changed_by "
+    "WHERE h.tier_id = %(id)s AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=HISTORY_ORDER.after("h"), order=HISTORY_ORDER.order("h"))
 
 
 def tier_doc(row: dict[str, Any]) -> dict[str, Any]:
@@ -41,12 +50,7 @@ def active_tiers(db: Database) -> list[dict[str, Any]]:
 
 def tier_page(db: Database, position: dict[str, Any]) -> list[dict[str, Any]]:
     """Every tier, inactive ones included, in TIER_ORDER; `position` is TIER_ORDER.params(query)."""
-    rows = db.fetch_all(
-        "SELECT * FROM pricing_tiers WHERE (%(k0)s::text IS NULL "
-        "OR (mode, sort_order, minutes, id) > (%(k0)s, %(k1)s::int, %(k2)s::int, %(k3)s::uuid)) "
-        "ORDER BY mode, sort_order, minutes, id LIMIT %(n)s",
-        position,
-    )
+    rows = db.fetch_all(_TIER_PAGE, position)
     return [tier_doc(r) for r in rows]
 
 
@@ -106,13 +110,7 @@ def tier_history(db: Database, tier_id: str, position: dict[str, Any]) -> list[d
     """A tier's changes in HISTORY_ORDER; `position` is HISTORY_ORDER.params(query)."""
     if db.fetch_one("SELECT 1 FROM pricing_tiers WHERE id = %(id)s", {"id": tier_id}) is None:
         raise NotFound()
-    return db.fetch_all(
-        "SELECT h.id, h.kind, h.before, h.after, h.changed_by, u.email AS changed_by_email, h.changed_at "
-        "FROM pricing_tier_history h LEFT JOIN cc_users u ON u.id = h.changed_by "
-        "WHERE h.tier_id = %(id)s AND (%(k0)s::timestamptz IS NULL OR (h.changed_at, h.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY h.changed_at DESC, h.id DESC LIMIT %(n)s",
-        {"id": tier_id, **position},
-    )
+    return db.fetch_all(_HISTORY, {"id": tier_id, **position})
 
 
 def first_session_discount(db: Database) -> dict[str, Any]:

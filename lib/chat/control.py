@@ -14,6 +14,7 @@ from lib.chat.sessions import BY_ID, SELECT, session_doc
 from lib.config.app import AppConfig
 from lib.db import Database
 from lib.errors import NotFound
+from lib.pagination import NEWEST
 from lib.presence.availability import find_available_mitras
 from lib.transcripts import Transcripts
 
@@ -44,9 +45,8 @@ _SEARCH = sql.SQL(
     "AND (%(from)s::timestamptz IS NULL OR s.created_at >= %(from)s) "
     "AND (%(to)s::timestamptz IS NULL OR s.created_at < %(to)s) "
     "AND (%(topic)s::text IS NULL OR s.topic_sensitivity = %(topic)s) "
-    "AND (%(k0)s::timestamptz IS NULL OR (s.created_at, s.id) < (%(k0)s, %(k1)s)) "
-    "ORDER BY s.created_at DESC, s.id DESC LIMIT %(n)s"
-).format(select=SELECT)
+    "AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(select=SELECT, after=NEWEST.after("s"), order=NEWEST.order("s"))
 
 
 def search_sessions(
@@ -69,7 +69,7 @@ def search_sessions(
         if topic_reader is not None:
             conn.execute(
                 "INSERT INTO topic_reads (cc_user_id, filter, sessions) VALUES (%(u)s, %(f)s, %(ids)s)",
-                {"u": topic_reader, "f": params["topic"], "ids": [r["id"] for r in rows[: position["n"] - 1]]},
+                {"u": topic_reader, "f": params["topic"], "ids": [r["id"] for r in rows[: position["limit"] - 1]]},
             )
     return rows
 
@@ -133,26 +133,27 @@ def dashboard(db: Database, valkey: redis.Redis, config: AppConfig) -> dict[str,
     return {**row, "mitras_available": len(find_available_mitras(db, valkey, config))}
 
 
+_ACTIVITY = sql.SQL(
+    "SELECT m.id, m.display_name, m.created_at, "
+    "count(n.id) AS notified, count(n.id) FILTER (WHERE n.status = 'accepted') AS accepted, "
+    "count(n.id) FILTER (WHERE n.status = 'declined') AS declined, "
+    "count(n.id) FILTER (WHERE n.status = 'missed') AS missed, "
+    "count(n.id) FILTER (WHERE n.status = 'ignored') AS ignored, "
+    "avg(extract(epoch FROM n.responded_at - n.notified_at)) "
+    "    FILTER (WHERE n.status IN ('accepted', 'declined')) AS avg_response_seconds, "
+    "(SELECT count(*) FROM chat_sessions s WHERE s.mitra_id = m.id AND s.topic_sensitivity = 'sensitive' "
+    "    AND (%(from)s::timestamptz IS NULL OR s.created_at >= %(from)s) "
+    "    AND (%(to)s::timestamptz IS NULL OR s.created_at < %(to)s)) AS sensitive_sessions "
+    "FROM mitras m LEFT JOIN chat_request_notifications n ON n.mitra_id = m.id "
+    "    AND (%(from)s::timestamptz IS NULL OR n.notified_at >= %(from)s) "
+    "    AND (%(to)s::timestamptz IS NULL OR n.notified_at < %(to)s) "
+    "WHERE {after} GROUP BY m.id ORDER BY {order} LIMIT %(limit)s"
+).format(after=NEWEST.after("m"), order=NEWEST.order("m"))
+
+
 def mitra_activity(db: Database, window: dict[str, Any], position: dict[str, Any]) -> list[dict[str, Any]]:
     """Per mitra, newest mitra first: how it answered the requests it was sent in the window."""
-    rows = db.fetch_all(
-        "SELECT m.id, m.display_name, m.created_at, "
-        "count(n.id) AS notified, count(n.id) FILTER (WHERE n.status = 'accepted') AS accepted, "
-        "count(n.id) FILTER (WHERE n.status = 'declined') AS declined, "
-        "count(n.id) FILTER (WHERE n.status = 'missed') AS missed, "
-        "count(n.id) FILTER (WHERE n.status = 'ignored') AS ignored, "
-        "avg(extract(epoch FROM n.responded_at - n.notified_at)) "
-        "    FILTER (WHERE n.status IN ('accepted', 'declined')) AS avg_response_seconds, "
-        "(SELECT count(*) FROM chat_sessions s WHERE s.mitra_id = m.id AND s.topic_sensitivity = 'sensitive' "
-        "    AND (%(from)s::timestamptz IS NULL OR s.created_at >= %(from)s) "
-        "    AND (%(to)s::timestamptz IS NULL OR s.created_at < %(to)s)) AS sensitive_sessions "
-        "FROM mitras m LEFT JOIN chat_request_notifications n ON n.mitra_id = m.id "
-        "    AND (%(from)s::timestamptz IS NULL OR n.notified_at >= %(from)s) "
-        "    AND (%(to)s::timestamptz IS NULL OR n.notified_at < %(to)s) "
-        "WHERE (%(k0)s::timestamptz IS NULL OR (m.created_at, m.id) < (%(k0)s, %(k1)s)) "
-        "GROUP BY m.id ORDER BY m.created_at DESC, m.id DESC LIMIT %(n)s",
-        {"from": window.get("from"), "to": window.get("to"), **position},
-    )
+    rows = db.fetch_all(_ACTIVITY, {"from": window.get("from"), "to": window.get("to"), **position})
     for r in rows:
         r["acceptance_rate"] = round(r["accepted"] / r["notified"], 4) if r["notified"] else None
         seconds = r["avg_response_seconds"]

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 MAX_LENGTH = 4000
 MAX_CLIENT_ID = 100  # characters of a client_message_id
 ORDER = Keyset(("seq", "int"), descending=False)  # oldest first, as a chat reads
+_PAGE = sql.SQL(
+    "SELECT * FROM chat_messages WHERE session_id = %(session_id)s AND seq > %(after)s "
+    "AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=ORDER.after(), order=ORDER.order())
 
 
 def message_doc(row: dict[str, Any], content: str) -> dict[str, Any]:
@@ -342,9 +346,8 @@ def page(
             raise ValidationFailed({"after": ["Not a message of this chat."]})
         after = int(row["seq"])
     rows = db.fetch_all(
-        "SELECT * FROM chat_messages WHERE session_id = %(s)s AND seq > %(after)s "
-        "AND (%(k0)s::bigint IS NULL OR seq > %(k0)s) ORDER BY seq LIMIT %(n)s",
-        {"s": session_id, "after": after, **ORDER.params(query)},
+        _PAGE,
+        {"session_id": session_id, "after": after, **ORDER.params(query)},
     )
     return ORDER.page(rows, query["limit"], lambda r: message_doc(r, transcripts.open_row(r)))
 

@@ -371,19 +371,23 @@ _REQUESTS_OF = sql.SQL(
     "WHERE n.mitra_id = %(m)s"
 )
 _OPEN_REQUEST = sql.SQL("(n.status = 'notified' AND s.status = 'searching')")
+REQUEST_ORDER = Keyset(("notified_at", "time"), ("id", "int"))
 _REQUESTS = (
-    sql.SQL(
-        "SELECT {cols} {frm} AND (NOT %(open)s OR {open}) "
-        "AND (%(k0)s::timestamptz IS NULL OR (n.notified_at, n.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY n.notified_at DESC, n.id DESC LIMIT %(n)s"
+    sql.SQL("SELECT {cols} {frm} AND (NOT %(open)s OR {open}) AND {after} ORDER BY {order} LIMIT %(limit)s")
+    .format(
+        cols=_REQUEST_COLUMNS,
+        frm=_REQUESTS_OF,
+        open=_OPEN_REQUEST,
+        after=REQUEST_ORDER.after("n"),
+        order=REQUEST_ORDER.order("n"),
     )
-    .format(cols=_REQUEST_COLUMNS, frm=_REQUESTS_OF, open=_OPEN_REQUEST)
     .as_bytes(None)
 )
 
 
 def mitra_requests(db: Database, mitra_id: str, *, open_only: bool, position: dict[str, Any]) -> list[dict[str, Any]]:
-    """Requests this mitra was asked to take, newest first: the open ones, or all."""
+    """Requests this mitra was asked to take, newest first: the open ones, or all; `position` is
+    REQUEST_ORDER.params(query)."""
     return db.fetch_all(_REQUESTS, {"m": mitra_id, "open": open_only, **position})
 
 
@@ -392,20 +396,30 @@ def mitra_requests(db: Database, mitra_id: str, *, open_only: bool, position: di
 # it stopped in. Each part is its own walk of the mitra's notifications index, cut at one page: the
 # open part is a handful of rows, and the rest is never sorted whole. A request answered or taken
 # between two pages moves to the second part and may be listed again there (its session_id is the
-# same); nothing is skipped, since a request never moves back to the open part.
+# same); nothing is skipped, since a request never moves back to the open part. The parts' own
+# predicates are written here, by hand: each compares within its part (the open one only while the
+# cursor is still in it), which a single keyset over the three columns cannot say.
 RECENT_ORDER = Keyset(("open_first", "int"), ("notified_at", "time"), ("id", "int"))
 _RECENT = (
     sql.SQL(
         "(SELECT {cols}, 1 AS open_first {frm} AND {open} "
-        "AND (%(k0)s::int IS NULL OR (%(k0)s::int = 1 AND (n.notified_at, n.id) < (%(k1)s, %(k2)s))) "
-        "ORDER BY n.notified_at DESC, n.id DESC LIMIT %(n)s) "
+        "AND (%(after_open_first)s::int IS NULL OR (%(after_open_first)s::int = 1 "
+        "AND (n.notified_at, n.id) < (%(after_notified_at)s, %(after_id)s))) "
+        "ORDER BY {part_order} LIMIT %(limit)s) "
         "UNION ALL "
         "(SELECT {cols}, 0 AS open_first {frm} AND NOT {open} "
-        "AND (%(k0)s::int IS DISTINCT FROM 0 OR (n.notified_at, n.id) < (%(k1)s, %(k2)s)) "
-        "ORDER BY n.notified_at DESC, n.id DESC LIMIT %(n)s) "
-        "ORDER BY open_first DESC, notified_at DESC, id DESC LIMIT %(n)s"
+        "AND (%(after_open_first)s::int IS DISTINCT FROM 0 "
+        "OR (n.notified_at, n.id) < (%(after_notified_at)s, %(after_id)s)) "
+        "ORDER BY {part_order} LIMIT %(limit)s) "
+        "ORDER BY {order} LIMIT %(limit)s"
     )
-    .format(cols=_REQUEST_COLUMNS, frm=_REQUESTS_OF, open=_OPEN_REQUEST)
+    .format(
+        cols=_REQUEST_COLUMNS,
+        frm=_REQUESTS_OF,
+        open=_OPEN_REQUEST,
+        part_order=REQUEST_ORDER.order("n"),
+        order=RECENT_ORDER.order(),
+    )
     .as_bytes(None)
 )
 

@@ -12,7 +12,7 @@ from lib.auth.accounts import CALL_NAME_FALLBACK
 from lib.chat.states import LIVE, in_states
 from lib.db import Conn, Database
 from lib.errors import NotFound
-from lib.pagination import Keyset
+from lib.pagination import NEWEST, Keyset
 from lib.principal import Principal
 
 # Every read of a session joins the two parties' names (call names only: never phone or e-mail).
@@ -88,7 +88,6 @@ def for_participant(db: Database | Conn, who: Principal, session_id: str, *, loc
 
 
 LIVE_ORDER = Keyset(("started_at", "time"), ("id", "uuid"), descending=False)
-_ALL = {"k0": None, "k1": None, "n": None}
 
 
 @cache  # composed once per user type, to bytes: composing on every call was ~10% of chat/active's time
@@ -96,8 +95,7 @@ def _live_query(user_type: str) -> bytes:
     return (
         sql.SQL(
             "SELECT {cols}, {unread} {frm} WHERE s.{party} = %(user)s AND {live} "
-            "AND (%(k0)s::timestamptz IS NULL OR (s.started_at, s.id) > (%(k0)s, %(k1)s)) "
-            "ORDER BY s.started_at, s.id LIMIT %(n)s"
+            "AND {after} ORDER BY {order} LIMIT %(limit)s"
         )
         .format(
             cols=COLUMNS,
@@ -105,6 +103,8 @@ def _live_query(user_type: str) -> bytes:
             frm=FROM,
             party=sql.Identifier(party_column(user_type)),
             live=in_states("s.status", LIVE),
+            after=LIVE_ORDER.after("s"),
+            order=LIVE_ORDER.order("s"),
         )
         .as_bytes(None)
     )
@@ -113,16 +113,19 @@ def _live_query(user_type: str) -> bytes:
 def live_of(db: Database, user_type: str, user_id: str, position: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The user's live sessions (active, extending, closing) with their unread counts, oldest
     first; `position` is LIVE_ORDER.params(query), all of them without it."""
-    return db.fetch_all(_live_query(user_type), {"user": user_id, "reader": user_type, **(position or _ALL)})
+    return db.fetch_all(
+        _live_query(user_type), {"user": user_id, "reader": user_type, **(position or LIVE_ORDER.first())}
+    )
 
 
 # The customer's history reads by when each session ended (issue 26: the original's order), newest
 # first. A closing or completed session always has ended_at; the fallbacks only keep the sort key
 # non-null (a keyset cursor cannot hold a NULL) for rows written some other way.
 ENDED_ORDER = Keyset(("history_at", "time"), ("id", "uuid"))
+_ENDED_AT = sql.SQL("COALESCE(s.ended_at, s.completed_at, s.created_at)")
 _HISTORY_KEYS = {
-    "created": sql.SQL("s.created_at"),
-    "ended": sql.SQL("COALESCE(s.ended_at, s.completed_at, s.created_at)"),
+    "created": (sql.SQL("s.created_at"), NEWEST.after("s"), NEWEST.order("s")),
+    "ended": (_ENDED_AT, ENDED_ORDER.after("s", history_at=_ENDED_AT), ENDED_ORDER.order("s", history_at=_ENDED_AT)),
 }
 
 
@@ -131,10 +134,9 @@ def history_of(
 ) -> list[dict[str, Any]]:
     """Closing and completed sessions, newest first by creation (`position` is NEWEST.params) or,
     with `by="ended"`, by when they ended (`position` is ENDED_ORDER.params)."""
-    key = _HISTORY_KEYS[by]
+    key, after, order = _HISTORY_KEYS[by]
     query = sql.SQL(
         "SELECT {cols}, {key} AS history_at {frm} WHERE s.{party} = %(user)s AND s.status IN ('closing', 'completed') "
-        "AND (%(k0)s::timestamptz IS NULL OR ({key}, s.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY {key} DESC, s.id DESC LIMIT %(n)s"
-    ).format(cols=COLUMNS, key=key, frm=FROM, party=sql.Identifier(party_column(user_type)))
+        "AND {after} ORDER BY {order} LIMIT %(limit)s"
+    ).format(cols=COLUMNS, key=key, frm=FROM, party=sql.Identifier(party_column(user_type)), after=after, order=order)
     return db.fetch_all(query, {"user": user_id, **position})

@@ -19,6 +19,14 @@ from lib.presence.availability import find_available_mitras
 from lib.principal import Principal
 
 BESTIES_ORDER = Keyset(("last_session_at", "time"), ("id", "uuid"))
+_BESTIES = sql.SQL(
+    "SELECT b.*, COALESCE(o.is_online, false) AND b.is_active AS is_online FROM (SELECT m.id, m.display_name, "
+    "m.is_active, count(*) AS sessions, max(s.started_at) AS last_session_at "
+    "FROM chat_sessions s JOIN mitras m ON m.id = s.mitra_id "
+    "WHERE s.customer_id = %(customer_id)s AND s.started_at IS NOT NULL GROUP BY m.id) b "
+    "LEFT JOIN mitra_online_status o ON o.mitra_id = b.id "
+    "WHERE {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=BESTIES_ORDER.after("b"), order=BESTIES_ORDER.order("b"))
 
 
 def info(db: Database, who: Principal, session_id: str) -> dict[str, Any]:
@@ -84,16 +92,7 @@ def besties(
     app reads (the mitra's own online state, as in the Mitra document), and `available`, whether it
     could take a targeted request ("curhat lagi") right now (online, fresh heartbeat, a free slot);
     `available` stays because it shipped in this list's contract."""
-    rows = db.fetch_all(
-        "SELECT b.*, COALESCE(o.is_online, false) AND b.is_active AS is_online FROM (SELECT m.id, m.display_name, "
-        "m.is_active, count(*) AS sessions, max(s.started_at) AS last_session_at "
-        "FROM chat_sessions s JOIN mitras m ON m.id = s.mitra_id "
-        "WHERE s.customer_id = %(c)s AND s.started_at IS NOT NULL GROUP BY m.id) b "
-        "LEFT JOIN mitra_online_status o ON o.mitra_id = b.id "
-        "WHERE (%(k0)s::timestamptz IS NULL OR (b.last_session_at, b.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY b.last_session_at DESC, b.id DESC LIMIT %(n)s",
-        {"c": customer_id, **BESTIES_ORDER.params(query)},
-    )
+    rows = db.fetch_all(_BESTIES, {"customer_id": customer_id, **BESTIES_ORDER.params(query)})
     available = set(find_available_mitras(db, valkey, config)) if rows else set()
     return BESTIES_ORDER.page(
         rows,

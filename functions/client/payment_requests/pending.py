@@ -4,6 +4,7 @@ from typing import Any
 
 import falcon
 from marshmallow import fields
+from psycopg import sql
 
 from functions._shapes import PaymentRequest, nullable
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -32,15 +33,16 @@ def _item(row: dict[str, Any]) -> dict[str, Any]:
     return {**request_doc(row), "mitra_call_name": row["mitra_name"]}
 
 
+_PENDING = sql.SQL(
+    "SELECT p.*, m.display_name AS mitra_name FROM payment_requests p "
+    "LEFT JOIN chat_sessions s ON s.id = p.session_id AND p.kind = 'extension' "
+    "LEFT JOIN mitras m ON m.id = COALESCE(s.mitra_id, p.targeted_mitra_id) "
+    "WHERE p.customer_id = %(customer_id)s AND p.status = 'pending' AND p.expires_at > now() "
+    "AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=NEWEST.after("p"), order=NEWEST.order("p"))
+
+
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    rows = ctx.services.db.fetch_all(
-        "SELECT p.*, m.display_name AS mitra_name FROM payment_requests p "
-        "LEFT JOIN chat_sessions s ON s.id = p.session_id AND p.kind = 'extension' "
-        "LEFT JOIN mitras m ON m.id = COALESCE(s.mitra_id, p.targeted_mitra_id) "
-        "WHERE p.customer_id = %(cu)s AND p.status = 'pending' AND p.expires_at > now() "
-        "AND (%(k0)s::timestamptz IS NULL OR (p.created_at, p.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY p.created_at DESC, p.id DESC LIMIT %(n)s",
-        {"cu": ctx.principal.user_id, **NEWEST.params(ctx.query)},
-    )
+    rows = ctx.services.db.fetch_all(_PENDING, {"customer_id": ctx.principal.user_id, **NEWEST.params(ctx.query)})
     return NEWEST.page(rows, ctx.query["limit"], _item)

@@ -5,6 +5,7 @@ from typing import Any
 
 import falcon
 from marshmallow import fields, validate
+from psycopg import sql
 
 from functions._shapes import ReviewedFailure
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -26,17 +27,17 @@ ENDPOINT = Endpoint(
     response=ReviewedFailure,
 )
 
+_LIST = sql.SQL(
+    "SELECT f.*, p.amount, p.currency, p.confirmed_at, r.id AS refund_id, r.refunded_at, "
+    "r.reference AS refund_reference FROM pairing_failures f "
+    "JOIN payment_requests p ON p.id = f.payment_request_id "
+    "LEFT JOIN refunds r ON r.payment_request_id = f.payment_request_id AND r.reason = f.cause "
+    "WHERE (%(review_status)s::text IS NULL OR f.review_status = %(review_status)s) "
+    "AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=NEWEST.after("f"), order=NEWEST.order("f"))
+
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
-    rows = ctx.services.db.fetch_all(
-        "SELECT f.*, p.amount, p.currency, p.confirmed_at, r.id AS refund_id, r.refunded_at, "
-        "r.reference AS refund_reference FROM pairing_failures f "
-        "JOIN payment_requests p ON p.id = f.payment_request_id "
-        "LEFT JOIN refunds r ON r.payment_request_id = f.payment_request_id AND r.reason = f.cause "
-        "WHERE (%(r)s::text IS NULL OR f.review_status = %(r)s) "
-        "AND (%(k0)s::timestamptz IS NULL OR (f.created_at, f.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY f.created_at DESC, f.id DESC LIMIT %(n)s",
-        {"r": q["review_status"], **NEWEST.params(q)},
-    )
+    rows = ctx.services.db.fetch_all(_LIST, {"review_status": q["review_status"], **NEWEST.params(q)})
     return NEWEST.page(rows, q["limit"])

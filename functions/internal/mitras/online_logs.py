@@ -4,6 +4,7 @@ from typing import Any
 
 import falcon
 from marshmallow import Schema, fields
+from psycopg import sql
 
 from functions._shapes import Time
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -27,14 +28,14 @@ ENDPOINT = Endpoint(
     response=OnlineLog,
 )
 
+_LIST = sql.SQL(
+    "SELECT id, is_online, reason, created_at FROM mitra_online_logs WHERE mitra_id = %(mitra_id)s "
+    "AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=NEWEST_SERIAL.after(), order=NEWEST_SERIAL.order())
+
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     mitra_id = str(ctx.params["mitra_id"])
     get_mitra(ctx.services.db, mitra_id)  # 404 for an unknown mitra rather than an empty list
-    rows = ctx.services.db.fetch_all(
-        "SELECT id, is_online, reason, created_at FROM mitra_online_logs WHERE mitra_id = %(m)s "
-        "AND (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        {"m": mitra_id, **NEWEST_SERIAL.params(ctx.query)},
-    )
+    rows = ctx.services.db.fetch_all(_LIST, {"mitra_id": mitra_id, **NEWEST_SERIAL.params(ctx.query)})
     return NEWEST_SERIAL.page(rows, ctx.query["limit"])

@@ -3,6 +3,7 @@
 from typing import Any
 
 import falcon
+from psycopg import sql
 
 from functions._shapes import Bypass
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -18,11 +19,11 @@ ENDPOINT = Endpoint(
     response=Bypass,
 )
 
+_LIST = sql.SQL("SELECT * FROM otp_bypass_entries WHERE {after} ORDER BY {order} LIMIT %(limit)s").format(
+    after=NEWEST.after(), order=NEWEST.order()
+)
+
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    rows = ctx.services.db.fetch_all(
-        "SELECT * FROM otp_bypass_entries WHERE (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        NEWEST.params(ctx.query),
-    )
+    rows = ctx.services.db.fetch_all(_LIST, NEWEST.params(ctx.query))
     return NEWEST.page(rows, ctx.query["limit"], bypass_doc)

@@ -4,6 +4,7 @@ from typing import Any
 
 import falcon
 from marshmallow import fields, validate
+from psycopg import sql
 
 from functions._shapes import AdminPaymentRequest
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -29,15 +30,17 @@ ENDPOINT = Endpoint(
     response=AdminPaymentRequest,
 )
 
+_LIST = sql.SQL(
+    "SELECT * FROM payment_requests WHERE (%(status)s::text IS NULL OR status = %(status)s) "
+    "AND (%(customer_id)s::uuid IS NULL OR customer_id = %(customer_id)s) "
+    "AND (%(created_from)s::timestamptz IS NULL OR created_at >= %(created_from)s) "
+    "AND (%(created_to)s::timestamptz IS NULL OR created_at < %(created_to)s) "
+    "AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=NEWEST.after(), order=NEWEST.order())
+
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
-    rows = ctx.services.db.fetch_all(
-        "SELECT * FROM payment_requests WHERE (%(s)s::text IS NULL OR status = %(s)s) "
-        "AND (%(cu)s::uuid IS NULL OR customer_id = %(cu)s) "
-        "AND (%(f)s::timestamptz IS NULL OR created_at >= %(f)s) AND (%(t)s::timestamptz IS NULL OR created_at < %(t)s) "
-        "AND (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        {"s": q["status"], "cu": q["customer_id"], "f": q["created_from"], "t": q["created_to"], **NEWEST.params(q)},
-    )
+    filters = {k: q[k] for k in ("status", "customer_id", "created_from", "created_to")}
+    rows = ctx.services.db.fetch_all(_LIST, {**filters, **NEWEST.params(q)})
     return NEWEST.page(rows, q["limit"], admin_doc)

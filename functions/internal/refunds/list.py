@@ -5,6 +5,7 @@ from typing import Any
 
 import falcon
 from marshmallow import fields, validate
+from psycopg import sql
 
 from functions._shapes import Refund
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -22,14 +23,13 @@ ENDPOINT = Endpoint(
     method="GET", route="/internal/refunds", auth=Auth.CC_USER, permission="payments.read", query=Query, response=Refund
 )
 
+_LIST = sql.SQL(
+    "SELECT r.*, p.kind FROM refunds r JOIN payment_requests p ON p.id = r.payment_request_id "
+    "WHERE (r.refunded_at IS NULL) = %(due)s AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=ORDER.after("r"), order=ORDER.order("r"))
+
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
-    rows = ctx.services.db.fetch_all(
-        "SELECT r.*, p.kind FROM refunds r JOIN payment_requests p ON p.id = r.payment_request_id "
-        "WHERE (r.refunded_at IS NULL) = %(due)s "
-        "AND (%(k0)s::timestamptz IS NULL OR (r.created_at, r.id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY r.created_at DESC, r.id DESC LIMIT %(n)s",
-        {"due": q["status"] == "due", **ORDER.params(q)},
-    )
+    rows = ctx.services.db.fetch_all(_LIST, {"due": q["status"] == "due", **ORDER.params(q)})
     return ORDER.page(rows, q["limit"], refund_doc)

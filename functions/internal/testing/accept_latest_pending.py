@@ -6,7 +6,7 @@ import falcon
 
 from functions._shapes import Session
 from functions.internal.testing._mitras import MitraRef, mitra_id_of
-from lib.chat.pairing import accept, mitra_requests
+from lib.chat.pairing import REQUEST_ORDER, accept, mitra_requests
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 
@@ -29,7 +29,7 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     s = ctx.services
     mitra_id = mitra_id_of(s.db, ctx.body)
     # The list the mitra's app shows (GET /api/mitra/chat-requests/pending), newest first: its first item.
-    newest = mitra_requests(s.db, mitra_id, open_only=True, position={"k0": None, "k1": None, "n": 1})
+    newest = mitra_requests(s.db, mitra_id, open_only=True, position=REQUEST_ORDER.first(1))
     if not newest:
         raise NotFound("No open request is waiting for this mitra", code="NO_PENDING_REQUEST")
     # Capacity, inactive account and a race with another accept answer as the app's accept would.

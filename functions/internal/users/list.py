@@ -3,6 +3,7 @@
 from typing import Any
 
 import falcon
+from psycopg import sql
 
 from functions._shapes import CcUser
 from lib.auth.accounts import cc_user_doc
@@ -18,11 +19,11 @@ ENDPOINT = Endpoint(
     response=CcUser,
 )
 
+_LIST = sql.SQL("SELECT * FROM cc_users WHERE {after} ORDER BY {order} LIMIT %(limit)s").format(
+    after=NEWEST.after(), order=NEWEST.order()
+)
+
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    rows = ctx.services.db.fetch_all(
-        "SELECT * FROM cc_users WHERE (%(k0)s::timestamptz IS NULL OR (created_at, id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY created_at DESC, id DESC LIMIT %(n)s",
-        NEWEST.params(ctx.query),
-    )
+    rows = ctx.services.db.fetch_all(_LIST, NEWEST.params(ctx.query))
     return NEWEST.page(rows, ctx.query["limit"], cc_user_doc)

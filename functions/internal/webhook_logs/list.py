@@ -4,6 +4,7 @@ from typing import Any
 
 import falcon
 from marshmallow import fields, validate
+from psycopg import sql
 
 from functions._shapes import WebhookLog
 from lib.endpoint import Auth, Ctx, Endpoint
@@ -27,16 +28,19 @@ ENDPOINT = Endpoint(
     response=WebhookLog,
 )
 
+_LIST = sql.SQL(
+    "SELECT id, provider, received_at, external_id, invoice_id, status, amount, paid_amount, currency, outcome, "
+    "payment_request_id, processed_at FROM webhook_logs "
+    "WHERE (%(external_id)s::text IS NULL OR external_id = %(external_id)s) "
+    "AND (%(status)s::text IS NULL OR status = %(status)s) "
+    "AND (%(outcome)s::text IS NULL OR outcome = %(outcome)s) "
+    "AND {after} ORDER BY {order} LIMIT %(limit)s"
+).format(after=ORDER.after(), order=ORDER.order())
+
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
     rows = ctx.services.db.fetch_all(
-        "SELECT id, provider, received_at, external_id, invoice_id, status, amount, paid_amount, currency, outcome, "
-        "payment_request_id, processed_at FROM webhook_logs "
-        "WHERE (%(e)s::text IS NULL OR external_id = %(e)s) AND (%(s)s::text IS NULL OR status = %(s)s) "
-        "AND (%(o)s::text IS NULL OR outcome = %(o)s) "
-        "AND (%(k0)s::timestamptz IS NULL OR (received_at, id) < (%(k0)s, %(k1)s)) "
-        "ORDER BY received_at DESC, id DESC LIMIT %(n)s",
-        {"e": q["external_id"], "s": q["status"], "o": q["outcome"], **ORDER.params(q)},
+        _LIST, {"external_id": q["external_id"], "status": q["status"], "outcome": q["outcome"], **ORDER.params(q)}
     )
     return ORDER.page(rows, q["limit"])
