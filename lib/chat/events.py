@@ -5,6 +5,10 @@
 A publish lost to a crash between commit and publish, or to Valkey being down, is not retried:
 the apps re-sync after any reconnect with `GET /api/shared/chat/{id}/info` and
 `GET /api/shared/chat/{id}/messages?after=` (docs/realtime.md).
+
+Beside the events of docs/chat.md, lib tells the gateways what a change means for the sockets they
+hold (GATEWAY_ONLY), on the same channel and in order with the rest, so the gateway keeps no
+domain rule of its own; these reach no app and wake none.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ class Party:
     @property
     def channel(self) -> str:
         return user_channel(self.user_type, self.user_id)
+
+
+# The recipient is no longer a participant of `data.session_id` (a reroute took it away): the
+# gateways close the recipient's sockets joined to that session with 4403.
+DROP_SESSION = "gateway.drop_session"
+GATEWAY_ONLY = frozenset({DROP_SESSION})
 
 
 def user_channel(user_type: str, user_id: str) -> str:
@@ -66,6 +76,6 @@ class ChatEvents:
             parties = list(dict.fromkeys(to))
             text = frame(event_type, data)
             messages += [(party.channel, text) for party in parties]
-            if self._notifier is not None:
+            if self._notifier is not None and event_type not in GATEWAY_ONLY:
                 self._notifier.notify([(p.user_type, p.user_id) for p in parties], event_type, data)
         self._bus.publish_many(messages)

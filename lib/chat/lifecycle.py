@@ -293,6 +293,9 @@ def reroute(
     assert moved is not None
     doc = session_doc(moved)
     if previous != to_mitra_id:
+        # The previous mitra's sockets joined to the session close first (4403, it is no longer a
+        # participant); its general sockets hear the session.rerouted below.
+        outbox.add([ev.mitra(previous)], ev.DROP_SESSION, {"session_id": session_id})
         outbox.add(
             [ev.customer(moved["customer_id"])], "session.rerouted", {"session_id": session_id, "mitra": doc["mitra"]}
         )

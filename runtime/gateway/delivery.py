@@ -1,6 +1,7 @@
 """From the bus to the sockets: one subscription to `user:<type>:<id>` per user with a socket here,
-each event to the sockets it concerns, and what the bus tells every socket (a revoked sign-in, a
-link to Valkey restored)."""
+each event to the sockets it concerns, what lib tells the gateways to do with them (an event of
+lib/chat/events.GATEWAY_ONLY, never forwarded), and what the bus tells every socket (a revoked
+sign-in, a link to Valkey restored)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import threading
 from collections.abc import Callable
 
 from lib.bus import Bus
+from lib.chat.events import DROP_SESSION, GATEWAY_ONLY, user_channel
 from lib.chat.events import frame as server_frame
-from lib.chat.events import user_channel
-from runtime.gateway.connections import NOT_PARTICIPANT, UNAUTHORIZED, Connections
+from runtime.gateway.connections import NOT_PARTICIPANT, UNAUTHORIZED, Connection, Connections
 
 CHATTER = frozenset({"message.new", "message.status", "typing"})  # events that leave a session as it was
 
@@ -56,21 +57,24 @@ class Delivery:
             event = json.loads(text)
             data = event.get("data") or {}
             session_id = data.get("session_id")
+            kind = event.get("type")
         except (ValueError, AttributeError):
+            return
+        if kind in GATEWAY_ONLY:  # for this gateway, never for an app
+            self._act(group, kind, None if session_id is None else str(session_id))
             return
         for conn in group:
             if conn.session_id is None or session_id is None or conn.session_id == str(session_id):
-                if session_id is not None and event.get("type") not in CHATTER:
+                if session_id is not None and kind not in CHATTER:
                     conn.memo.forget()  # its status or its mitra may have changed
                 self.connections.enqueue(conn, text)
-                if (
-                    event.get("type") == "session.rerouted"
-                    and conn.session_id
-                    and "mitra" in data
-                    and data["mitra"] is None
-                ):
-                    # The previous mitra of a rerouted session is no longer a participant.
-                    self.connections.close_soon(conn, NOT_PARTICIPANT, "rerouted")
+
+    def _act(self, group: list[Connection], kind: str, session_id: str | None) -> None:
+        """What lib tells the gateways to do with the user's sockets (lib/chat/events.GATEWAY_ONLY)."""
+        if kind == DROP_SESSION and session_id is not None:
+            for conn in group:
+                if conn.session_id == session_id:
+                    self.connections.close_soon(conn, NOT_PARTICIPANT, "no longer a participant")
 
     def revoked(self, session_ids: list[str]) -> None:
         """Logout, password change, deactivation: the sessions' sockets close with 4401."""

@@ -30,6 +30,7 @@ from tests.chatflow import Chat
 from tests.conftest import bearer
 from tests.fakes import FakeFcm
 from tests.helpers import free_port
+from tests.runtime.test_gateway_abuse import close_code_after
 from tests.wsclient import Client, gateway, socket
 
 
@@ -202,6 +203,40 @@ def test_a_general_socket_hears_pairing_and_a_session_socket_only_its_session(ws
             assert in_chat.until("message.new")["data"]["content"] == "Hi"
             assert waiting.until("message.new")["data"]["content"] == "Hi"  # the general channel hears it too
     assert mitra["id"]
+
+
+def test_a_reroute_closes_the_previous_mitras_session_socket_with_4403(ws_url: str, chat: Chat) -> None:
+    """lib/chat/lifecycle.reroute tells the gateways so (lib/chat/events.DROP_SESSION): the previous
+    mitra's socket joined to the session closes with 4403 and hears nothing more; its general
+    socket hears session.rerouted {session_id, mitra: null} as docs/chat.md has it and stays open,
+    and no app ever hears the gateway's own event."""
+    customer, _, first_token, session_id = chat.paired()
+    second, second_token = chat.mitra("Kedua")
+    with (
+        socket(ws_url, first_token, session_id) as joined,
+        socket(ws_url, first_token) as home,
+        socket(ws_url, customer["access_token"], session_id) as me,
+    ):
+        for client in (joined, home, me):
+            _ok(client)
+        moved = chat.cc.simulate_post(
+            f"/internal/sessions/{session_id}/reroute",
+            headers=bearer(chat.admin()),
+            json={"mitra_id": str(second["id"])},
+        )
+        assert moved.status_code == 200, moved.text
+        assert home.until("session.rerouted")["data"] == {"session_id": session_id, "mitra": None}
+        assert me.until("session.rerouted")["data"]["mitra"]["id"] == str(second["id"])
+        frames, code = close_code_after(joined)
+        assert code == 4403
+        assert frames == []
+        home.send({"type": "ping"})
+        assert home.until("pong")["type"] == "pong"
+        assert not [f for c in (home, me) for f in c.seen if f["type"].startswith("gateway.")]
+    with socket(ws_url, first_token, session_id) as again:
+        assert again.closed_with() == 4403
+    with socket(ws_url, second_token, session_id) as taken_over:
+        assert _ok(taken_over)["data"]["session_id"] == session_id
 
 
 def test_two_gateway_processes_carry_a_chat_between_them(settings: Settings, chat: Chat) -> None:
