@@ -58,12 +58,12 @@ def cc_user_doc(row: dict[str, Any]) -> dict[str, Any]:
 def load_account(conn: Conn, user_type: str, user_id: str) -> dict[str, Any] | None:
     """The account document, or None when it no longer exists."""
     if user_type == "customer":
-        row = conn.execute("SELECT * FROM customers WHERE id = %(id)s", {"id": user_id}).fetchone()
+        row = conn.execute("SELECT * FROM customers WHERE id = %(customer_id)s", {"customer_id": user_id}).fetchone()
         return customer_doc(row) if row else None
     if user_type == "mitra":
-        row = conn.execute("SELECT * FROM mitras WHERE id = %(id)s", {"id": user_id}).fetchone()
+        row = conn.execute("SELECT * FROM mitras WHERE id = %(mitra_id)s", {"mitra_id": user_id}).fetchone()
         return mitra_doc(row) if row else None
-    row = conn.execute("SELECT * FROM cc_users WHERE id = %(id)s", {"id": user_id}).fetchone()
+    row = conn.execute("SELECT * FROM cc_users WHERE id = %(cc_user_id)s", {"cc_user_id": user_id}).fetchone()
     return cc_user_doc(row) if row else None
 
 

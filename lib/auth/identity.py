@@ -24,7 +24,7 @@ def resolve_customer(
     existing = _owner(conn, provider, subject)
     if caller_id is not None:
         caller = conn.execute(
-            "SELECT id, is_anonymous FROM customers WHERE id = %(id)s FOR UPDATE", {"id": caller_id}
+            "SELECT id, is_anonymous FROM customers WHERE id = %(customer_id)s FOR UPDATE", {"customer_id": caller_id}
         ).fetchone()
         if caller is None:
             caller_id = None
@@ -32,16 +32,16 @@ def resolve_customer(
             if _attach(conn, str(caller["id"]), provider, subject, email):
                 conn.execute(
                     "UPDATE customers SET is_anonymous = false, phone = COALESCE(phone, %(phone)s), "
-                    "email = COALESCE(email, %(email)s), updated_at = now() WHERE id = %(id)s",
-                    {"id": caller["id"], "phone": phone, "email": email},
+                    "email = COALESCE(email, %(email)s), updated_at = now() WHERE id = %(customer_id)s",
+                    {"customer_id": caller["id"], "phone": phone, "email": email},
                 )
                 return str(caller["id"])
             existing = _owner(conn, provider, subject)  # someone attached it a moment ago
         if caller is not None and existing is not None and existing != str(caller["id"]):
             if caller["is_anonymous"]:
                 conn.execute(
-                    "UPDATE customers SET account_belongs_to = %(o)s, updated_at = now() WHERE id = %(id)s",
-                    {"o": existing, "id": caller["id"]},
+                    "UPDATE customers SET account_belongs_to = %(owner_id)s, updated_at = now() WHERE id = %(customer_id)s",
+                    {"owner_id": existing, "customer_id": caller["id"]},
                 )
             return existing
         if caller is not None and existing is not None:
@@ -56,7 +56,7 @@ def resolve_customer(
     if _attach(conn, str(created["id"]), provider, subject, email):
         return str(created["id"])
     # Lost a race to create the same identity: drop our row and sign in as the winner.
-    conn.execute("DELETE FROM customers WHERE id = %(id)s", {"id": created["id"]})
+    conn.execute("DELETE FROM customers WHERE id = %(customer_id)s", {"customer_id": created["id"]})
     winner = _owner(conn, provider, subject)
     assert winner is not None
     return winner
@@ -64,8 +64,8 @@ def resolve_customer(
 
 def _owner(conn: Conn, provider: str, subject: str) -> str | None:
     row = conn.execute(
-        "SELECT customer_id FROM customer_identities WHERE provider = %(p)s AND subject = %(s)s",
-        {"p": provider, "s": subject},
+        "SELECT customer_id FROM customer_identities WHERE provider = %(provider)s AND subject = %(subject)s",
+        {"provider": provider, "subject": subject},
     ).fetchone()
     return str(row["customer_id"]) if row else None
 
@@ -74,7 +74,7 @@ def _attach(conn: Conn, customer_id: str, provider: str, subject: str, email: st
     """Give the identity to this customer; False when someone holds it already (a lost race)."""
     row = conn.execute(
         "INSERT INTO customer_identities (customer_id, provider, subject, email) "
-        "VALUES (%(c)s, %(p)s, %(s)s, %(e)s) ON CONFLICT (provider, subject) DO NOTHING RETURNING id",
-        {"c": customer_id, "p": provider, "s": subject, "e": email},
+        "VALUES (%(customer_id)s, %(provider)s, %(subject)s, %(email)s) ON CONFLICT (provider, subject) DO NOTHING RETURNING id",
+        {"customer_id": customer_id, "provider": provider, "subject": subject, "email": email},
     ).fetchone()
     return row is not None

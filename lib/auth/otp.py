@@ -81,7 +81,7 @@ class OtpSent:
 
 
 def check_mitra_phone(db: Database, phone: str) -> None:
-    row = db.fetch_one("SELECT is_active FROM mitras WHERE phone = %(p)s", {"p": phone})
+    row = db.fetch_one("SELECT is_active FROM mitras WHERE phone = %(phone)s", {"phone": phone})
     if row is None:
         raise NotFound("No Bestie account uses this number", code="ACCOUNT_NOT_FOUND")
     if not row["is_active"]:
@@ -116,11 +116,11 @@ def request_code(
     code = None if provider.checks_codes else f"{secrets.randbelow(1_000_000):06d}"
     with db.connection() as conn:
         # One request per phone at a time, so the cooldown and hourly count cannot be raced.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('otp:' || %(p)s, 0))", {"p": phone})
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('otp:' || %(phone)s, 0))", {"phone": phone})
         recent = conn.execute(
             "SELECT count(*) AS n, max(created_at) AS last, now() AS now FROM otp_requests "
-            "WHERE phone = %(p)s AND created_at > now() - interval '1 hour'",
-            {"p": phone},
+            "WHERE phone = %(phone)s AND created_at > now() - interval '1 hour'",
+            {"phone": phone},
         ).fetchone()
         assert recent is not None
         if recent["last"] is not None:
@@ -140,21 +140,22 @@ def request_code(
         bypass = None
         if cfg.bool("otp_bypass_enabled"):
             bypass = conn.execute(
-                "SELECT id FROM otp_bypass_entries WHERE phone = %(p)s AND expires_at > now()", {"p": phone}
+                "SELECT id FROM otp_bypass_entries WHERE phone = %(phone)s AND expires_at > now()", {"phone": phone}
             ).fetchone()
         row = conn.execute(
             "INSERT INTO otp_requests (id, flow, phone, code_hash, bypass_id, max_attempts, client_ip, expires_at) "
-            "VALUES (%(id)s, %(f)s, %(p)s, %(h)s, %(b)s, %(m)s, %(ip)s, now() + make_interval(secs => %(ttl)s)) "
+            "VALUES (%(request_id)s, %(flow)s, %(phone)s, %(code_hash)s, %(bypass_id)s, %(max_attempts)s, %(client_ip)s, "
+            "now() + make_interval(secs => %(ttl_seconds)s)) "
             "RETURNING created_at, expires_at",
             {
-                "id": request_id,
-                "f": flow,
-                "p": phone,
-                "h": None if bypass or code is None else _code_hash(secret, request_id, code),
-                "b": bypass["id"] if bypass else None,
-                "m": cfg.int("otp_max_attempts"),
-                "ip": client_ip,
-                "ttl": cfg.int("otp_ttl_seconds"),
+                "request_id": request_id,
+                "flow": flow,
+                "phone": phone,
+                "code_hash": None if bypass or code is None else _code_hash(secret, request_id, code),
+                "bypass_id": bypass["id"] if bypass else None,
+                "max_attempts": cfg.int("otp_max_attempts"),
+                "client_ip": client_ip,
+                "ttl_seconds": cfg.int("otp_ttl_seconds"),
             },
         ).fetchone()
         assert row is not None
@@ -174,7 +175,7 @@ def _send(db: Database, provider: OtpProvider, request_id: str, phone: str, code
     except OtpProviderFailed as failed:
         if not failed.maybe_sent:
             # Certainly nothing was sent: forget the request, so it counts against no limit.
-            db.execute("DELETE FROM otp_requests WHERE id = %(id)s", {"id": request_id})
+            db.execute("DELETE FROM otp_requests WHERE id = %(request_id)s", {"request_id": request_id})
         # Otherwise a code may be on its way: the row stays and keeps counting (cooldown, hourly
         # limit), so retries are paced by our limits; its id never reached the app.
         raise
@@ -182,15 +183,15 @@ def _send(db: Database, provider: OtpProvider, request_id: str, phone: str, code
         # The provider keeps one code per number and checks by number: an older open request for
         # this number must not accept the code sent for this one.
         db.execute(
-            "UPDATE otp_requests SET expires_at = now() WHERE phone = %(p)s AND id <> %(id)s "
+            "UPDATE otp_requests SET expires_at = now() WHERE phone = %(phone)s AND id <> %(request_id)s "
             "AND code_hash IS NULL AND bypass_id IS NULL AND consumed_at IS NULL AND expires_at > now()",
-            {"p": phone, "id": request_id},
+            {"phone": phone, "request_id": request_id},
         )
 
 
 _ATTEMPT = """
 UPDATE otp_requests SET attempts = attempts + 1
-WHERE id = %(id)s AND consumed_at IS NULL AND attempts < max_attempts AND expires_at > now()
+WHERE id = %(request_id)s AND consumed_at IS NULL AND attempts < max_attempts AND expires_at > now()
 RETURNING attempts, max_attempts
 """
 
@@ -222,18 +223,18 @@ def verify_code(
     select = (
         "SELECT o.*, b.code_hash AS bypass_hash, b.expires_at AS bypass_expires_at, now() AS now, "
         "extract(epoch FROM now() - o.created_at) AS age "
-        "FROM otp_requests o LEFT JOIN otp_bypass_entries b ON b.id = o.bypass_id WHERE o.id = %(id)s"
+        "FROM otp_requests o LEFT JOIN otp_bypass_entries b ON b.id = o.bypass_id WHERE o.id = %(request_id)s"
     )
     with db.connection() as conn:
-        row = conn.execute(select, {"id": request_id}).fetchone()
+        row = conn.execute(select, {"request_id": request_id}).fetchone()
         if row is None:
             raise NotFound("Unknown code request", code="OTP_NOT_FOUND")
         refusal = _refuse(row, flow, cooldown)
         if refusal is not None:
             raise refusal
-        counted = conn.execute(_ATTEMPT, {"id": request_id}).fetchone()
+        counted = conn.execute(_ATTEMPT, {"request_id": request_id}).fetchone()
     if counted is None:  # lost a race with another attempt: report what the row says now
-        row = db.fetch_one(select, {"id": request_id})
+        row = db.fetch_one(select, {"request_id": request_id})
         assert row is not None
         raise _refuse(row, flow, cooldown) or Conflict("This code was already used", code="OTP_USED")
     if row["bypass_id"] is None and row["code_hash"] is None:
@@ -243,8 +244,8 @@ def verify_code(
     if not matched:
         raise _mismatch()
     used = db.fetch_one(
-        "UPDATE otp_requests SET consumed_at = now() WHERE id = %(id)s AND consumed_at IS NULL RETURNING phone",
-        {"id": request_id},
+        "UPDATE otp_requests SET consumed_at = now() WHERE id = %(request_id)s AND consumed_at IS NULL RETURNING phone",
+        {"request_id": request_id},
     )
     if used is None:
         raise Conflict("This code was already used", code="OTP_USED")
@@ -265,12 +266,12 @@ def _provider_says(db: Database, provider: OtpProvider, row: dict[str, Any], cod
     # The provider will accept nothing more for this request: our row follows, unless a concurrent
     # attempt has just consumed it (the provider forgets an approved code at once).
     closing = (
-        "UPDATE otp_requests SET expires_at = least(expires_at, now()) WHERE id = %(id)s AND consumed_at IS NULL "
+        "UPDATE otp_requests SET expires_at = least(expires_at, now()) WHERE id = %(request_id)s AND consumed_at IS NULL "
         "RETURNING id"
         if outcome is Check.EXPIRED
-        else "UPDATE otp_requests SET attempts = max_attempts WHERE id = %(id)s AND consumed_at IS NULL RETURNING id"
+        else "UPDATE otp_requests SET attempts = max_attempts WHERE id = %(request_id)s AND consumed_at IS NULL RETURNING id"
     )
-    if db.fetch_one(closing, {"id": row["id"]}) is None:
+    if db.fetch_one(closing, {"request_id": row["id"]}) is None:
         raise Conflict("This code was already used", code="OTP_USED")
     if outcome is Check.WRONG_LAST:
         raise _mismatch()

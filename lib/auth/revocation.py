@@ -72,19 +72,19 @@ class RevocationList:
     def revoke_sessions(self, session_ids: list[str], *, reason: str) -> list[str]:
         """End these sessions: PostgreSQL first, then every process. Returns the ids it revoked."""
         rows = self._db.fetch_all(
-            "UPDATE auth_sessions SET revoked_at = now(), revoked_reason = %(r)s "
-            "WHERE id = ANY(%(ids)s::uuid[]) AND revoked_at IS NULL RETURNING id",
-            {"ids": session_ids, "r": reason},
+            "UPDATE auth_sessions SET revoked_at = now(), revoked_reason = %(reason)s "
+            "WHERE id = ANY(%(session_ids)s::uuid[]) AND revoked_at IS NULL RETURNING id",
+            {"session_ids": session_ids, "reason": reason},
         )
         return self.announce([str(r["id"]) for r in rows])
 
     def revoke_user(self, user_type: str, user_id: str, *, reason: str, keep: str | None = None) -> list[str]:
         """End every session of a user (but `keep`, the caller's own, when given)."""
         rows = self._db.fetch_all(
-            "UPDATE auth_sessions SET revoked_at = now(), revoked_reason = %(r)s "
-            "WHERE user_type = %(t)s AND user_id = %(u)s AND revoked_at IS NULL "
+            "UPDATE auth_sessions SET revoked_at = now(), revoked_reason = %(reason)s "
+            "WHERE user_type = %(user_type)s AND user_id = %(user_id)s AND revoked_at IS NULL "
             "AND id IS DISTINCT FROM %(keep)s::uuid RETURNING id",
-            {"t": user_type, "u": user_id, "keep": keep, "r": reason},
+            {"user_type": user_type, "user_id": user_id, "keep": keep, "reason": reason},
         )
         return self.announce([str(r["id"]) for r in rows])
 
@@ -117,8 +117,8 @@ class RevocationList:
         if self._since is None:
             rows = self._db.fetch_all(
                 "SELECT id, revoked_at FROM auth_sessions "
-                "WHERE revoked_at > now() - make_interval(secs => %(ttl)s) ORDER BY revoked_at",
-                {"ttl": self._ttl + 60},
+                "WHERE revoked_at > now() - make_interval(secs => %(ttl_seconds)s) ORDER BY revoked_at",
+                {"ttl_seconds": self._ttl + 60},
             )
         else:
             rows = self._db.fetch_all(

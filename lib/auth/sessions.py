@@ -72,15 +72,15 @@ def start_session(conn: Conn, *, user_type: str, user_id: str, ttl_days: int) ->
     """A new session with its generation-0 refresh token; run inside the caller's transaction."""
     row = conn.execute(
         "INSERT INTO auth_sessions (user_type, user_id, expires_at) "
-        "VALUES (%(t)s, %(u)s, now() + make_interval(days => %(d)s)) RETURNING id, expires_at",
-        {"t": user_type, "u": user_id, "d": ttl_days},
+        "VALUES (%(user_type)s, %(user_id)s, now() + make_interval(days => %(ttl_days)s)) RETURNING id, expires_at",
+        {"user_type": user_type, "user_id": user_id, "ttl_days": ttl_days},
     ).fetchone()
     assert row is not None
     selector, verifier = _b64(secrets.token_bytes(16)), _b64(secrets.token_bytes(32))
     conn.execute(
         "INSERT INTO auth_refresh_tokens (selector, session_id, generation, token_hash) "
-        "VALUES (%(s)s, %(sid)s, 0, %(h)s)",
-        {"s": selector, "sid": row["id"], "h": _hash(verifier)},
+        "VALUES (%(selector)s, %(session_id)s, 0, %(token_hash)s)",
+        {"selector": selector, "session_id": row["id"], "token_hash": _hash(verifier)},
     )
     return SessionGrant(str(row["id"]), user_type, str(user_id), f"{selector}.{verifier}", row["expires_at"])
 
@@ -89,7 +89,7 @@ _LOOKUP = """
 SELECT t.session_id, t.generation, t.token_hash, s.user_type, s.user_id, s.current_generation,
        s.expires_at, s.revoked_at, s.last_rotated_at, now() AS now
 FROM auth_refresh_tokens t JOIN auth_sessions s ON s.id = t.session_id
-WHERE t.selector = %(sel)s
+WHERE t.selector = %(selector)s
 """
 
 # One statement: the generation check, the bump and the successor row commit together or not at
@@ -98,17 +98,17 @@ _ROTATE = """
 WITH rotated AS (
     UPDATE auth_sessions
     SET current_generation = current_generation + 1, last_rotated_at = now()
-    WHERE id = %(sid)s AND current_generation = %(gen)s AND revoked_at IS NULL AND expires_at > now()
+    WHERE id = %(session_id)s AND current_generation = %(generation)s AND revoked_at IS NULL AND expires_at > now()
     RETURNING id, current_generation
 )
 INSERT INTO auth_refresh_tokens (selector, session_id, generation, token_hash)
-SELECT %(sel)s, id, current_generation, %(hash)s FROM rotated
+SELECT %(selector)s, id, current_generation, %(token_hash)s FROM rotated
 RETURNING generation
 """
 
 _REREAD = """
 SELECT current_generation, last_rotated_at, revoked_at, expires_at, now() AS now
-FROM auth_sessions WHERE id = %(sid)s
+FROM auth_sessions WHERE id = %(session_id)s
 """
 
 
@@ -122,7 +122,7 @@ def rotate(db: Database, chain: RefreshChain, token: str, user_types: tuple[str,
     if not match:
         raise RefreshInvalid()
     selector, verifier = match.groups()
-    row = db.fetch_one(_LOOKUP, {"sel": selector})
+    row = db.fetch_one(_LOOKUP, {"selector": selector})
     if row is None or not bcrypt.checkpw(verifier.encode(), row["token_hash"].encode()):
         raise RefreshInvalid()
     if row["revoked_at"] is not None or row["expires_at"] <= row["now"]:
@@ -136,14 +136,14 @@ def rotate(db: Database, chain: RefreshChain, token: str, user_types: tuple[str,
             created = conn.execute(
                 _ROTATE,
                 {
-                    "sid": row["session_id"],
-                    "gen": row["generation"],
-                    "sel": next_selector,
-                    "hash": _hash(next_verifier),
+                    "session_id": row["session_id"],
+                    "generation": row["generation"],
+                    "selector": next_selector,
+                    "token_hash": _hash(next_verifier),
                 },
             ).fetchone()
             if created is None:
-                session.update(conn.execute(_REREAD, {"sid": row["session_id"]}).fetchone() or {})
+                session.update(conn.execute(_REREAD, {"session_id": row["session_id"]}).fetchone() or {})
         if created is not None:
             return _grant(row, next_selector, next_verifier)
     # The immediate predecessor, again, shortly after its rotation: the response was probably lost.
@@ -200,14 +200,14 @@ def record_security_event(
     try:
         db.execute(
             "INSERT INTO security_events (kind, user_type, user_id, session_id, client_ip, details) "
-            "VALUES (%(k)s, %(t)s, %(u)s, %(s)s, %(ip)s, %(d)s)",
+            "VALUES (%(kind)s, %(user_type)s, %(user_id)s, %(session_id)s, %(client_ip)s, %(details)s)",
             {
-                "k": kind,
-                "t": user_type,
-                "u": user_id,
-                "s": session_id,
-                "ip": client_ip,
-                "d": Jsonb(details or {}),
+                "kind": kind,
+                "user_type": user_type,
+                "user_id": user_id,
+                "session_id": session_id,
+                "client_ip": client_ip,
+                "details": Jsonb(details or {}),
             },
         )
     except Exception:  # the log line above already carries the event

@@ -27,7 +27,9 @@ def customer_sign_in(
     caller_id = caller.user_id if caller is not None and caller.user_type == "customer" else None
     with db.connection() as conn:
         customer_id = resolve_customer(conn, provider, subject, caller_id=caller_id, phone=phone, email=email)
-        conn.execute("UPDATE customers SET last_login_at = now() WHERE id = %(id)s", {"id": customer_id})
+        conn.execute(
+            "UPDATE customers SET last_login_at = now() WHERE id = %(customer_id)s", {"customer_id": customer_id}
+        )
         grant = sign_in(conn, settings, "customer", customer_id)
         account = require_usable("customer", load_account(conn, "customer", customer_id))
     for changed in {customer_id, caller_id} - {None}:  # upgraded or linked: this process answers /me anew
@@ -37,7 +39,7 @@ def customer_sign_in(
 
 def mitra_sign_in(db: Database, settings: Settings, phone: str) -> dict[str, Any]:
     with db.connection() as conn:
-        row = conn.execute("SELECT id FROM mitras WHERE phone = %(p)s", {"p": phone}).fetchone()
+        row = conn.execute("SELECT id FROM mitras WHERE phone = %(phone)s", {"phone": phone}).fetchone()
         account = require_usable("mitra", load_account(conn, "mitra", str(row["id"])) if row else None)
         grant = sign_in(conn, settings, "mitra", str(account["id"]))
     return token_pair(settings, grant, account)
