@@ -43,9 +43,9 @@ def _closing_event(row: dict[str, Any]) -> dict[str, Any]:
 
 # The one statement that starts closing: ending early, the clock, an extension that came to nothing.
 _BEGIN_CLOSING = """
-UPDATE chat_sessions SET status = 'closing', ended_at = now(), ended_by = %(by)s, paused_at = NULL,
-       closing_expires_at = now() + make_interval(secs => %(grace)s), updated_at = now()
-WHERE id = %(s)s AND status IN ('active', 'extending') RETURNING *
+UPDATE chat_sessions SET status = 'closing', ended_at = now(), ended_by = %(ended_by)s, paused_at = NULL,
+       closing_expires_at = now() + make_interval(secs => %(grace_seconds)s), updated_at = now()
+WHERE id = %(session_id)s AND status IN ('active', 'extending') RETURNING *
 """
 
 
@@ -60,13 +60,14 @@ def end_early(
         row = for_participant(conn, who, session_id, lock=True)
         if row["status"] in ("active", "extending"):
             closed = conn.execute(
-                _BEGIN_CLOSING, {"s": session_id, "by": who.user_type, "grace": CLOSING_GRACE_SECONDS}
+                _BEGIN_CLOSING,
+                {"session_id": session_id, "ended_by": who.user_type, "grace_seconds": CLOSING_GRACE_SECONDS},
             ).fetchone()
             assert closed is not None
             cancelled = conn.execute(
-                "UPDATE session_extensions SET status = 'cancelled' WHERE session_id = %(s)s "
+                "UPDATE session_extensions SET status = 'cancelled' WHERE session_id = %(session_id)s "
                 "AND status IN ('pending', 'approved') RETURNING payment_request_id",
-                {"s": session_id},
+                {"session_id": session_id},
             ).fetchall()
             _drop_extension_invoices(conn, [c["payment_request_id"] for c in cancelled if c["payment_request_id"]])
             outbox.add(parties(closed), "session.closing", _closing_event(closed))
@@ -86,7 +87,9 @@ def _drop_extension_invoices(conn: Conn, request_ids: list[Any]) -> None:
 
 
 def begin_closing(conn: Conn, outbox: Outbox, session_id: str, ended_by: str) -> bool:
-    closed = conn.execute(_BEGIN_CLOSING, {"s": session_id, "by": ended_by, "grace": CLOSING_GRACE_SECONDS}).fetchone()
+    closed = conn.execute(
+        _BEGIN_CLOSING, {"session_id": session_id, "ended_by": ended_by, "grace_seconds": CLOSING_GRACE_SECONDS}
+    ).fetchone()
     if closed is not None:
         outbox.add(parties(closed), "session.closing", _closing_event(closed))
     return closed is not None
@@ -97,10 +100,11 @@ def resume(conn: Conn, outbox: Outbox, session_id: str, added_minutes: int) -> N
     before the pause (rejected, unpaid); with nothing left, the session closes."""
     row = conn.execute(
         "UPDATE chat_sessions SET status = 'active', "
-        "expires_at = now() + GREATEST(expires_at - paused_at, interval '0') + make_interval(mins => %(m)s), "
-        "duration_minutes = duration_minutes + %(m)s, paused_at = NULL, updated_at = now() "
-        "WHERE id = %(s)s AND status = 'extending' AND (%(m)s > 0 OR expires_at > paused_at) RETURNING *",
-        {"s": session_id, "m": added_minutes},
+        "expires_at = now() + GREATEST(expires_at - paused_at, interval '0') + make_interval(mins => %(added_minutes)s), "
+        "duration_minutes = duration_minutes + %(added_minutes)s, paused_at = NULL, updated_at = now() "
+        "WHERE id = %(session_id)s AND status = 'extending' AND (%(added_minutes)s > 0 OR expires_at > paused_at) "
+        "RETURNING *",
+        {"session_id": session_id, "added_minutes": added_minutes},
     ).fetchone()
     if row is not None:
         kind = "session.extended" if added_minutes else "session.resumed"
@@ -130,15 +134,15 @@ def closing_message(
                 sealed = transcripts.seal(session_id, content)
                 message = conn.execute(
                     "INSERT INTO chat_messages (session_id, sender_type, sender_id, client_message_id, kind, "
-                    "key_id, nonce, ciphertext) VALUES (%(s)s, %(t)s, %(u)s, 'closing', 'closing', %(k)s, %(n)s, %(c)s) "
-                    "RETURNING *",
+                    "key_id, nonce, ciphertext) VALUES (%(session_id)s, %(sender_type)s, %(sender_id)s, 'closing', "
+                    "'closing', %(key_id)s, %(nonce)s, %(ciphertext)s) RETURNING *",
                     {
-                        "s": session_id,
-                        "t": who.user_type,
-                        "u": who.user_id,
-                        "k": sealed.key_id,
-                        "n": sealed.nonce,
-                        "c": sealed.ciphertext,
+                        "session_id": session_id,
+                        "sender_type": who.user_type,
+                        "sender_id": who.user_id,
+                        "key_id": sealed.key_id,
+                        "nonce": sealed.nonce,
+                        "ciphertext": sealed.ciphertext,
                     },
                 ).fetchone()
                 assert message is not None
@@ -147,9 +151,10 @@ def closing_message(
                 outbox.add(other, "message.new", message_doc(message, content))
             done = conn.execute(
                 sql.SQL(
-                    "UPDATE chat_sessions SET {side} = %(v)s, updated_at = now() WHERE id = %(s)s RETURNING *"
+                    "UPDATE chat_sessions SET {side} = %(goodbye)s, updated_at = now() WHERE id = %(session_id)s "
+                    "RETURNING *"
                 ).format(side=sql.Identifier(side)),
-                {"v": "message" if content is not None else "skipped", "s": session_id},
+                {"goodbye": "message" if content is not None else "skipped", "session_id": session_id},
             ).fetchone()
             assert done is not None
             if done["customer_closing"] and done["mitra_closing"]:
@@ -162,8 +167,9 @@ def closing_message(
 def _complete(conn: Conn, outbox: Outbox, session_id: str, ended_by: str | None) -> None:
     row = conn.execute(
         "UPDATE chat_sessions SET status = 'completed', completed_at = now(), closing_expires_at = NULL, "
-        "ended_by = COALESCE(%(by)s, ended_by), updated_at = now() WHERE id = %(s)s AND status = 'closing' RETURNING *",
-        {"s": session_id, "by": ended_by},
+        "ended_by = COALESCE(%(ended_by)s, ended_by), updated_at = now() "
+        "WHERE id = %(session_id)s AND status = 'closing' RETURNING *",
+        {"session_id": session_id, "ended_by": ended_by},
     ).fetchone()
     if row is not None:
         outbox.capacity.add(str(row["mitra_id"]))
@@ -179,11 +185,11 @@ def close_due(db: Database, valkey: redis.Redis, events: ChatEvents, limit: int 
     with db.connection() as conn:
         rows = conn.execute(
             "WITH due AS (SELECT id FROM chat_sessions WHERE status = 'active' AND expires_at <= now() "
-            "ORDER BY expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
+            "ORDER BY expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
             "UPDATE chat_sessions s SET status = 'closing', ended_at = now(), ended_by = 'system', "
-            "closing_expires_at = now() + make_interval(secs => %(grace)s), updated_at = now() "
+            "closing_expires_at = now() + make_interval(secs => %(grace_seconds)s), updated_at = now() "
             "FROM due WHERE s.id = due.id RETURNING s.*, clock_timestamp() - s.expires_at AS lateness",
-            {"n": limit, "grace": CLOSING_GRACE_SECONDS},
+            {"limit": limit, "grace_seconds": CLOSING_GRACE_SECONDS},
         ).fetchall()
     for row in rows:
         outbox.add(parties(row), "session.closing", _closing_event(row))
@@ -198,11 +204,11 @@ def complete_due(db: Database, valkey: redis.Redis, events: ChatEvents, limit: i
     with db.connection() as conn:
         rows = conn.execute(
             "WITH due AS (SELECT id FROM chat_sessions WHERE status = 'closing' AND closing_expires_at <= now() "
-            "ORDER BY closing_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
+            "ORDER BY closing_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
             "UPDATE chat_sessions s SET status = 'completed', completed_at = now(), ended_by = 'system_auto_close', "
             "updated_at = now() FROM due WHERE s.id = due.id "
             "RETURNING s.*, clock_timestamp() - s.closing_expires_at AS lateness",
-            {"n": limit},
+            {"limit": limit},
         ).fetchall()
     for row in rows:
         outbox.capacity.add(str(row["mitra_id"]))
@@ -238,13 +244,22 @@ def set_topic(
             if current == "sensitive" and config.bool("sensitive_flag_one_way_latch"):
                 raise Conflict("A sensitive topic cannot be set back to normal", code="TOPIC_LATCHED")
             conn.execute(
-                "UPDATE chat_sessions SET topic_sensitivity = %(v)s, updated_at = now() WHERE id = %(s)s",
-                {"v": value, "s": session_id},
+                "UPDATE chat_sessions SET topic_sensitivity = %(topic_sensitivity)s, updated_at = now() "
+                "WHERE id = %(session_id)s",
+                {"topic_sensitivity": value, "session_id": session_id},
             )
             conn.execute(
                 "INSERT INTO session_topic_audit (session_id, changed_by_type, changed_by, old_value, new_value, "
-                "confirmed) VALUES (%(s)s, %(t)s, %(u)s, %(o)s, %(v)s, %(c)s)",
-                {"s": session_id, "t": who.user_type, "u": who.user_id, "o": current, "v": value, "c": confirmed},
+                "confirmed) VALUES (%(session_id)s, %(changed_by_type)s, %(changed_by)s, %(old_value)s, "
+                "%(new_value)s, %(confirmed)s)",
+                {
+                    "session_id": session_id,
+                    "changed_by_type": who.user_type,
+                    "changed_by": who.user_id,
+                    "old_value": current,
+                    "new_value": value,
+                    "confirmed": confirmed,
+                },
             )
         doc = session_doc(for_participant(conn, who, session_id))
     if value != current:
@@ -269,8 +284,10 @@ def reroute(
         raise MitraUnavailable()
     outbox = Outbox()
     with db.connection() as conn:
-        conn.execute("SELECT 1 FROM mitras WHERE id = %(m)s FOR UPDATE", {"m": to_mitra_id})
-        row = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s FOR UPDATE", {"s": session_id}).fetchone()
+        conn.execute("SELECT 1 FROM mitras WHERE id = %(mitra_id)s FOR UPDATE", {"mitra_id": to_mitra_id})
+        row = conn.execute(
+            "SELECT * FROM chat_sessions WHERE id = %(session_id)s FOR UPDATE", {"session_id": session_id}
+        ).fetchone()
         if row is None:
             raise NotFound()
         if row["status"] not in LIVE:
@@ -280,13 +297,13 @@ def reroute(
             if live_sessions(conn, to_mitra_id) >= config.int("max_customers_per_mitra"):
                 raise MitraUnavailable()
             conn.execute(
-                "UPDATE chat_sessions SET mitra_id = %(m)s, updated_at = now() WHERE id = %(s)s",
-                {"m": to_mitra_id, "s": session_id},
+                "UPDATE chat_sessions SET mitra_id = %(mitra_id)s, updated_at = now() WHERE id = %(session_id)s",
+                {"mitra_id": to_mitra_id, "session_id": session_id},
             )
             conn.execute(
                 "INSERT INTO session_reroutes (session_id, from_mitra_id, to_mitra_id, rerouted_by) "
-                "VALUES (%(s)s, %(f)s, %(t)s, %(by)s)",
-                {"s": session_id, "f": previous, "t": to_mitra_id, "by": by},
+                "VALUES (%(session_id)s, %(from_mitra_id)s, %(to_mitra_id)s, %(rerouted_by)s)",
+                {"session_id": session_id, "from_mitra_id": previous, "to_mitra_id": to_mitra_id, "rerouted_by": by},
             )
             outbox.capacity |= {previous, to_mitra_id}
         moved = conn.execute(BY_ID, {"s": session_id}).fetchone()
