@@ -45,7 +45,7 @@ def seed_admin(db: Database, email: str, password: str) -> dict[str, Any] | None
     """The ADMIN_EMAIL / ADMIN_PASSWORD super admin, created once; an existing user is left alone."""
     if not email or not password:
         return None
-    if db.fetch_one("SELECT 1 FROM cc_users WHERE email = %(e)s", {"e": email.strip().lower()}):
+    if db.fetch_one("SELECT 1 FROM cc_users WHERE email = %(email)s", {"email": email.strip().lower()}):
         return None
     try:
         return create_cc_user(db, email=email, password=password, role="admin", display_name="Admin")
@@ -65,7 +65,7 @@ def authenticate(
         3600,
         message="Too many login attempts from this network",
     )
-    row = db.fetch_one("SELECT *, now() AS now FROM cc_users WHERE email = %(e)s", {"e": email.strip().lower()})
+    row = db.fetch_one("SELECT *, now() AS now FROM cc_users WHERE email = %(email)s", {"email": email.strip().lower()})
     if row is not None and row["locked_until"] is not None and row["locked_until"] > row["now"]:
         raise _locked(int((row["locked_until"] - row["now"]).total_seconds()) + 1)
     if not verify_password(password, row["password_hash"] if row else None) or row is None:
@@ -74,7 +74,10 @@ def authenticate(
         raise Unauthorized("Wrong e-mail or password", code="INVALID_CREDENTIALS")
     if not row["is_active"]:
         raise Forbidden("This account is disabled", code="ACCOUNT_INACTIVE")
-    db.execute("UPDATE cc_users SET failed_login_count = 0, locked_until = NULL WHERE id = %(id)s", {"id": row["id"]})
+    db.execute(
+        "UPDATE cc_users SET failed_login_count = 0, locked_until = NULL WHERE id = %(cc_user_id)s",
+        {"cc_user_id": row["id"]},
+    )
     return row
 
 
@@ -90,10 +93,14 @@ def _locked(retry_after: int) -> Locked:
 def _count_failure(db: Database, cfg: AppConfig, row: dict[str, Any], client_ip: str) -> None:
     updated = db.fetch_one(
         "UPDATE cc_users SET failed_login_count = failed_login_count + 1, "
-        "locked_until = CASE WHEN failed_login_count + 1 >= %(n)s "
-        "THEN now() + make_interval(mins => %(m)s) ELSE locked_until END "
-        "WHERE id = %(id)s RETURNING failed_login_count, locked_until",
-        {"id": row["id"], "n": cfg.int("cc_lockout_threshold"), "m": cfg.int("cc_lockout_minutes")},
+        "locked_until = CASE WHEN failed_login_count + 1 >= %(lockout_threshold)s "
+        "THEN now() + make_interval(mins => %(lockout_minutes)s) ELSE locked_until END "
+        "WHERE id = %(cc_user_id)s RETURNING failed_login_count, locked_until",
+        {
+            "cc_user_id": row["id"],
+            "lockout_threshold": cfg.int("cc_lockout_threshold"),
+            "lockout_minutes": cfg.int("cc_lockout_minutes"),
+        },
     )
     if updated and updated["failed_login_count"] == cfg.int("cc_lockout_threshold"):
         record_security_event(db, "cc_account_locked", user_type="cc_user", user_id=str(row["id"]), client_ip=client_ip)
@@ -108,13 +115,20 @@ def update_user(
     if user_id == actor.user_id and demoting:
         raise Conflict("You cannot disable or demote yourself", code="SELF_LOCKOUT")
     with db.connection() as conn:
-        before = conn.execute("SELECT * FROM cc_users WHERE id = %(id)s FOR UPDATE", {"id": user_id}).fetchone()
+        before = conn.execute(
+            "SELECT * FROM cc_users WHERE id = %(cc_user_id)s FOR UPDATE", {"cc_user_id": user_id}
+        ).fetchone()
         if before is None:
             raise NotFound()
         row = conn.execute(
-            "UPDATE cc_users SET display_name = COALESCE(%(n)s, display_name), role = COALESCE(%(r)s, role), "
-            "is_active = COALESCE(%(a)s, is_active), updated_at = now() WHERE id = %(id)s RETURNING *",
-            {"n": changes.get("display_name"), "r": changes.get("role"), "a": changes.get("is_active"), "id": user_id},
+            "UPDATE cc_users SET display_name = COALESCE(%(display_name)s, display_name), role = COALESCE(%(role)s, role), "
+            "is_active = COALESCE(%(is_active)s, is_active), updated_at = now() WHERE id = %(cc_user_id)s RETURNING *",
+            {
+                "display_name": changes.get("display_name"),
+                "role": changes.get("role"),
+                "is_active": changes.get("is_active"),
+                "cc_user_id": user_id,
+            },
         ).fetchone()
     assert row is not None
     if row["role"] != before["role"] or (before["is_active"] and not row["is_active"]):
@@ -145,7 +159,7 @@ def change_password(
         PASSWORD_CHANGE_WINDOW_SECONDS,
         message="Too many password change attempts; try again later",
     )
-    row = db.fetch_one("SELECT password_hash FROM cc_users WHERE id = %(id)s", {"id": caller.user_id})
+    row = db.fetch_one("SELECT password_hash FROM cc_users WHERE id = %(cc_user_id)s", {"cc_user_id": caller.user_id})
     if row is None or not verify_password(current, row["password_hash"]):
         raise Unauthorized("Current password is wrong", code="INVALID_CREDENTIALS")
     _store_password(db, caller.user_id, hash_password(new, field="new_password"))
@@ -162,8 +176,8 @@ def reset_password(db: Database, revocations: RevocationList, user_id: str, new:
 def _store_password(db: Database, user_id: str, password_hash: str) -> bool:
     return bool(
         db.execute(
-            "UPDATE cc_users SET password_hash = %(h)s, password_changed_at = now(), failed_login_count = 0, "
-            "locked_until = NULL, updated_at = now() WHERE id = %(id)s",
-            {"h": password_hash, "id": user_id},
+            "UPDATE cc_users SET password_hash = %(password_hash)s, password_changed_at = now(), failed_login_count = 0, "
+            "locked_until = NULL, updated_at = now() WHERE id = %(cc_user_id)s",
+            {"password_hash": password_hash, "cc_user_id": user_id},
         )
     )

@@ -16,7 +16,7 @@ CHANGES = "customers_changed"  # migrations/0012, 0013: every UPDATE or DELETE o
 
 
 def profile(db: Database, customer_id: str) -> dict[str, Any]:
-    row = db.fetch_one("SELECT * FROM customers WHERE id = %(id)s", {"id": customer_id})
+    row = db.fetch_one("SELECT * FROM customers WHERE id = %(customer_id)s", {"customer_id": customer_id})
     if row is None:  # a token for a customer that no longer exists
         raise Unauthorized("Account not found")
     return customer_doc(row)
@@ -40,21 +40,21 @@ def search_customers(db: Database, q: str | None, position: dict[str, Any]) -> l
 
 
 def customer_record(db: Database, customer_id: str) -> dict[str, Any]:
-    row = db.fetch_one("SELECT * FROM customers WHERE id = %(id)s", {"id": customer_id})
+    row = db.fetch_one("SELECT * FROM customers WHERE id = %(customer_id)s", {"customer_id": customer_id})
     if row is None:
         raise NotFound()
     summary = db.fetch_one(
-        "SELECT (SELECT count(*) FROM chat_sessions WHERE customer_id = %(id)s AND started_at IS NOT NULL) AS sessions, "
-        "(SELECT max(started_at) FROM chat_sessions WHERE customer_id = %(id)s) AS last_session_at, "
-        "(SELECT count(*) FROM payment_requests WHERE customer_id = %(id)s AND status IN ('confirmed', 'consumed', "
+        "SELECT (SELECT count(*) FROM chat_sessions WHERE customer_id = %(customer_id)s AND started_at IS NOT NULL) AS sessions, "
+        "(SELECT max(started_at) FROM chat_sessions WHERE customer_id = %(customer_id)s) AS last_session_at, "
+        "(SELECT count(*) FROM payment_requests WHERE customer_id = %(customer_id)s AND status IN ('confirmed', 'consumed', "
         "'failed_pairing')) AS payments, "
-        "(SELECT COALESCE(sum(COALESCE(paid_amount, amount)), 0) FROM payment_requests WHERE customer_id = %(id)s "
+        "(SELECT COALESCE(sum(COALESCE(paid_amount, amount)), 0) FROM payment_requests WHERE customer_id = %(customer_id)s "
         "AND confirmed_at IS NOT NULL) AS paid_total",
-        {"id": customer_id},
+        {"customer_id": customer_id},
     )
     identities = db.fetch_all(
-        "SELECT provider, email, created_at FROM customer_identities WHERE customer_id = %(id)s ORDER BY created_at",
-        {"id": customer_id},
+        "SELECT provider, email, created_at FROM customer_identities WHERE customer_id = %(customer_id)s ORDER BY created_at",
+        {"customer_id": customer_id},
     )
     return {
         **customer_doc(row),

@@ -15,8 +15,8 @@ from lib.pagination import NEWEST
 def get_mitra(db: Database, mitra_id: str) -> dict[str, Any]:
     row = db.fetch_one(
         "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
-        "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id WHERE m.id = %(id)s",
-        {"id": mitra_id},
+        "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id WHERE m.id = %(mitra_id)s",
+        {"mitra_id": mitra_id},
     )
     if row is None:
         raise NotFound()
@@ -25,8 +25,8 @@ def get_mitra(db: Database, mitra_id: str) -> dict[str, Any]:
 
 def create_mitra(db: Database, phone: str, display_name: str) -> dict[str, Any]:
     row = db.fetch_one(  # a taken phone is PHONE_TAKEN (lib/constraints.py)
-        "INSERT INTO mitras (phone, display_name) VALUES (%(p)s, %(n)s) RETURNING id",
-        {"p": phone, "n": display_name},
+        "INSERT INTO mitras (phone, display_name) VALUES (%(phone)s, %(display_name)s) RETURNING id",
+        {"phone": phone, "display_name": display_name},
     )
     assert row is not None
     return get_mitra(db, str(row["id"]))
@@ -34,9 +34,9 @@ def create_mitra(db: Database, phone: str, display_name: str) -> dict[str, Any]:
 
 def update_mitra(db: Database, mitra_id: str, changes: dict[str, Any]) -> dict[str, Any]:
     row = db.fetch_one(
-        "UPDATE mitras SET phone = COALESCE(%(phone)s, phone), display_name = COALESCE(%(name)s, display_name), "
-        "updated_at = now() WHERE id = %(id)s RETURNING id",
-        {"phone": changes.get("phone"), "name": changes.get("display_name"), "id": mitra_id},
+        "UPDATE mitras SET phone = COALESCE(%(phone)s, phone), display_name = COALESCE(%(display_name)s, display_name), "
+        "updated_at = now() WHERE id = %(mitra_id)s RETURNING id",
+        {"phone": changes.get("phone"), "display_name": changes.get("display_name"), "mitra_id": mitra_id},
     )
     if row is None:
         raise NotFound()

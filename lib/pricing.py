@@ -25,7 +25,7 @@ _TIER_PAGE = sql.SQL("SELECT * FROM pricing_tiers WHERE {after} ORDER BY {order}
 _HISTORY = sql.SQL(
     "SELECT h.id, h.kind, h.before, h.after, h.changed_by, u.email AS changed_by_email, h.changed_at "
     "FROM pricing_tier_history h LEFT JOIN cc_users u ON u.id = h.changed_by "
-    "WHERE h.tier_id = %(id)s AND {after} ORDER BY {order} LIMIT %(limit)s"
+    "WHERE h.tier_id = %(tier_id)s AND {after} ORDER BY {order} LIMIT %(limit)s"
 ).format(after=HISTORY_ORDER.after("h"), order=HISTORY_ORDER.order("h"))
 
 
@@ -69,15 +69,15 @@ def create_tier(db: Database, body: dict[str, Any], changed_by: str) -> dict[str
 def update_tier(db: Database, tier_id: str, edit: dict[str, Any], changed_by: str) -> dict[str, Any]:
     """Apply `edit` only if the tier is still as the caller read it: `edit["updated_at"]` is the lock."""
     with db.connection() as conn:
-        before = conn.execute("SELECT * FROM pricing_tiers WHERE id = %(id)s", {"id": tier_id}).fetchone()
+        before = conn.execute("SELECT * FROM pricing_tiers WHERE id = %(tier_id)s", {"tier_id": tier_id}).fetchone()
         if before is None:
             raise NotFound()
         row = conn.execute(
             "UPDATE pricing_tiers SET label = COALESCE(%(label)s, label), price = COALESCE(%(price)s, price), "
             "sort_order = COALESCE(%(sort_order)s, sort_order), is_active = COALESCE(%(is_active)s, is_active), "
             "updated_at = date_trunc('milliseconds', clock_timestamp()) "
-            "WHERE id = %(id)s AND updated_at = %(seen)s RETURNING *",
-            {**{f: edit.get(f) for f in TIER_FIELDS}, "id": tier_id, "seen": edit["updated_at"]},
+            "WHERE id = %(tier_id)s AND updated_at = %(seen)s RETURNING *",
+            {**{f: edit.get(f) for f in TIER_FIELDS}, "tier_id": tier_id, "seen": edit["updated_at"]},
         ).fetchone()
         if row is None:
             raise Conflict(
@@ -95,22 +95,22 @@ def update_tier(db: Database, tier_id: str, edit: dict[str, Any], changed_by: st
 def _tier_history(conn: Conn, row: dict[str, Any], kind: str, before: dict[str, Any] | None, by: str) -> None:
     conn.execute(
         "INSERT INTO pricing_tier_history (tier_id, kind, before, after, changed_by) "
-        "VALUES (%(t)s, %(k)s, %(b)s, %(a)s, %(by)s)",
+        "VALUES (%(tier_id)s, %(kind)s, %(before)s, %(after)s, %(changed_by)s)",
         {
-            "t": row["id"],
-            "k": kind,
-            "b": _json(tier_doc(before)) if before else None,
-            "a": _json(tier_doc(row)),
-            "by": by,
+            "tier_id": row["id"],
+            "kind": kind,
+            "before": _json(tier_doc(before)) if before else None,
+            "after": _json(tier_doc(row)),
+            "changed_by": by,
         },
     )
 
 
 def tier_history(db: Database, tier_id: str, position: dict[str, Any]) -> list[dict[str, Any]]:
     """A tier's changes in HISTORY_ORDER; `position` is HISTORY_ORDER.params(query)."""
-    if db.fetch_one("SELECT 1 FROM pricing_tiers WHERE id = %(id)s", {"id": tier_id}) is None:
+    if db.fetch_one("SELECT 1 FROM pricing_tiers WHERE id = %(tier_id)s", {"tier_id": tier_id}) is None:
         raise NotFound()
-    return db.fetch_all(_HISTORY, {"id": tier_id, **position})
+    return db.fetch_all(_HISTORY, {"tier_id": tier_id, **position})
 
 
 def first_session_discount(db: Database) -> dict[str, Any]:
@@ -141,8 +141,8 @@ def update_discount(db: Database, edit: dict[str, Any], changed_by: str) -> dict
             )
         conn.execute(
             "INSERT INTO pricing_promotion_history (kind, before, after, changed_by) "
-            "VALUES ('first_session', %(b)s, %(a)s, %(by)s)",
-            {"b": _json(discount_doc(before)), "a": _json(discount_doc(row)), "by": changed_by},
+            "VALUES ('first_session', %(before)s, %(after)s, %(changed_by)s)",
+            {"before": _json(discount_doc(before)), "after": _json(discount_doc(row)), "changed_by": changed_by},
         )
     return discount_doc(row)
 
@@ -150,7 +150,7 @@ def update_discount(db: Database, edit: dict[str, Any], changed_by: str) -> dict
 def first_session_eligible(conn: Conn, customer_id: str) -> bool:
     """Eligible = no session of this customer ever reached `active` (pairing stamps the first)."""
     row = conn.execute(
-        "SELECT first_active_session_at FROM customers WHERE id = %(id)s", {"id": customer_id}
+        "SELECT first_active_session_at FROM customers WHERE id = %(customer_id)s", {"customer_id": customer_id}
     ).fetchone()
     return row is not None and row["first_active_session_at"] is None
 
@@ -177,7 +177,9 @@ def discount_for(price: int, promo: dict[str, Any]) -> int:
 def quote(conn: Conn, tier_id: str, customer_id: str, *, mode: str | None = None, allow_discount: bool = True) -> Quote:
     """What the customer pays for this tier: server-side, never from the app. Extensions pass
     allow_discount=False (they never get the first-session discount)."""
-    tier = conn.execute("SELECT * FROM pricing_tiers WHERE id = %(id)s AND is_active", {"id": tier_id}).fetchone()
+    tier = conn.execute(
+        "SELECT * FROM pricing_tiers WHERE id = %(tier_id)s AND is_active", {"tier_id": tier_id}
+    ).fetchone()
     if tier is None or (mode is not None and tier["mode"] != mode):
         raise ValidationFailed({"tier_id": ["Unknown or inactive tier."]}, code="TIER_NOT_FOUND")
     discount = 0

@@ -35,12 +35,16 @@ class EraseBlockedByPayment(Conflict):
 def _person(conn: Conn, customer_id: str, lock: bool = False) -> tuple[dict[str, Any], list[str]]:
     """The customer row and the ids of every account of theirs."""
     query = (
-        "SELECT * FROM customers WHERE id = %(c)s FOR UPDATE" if lock else "SELECT * FROM customers WHERE id = %(c)s"
+        "SELECT * FROM customers WHERE id = %(customer_id)s FOR UPDATE"
+        if lock
+        else "SELECT * FROM customers WHERE id = %(customer_id)s"
     )
-    row = conn.execute(query, {"c": customer_id}).fetchone()
+    row = conn.execute(query, {"customer_id": customer_id}).fetchone()
     if row is None:
         raise NotFound()
-    linked = conn.execute("SELECT id FROM customers WHERE account_belongs_to = %(c)s", {"c": customer_id}).fetchall()
+    linked = conn.execute(
+        "SELECT id FROM customers WHERE account_belongs_to = %(customer_id)s", {"customer_id": customer_id}
+    ).fetchall()
     return row, [customer_id, *(str(r["id"]) for r in linked)]
 
 
@@ -49,8 +53,15 @@ def _audit(
 ) -> None:
     conn.execute(
         "INSERT INTO privacy_audit (customer_id, action, actor_type, actor_id, reason, details) "
-        "VALUES (%(c)s, %(a)s, %(t)s, %(u)s, %(r)s, %(d)s)",
-        {"c": customer_id, "a": action, "t": actor[0], "u": actor[1], "r": reason, "d": Jsonb(details)},
+        "VALUES (%(customer_id)s, %(action)s, %(actor_type)s, %(actor_id)s, %(reason)s, %(details)s)",
+        {
+            "customer_id": customer_id,
+            "action": action,
+            "actor_type": actor[0],
+            "actor_id": actor[1],
+            "reason": reason,
+            "details": Jsonb(details),
+        },
     )
 
 
@@ -58,30 +69,30 @@ def export(db: Database, transcripts: Transcripts, customer_id: str) -> dict[str
     """Everything held about the customer, as one JSON document (no secrets: no token, no hash)."""
     with db.connection() as conn:
         row, ids = _person(conn, customer_id)
-        q = {"ids": ids}
+        q = {"customer_ids": ids}
         identities = conn.execute(
-            "SELECT provider, subject, email, created_at FROM customer_identities WHERE customer_id = ANY(%(ids)s) "
+            "SELECT provider, subject, email, created_at FROM customer_identities WHERE customer_id = ANY(%(customer_ids)s) "
             "ORDER BY created_at",
             q,
         ).fetchall()
         devices = conn.execute(
             "SELECT platform, created_at, updated_at FROM device_tokens WHERE user_type = 'customer' "
-            "AND user_id = ANY(%(ids)s) ORDER BY created_at",
+            "AND user_id = ANY(%(customer_ids)s) ORDER BY created_at",
             q,
         ).fetchall()
         sessions = conn.execute(
             "SELECT id, status, mode, request_type, duration_minutes, topic_sensitivity, created_at, started_at, "
             "expires_at, completed_at, ended_by, transcript_purged_at FROM chat_sessions "
-            "WHERE customer_id = ANY(%(ids)s) ORDER BY created_at",
+            "WHERE customer_id = ANY(%(customer_ids)s) ORDER BY created_at",
             q,
         ).fetchall()
         messages = conn.execute(
-            "SELECT * FROM chat_messages WHERE sender_type = 'customer' AND sender_id = ANY(%(ids)s) ORDER BY seq",
+            "SELECT * FROM chat_messages WHERE sender_type = 'customer' AND sender_id = ANY(%(customer_ids)s) ORDER BY seq",
             q,
         ).fetchall()
         payments = conn.execute(
             "SELECT id, status, mode, minutes, price, discount, amount, currency, payment_method, payment_channel, "
-            "created_at, confirmed_at, session_id FROM payment_requests WHERE customer_id = ANY(%(ids)s) "
+            "created_at, confirmed_at, session_id FROM payment_requests WHERE customer_id = ANY(%(customer_ids)s) "
             "ORDER BY created_at",
             q,
         ).fetchall()
@@ -116,7 +127,7 @@ def export(db: Database, transcripts: Transcripts, customer_id: str) -> dict[str
     }
 
 
-_LIVE = sql.SQL("SELECT 1 FROM chat_sessions WHERE customer_id = ANY(%(ids)s) AND {open} LIMIT 1").format(
+_LIVE = sql.SQL("SELECT 1 FROM chat_sessions WHERE customer_id = ANY(%(customer_ids)s) AND {open} LIMIT 1").format(
     open=in_states("status", OPEN)
 )
 
@@ -130,54 +141,58 @@ def erase(
         if row["erased_at"] is not None:
             _audit(conn, customer_id, "erase", actor, reason, already_erased=True)
             return {"customer_id": customer_id, "erased_at": row["erased_at"], "already_erased": True}
-        q = {"ids": ids}
+        q = {"customer_ids": ids}
         if conn.execute(_LIVE, q).fetchone():
             raise EraseBlockedBySession()
         if conn.execute(
-            "SELECT 1 FROM payment_requests WHERE customer_id = ANY(%(ids)s) AND status IN ('pending', 'confirmed') LIMIT 1",
+            "SELECT 1 FROM payment_requests WHERE customer_id = ANY(%(customer_ids)s) AND status IN ('pending', 'confirmed') LIMIT 1",
             q,
         ).fetchone():
             raise EraseBlockedByPayment()
         phones = [
-            r["phone"] for r in conn.execute("SELECT phone FROM customers WHERE id = ANY(%(ids)s)", q) if r["phone"]
+            r["phone"]
+            for r in conn.execute("SELECT phone FROM customers WHERE id = ANY(%(customer_ids)s)", q)
+            if r["phone"]
         ]
         counts = {
-            "identities": conn.execute("DELETE FROM customer_identities WHERE customer_id = ANY(%(ids)s)", q).rowcount,
+            "identities": conn.execute(
+                "DELETE FROM customer_identities WHERE customer_id = ANY(%(customer_ids)s)", q
+            ).rowcount,
             "devices": conn.execute(
-                "DELETE FROM device_tokens WHERE user_type = 'customer' AND user_id = ANY(%(ids)s)", q
+                "DELETE FROM device_tokens WHERE user_type = 'customer' AND user_id = ANY(%(customer_ids)s)", q
             ).rowcount,
             "messages": conn.execute(
-                "DELETE FROM chat_messages WHERE session_id IN (SELECT id FROM chat_sessions WHERE customer_id = ANY(%(ids)s))",
+                "DELETE FROM chat_messages WHERE session_id IN (SELECT id FROM chat_sessions WHERE customer_id = ANY(%(customer_ids)s))",
                 q,
             ).rowcount,
             "otp_requests": conn.execute(
-                "DELETE FROM otp_requests WHERE flow = 'customer' AND phone = ANY(%(p)s)", {"p": phones}
+                "DELETE FROM otp_requests WHERE flow = 'customer' AND phone = ANY(%(phones)s)", {"phones": phones}
             ).rowcount,
             "refresh_tokens": conn.execute(
                 "DELETE FROM auth_refresh_tokens WHERE session_id IN "
-                "(SELECT id FROM auth_sessions WHERE user_type = 'customer' AND user_id = ANY(%(ids)s))",
+                "(SELECT id FROM auth_sessions WHERE user_type = 'customer' AND user_id = ANY(%(customer_ids)s))",
                 q,
             ).rowcount,
             "webhook_bodies": conn.execute(
-                "UPDATE webhook_logs SET raw_body = %(b)s, body_sha256 = NULL WHERE payment_request_id IN "
-                "(SELECT id FROM payment_requests WHERE customer_id = ANY(%(ids)s))",
-                {**q, "b": REDACTED_BODY},
+                "UPDATE webhook_logs SET raw_body = %(raw_body)s, body_sha256 = NULL WHERE payment_request_id IN "
+                "(SELECT id FROM payment_requests WHERE customer_id = ANY(%(customer_ids)s))",
+                {**q, "raw_body": REDACTED_BODY},
             ).rowcount,
         }
         revoked = conn.execute(
             "UPDATE auth_sessions SET revoked_at = now(), revoked_reason = 'account_erased' "
-            "WHERE user_type = 'customer' AND user_id = ANY(%(ids)s) AND revoked_at IS NULL RETURNING id",
+            "WHERE user_type = 'customer' AND user_id = ANY(%(customer_ids)s) AND revoked_at IS NULL RETURNING id",
             q,
         ).fetchall()
         conn.execute(
             "UPDATE chat_sessions SET transcript_purged_at = COALESCE(transcript_purged_at, now()) "
-            "WHERE customer_id = ANY(%(ids)s)",
+            "WHERE customer_id = ANY(%(customer_ids)s)",
             q,
         )
         erased = conn.execute(
             "UPDATE customers SET display_name = NULL, phone = NULL, email = NULL, is_anonymous = true, "
             "account_belongs_to = NULL, usp_seen_at = NULL, last_login_at = NULL, erased_at = now(), "
-            "updated_at = now() WHERE id = ANY(%(ids)s) RETURNING id, erased_at",
+            "updated_at = now() WHERE id = ANY(%(customer_ids)s) RETURNING id, erased_at",
             q,
         ).fetchall()
         _audit(conn, customer_id, "erase", actor, reason, **counts, accounts=len(ids))

@@ -225,14 +225,14 @@ class Notifier:
         except VALKEY_ERRORS:
             valkey_failed("push")  # cannot tell: rather a push too many than a missed chat
         rows = self._db.fetch_all(
-            "SELECT token FROM device_tokens WHERE user_type = %(t)s AND user_id = %(u)s",
-            {"t": user_type, "u": user_id},
+            "SELECT token FROM device_tokens WHERE user_type = %(user_type)s AND user_id = %(user_id)s",
+            {"user_type": user_type, "user_id": user_id},
         )
         sent = 0
         for row in rows:
             outcome = self._fcm.send(row["token"], event_type, data)
             if outcome == "unregistered":
-                self._db.execute("DELETE FROM device_tokens WHERE token = %(t)s", {"t": row["token"]})
+                self._db.execute("DELETE FROM device_tokens WHERE token = %(token)s", {"token": row["token"]})
             elif outcome == "sent":
                 sent += 1
         with self._changed:

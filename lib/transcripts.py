@@ -129,16 +129,20 @@ class Transcripts:
     def _active_data_key(self) -> str:
         """The active master key's data key, made (once, whoever races) on first use."""
         master_id = self.ring.active
-        row = self._db.fetch_one("SELECT * FROM chat_data_keys WHERE master_key_id = %(m)s", {"m": master_id})
+        row = self._db.fetch_one(
+            "SELECT * FROM chat_data_keys WHERE master_key_id = %(master_key_id)s", {"master_key_id": master_id}
+        )
         if row is None:
             nonce, data_key = os.urandom(12), AESGCM.generate_key(bit_length=256)
             wrapped = AESGCM(self.ring.keys[master_id]).encrypt(nonce, data_key, _wrap_aad(master_id))
             self._db.execute(
-                "INSERT INTO chat_data_keys (master_key_id, nonce, wrapped) VALUES (%(m)s, %(n)s, %(w)s) "
+                "INSERT INTO chat_data_keys (master_key_id, nonce, wrapped) VALUES (%(master_key_id)s, %(nonce)s, %(wrapped)s) "
                 "ON CONFLICT (master_key_id) DO NOTHING",
-                {"m": master_id, "n": nonce, "w": wrapped},
+                {"master_key_id": master_id, "nonce": nonce, "wrapped": wrapped},
             )
-            row = self._db.fetch_one("SELECT * FROM chat_data_keys WHERE master_key_id = %(m)s", {"m": master_id})
+            row = self._db.fetch_one(
+                "SELECT * FROM chat_data_keys WHERE master_key_id = %(master_key_id)s", {"master_key_id": master_id}
+            )
             assert row is not None
         key_id = str(row["id"])
         self._keys[key_id] = self._unwrap(row)
@@ -147,7 +151,8 @@ class Transcripts:
     def warm(self) -> None:
         """Unwrap every data key the ring can open (a small table), so opening rows needs no query."""
         for row in self._db.fetch_all(
-            "SELECT * FROM chat_data_keys WHERE master_key_id = ANY(%(m)s)", {"m": list(self.ring.keys)}
+            "SELECT * FROM chat_data_keys WHERE master_key_id = ANY(%(master_key_ids)s)",
+            {"master_key_ids": list(self.ring.keys)},
         ):
             if str(row["id"]) not in self._keys:
                 self._keys[str(row["id"])] = self._unwrap(row)
@@ -155,7 +160,7 @@ class Transcripts:
     def _key(self, key_id: str) -> AESGCM:
         key = self._keys.get(key_id)
         if key is None:
-            row = self._db.fetch_one("SELECT * FROM chat_data_keys WHERE id = %(k)s", {"k": key_id})
+            row = self._db.fetch_one("SELECT * FROM chat_data_keys WHERE id = %(key_id)s", {"key_id": key_id})
             if row is None:
                 raise TranscriptUnreadable(f"data key {key_id} does not exist")
             key = self._keys[key_id] = self._unwrap(row)
@@ -180,22 +185,22 @@ def rotate_batch(db: Database, transcripts: Transcripts, limit: int = 500) -> in
     transcripts.warm()  # no second connection needed while this one holds the batch's locks
     with db.connection() as conn:
         rows = conn.execute(
-            "SELECT * FROM chat_messages WHERE key_id IS NULL OR key_id <> %(k)s "
-            "ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED",
-            {"k": active, "n": limit},
+            "SELECT * FROM chat_messages WHERE key_id IS NULL OR key_id <> %(active_key_id)s "
+            "ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
+            {"active_key_id": active, "limit": limit},
         ).fetchall()
         if not rows:
             return 0
         sealed = [transcripts.seal(str(r["session_id"]), transcripts.open_row(r)) for r in rows]
         conn.execute(
             "UPDATE chat_messages m SET content = NULL, key_id = b.k, nonce = b.n, ciphertext = b.c "
-            "FROM unnest(%(ids)s::uuid[], %(ks)s::uuid[], %(ns)s::bytea[], %(cs)s::bytea[]) AS b(id, k, n, c) "
+            "FROM unnest(%(message_ids)s::uuid[], %(key_ids)s::uuid[], %(nonces)s::bytea[], %(ciphertexts)s::bytea[]) AS b(id, k, n, c) "
             "WHERE m.id = b.id",
             {
-                "ids": [r["id"] for r in rows],
-                "ks": [s.key_id for s in sealed],
-                "ns": [s.nonce for s in sealed],
-                "cs": [s.ciphertext for s in sealed],
+                "message_ids": [r["id"] for r in rows],
+                "key_ids": [s.key_id for s in sealed],
+                "nonces": [s.nonce for s in sealed],
+                "ciphertexts": [s.ciphertext for s in sealed],
             },
         )
     return len(rows)
@@ -220,10 +225,10 @@ def purge_expired(db: Database, retention_days: int, sessions: int = 50) -> int:
     rows = db.fetch_all(
         "WITH due AS (SELECT id FROM chat_sessions WHERE transcript_purged_at IS NULL "
         "  AND status IN ('completed', 'cancelled', 'expired') "
-        "  AND COALESCE(completed_at, updated_at) < now() - make_interval(days => %(d)s) "
-        "  ORDER BY COALESCE(completed_at, updated_at) LIMIT %(n)s FOR UPDATE SKIP LOCKED), "
+        "  AND COALESCE(completed_at, updated_at) < now() - make_interval(days => %(retention_days)s) "
+        "  ORDER BY COALESCE(completed_at, updated_at) LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
         "gone AS (DELETE FROM chat_messages m USING due WHERE m.session_id = due.id) "
         "UPDATE chat_sessions s SET transcript_purged_at = now() FROM due WHERE s.id = due.id RETURNING s.id",
-        {"d": retention_days, "n": sessions},
+        {"retention_days": retention_days, "limit": sessions},
     )
     return len(rows)

@@ -180,17 +180,24 @@ def set_values(
         raise ValidationFailed(problems)
     with db.connection() as conn:
         for name, value in changes.items():
-            old = conn.execute("SELECT value FROM app_config WHERE key = %(k)s FOR UPDATE", {"k": name}).fetchone()
+            old = conn.execute(
+                "SELECT value FROM app_config WHERE key = %(config_key)s FOR UPDATE", {"config_key": name}
+            ).fetchone()
             conn.execute(
-                "INSERT INTO app_config (key, value, updated_at, updated_by) VALUES (%(k)s, %(v)s, now(), %(by)s) "
+                "INSERT INTO app_config (key, value, updated_at, updated_by) VALUES (%(config_key)s, %(value)s, now(), %(changed_by)s) "
                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now(), "
                 "updated_by = EXCLUDED.updated_by",
-                {"k": name, "v": Jsonb(value), "by": changed_by},
+                {"config_key": name, "value": Jsonb(value), "changed_by": changed_by},
             )
             conn.execute(
                 "INSERT INTO app_config_audit (key, old_value, new_value, changed_by) "
-                "VALUES (%(k)s, %(o)s, %(v)s, %(by)s)",
-                {"k": name, "o": Jsonb(old["value"]) if old else None, "v": Jsonb(value), "by": changed_by},
+                "VALUES (%(config_key)s, %(old_value)s, %(new_value)s, %(changed_by)s)",
+                {
+                    "config_key": name,
+                    "old_value": Jsonb(old["value"]) if old else None,
+                    "new_value": Jsonb(value),
+                    "changed_by": changed_by,
+                },
             )
     if bus is not None:
         bus.publish(CHANNEL, ",".join(changes))
