@@ -92,7 +92,7 @@ def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply every pending migration; returns the names applied. Safe to run from several replicas."""
     files = load(directory)
     with connect(dsn) as conn:
-        conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": LOCK_KEY})
+        conn.execute("SELECT pg_advisory_lock(%(lock_key)s)", {"lock_key": LOCK_KEY})
         try:
             conn.execute(_BOOTSTRAP)
             applied = _applied(conn)
@@ -104,14 +104,14 @@ def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 with conn.transaction():
                     conn.execute(m.sql.encode())  # bytes: no parameter parsing, so '%' in SQL is literal
                     conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%(v)s, %(n)s, %(c)s)",
-                        {"v": m.version, "n": m.name, "c": m.checksum},
+                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s)",
+                        {"version": m.version, "name": m.name, "checksum": m.checksum},
                     )
                 log.info("[migrate] applied %s", m.name)
                 done.append(m.name)
             return done
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%(key)s)", {"key": LOCK_KEY})
+            conn.execute("SELECT pg_advisory_unlock(%(lock_key)s)", {"lock_key": LOCK_KEY})
 
 
 def status(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[tuple[str, str]]:

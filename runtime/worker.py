@@ -94,7 +94,8 @@ class Worker:
             ).fetchone()
             if claimed is None:  # another replica ran it: wait for the time it set
                 row = conn.execute(
-                    "SELECT next_run_at, now() AS now FROM job_schedule WHERE name = %(n)s", {"n": job.name}
+                    "SELECT next_run_at, now() AS now FROM job_schedule WHERE name = %(job_name)s",
+                    {"job_name": job.name},
                 ).fetchone()
                 self._due[job.name] = time.monotonic() + _seconds_until(row)
                 return False

@@ -87,13 +87,13 @@ _AVAILABLE = sql.SQL(
     "SELECT s.mitra_id, s.last_heartbeat_at "
     "FROM mitra_online_status s JOIN mitras m ON m.id = s.mitra_id "
     "WHERE s.is_online AND m.is_active "
-    "AND (SELECT count(*) FROM chat_sessions c WHERE c.mitra_id = s.mitra_id AND {live}) < %(max)s "
+    "AND (SELECT count(*) FROM chat_sessions c WHERE c.mitra_id = s.mitra_id AND {live}) < %(max_customers)s "
     "ORDER BY s.mitra_id"
 ).format(live=in_states("c.status", LIVE))
 
 
 def available_from_postgres(db: Database, config: AppConfig) -> list[str]:
-    rows = db.fetch_all(_AVAILABLE, {"max": config.int("max_customers_per_mitra")})
+    rows = db.fetch_all(_AVAILABLE, {"max_customers": config.int("max_customers_per_mitra")})
     return _fresh(config, rows, beats=None)
 
 
@@ -117,7 +117,7 @@ def find_available_mitras(db: Database, valkey: redis.Redis, config: AppConfig) 
     """For pairing: online, active, fresh heartbeat, under capacity. Candidates and capacity come
     from PostgreSQL (the truth, via the partial online index, so O(online mitras)); the freshest
     heartbeats from Valkey when it answers (PostgreSQL's copy lags by the flush interval)."""
-    rows = db.fetch_all(_AVAILABLE, {"max": config.int("max_customers_per_mitra")})
+    rows = db.fetch_all(_AVAILABLE, {"max_customers": config.int("max_customers_per_mitra")})
     beats: dict[str, float] = {}
     if rows:
         try:

@@ -109,9 +109,9 @@ class Heartbeats:
             if checked:
                 conn.execute(
                     "UPDATE mitra_online_status s SET last_heartbeat_at = to_timestamp(b.at) "
-                    "FROM unnest(%(ids)s::uuid[], %(ats)s::float8[]) AS b(id, at) "
+                    "FROM unnest(%(mitra_ids)s::uuid[], %(beat_times)s::float8[]) AS b(id, at) "
                     "JOIN mitras m ON m.id = b.id AND m.is_active WHERE s.mitra_id = b.id",
-                    {"ids": list(checked), "ats": list(checked.values())},
+                    {"mitra_ids": list(checked), "beat_times": list(checked.values())},
                 )
             rows = conn.execute("SELECT id FROM mitras WHERE NOT is_active").fetchall()
         return frozenset(str(r["id"]) for r in rows)

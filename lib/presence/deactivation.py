@@ -19,8 +19,8 @@ def set_active(
 ) -> dict[str, Any] | None:
     """The mitra row after the change, or None for an unknown mitra."""
     row = db.fetch_one(
-        "UPDATE mitras SET is_active = %(a)s, updated_at = now() WHERE id = %(m)s RETURNING *",
-        {"a": active, "m": mitra_id},
+        "UPDATE mitras SET is_active = %(is_active)s, updated_at = now() WHERE id = %(mitra_id)s RETURNING *",
+        {"is_active": active, "mitra_id": mitra_id},
     )
     if row is None:
         return None

@@ -42,9 +42,9 @@ def flush_heartbeats(db: Database, valkey: redis.Redis) -> int:
         return 0
     return db.execute(
         "UPDATE mitra_online_status s SET last_heartbeat_at = to_timestamp(b.at) "
-        "FROM unnest(%(ids)s::uuid[], %(ats)s::float8[]) AS b(id, at) "
+        "FROM unnest(%(mitra_ids)s::uuid[], %(beat_times)s::float8[]) AS b(id, at) "
         "WHERE s.mitra_id = b.id AND (s.last_heartbeat_at IS NULL OR s.last_heartbeat_at < to_timestamp(b.at))",
-        {"ids": list(beats), "ats": list(beats.values())},
+        {"mitra_ids": list(beats), "beat_times": list(beats.values())},
     )
 
 

@@ -21,13 +21,13 @@ from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 log = logging.getLogger(__name__)
 
-_LIVE_COUNT = sql.SQL("SELECT count(*) AS n FROM chat_sessions WHERE mitra_id = %(m)s AND {live}").format(
+_LIVE_COUNT = sql.SQL("SELECT count(*) AS n FROM chat_sessions WHERE mitra_id = %(mitra_id)s AND {live}").format(
     live=in_states("status", LIVE)
 )
 
 
 def live_sessions(conn: Conn, mitra_id: str) -> int:
-    row = conn.execute(_LIVE_COUNT, {"m": mitra_id}).fetchone()
+    row = conn.execute(_LIVE_COUNT, {"mitra_id": mitra_id}).fetchone()
     return int(row["n"]) if row else 0
 
 
@@ -49,7 +49,7 @@ def status_doc(db: Database, config: AppConfig, cadence_seconds: int, mitra_id: 
     capacity = config.int("max_customers_per_mitra")
     with db.connection() as conn:
         row = conn.execute(
-            "SELECT is_online FROM mitra_online_status WHERE mitra_id = %(m)s", {"m": mitra_id}
+            "SELECT is_online FROM mitra_online_status WHERE mitra_id = %(mitra_id)s", {"mitra_id": mitra_id}
         ).fetchone()
         live = live_sessions(conn, mitra_id)
     return {
@@ -66,29 +66,31 @@ def set_online(db: Database, valkey: redis.Redis, mitra_id: str, online: bool, r
     """PostgreSQL first (state + log row when it changes), then the Valkey mirror. Returns changed."""
     with db.connection() as conn:
         if online:
-            active = conn.execute("SELECT is_active FROM mitras WHERE id = %(m)s", {"m": mitra_id}).fetchone()
+            active = conn.execute(
+                "SELECT is_active FROM mitras WHERE id = %(mitra_id)s", {"mitra_id": mitra_id}
+            ).fetchone()
             if active is None:
                 raise NotFound()
             if not active["is_active"]:
                 raise Forbidden("This Bestie account is inactive", code="ACCOUNT_INACTIVE")
         previous = conn.execute(
-            "SELECT is_online FROM mitra_online_status WHERE mitra_id = %(m)s FOR UPDATE", {"m": mitra_id}
+            "SELECT is_online FROM mitra_online_status WHERE mitra_id = %(mitra_id)s FOR UPDATE", {"mitra_id": mitra_id}
         ).fetchone()
         changed = previous is None or previous["is_online"] != online
         # Going online counts as a heartbeat: a fresh online mitra is not stale.
         conn.execute(
             "INSERT INTO mitra_online_status (mitra_id, is_online, last_heartbeat_at, changed_at) "
-            "VALUES (%(m)s, %(o)s, CASE WHEN %(o)s THEN now() END, now()) "
+            "VALUES (%(mitra_id)s, %(is_online)s, CASE WHEN %(is_online)s THEN now() END, now()) "
             "ON CONFLICT (mitra_id) DO UPDATE SET is_online = EXCLUDED.is_online, "
-            "last_heartbeat_at = CASE WHEN %(o)s THEN now() ELSE mitra_online_status.last_heartbeat_at END, "
+            "last_heartbeat_at = CASE WHEN %(is_online)s THEN now() ELSE mitra_online_status.last_heartbeat_at END, "
             "changed_at = CASE WHEN mitra_online_status.is_online <> EXCLUDED.is_online THEN now() "
             "ELSE mitra_online_status.changed_at END",
-            {"m": mitra_id, "o": online},
+            {"mitra_id": mitra_id, "is_online": online},
         )
         if changed:
             conn.execute(
-                "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) VALUES (%(m)s, %(o)s, %(r)s)",
-                {"m": mitra_id, "o": online, "r": reason},
+                "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) VALUES (%(mitra_id)s, %(is_online)s, %(reason)s)",
+                {"mitra_id": mitra_id, "is_online": online, "reason": reason},
             )
         live = live_sessions(conn, mitra_id)
     try:
@@ -115,16 +117,16 @@ def sweep_stale(db: Database, valkey: redis.Redis, config: AppConfig) -> list[st
     with db.connection() as conn:
         rows = conn.execute(
             "UPDATE mitra_online_status SET is_online = false, changed_at = now() "
-            "WHERE is_online AND COALESCE(last_heartbeat_at, changed_at) < now() - make_interval(secs => %(s)s) "
+            "WHERE is_online AND COALESCE(last_heartbeat_at, changed_at) < now() - make_interval(secs => %(stale_after_seconds)s) "
             "RETURNING mitra_id",
-            {"s": config.int("mitra_stale_after_seconds")},
+            {"stale_after_seconds": config.int("mitra_stale_after_seconds")},
         ).fetchall()
         ids = [str(r["mitra_id"]) for r in rows]
         if ids:
             conn.execute(
                 "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) "
-                "SELECT unnest(%(ids)s::uuid[]), false, 'stale_sweep'",
-                {"ids": ids},
+                "SELECT unnest(%(mitra_ids)s::uuid[]), false, 'stale_sweep'",
+                {"mitra_ids": ids},
             )
     if ids:
         log.info("stale sweep set %d mitra(s) offline", len(ids))
@@ -158,15 +160,15 @@ def offline_when_gone(db: Database, valkey: redis.Redis, mitra_id: str, closed_a
     with db.connection() as conn:
         row = conn.execute(
             "UPDATE mitra_online_status SET is_online = false, changed_at = now() "
-            "WHERE mitra_id = %(m)s AND is_online AND changed_at <= to_timestamp(%(closed)s) "
+            "WHERE mitra_id = %(mitra_id)s AND is_online AND changed_at <= to_timestamp(%(closed)s) "
             "AND COALESCE(last_heartbeat_at, changed_at) <= to_timestamp(%(closed)s) RETURNING mitra_id",
-            {"m": mitra_id, "closed": closed_at},
+            {"mitra_id": mitra_id, "closed": closed_at},
         ).fetchone()
         if row is None:
             return False
         conn.execute(
-            "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) VALUES (%(m)s, false, 'socket_closed')",
-            {"m": mitra_id},
+            "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) VALUES (%(mitra_id)s, false, 'socket_closed')",
+            {"mitra_id": mitra_id},
         )
     log.info("a mitra went offline: its last socket closed")
     try:
@@ -192,8 +194,8 @@ def reachable(conn: Conn, valkey: redis.Redis, config: AppConfig, mitra_id: str)
         valkey_failed("presence")
     row = conn.execute(
         "SELECT is_online, extract(epoch FROM COALESCE(last_heartbeat_at, changed_at))::float8 AS last "
-        "FROM mitra_online_status WHERE mitra_id = %(m)s",
-        {"m": mitra_id},
+        "FROM mitra_online_status WHERE mitra_id = %(mitra_id)s",
+        {"mitra_id": mitra_id},
     ).fetchone()
     if row is None or not row["is_online"]:
         return False
