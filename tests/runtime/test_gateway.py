@@ -123,7 +123,7 @@ def test_both_parties_chat_with_receipts_and_typing(ws_url: str, chat: Chat) -> 
 
 
 def test_sends_arriving_together_each_get_their_own_outcome_in_order(ws_url: str, chat: Chat) -> None:
-    """Frames from many sockets at once are stored in shared batches (runtime/gateway.py, Batches):
+    """Frames from many sockets at once are stored in shared batches (runtime/gateway/batching.py, Batches):
     every sender still gets its own replies in its own order, and the other party hears each once."""
     pairs = [chat.paired() for _ in range(5)]
     paused, _, _, paused_id = chat.paired()
