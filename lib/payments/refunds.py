@@ -45,14 +45,15 @@ def owe(conn: Conn, request: dict[str, Any], invoice_id: str, amount: int, curre
     """A refund due for this paid invoice of the request; a second call for the same invoice is a no-op."""
     conn.execute(
         "INSERT INTO refunds (payment_request_id, customer_id, invoice_id, amount, currency, reason) "
-        "VALUES (%(p)s, %(c)s, %(i)s, %(a)s, %(cur)s, %(r)s) ON CONFLICT (payment_request_id, invoice_id) DO NOTHING",
+        "VALUES (%(payment_request_id)s, %(customer_id)s, %(invoice_id)s, %(amount)s, %(currency)s, %(reason)s) ON "
+        "CONFLICT (payment_request_id, invoice_id) DO NOTHING",
         {
-            "p": request["id"],
-            "c": request["customer_id"],
-            "i": invoice_id,
-            "a": amount,
-            "cur": currency,
-            "r": reason,
+            "payment_request_id": request["id"],
+            "customer_id": request["customer_id"],
+            "invoice_id": invoice_id,
+            "amount": amount,
+            "currency": currency,
+            "reason": reason,
         },
     )
     log.warning("payment %s: %s %s owed back for invoice %s (%s)", request["id"], amount, currency, invoice_id, reason)
@@ -63,8 +64,13 @@ def record_failure(conn: Conn, request: dict[str, Any], cause: str, session_id: 
     center reviews, and the refund due for the money it took."""
     conn.execute(
         "INSERT INTO pairing_failures (payment_request_id, customer_id, cause, session_id) "
-        "VALUES (%(p)s, %(c)s, %(cause)s, %(s)s) ON CONFLICT (payment_request_id) DO NOTHING",
-        {"p": request["id"], "c": request["customer_id"], "cause": cause, "s": session_id},
+        "VALUES (%(payment_request_id)s, %(customer_id)s, %(cause)s, %(session_id)s) ON CONFLICT (payment_request_id) DO NOTHING",
+        {
+            "payment_request_id": request["id"],
+            "customer_id": request["customer_id"],
+            "cause": cause,
+            "session_id": session_id,
+        },
     )
     invoice = request["paid_invoice_id"] or request["xendit_invoice_id"] or f"unknown:{request['id']}"
     paid = request["paid_amount"] if request["paid_amount"] is not None else request["amount"]
@@ -77,12 +83,14 @@ def mark_refunded(db: Database, refund_id: str, reference: str, by: str) -> dict
     failure the refund settles is marked refunded in the same transaction, so both views agree."""
     with db.connection() as conn:
         row = conn.execute(
-            "UPDATE refunds SET refunded_at = now(), reference = %(ref)s, refunded_by = %(by)s "
-            "WHERE id = %(id)s AND refunded_at IS NULL RETURNING *",
-            {"id": refund_id, "ref": reference, "by": by},
+            "UPDATE refunds SET refunded_at = now(), reference = %(reference)s, refunded_by = %(refunded_by)s "
+            "WHERE id = %(refund_id)s AND refunded_at IS NULL RETURNING *",
+            {"refund_id": refund_id, "reference": reference, "refunded_by": by},
         ).fetchone()
         if row is None:
-            current = conn.execute("SELECT * FROM refunds WHERE id = %(id)s", {"id": refund_id}).fetchone()
+            current = conn.execute(
+                "SELECT * FROM refunds WHERE id = %(refund_id)s", {"refund_id": refund_id}
+            ).fetchone()
             if current is None:
                 raise NotFound()
             if current["reference"] != reference:
@@ -90,14 +98,15 @@ def mark_refunded(db: Database, refund_id: str, reference: str, by: str) -> dict
             row = current
         else:
             conn.execute(
-                "UPDATE pairing_failures SET review_status = 'refunded', reviewed_by = %(by)s, reviewed_at = now(), "
-                "updated_at = now() WHERE payment_request_id = %(p)s AND cause = %(reason)s "
+                "UPDATE pairing_failures SET review_status = 'refunded', reviewed_by = %(reviewed_by)s, reviewed_at = now(), "
+                "updated_at = now() WHERE payment_request_id = %(payment_request_id)s AND cause = %(reason)s "
                 "AND review_status <> 'refunded'",
-                {"by": by, "p": row["payment_request_id"], "reason": row["reason"]},
+                {"reviewed_by": by, "payment_request_id": row["payment_request_id"], "reason": row["reason"]},
             )
             log.info("refund %s recorded by %s with reference %r", refund_id, by, reference)
         kind = conn.execute(
-            "SELECT kind FROM payment_requests WHERE id = %(p)s", {"p": row["payment_request_id"]}
+            "SELECT kind FROM payment_requests WHERE id = %(payment_request_id)s",
+            {"payment_request_id": row["payment_request_id"]},
         ).fetchone()
     return refund_doc({**row, "kind": kind["kind"] if kind else None})
 

@@ -69,8 +69,8 @@ def body_hash(body: dict[str, Any]) -> str:
 
 def _replay(db: Database, customer_id: str, key: str, digest: str) -> dict[str, Any] | None:
     row = db.fetch_one(
-        "SELECT * FROM payment_requests WHERE customer_id = %(c)s AND idempotency_key = %(k)s",
-        {"c": customer_id, "k": key},
+        "SELECT * FROM payment_requests WHERE customer_id = %(customer_id)s AND idempotency_key = %(idempotency_key)s",
+        {"customer_id": customer_id, "idempotency_key": key},
     )
     if row is None:
         return None
@@ -106,8 +106,8 @@ def create_request(
         if replay is not None:
             return replay
     live = db.fetch_one(
-        "SELECT 1 FROM chat_sessions WHERE customer_id = %(c)s AND status = ANY(%(s)s) LIMIT 1",
-        {"c": customer_id, "s": list(OPEN)},
+        "SELECT 1 FROM chat_sessions WHERE customer_id = %(customer_id)s AND status = ANY(%(open_statuses)s) LIMIT 1",
+        {"customer_id": customer_id, "open_statuses": list(OPEN)},
     )
     if live is not None:
         raise Conflict("You already have a chat in progress", code="ALREADY_ACTIVE")
@@ -131,22 +131,22 @@ def create_request(
             row = conn.execute(
                 "INSERT INTO payment_requests (customer_id, mode, tier_id, minutes, price, discount, amount, "
                 "topic_sensitivity, targeted_mitra_id, idempotency_key, request_hash, expires_at) "
-                "SELECT id, %(mode)s, %(tier)s, %(min)s, %(price)s, %(disc)s, %(amount)s, %(topic)s, "
-                "%(target)s, %(key)s, %(hash)s, now() + make_interval(mins => %(valid)s) "
+                "SELECT id, %(mode)s, %(tier_id)s, %(minutes)s, %(price)s, %(discount)s, %(amount)s, %(topic)s, "
+                "%(target)s, %(idempotency_key)s, %(hash)s, now() + make_interval(mins => %(valid)s) "
                 # FOR SHARE waits for an erasure in progress (lib/privacy.py locks the row) and then
                 # sees its erased_at: no payment is taken for an account erased meanwhile.
-                "FROM customers WHERE id = %(c)s AND erased_at IS NULL FOR SHARE RETURNING *",
+                "FROM customers WHERE id = %(customer_id)s AND erased_at IS NULL FOR SHARE RETURNING *",
                 {
-                    "c": customer_id,
+                    "customer_id": customer_id,
                     "mode": body["mode"],
-                    "tier": price.tier["id"],
-                    "min": price.tier["minutes"],
+                    "tier_id": price.tier["id"],
+                    "minutes": price.tier["minutes"],
                     "price": price.price,
-                    "disc": price.discount,
+                    "discount": price.discount,
                     "amount": price.amount,
                     "topic": body.get("topic_sensitivity"),
                     "target": targeted,
-                    "key": idempotency_key,
+                    "idempotency_key": idempotency_key,
                     "hash": digest,
                     "valid": minutes_valid,
                 },
@@ -197,11 +197,16 @@ def open_invoice(
         invoice = recovered
     except ApiError:
         if forget_refused:
-            db.execute("DELETE FROM payment_requests WHERE id = %(id)s AND invoice_url IS NULL", {"id": request_id})
+            db.execute(
+                "DELETE FROM payment_requests WHERE id = %(payment_request_id)s AND invoice_url IS NULL",
+                {"payment_request_id": request_id},
+            )
         raise
     attached = attach_invoice(db, request_id, invoice)
     if attached is None:  # the recovery job attached the same invoice a moment ago
-        attached = db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": request_id})
+        attached = db.fetch_one(
+            "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s", {"payment_request_id": request_id}
+        )
     assert attached is not None
     return attached
 
@@ -218,9 +223,15 @@ def attach_invoice(db: Database, request_id: str, invoice: Invoice) -> dict[str,
     """Record the invoice of a request that has none yet (creation, or recovery after a timeout),
     with Xendit's own expiry of it (how long the reconciliation may have to poll it)."""
     return db.fetch_one(
-        "UPDATE payment_requests SET xendit_invoice_id = %(inv)s, invoice_url = %(url)s, "
-        "invoice_expires_at = %(exp)s, updated_at = now() WHERE id = %(id)s AND invoice_url IS NULL RETURNING *",
-        {"inv": invoice.id, "url": invoice.invoice_url, "exp": invoice.expires_at, "id": request_id},
+        "UPDATE payment_requests SET xendit_invoice_id = %(invoice_id)s, invoice_url = %(invoice_url)s, "
+        "invoice_expires_at = %(invoice_expires_at)s, updated_at = now() WHERE id = %(payment_request_id)s AND "
+        "invoice_url IS NULL RETURNING *",
+        {
+            "invoice_id": invoice.id,
+            "invoice_url": invoice.invoice_url,
+            "invoice_expires_at": invoice.expires_at,
+            "payment_request_id": request_id,
+        },
     )
 
 
@@ -233,7 +244,9 @@ def kept_requests(changes: Changes, db: Database) -> Kept[dict[str, Any] | None]
     return Kept(
         changes,
         REQUEST_CHANGES,
-        lambda request_id: db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": request_id}),
+        lambda request_id: db.fetch_one(
+            "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s", {"payment_request_id": request_id}
+        ),
         keep=lambda row: row is not None,
     )
 
@@ -247,7 +260,8 @@ def owned_doc(requests: Kept[dict[str, Any] | None], request_id: str, customer_i
 
 def get_owned(db: Database, request_id: str, customer_id: str) -> dict[str, Any]:
     row = db.fetch_one(
-        "SELECT * FROM payment_requests WHERE id = %(id)s AND customer_id = %(c)s", {"id": request_id, "c": customer_id}
+        "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s AND customer_id = %(customer_id)s",
+        {"payment_request_id": request_id, "customer_id": customer_id},
     )
     if row is None:
         raise NotFound()  # another customer's request looks exactly like a missing one
@@ -260,8 +274,8 @@ def abandon(db: Database, request_id: str, customer_id: str) -> dict[str, Any]:
     with db.connection() as conn:
         row = conn.execute(
             "UPDATE payment_requests SET status = 'abandoned', updated_at = now() "
-            "WHERE id = %(id)s AND customer_id = %(c)s AND status = 'pending' RETURNING *",
-            {"id": request_id, "c": customer_id},
+            "WHERE id = %(payment_request_id)s AND customer_id = %(customer_id)s AND status = 'pending' RETURNING *",
+            {"payment_request_id": request_id, "customer_id": customer_id},
         ).fetchone()
         if row is not None:
             queue(conn, row["id"], "abandoned")

@@ -94,14 +94,15 @@ def settle(db: Database, paid: Paid) -> Settled:
     amount = paid.amount if paid.amount is not None and -_BIGINT < paid.amount < _BIGINT else -1
     with db.connection() as conn:
         row = conn.execute(
-            "SELECT * FROM payment_requests WHERE id = %(id)s FOR UPDATE", {"id": paid.request_id}
+            "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s FOR UPDATE",
+            {"payment_request_id": paid.request_id},
         ).fetchone()
         if row is None:
             return Settled(UNKNOWN, None, None)
         invoice = paid.invoice_id or row["xendit_invoice_id"] or f"unknown:{row['id']}"
         seen = conn.execute(
-            "SELECT 1 FROM paid_invoices WHERE payment_request_id = %(p)s AND invoice_id = %(i)s",
-            {"p": row["id"], "i": invoice},
+            "SELECT 1 FROM paid_invoices WHERE payment_request_id = %(payment_request_id)s AND invoice_id = %(invoice_id)s",
+            {"payment_request_id": row["id"], "invoice_id": invoice},
         ).fetchone()
         if seen is not None:
             return Settled(DUPLICATE, None, row)
@@ -125,17 +126,19 @@ def settle(db: Database, paid: Paid) -> Settled:
             outcome = CONFIRMED if reason is None else REFUND_DUE
         conn.execute(
             "INSERT INTO paid_invoices (payment_request_id, invoice_id, amount, currency, source, outcome) "
-            "VALUES (%(p)s, %(i)s, %(a)s, %(c)s, %(s)s, %(o)s)",
+            "VALUES (%(payment_request_id)s, %(invoice_id)s, %(amount)s, %(currency)s, %(source)s, %(outcome)s)",
             {
-                "p": row["id"],
-                "i": invoice,
-                "a": amount,
-                "c": paid.currency,
-                "s": paid.source,
-                "o": REFUND_DUE if outcome == REFUND_DUE else outcome,
+                "payment_request_id": row["id"],
+                "invoice_id": invoice,
+                "amount": amount,
+                "currency": paid.currency,
+                "source": paid.source,
+                "outcome": REFUND_DUE if outcome == REFUND_DUE else outcome,
             },
         )
-        after = conn.execute("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": row["id"]}).fetchone()
+        after = conn.execute(
+            "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s", {"payment_request_id": row["id"]}
+        ).fetchone()
     if outcome == CONFIRMED and row["status"] != "pending":
         log.info("payment %s paid while %s: served", row["id"], row["status"])
     return Settled(outcome, reason, after)
@@ -145,15 +148,15 @@ def _serve(conn: Conn, row: dict[str, Any], invoice: str, paid: Paid) -> str | N
     """Confirm a payable request, or fail it when what it pays for cannot be had; the cause, or None."""
     if row["kind"] == "extension":
         ext = conn.execute(
-            "SELECT status FROM session_extensions WHERE id = %(e)s", {"e": row["extension_id"]}
+            "SELECT status FROM session_extensions WHERE id = %(extension_id)s", {"extension_id": row["extension_id"]}
         ).fetchone()
         if ext is None or ext["status"] != "approved":  # lapsed, cancelled: the chat it was for moved on
             return _unserved(conn, row, invoice, paid, EXTENSION_NOT_APPLIED)
         _confirm(conn, row, invoice, paid)
         return None
     open_chat = conn.execute(
-        "SELECT 1 FROM chat_sessions WHERE customer_id = %(c)s AND status = ANY(%(open)s) LIMIT 1",
-        {"c": row["customer_id"], "open": list(OPEN)},
+        "SELECT 1 FROM chat_sessions WHERE customer_id = %(customer_id)s AND status = ANY(%(open)s) LIMIT 1",
+        {"customer_id": row["customer_id"], "open": list(OPEN)},
     ).fetchone()
     if open_chat is not None:
         return _unserved(conn, row, invoice, paid, ALREADY_ACTIVE)
@@ -170,8 +173,8 @@ def _serve(conn: Conn, row: dict[str, Any], invoice: str, paid: Paid) -> str | N
                 raise
         other = conn.execute(
             "UPDATE payment_requests SET status = 'abandoned', failure_cause = 'SUPERSEDED', updated_at = now() "
-            "WHERE customer_id = %(c)s AND kind = 'session' AND status = 'pending' AND id <> %(p)s RETURNING id",
-            {"c": row["customer_id"], "p": row["id"]},
+            "WHERE customer_id = %(customer_id)s AND kind = 'session' AND status = 'pending' AND id <> %(payment_request_id)s RETURNING id",
+            {"customer_id": row["customer_id"], "payment_request_id": row["id"]},
         ).fetchone()
         if other is None:
             break  # the request in the way is paid (confirmed): this money cannot buy a second chat
@@ -184,14 +187,14 @@ def _take(conn: Conn, row: dict[str, Any], invoice: str, paid: Paid, cause: str 
     """The request took this invoice's money: confirmed (cause None, to be served) or failed_pairing."""
     taken = conn.execute(
         "UPDATE payment_requests SET status = %(status)s, failure_cause = %(cause)s, confirmed_at = now(), "
-        "paid_amount = %(amount)s, paid_invoice_id = %(inv)s, xendit_invoice_id = COALESCE(xendit_invoice_id, %(inv)s), "
-        "payment_method = %(method)s, payment_channel = %(channel)s, updated_at = now() WHERE id = %(id)s RETURNING *",
+        "paid_amount = %(amount)s, paid_invoice_id = %(invoice_id)s, xendit_invoice_id = COALESCE(xendit_invoice_id, %(invoice_id)s), "
+        "payment_method = %(method)s, payment_channel = %(channel)s, updated_at = now() WHERE id = %(payment_request_id)s RETURNING *",
         {
-            "id": row["id"],
+            "payment_request_id": row["id"],
             "status": "confirmed" if cause is None else "failed_pairing",
             "cause": cause,
             "amount": row["amount"],
-            "inv": invoice,
+            "invoice_id": invoice,
             "method": paid.method,
             "channel": paid.channel,
         },

@@ -56,9 +56,9 @@ def recover_invoices(db: Database, gateway: Gateway, limit: int = 50) -> dict[st
         " SELECT id FROM payment_requests WHERE status = 'pending' AND invoice_url IS NULL "
         " AND created_at < now() - make_interval(secs => %(after)s) "
         " AND (last_reconciled_at IS NULL OR last_reconciled_at < now() - make_interval(secs => %(after)s)) "
-        " ORDER BY created_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
+        " ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
         "RETURNING id, created_at < now() - make_interval(secs => %(orphan)s) AS orphaned",
-        {"after": RECOVER_AFTER_SECONDS, "orphan": ORPHAN_SECONDS, "n": limit},
+        {"after": RECOVER_AFTER_SECONDS, "orphan": ORPHAN_SECONDS, "limit": limit},
     )
     outcomes: dict[str, str] = {}
     for row in rows:
@@ -96,13 +96,13 @@ def reconcile(db: Database, gateway: Gateway, events: PaymentEvents, limit: int 
         " AND (p.last_reconciled_at IS NULL OR p.last_reconciled_at < now() - make_interval(secs => %(every)s)) "
         " AND NOT EXISTS (SELECT 1 FROM paid_invoices i WHERE i.payment_request_id = p.id "
         "                 AND i.invoice_id = p.xendit_invoice_id) "
-        " ORDER BY p.created_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
+        " ORDER BY p.created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
         "RETURNING id, xendit_invoice_id",
         {
             "after": RECONCILE_AFTER_SECONDS,
             "every": RECONCILE_EVERY_SECONDS,
             "days": POLL_FOR_DAYS,
-            "n": limit,
+            "limit": limit,
         },
     )
     outcomes: dict[str, str] = {}
@@ -142,13 +142,18 @@ def close_invoices(db: Database, gateway: Gateway, events: PaymentEvents, limit:
     our id first; none at all long after creation -> nothing to close."""
     rows = db.fetch_all(
         "UPDATE invoice_closures c SET attempts = c.attempts + 1, "
-        "next_attempt_at = now() + make_interval(secs => LEAST(%(cap)s, %(base)s * 2 ^ LEAST(c.attempts, 16))) "
+        "next_attempt_at = now() + make_interval(secs => LEAST(%(backoff_cap_seconds)s, %(backoff_seconds)s * 2 ^ LEAST(c.attempts, 16))) "
         "FROM payment_requests p WHERE p.id = c.payment_request_id AND c.payment_request_id IN ("
         " SELECT payment_request_id FROM invoice_closures WHERE closed_at IS NULL AND next_attempt_at <= now() "
-        " ORDER BY next_attempt_at LIMIT %(n)s FOR UPDATE SKIP LOCKED) "
+        " ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
         "RETURNING c.payment_request_id, c.attempts, p.xendit_invoice_id, p.paid_invoice_id, "
         "p.created_at < now() - make_interval(secs => %(orphan)s) AS orphaned",
-        {"cap": CLOSE_BACKOFF_MAX_SECONDS, "base": CLOSE_BACKOFF_SECONDS, "n": limit, "orphan": ORPHAN_SECONDS},
+        {
+            "backoff_cap_seconds": CLOSE_BACKOFF_MAX_SECONDS,
+            "backoff_seconds": CLOSE_BACKOFF_SECONDS,
+            "limit": limit,
+            "orphan": ORPHAN_SECONDS,
+        },
     )
     outcomes = {str(row["payment_request_id"]): _close_one(db, gateway, events, row) for row in rows}
     for outcome in outcomes.values():
@@ -199,8 +204,8 @@ def _closed(db: Database, request_id: str, outcome: str) -> str:
 
 def _retry(db: Database, request_id: str, error: str) -> str:
     db.execute(
-        "UPDATE invoice_closures SET last_error = %(e)s WHERE payment_request_id = %(p)s",
-        {"e": error[:200], "p": request_id},
+        "UPDATE invoice_closures SET last_error = %(last_error)s WHERE payment_request_id = %(payment_request_id)s",
+        {"last_error": error[:200], "payment_request_id": request_id},
     )
     return f"retry: {error}"
 
@@ -211,9 +216,9 @@ def reemit_unpaired(db: Database, events: PaymentEvents) -> list[str]:
     rows = db.fetch_all(
         "UPDATE payment_requests SET last_emitted_at = now() WHERE status = 'confirmed' "
         "AND (session_id IS NULL OR kind = 'extension') "
-        "AND confirmed_at < now() - make_interval(secs => %(s)s) "
-        "AND (last_emitted_at IS NULL OR last_emitted_at < now() - make_interval(secs => %(s)s)) RETURNING id",
-        {"s": REEMIT_AFTER_SECONDS},
+        "AND confirmed_at < now() - make_interval(secs => %(reemit_after_seconds)s) "
+        "AND (last_emitted_at IS NULL OR last_emitted_at < now() - make_interval(secs => %(reemit_after_seconds)s)) RETURNING id",
+        {"reemit_after_seconds": REEMIT_AFTER_SECONDS},
     )
     ids = [str(r["id"]) for r in rows]
     for request_id in ids:

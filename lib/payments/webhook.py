@@ -70,18 +70,19 @@ def _log_row(db: Database, body: Body, data: dict[str, Any], client_ip: str) -> 
     row = db.fetch_one(
         "INSERT INTO webhook_logs (external_id, invoice_id, status, amount, paid_amount, currency, client_ip, "
         "raw_body, body_length, body_sha256) "
-        "VALUES (%(e)s, %(i)s, %(s)s, %(a)s, %(p)s, %(c)s, %(ip)s, %(raw)s, %(len)s, %(sha)s) RETURNING id",
+        "VALUES (%(external_id)s, %(invoice_id)s, %(status)s, %(amount)s, %(paid_amount)s, %(currency)s, %(client_ip)s, "
+        "%(raw_body)s, %(body_length)s, %(body_sha256)s) RETURNING id",
         {
-            "e": _text(data.get("external_id")),
-            "i": _text(data.get("id")),
-            "s": _text(data.get("status"), 40),
-            "a": amount if whole(amount) is not None else None,
-            "p": paid if whole(paid) is not None else None,
-            "c": _text(data.get("currency"), 10),
-            "ip": client_ip,
-            "raw": body.kept,
-            "len": body.length,
-            "sha": body.sha256,
+            "external_id": _text(data.get("external_id")),
+            "invoice_id": _text(data.get("id")),
+            "status": _text(data.get("status"), 40),
+            "amount": amount if whole(amount) is not None else None,
+            "paid_amount": paid if whole(paid) is not None else None,
+            "currency": _text(data.get("currency"), 10),
+            "client_ip": client_ip,
+            "raw_body": body.kept,
+            "body_length": body.length,
+            "body_sha256": body.sha256,
         },
     )
     assert row is not None
@@ -122,9 +123,9 @@ def _stamp(db: Database, log_id: int | None, outcome: str, request_id: str | Non
         return
     try:
         db.execute(
-            "UPDATE webhook_logs SET outcome = %(o)s, payment_request_id = %(r)s, processed_at = now() "
-            "WHERE id = %(id)s",
-            {"o": outcome, "r": request_id, "id": log_id},
+            "UPDATE webhook_logs SET outcome = %(outcome)s, payment_request_id = %(payment_request_id)s, processed_at = now() "
+            "WHERE id = %(webhook_log_id)s",
+            {"outcome": outcome, "payment_request_id": request_id, "webhook_log_id": log_id},
         )
     except ApiError:
         log.error("webhook %s: outcome %s not stamped (database unavailable)", log_id, outcome)
