@@ -32,12 +32,12 @@ def worker_pids(port: int) -> list[int]:
     return sorted({int(p) for p in re.findall(r"pid=(\d+)", out)})
 
 
-def sample(pid: int, seconds: int, out: Path) -> None:
+def sample(pid: int, seconds: int, out: Path, gil: bool = True) -> None:
     subprocess.run(
         [
             "py-spy",
             "record",
-            "--gil",
+            *(["--gil"] if gil else []),
             "--nonblocking",
             "-r",
             "500",
@@ -82,10 +82,15 @@ def main() -> None:
     parser.add_argument("--endpoint", help="a prefix of an endpoint name in bench/run.py (default: all)")
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument(
+        "--all-threads", action="store_true", help="every running thread's samples, not only the GIL holder's"
+    )
+    parser.add_argument("--db", default=harness.BENCH_DB, help="the database made (and dropped first) for the run")
     args = parser.parse_args()
     wrk = harness.ensure_wrk()
     chosen = [e for e in harness.ENDPOINTS if not args.endpoint or e.name.startswith(args.endpoint)]
-    with harness.servers() as (db_url, valkey_url):
+    with harness.servers(args.db) as (db_url, valkey_url):
         env = {
             **os.environ,
             "DATABASE_URL": db_url,
@@ -99,15 +104,15 @@ def main() -> None:
             pids = worker_pids(int(url.rsplit(":", 1)[1]))
             for e in chosen:
                 h = headers[e.token] if e.token else {}
-                harness.run_wrk(wrk, url + e.path, 1, 64, h, e.method)  # warm-up
+                harness.run_wrk(wrk, url + e.path, 1, args.connections, h, e.method)  # warm-up
                 load = threading.Thread(
-                    target=harness.run_wrk, args=(wrk, url + e.path, args.seconds + 2, 64, h, e.method)
+                    target=harness.run_wrk, args=(wrk, url + e.path, args.seconds + 2, args.connections, h, e.method)
                 )
                 load.start()
                 with tempfile.TemporaryDirectory() as tmp:
                     files = [Path(tmp) / f"{pid}.txt" for pid in pids]
                     samplers = [
-                        threading.Thread(target=sample, args=(pid, args.seconds, f))
+                        threading.Thread(target=sample, args=(pid, args.seconds, f, not args.all_threads))
                         for pid, f in zip(pids, files, strict=True)
                     ]
                     for t in samplers:
@@ -115,7 +120,7 @@ def main() -> None:
                     for t in samplers:
                         t.join()
                     load.join()
-                    print(f"\n{e.method} {e.path} ({e.name}), wrk -c64, {len(pids)} workers:")
+                    print(f"\n{e.method} {e.path} ({e.name}), wrk -c{args.connections}, {len(pids)} workers:")
                     print("\n".join(top_frames([f for f in files if f.exists()], args.top)))
 
 

@@ -2,6 +2,7 @@
 
     make bench                       # production (granian) and gunicorn, and the peer, at -c64 and -c256
     make bench BENCH_ARGS=--matrix   # also the alternative server configs (granian threads, gunicorn classes)
+    make bench BENCH_ARGS="--only 'chat/active, live' --configs production"   # one endpoint, one config
 
 bench/peer/ is a two-process Fastify 5 cluster doing the same work as the endpoint it is paired
 with (see its server.js); without Node.js it is skipped with a line saying so. Prints one table per
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from runtime import migrate  # noqa: E402
 from runtime.embedded import EmbeddedPostgres, EmbeddedValkey  # noqa: E402
 
-BENCH_DB = "halobestie_bench"
+BENCH_DB = "halobestie_bench"  # --db names another, so two runs on one PostgreSQL do not drop each other's
 
 # label -> (server, option overrides on top of runtime.serve's production options)
 CONFIGS: dict[str, tuple[str, dict[str, object]]] = {
@@ -115,7 +116,7 @@ def ensure_wrk() -> str:
 
 
 @contextmanager
-def servers() -> Iterator[tuple[str, str]]:
+def servers(db_name: str = BENCH_DB) -> Iterator[tuple[str, str]]:
     """(database url, valkey url): from the environment, or embedded under a temp dir."""
     stop = []
     pg_url, valkey_url = os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", "")
@@ -130,9 +131,9 @@ def servers() -> Iterator[tuple[str, str]]:
         stop.append(vk.stop)
     try:
         with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
-        bench_url = make_conninfo(pg_url, dbname=BENCH_DB)
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db_name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db_name)))
+        bench_url = make_conninfo(pg_url, dbname=db_name)
         migrate.migrate(bench_url)
         yield bench_url, valkey_url
     finally:
@@ -244,22 +245,21 @@ def run_wrk(
     return rps, p50, p99, errors
 
 
-def mitra_token(db_url: str, secret: str) -> tuple[str, str]:
-    """(id, access token) of a signed-in mitra, made directly in the bench database."""
+def signed_in(db_url: str, secret: str, user_type: str, insert: str) -> tuple[str, str]:
+    """(id, access token) of a user made by `insert` (returning id) and signed in, directly in the
+    bench database: POST /api/shared/auth/anonymous is rate-limited per IP (in Valkey, for an hour),
+    so runs after the first few in an hour failed there."""
     from psycopg.rows import dict_row
 
     from lib.auth.sessions import start_session
     from lib.auth.tokens import issue_access_token
 
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
-        row = conn.execute(
-            "INSERT INTO mitras (phone, display_name) VALUES ('+6281299999999', 'Bench') "
-            "ON CONFLICT (phone) DO UPDATE SET is_active = true RETURNING id"
-        ).fetchone()
+        row = conn.execute(insert).fetchone()
         assert row is not None
-        grant = start_session(conn, user_type="mitra", user_id=str(row["id"]), ttl_days=1)
+        grant = start_session(conn, user_type=user_type, user_id=str(row["id"]), ttl_days=1)
     token, _ = issue_access_token(
-        secret, user_type="mitra", user_id=grant.user_id, session_id=grant.session_id, ttl_seconds=3600
+        secret, user_type=user_type, user_id=grant.user_id, session_id=grant.session_id, ttl_seconds=3600
     )
     return grant.user_id, token
 
@@ -267,9 +267,15 @@ def mitra_token(db_url: str, secret: str) -> tuple[str, str]:
 def tokens(url: str, db_url: str, secret: str) -> dict[str, dict[str, str]]:
     """Authorization headers of a fresh customer, of one in a live session (whose chat/active is
     always read from PostgreSQL, and who has a paid request) and of an online mitra."""
-    pair = requests.post(url + "/api/shared/auth/anonymous", json={}, timeout=5).json()["data"]
-    chatting = requests.post(url + "/api/shared/auth/anonymous", json={}, timeout=5).json()["data"]
-    mitra_id, token = mitra_token(db_url, secret)
+    _, customer = signed_in(db_url, secret, "customer", "INSERT INTO customers DEFAULT VALUES RETURNING id")
+    chatting_id, chatting = signed_in(db_url, secret, "customer", "INSERT INTO customers DEFAULT VALUES RETURNING id")
+    mitra_id, token = signed_in(
+        db_url,
+        secret,
+        "mitra",
+        "INSERT INTO mitras (phone, display_name) VALUES ('+6281299999999', 'Bench') "
+        "ON CONFLICT (phone) DO UPDATE SET is_active = true RETURNING id",
+    )
     mitra = {"Authorization": f"Bearer {token}"}
     requests.post(url + "/api/mitra/status/online", headers=mitra, timeout=5).raise_for_status()
     with psycopg.connect(db_url) as conn:
@@ -280,11 +286,11 @@ def tokens(url: str, db_url: str, secret: str) -> dict[str, dict[str, str]]:
             "expires_at, confirmed_at, session_id) "
             "SELECT %(p)s, %(c)s, 'chat', t.id, t.minutes, t.price, t.price, 'confirmed', now() + interval '1 hour', "
             "now(), s.id FROM s, pricing_tiers t WHERE t.mode = 'chat' ORDER BY t.minutes LIMIT 1",
-            {"c": chatting["user"]["id"], "m": mitra_id, "p": PAID},
+            {"c": chatting_id, "m": mitra_id, "p": PAID},
         )
     return {
-        "customer": {"Authorization": f"Bearer {pair['access_token']}"},
-        "chatting": {"Authorization": f"Bearer {chatting['access_token']}"},
+        "customer": {"Authorization": f"Bearer {customer}"},
+        "chatting": {"Authorization": f"Bearer {chatting}"},
         "mitra": mitra,
     }
 
@@ -371,11 +377,15 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
     parser.add_argument("--connections", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--matrix", action="store_true", help="also the alternative server configs")
+    parser.add_argument("--only", nargs="+", metavar="TEXT", help="only the endpoints whose name contains TEXT")
+    parser.add_argument("--configs", nargs="+", metavar="TEXT", help="only the configs whose label contains TEXT")
+    parser.add_argument("--db", default=BENCH_DB, help="the database made (and dropped first) for the run")
     args = parser.parse_args()
+    endpoints = [e for e in ENDPOINTS if not args.only or any(t in e.name for t in args.only)]
     wrk = ensure_wrk()
     results: list[Result] = []
     peer: dict[tuple[str, int], Result] = {}
-    with servers() as (db_url, valkey_url):
+    with servers(args.db) as (db_url, valkey_url):
         env = {
             **os.environ,
             "DATABASE_URL": db_url,
@@ -384,42 +394,47 @@ def main() -> None:
             "APP_ENV": "test",
             "LOG_LEVEL": "INFO",  # as in production
         }
-        configs = {**CONFIGS, **(MATRIX if args.matrix else {})}
+        configs = {
+            label: config
+            for label, config in {**CONFIGS, **(MATRIX if args.matrix else {})}.items()
+            if not args.configs or any(t in label for t in args.configs)
+        }
         headers: dict[str, dict[str, str]] = {}
         for label, (server, overrides) in configs.items():
             with public_server(env, overrides, server) as url:
                 headers = headers or tokens(url, db_url, env["AUTH_JWT_SECRET"])
                 for c in args.connections:
-                    for e in ENDPOINTS:
+                    for e in endpoints:
                         h = headers[e.token] if e.token else {}
                         rps, p50, p99, errs = measure(wrk, url, e.path, e.method, h, c, args.duration)
                         results.append(Result(label, e.name, c, rps, p50, p99, errs))
         with fastify_peer(env) as peer_url:
             if peer_url:
                 for c in args.connections:
-                    for path in sorted({e.peer for e in ENDPOINTS}):
-                        e = next(x for x in ENDPOINTS if x.peer == path)
+                    for path in sorted({e.peer for e in endpoints}):
+                        e = next(x for x in endpoints if x.peer == path)
                         h = headers[e.token] if e.token else {}
                         rps, p50, p99, errs = measure(wrk, peer_url, path, e.method, h, c, args.duration)
                         peer[(path, c)] = Result("Fastify cluster x2", path, c, rps, p50, p99, errs)
-        sealing = sealing_microbench(db_url, valkey_url)  # while the servers still run
+        sealing = [] if args.only else sealing_microbench(db_url, valkey_url)  # while the servers still run
     print(f"\nwrk -t2 -d{args.duration}s on loopback, one run; {os.cpu_count()} CPUs shared by server and wrk")
     for c in args.connections:
         print(f"\n-c{c}")
         print(
             f"{'endpoint':31} {'config':31} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'vs Fastify':>10}"
         )
-        for e in ENDPOINTS:
+        for e in endpoints:
             ref = peer.get((e.peer, c))
             rows = [r for r in results if r.endpoint == e.name and r.connections == c]
             for r in [*rows, *([ref] if ref else [])]:
                 ratio = f"{r.rps / ref.rps:9.2f}x" if ref and ref.rps else "         -"
                 name = f"  Fastify {e.peer}" if r is ref else e.name
                 print(f"{name:31} {r.config:31} {r.rps:8.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.errors:6d} {ratio}")
-    print("\nauthenticate step, in-process (one core):")
-    print("\n".join(auth_microbench()))
-    print("\nmessage send, in-process, one PostgreSQL statement + the event on Valkey:")
-    print("\n".join(sealing))
+    if sealing:  # the in-process measurements belong to a full run, not to one endpoint's
+        print("\nauthenticate step, in-process (one core):")
+        print("\n".join(auth_microbench()))
+        print("\nmessage send, in-process, one PostgreSQL statement + the event on Valkey:")
+        print("\n".join(sealing))
 
 
 if __name__ == "__main__":
