@@ -40,10 +40,10 @@ def listed_session_doc(row: dict[str, Any]) -> dict[str, Any]:
 
 _SEARCH = sql.SQL(
     "{select} WHERE (%(status)s::text IS NULL OR s.status = %(status)s) "
-    "AND (%(mitra)s::uuid IS NULL OR s.mitra_id = %(mitra)s) "
-    "AND (%(customer)s::uuid IS NULL OR s.customer_id = %(customer)s) "
-    "AND (%(from)s::timestamptz IS NULL OR s.created_at >= %(from)s) "
-    "AND (%(to)s::timestamptz IS NULL OR s.created_at < %(to)s) "
+    "AND (%(mitra_id)s::uuid IS NULL OR s.mitra_id = %(mitra_id)s) "
+    "AND (%(customer_id)s::uuid IS NULL OR s.customer_id = %(customer_id)s) "
+    "AND (%(created_from)s::timestamptz IS NULL OR s.created_at >= %(created_from)s) "
+    "AND (%(created_to)s::timestamptz IS NULL OR s.created_at < %(created_to)s) "
     "AND (%(topic)s::text IS NULL OR s.topic_sensitivity = %(topic)s) "
     "AND {after} ORDER BY {order} LIMIT %(limit)s"
 ).format(select=SELECT, after=NEWEST.after("s"), order=NEWEST.order("s"))
@@ -57,10 +57,10 @@ def search_sessions(
     the read is audited in `topic_reads` in the same transaction: no row, no read."""
     params = {
         "status": filters.get("status"),
-        "mitra": filters.get("mitra_id"),
-        "customer": filters.get("customer_id"),
-        "from": filters.get("from"),
-        "to": filters.get("to"),
+        "mitra_id": filters.get("mitra_id"),
+        "customer_id": filters.get("customer_id"),
+        "created_from": filters.get("from"),
+        "created_to": filters.get("to"),
         "topic": filters.get("topic_sensitivity") if topic_reader else None,
         **position,
     }
@@ -68,8 +68,12 @@ def search_sessions(
         rows = conn.execute(_SEARCH, params).fetchall()
         if topic_reader is not None:
             conn.execute(
-                "INSERT INTO topic_reads (cc_user_id, filter, sessions) VALUES (%(u)s, %(f)s, %(ids)s)",
-                {"u": topic_reader, "f": params["topic"], "ids": [r["id"] for r in rows[: position["limit"] - 1]]},
+                "INSERT INTO topic_reads (cc_user_id, filter, sessions) VALUES (%(cc_user_id)s, %(filter)s, %(session_ids)s)",
+                {
+                    "cc_user_id": topic_reader,
+                    "filter": params["topic"],
+                    "session_ids": [r["id"] for r in rows[: position["limit"] - 1]],
+                },
             )
     return rows
 
@@ -79,36 +83,36 @@ def session_record(db: Database, session_id: str) -> dict[str, Any]:
     row = db.fetch_one(BY_ID, {"s": session_id})
     if row is None:
         raise NotFound()
-    params = {"s": session_id}
+    params = {"session_id": session_id}
     return {
         **admin_session_doc(row),
         "notifications": db.fetch_all(
             "SELECT mitra_id, request_type, status, notified_at, responded_at FROM chat_request_notifications "
-            "WHERE session_id = %(s)s ORDER BY notified_at, id",
+            "WHERE session_id = %(session_id)s ORDER BY notified_at, id",
             params,
         ),
         "extensions": db.fetch_all(
             "SELECT id, tier_id, duration_minutes, price, status, decided_by, requested_at, decided_at, "
-            "payment_request_id, paid_at FROM session_extensions WHERE session_id = %(s)s ORDER BY requested_at",
+            "payment_request_id, paid_at FROM session_extensions WHERE session_id = %(session_id)s ORDER BY requested_at",
             params,
         ),
         "reroutes": db.fetch_all(
             "SELECT from_mitra_id, to_mitra_id, rerouted_by, created_at FROM session_reroutes "
-            "WHERE session_id = %(s)s ORDER BY created_at",
+            "WHERE session_id = %(session_id)s ORDER BY created_at",
             params,
         ),
         "topic_changes": db.fetch_all(
             "SELECT changed_by_type, changed_by, old_value, new_value, confirmed, created_at FROM session_topic_audit "
-            "WHERE session_id = %(s)s ORDER BY created_at",
+            "WHERE session_id = %(session_id)s ORDER BY created_at",
             params,
         ),
         "transcript_reads": db.fetch_all(
-            "SELECT cc_user_id, reason, messages, created_at FROM transcript_reads WHERE session_id = %(s)s "
+            "SELECT cc_user_id, reason, messages, created_at FROM transcript_reads WHERE session_id = %(session_id)s "
             "ORDER BY created_at, id",
             params,
         ),
         "topic_reads": db.fetch_all(
-            "SELECT cc_user_id, filter, created_at FROM topic_reads WHERE sessions @> ARRAY[%(s)s::uuid] "
+            "SELECT cc_user_id, filter, created_at FROM topic_reads WHERE sessions @> ARRAY[%(session_id)s::uuid] "
             "ORDER BY created_at, id",
             params,
         ),
@@ -142,18 +146,18 @@ _ACTIVITY = sql.SQL(
     "avg(extract(epoch FROM n.responded_at - n.notified_at)) "
     "    FILTER (WHERE n.status IN ('accepted', 'declined')) AS avg_response_seconds, "
     "(SELECT count(*) FROM chat_sessions s WHERE s.mitra_id = m.id AND s.topic_sensitivity = 'sensitive' "
-    "    AND (%(from)s::timestamptz IS NULL OR s.created_at >= %(from)s) "
-    "    AND (%(to)s::timestamptz IS NULL OR s.created_at < %(to)s)) AS sensitive_sessions "
+    "    AND (%(window_from)s::timestamptz IS NULL OR s.created_at >= %(window_from)s) "
+    "    AND (%(window_to)s::timestamptz IS NULL OR s.created_at < %(window_to)s)) AS sensitive_sessions "
     "FROM mitras m LEFT JOIN chat_request_notifications n ON n.mitra_id = m.id "
-    "    AND (%(from)s::timestamptz IS NULL OR n.notified_at >= %(from)s) "
-    "    AND (%(to)s::timestamptz IS NULL OR n.notified_at < %(to)s) "
+    "    AND (%(window_from)s::timestamptz IS NULL OR n.notified_at >= %(window_from)s) "
+    "    AND (%(window_to)s::timestamptz IS NULL OR n.notified_at < %(window_to)s) "
     "WHERE {after} GROUP BY m.id ORDER BY {order} LIMIT %(limit)s"
 ).format(after=NEWEST.after("m"), order=NEWEST.order("m"))
 
 
 def mitra_activity(db: Database, window: dict[str, Any], position: dict[str, Any]) -> list[dict[str, Any]]:
     """Per mitra, newest mitra first: how it answered the requests it was sent in the window."""
-    rows = db.fetch_all(_ACTIVITY, {"from": window.get("from"), "to": window.get("to"), **position})
+    rows = db.fetch_all(_ACTIVITY, {"window_from": window.get("from"), "window_to": window.get("to"), **position})
     for r in rows:
         r["acceptance_rate"] = round(r["accepted"] / r["notified"], 4) if r["notified"] else None
         seconds = r["avg_response_seconds"]
@@ -168,17 +172,17 @@ def read_transcript(
     no read). A session's messages are bounded by its minutes, so one document rather than pages."""
     with db.connection() as conn:
         session = conn.execute(
-            "SELECT id, transcript_purged_at FROM chat_sessions WHERE id = %(s)s", {"s": session_id}
+            "SELECT id, transcript_purged_at FROM chat_sessions WHERE id = %(session_id)s", {"session_id": session_id}
         ).fetchone()
         if session is None:
             raise NotFound()
         rows = conn.execute(
-            "SELECT * FROM chat_messages WHERE session_id = %(s)s ORDER BY seq", {"s": session_id}
+            "SELECT * FROM chat_messages WHERE session_id = %(session_id)s ORDER BY seq", {"session_id": session_id}
         ).fetchall()
         messages = [message_doc(r, transcripts.open_row(r)) for r in rows]
         conn.execute(
             "INSERT INTO transcript_reads (session_id, cc_user_id, reason, messages) "
-            "VALUES (%(s)s, %(u)s, %(r)s, %(n)s)",
-            {"s": session_id, "u": cc_user_id, "r": reason, "n": len(messages)},
+            "VALUES (%(session_id)s, %(cc_user_id)s, %(reason)s, %(message_count)s)",
+            {"session_id": session_id, "cc_user_id": cc_user_id, "reason": reason, "message_count": len(messages)},
         )
     return {"session_id": session["id"], "transcript_purged_at": session["transcript_purged_at"], "messages": messages}

@@ -64,8 +64,8 @@ def pending_for(db: Database, session_id: str) -> dict[str, Any] | None:
     """The extension being decided or paid, for `info.pending_extension`."""
     row = db.fetch_one(
         "SELECT e.*, p.invoice_url FROM session_extensions e LEFT JOIN payment_requests p ON p.id = e.payment_request_id "
-        "WHERE e.session_id = %(s)s AND e.status IN ('pending', 'approved')",
-        {"s": session_id},
+        "WHERE e.session_id = %(session_id)s AND e.status IN ('pending', 'approved')",
+        {"session_id": session_id},
     )
     return extension_doc(row) if row else None
 
@@ -73,8 +73,8 @@ def pending_for(db: Database, session_id: str) -> dict[str, Any] | None:
 def _with_invoice(db: Database, extension_id: str) -> dict[str, Any]:
     row = db.fetch_one(
         "SELECT e.*, p.invoice_url FROM session_extensions e LEFT JOIN payment_requests p ON p.id = e.payment_request_id "
-        "WHERE e.id = %(e)s",
-        {"e": extension_id},
+        "WHERE e.id = %(extension_id)s",
+        {"extension_id": extension_id},
     )
     assert row is not None
     return row
@@ -92,19 +92,19 @@ def request_extension(
         price = quote(conn, tier_id, who.user_id, mode=session["mode"], allow_discount=False)
         row = conn.execute(
             "INSERT INTO session_extensions (session_id, tier_id, duration_minutes, price, expires_at) "
-            "VALUES (%(s)s, %(t)s, %(m)s, %(p)s, now() + make_interval(secs => %(timeout)s)) RETURNING *",
+            "VALUES (%(session_id)s, %(tier_id)s, %(duration_minutes)s, %(price)s, now() + make_interval(secs => %(timeout)s)) RETURNING *",
             {
-                "s": session_id,
-                "t": price.tier["id"],
-                "m": price.tier["minutes"],
-                "p": price.amount,
+                "session_id": session_id,
+                "tier_id": price.tier["id"],
+                "duration_minutes": price.tier["minutes"],
+                "price": price.amount,
                 "timeout": config.int("extension_timeout_seconds"),
             },
         ).fetchone()
         assert row is not None
         conn.execute(
-            "UPDATE chat_sessions SET status = 'extending', paused_at = now(), updated_at = now() WHERE id = %(s)s",
-            {"s": session_id},
+            "UPDATE chat_sessions SET status = 'extending', paused_at = now(), updated_at = now() WHERE id = %(session_id)s",
+            {"session_id": session_id},
         )
     doc = extension_doc(row)
     events.publish(parties(session), "extension.requested", doc)
@@ -126,8 +126,8 @@ def respond(
     with db.connection() as conn:
         owned = conn.execute(
             "SELECT e.id FROM session_extensions e JOIN chat_sessions s ON s.id = e.session_id "
-            "WHERE e.id = %(e)s AND s.mitra_id = %(m)s",
-            {"e": extension_id, "m": who.user_id},
+            "WHERE e.id = %(extension_id)s AND s.mitra_id = %(mitra_id)s",
+            {"extension_id": extension_id, "mitra_id": who.user_id},
         ).fetchone()
         if owned is None:
             raise NotFound()
@@ -152,13 +152,15 @@ def _decide(
     conn: Conn, outbox: Outbox, config: AppConfig, extension_id: str, approve: bool, by: str
 ) -> dict[str, Any] | None:
     row = conn.execute(
-        "UPDATE session_extensions SET status = %(st)s, decided_by = %(by)s, decided_at = now() "
-        "WHERE id = %(e)s AND status = 'pending' RETURNING *",
-        {"e": extension_id, "st": "approved" if approve else "rejected", "by": by},
+        "UPDATE session_extensions SET status = %(status)s, decided_by = %(decided_by)s, decided_at = now() "
+        "WHERE id = %(extension_id)s AND status = 'pending' RETURNING *",
+        {"extension_id": extension_id, "status": "approved" if approve else "rejected", "decided_by": by},
     ).fetchone()
     if row is None:
         return None
-    session = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": row["session_id"]}).fetchone()
+    session = conn.execute(
+        "SELECT * FROM chat_sessions WHERE id = %(session_id)s", {"session_id": row["session_id"]}
+    ).fetchone()
     assert session is not None
     if not approve:
         outbox.add(parties(session), "extension.resolved", extension_doc(row))
@@ -181,8 +183,8 @@ def issue_invoice(
         ext = conn.execute(
             "SELECT e.*, s.customer_id, s.mode, GREATEST(s.expires_at - s.paused_at, interval '0') AS time_left "
             "FROM session_extensions e JOIN chat_sessions s ON s.id = e.session_id "
-            "WHERE e.id = %(e)s AND e.status = 'approved' AND e.payment_request_id IS NULL FOR UPDATE OF e SKIP LOCKED",
-            {"e": extension_id},
+            "WHERE e.id = %(extension_id)s AND e.status = 'approved' AND e.payment_request_id IS NULL FOR UPDATE OF e SKIP LOCKED",
+            {"extension_id": extension_id},
         ).fetchone()
         if ext is None:
             return
@@ -191,23 +193,24 @@ def issue_invoice(
             minutes_valid = max(1, min(minutes_valid, math.ceil(ext["time_left"].total_seconds() / 60)))
         request = conn.execute(
             "INSERT INTO payment_requests (customer_id, kind, extension_id, session_id, mode, tier_id, minutes, price, "
-            "amount, status, expires_at) VALUES (%(c)s, 'extension', %(e)s, %(s)s, %(mode)s, %(t)s, %(m)s, %(p)s, "
-            "%(p)s, 'pending', now() + make_interval(mins => %(valid)s)) RETURNING *",
+            "amount, status, expires_at) VALUES (%(customer_id)s, 'extension', %(extension_id)s, %(session_id)s, "
+            "%(mode)s, %(tier_id)s, %(minutes)s, %(price)s, "
+            "%(price)s, 'pending', now() + make_interval(mins => %(valid)s)) RETURNING *",
             {
-                "c": ext["customer_id"],
-                "e": extension_id,
-                "s": ext["session_id"],
+                "customer_id": ext["customer_id"],
+                "extension_id": extension_id,
+                "session_id": ext["session_id"],
                 "mode": ext["mode"],
-                "t": ext["tier_id"],
-                "m": ext["duration_minutes"],
-                "p": ext["price"],
+                "tier_id": ext["tier_id"],
+                "minutes": ext["duration_minutes"],
+                "price": ext["price"],
                 "valid": minutes_valid,
             },
         ).fetchone()
         assert request is not None
         conn.execute(
-            "UPDATE session_extensions SET payment_request_id = %(p)s, pay_by = %(by)s WHERE id = %(e)s",
-            {"p": request["id"], "by": request["expires_at"], "e": extension_id},
+            "UPDATE session_extensions SET payment_request_id = %(payment_request_id)s, pay_by = %(pay_by)s WHERE id = %(extension_id)s",
+            {"payment_request_id": request["id"], "pay_by": request["expires_at"], "extension_id": extension_id},
         )
     outbox = Outbox()
     description = f"Tambahan waktu curhat {ext['duration_minutes']} menit"
@@ -220,16 +223,17 @@ def issue_invoice(
                 # Unlinked and removed together: the extension points at the request (a foreign key),
                 # so removing the request alone failed and left it pending with no invoice.
                 conn.execute(
-                    "UPDATE session_extensions SET status = 'expired', payment_request_id = NULL WHERE id = %(e)s",
-                    {"e": extension_id},
+                    "UPDATE session_extensions SET status = 'expired', payment_request_id = NULL WHERE id = %(extension_id)s",
+                    {"extension_id": extension_id},
                 )
                 conn.execute(
-                    "DELETE FROM payment_requests WHERE id = %(p)s AND invoice_url IS NULL", {"p": request["id"]}
+                    "DELETE FROM payment_requests WHERE id = %(payment_request_id)s AND invoice_url IS NULL",
+                    {"payment_request_id": request["id"]},
                 )
                 _came_to_nothing(conn, outbox, config, str(ext["session_id"]))
             outbox.flush(db, valkey, events)
         return  # an unknown outcome is recovered by the payment_recover job, or lapses at pay_by
-    session = db.fetch_one("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": ext["session_id"]})
+    session = db.fetch_one("SELECT * FROM chat_sessions WHERE id = %(session_id)s", {"session_id": ext["session_id"]})
     assert session is not None
     events.publish(parties(session), "extension.resolved", extension_doc(_with_invoice(db, extension_id)))
 
@@ -240,21 +244,22 @@ def apply_payment(db: Database, valkey: redis.Redis, events: ChatEvents, payment
     outbox = Outbox()
     with db.connection() as conn:
         pay = conn.execute(
-            "SELECT * FROM payment_requests WHERE id = %(p)s FOR UPDATE", {"p": payment_request_id}
+            "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s FOR UPDATE",
+            {"payment_request_id": payment_request_id},
         ).fetchone()
         if pay is None or pay["kind"] != "extension" or pay["status"] != "confirmed":
             return False
         ext = conn.execute(
-            "UPDATE session_extensions SET status = 'paid', paid_at = now() WHERE id = %(e)s AND status = 'approved' "
+            "UPDATE session_extensions SET status = 'paid', paid_at = now() WHERE id = %(extension_id)s AND status = 'approved' "
             "RETURNING *",
-            {"e": pay["extension_id"]},
+            {"extension_id": pay["extension_id"]},
         ).fetchone()
         if ext is None:
             fail_payment(conn, payment_request_id, str(pay["session_id"]), EXTENSION_NOT_APPLIED)
         else:
             conn.execute(
-                "UPDATE payment_requests SET status = 'consumed', updated_at = now() WHERE id = %(p)s",
-                {"p": payment_request_id},
+                "UPDATE payment_requests SET status = 'consumed', updated_at = now() WHERE id = %(payment_request_id)s",
+                {"payment_request_id": payment_request_id},
             )
             resume(conn, outbox, str(ext["session_id"]), int(ext["duration_minutes"]))
     outbox.flush(db, valkey, events)
@@ -297,10 +302,14 @@ def lapse_unpaid(
     (paid, its delivery on the way) is left to apply_payment."""
 
     def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
-        conn.execute("UPDATE session_extensions SET status = 'expired' WHERE id = %(e)s", {"e": row["id"]})
+        conn.execute(
+            "UPDATE session_extensions SET status = 'expired' WHERE id = %(extension_id)s", {"extension_id": row["id"]}
+        )
         if row["payment_request_id"] is not None:
             expire_pending(conn, row["payment_request_id"], "extension_lapsed")
-        session = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": row["session_id"]}).fetchone()
+        session = conn.execute(
+            "SELECT * FROM chat_sessions WHERE id = %(session_id)s", {"session_id": row["session_id"]}
+        ).fetchone()
         assert session is not None
         outbox.add(parties(session), "extension.resolved", {"extension_id": row["id"], "status": "expired"})
         _came_to_nothing(conn, outbox, config, str(row["session_id"]))
@@ -318,7 +327,7 @@ def unbilled(db: Database, limit: int = 50) -> list[str]:
     """Approved extensions still waiting for their invoice (the auto-approved ones)."""
     rows = db.fetch_all(
         "SELECT id FROM session_extensions WHERE status = 'approved' AND payment_request_id IS NULL "
-        "ORDER BY decided_at LIMIT %(n)s",
-        {"n": limit},
+        "ORDER BY decided_at LIMIT %(limit)s",
+        {"limit": limit},
     )
     return [str(r["id"]) for r in rows]

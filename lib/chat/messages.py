@@ -82,8 +82,9 @@ class Outgoing:
 # and the idempotent insert. `n` numbers the inputs; an input missing from the result is not the
 # sender's session, one with a NULL id was not inserted (a repeat, or the session is not active).
 _SEND = (
-    "WITH i AS (SELECT * FROM unnest(%(n)s::int[], %(s)s::uuid[], %(t)s::text[], %(u)s::uuid[], %(cm)s::text[], "
-    "%(k)s::uuid[], %(nonce)s::bytea[], %(c)s::bytea[]) AS i(n, s, t, u, cm, k, nonce, c)), "
+    "WITH i AS (SELECT * FROM unnest(%(positions)s::int[], %(session_ids)s::uuid[], %(sender_types)s::text[], "
+    "%(sender_ids)s::uuid[], %(client_message_ids)s::text[], "
+    "%(key_ids)s::uuid[], %(nonces)s::bytea[], %(ciphertexts)s::bytea[]) AS i(n, s, t, u, cm, k, nonce, c)), "
     "s AS (SELECT i.*, cs.status AS session_status, cs.customer_id AS session_customer, cs.mitra_id AS session_mitra "
     "FROM i JOIN chat_sessions cs ON cs.id = i.s "
     "AND CASE i.t WHEN 'customer' THEN cs.customer_id ELSE cs.mitra_id END = i.u), "
@@ -94,7 +95,8 @@ _SEND = (
     "FROM s LEFT JOIN ins ON ins.session_id = s.s AND ins.sender_id = s.u AND ins.client_message_id = s.cm"
 )
 _EARLIER = (
-    "SELECT i.n, m.* FROM unnest(%(n)s::int[], %(s)s::uuid[], %(u)s::uuid[], %(cm)s::text[]) AS i(n, s, u, cm) "
+    "SELECT i.n, m.* FROM unnest(%(positions)s::int[], %(session_ids)s::uuid[], %(sender_ids)s::uuid[], "
+    "%(client_message_ids)s::text[]) AS i(n, s, u, cm) "
     "JOIN chat_messages m ON m.session_id = i.s AND m.sender_id = i.u AND m.client_message_id = i.cm"
 )
 
@@ -277,14 +279,14 @@ def _store(
     rows = db.fetch_all(
         _SEND,
         {
-            "n": [i for i, _ in todo],
-            "s": [item.session_id for _, item in todo],
-            "t": [item.who.user_type for _, item in todo],
-            "u": [item.who.user_id for _, item in todo],
-            "cm": [item.client_message_id for _, item in todo],
-            "k": [x.key_id for x in sealed],
-            "nonce": [x.nonce for x in sealed],
-            "c": [x.ciphertext for x in sealed],
+            "positions": [i for i, _ in todo],
+            "session_ids": [item.session_id for _, item in todo],
+            "sender_types": [item.who.user_type for _, item in todo],
+            "sender_ids": [item.who.user_id for _, item in todo],
+            "client_message_ids": [item.client_message_id for _, item in todo],
+            "key_ids": [x.key_id for x in sealed],
+            "nonces": [x.nonce for x in sealed],
+            "ciphertexts": [x.ciphertext for x in sealed],
         },
     )
     by_input = {row["n"]: row for row in rows}
@@ -305,10 +307,10 @@ def _store(
         earlier = db.fetch_all(
             _EARLIER,
             {
-                "n": [i for i, _ in repeats],
-                "s": [item.session_id for _, item in repeats],
-                "u": [item.who.user_id for _, item in repeats],
-                "cm": [item.client_message_id for _, item in repeats],
+                "positions": [i for i, _ in repeats],
+                "session_ids": [item.session_id for _, item in repeats],
+                "sender_ids": [item.who.user_id for _, item in repeats],
+                "client_message_ids": [item.client_message_id for _, item in repeats],
             },
         )
         found = {r["n"]: r for r in earlier}
@@ -339,8 +341,8 @@ def page(
     after = 0
     if query.get("after"):
         row = db.fetch_one(
-            "SELECT seq FROM chat_messages WHERE id = %(m)s AND session_id = %(s)s",
-            {"m": query["after"], "s": session_id},
+            "SELECT seq FROM chat_messages WHERE id = %(message_id)s AND session_id = %(session_id)s",
+            {"message_id": query["after"], "session_id": session_id},
         )
         if row is None:
             raise ValidationFailed({"after": ["Not a message of this chat."]})
@@ -353,8 +355,8 @@ def page(
 
 
 _MARK = sql.SQL(
-    "UPDATE chat_messages SET status = {status}, {stamp} = now() WHERE session_id = %(s)s AND sender_type <> %(me)s "
-    "AND seq <= (SELECT seq FROM chat_messages WHERE id = %(m)s AND session_id = %(s)s) AND status = ANY(%(before)s) "
+    "UPDATE chat_messages SET status = {status}, {stamp} = now() WHERE session_id = %(session_id)s AND sender_type <> %(reader_type)s "
+    "AND seq <= (SELECT seq FROM chat_messages WHERE id = %(message_id)s AND session_id = %(session_id)s) AND status = ANY(%(before)s) "
     "AND (%(only)s::uuid IS NULL OR id = %(only)s) RETURNING id, seq"
 )
 
@@ -371,7 +373,8 @@ def mark(db: Database, events: ChatEvents, who: Principal, session_id: str, mess
     session = for_participant(db, who, session_id)
     if (
         db.fetch_one(
-            "SELECT 1 FROM chat_messages WHERE id = %(m)s AND session_id = %(s)s", {"m": message_id, "s": session_id}
+            "SELECT 1 FROM chat_messages WHERE id = %(message_id)s AND session_id = %(session_id)s",
+            {"message_id": message_id, "session_id": session_id},
         )
         is None
     ):
@@ -379,9 +382,9 @@ def mark(db: Database, events: ChatEvents, who: Principal, session_id: str, mess
     rows = db.fetch_all(
         _mark_query(status),
         {
-            "s": session_id,
-            "me": who.user_type,
-            "m": message_id,
+            "session_id": session_id,
+            "reader_type": who.user_type,
+            "message_id": message_id,
             "before": ["sent", "delivered"] if status == "read" else ["sent"],
             "only": None if status == "read" else message_id,
         },

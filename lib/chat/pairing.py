@@ -99,7 +99,8 @@ def start_pairing(
     outbox = Outbox()
     with db.connection() as conn:
         pay = conn.execute(
-            "SELECT * FROM payment_requests WHERE id = %(id)s FOR UPDATE", {"id": payment_request_id}
+            "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s FOR UPDATE",
+            {"payment_request_id": payment_request_id},
         ).fetchone()
         if pay is None or pay["kind"] != "session" or pay["status"] != "confirmed" or pay["session_id"] is not None:
             return None
@@ -118,22 +119,22 @@ def _open_search(
     candidates: list[str],
 ) -> str:
     customer_id = str(pay["customer_id"])
-    conn.execute("SELECT 1 FROM customers WHERE id = %(c)s FOR UPDATE", {"c": customer_id})
+    conn.execute("SELECT 1 FROM customers WHERE id = %(customer_id)s FOR UPDATE", {"customer_id": customer_id})
     other = conn.execute(
-        "SELECT id FROM chat_sessions WHERE customer_id = %(c)s AND status = ANY(%(open)s) LIMIT 1",
-        {"c": customer_id, "open": list(OPEN)},
+        "SELECT id FROM chat_sessions WHERE customer_id = %(customer_id)s AND status = ANY(%(open)s) LIMIT 1",
+        {"customer_id": customer_id, "open": list(OPEN)},
     ).fetchone()
     targeted = str(pay["targeted_mitra_id"]) if request_type == "targeted" else None
     asked = ([targeted] if targeted in candidates else []) if targeted else candidates
     window = config.int("returning_chat_confirmation_timeout_seconds" if targeted else "pairing_blast_timeout_seconds")
     row = conn.execute(
         "INSERT INTO chat_sessions (customer_id, mode, status, payment_request_id, request_type, targeted_mitra_id, "
-        "duration_minutes, topic_sensitivity, search_expires_at) VALUES (%(c)s, %(mode)s, 'searching', %(p)s, "
+        "duration_minutes, topic_sensitivity, search_expires_at) VALUES (%(customer_id)s, %(mode)s, 'searching', %(payment_request_id)s, "
         "%(type)s, %(target)s, %(minutes)s, %(topic)s, now() + make_interval(secs => %(window)s)) RETURNING id",
         {
-            "c": customer_id,
+            "customer_id": customer_id,
             "mode": pay["mode"],
-            "p": pay["id"],
+            "payment_request_id": pay["id"],
             "type": request_type,
             "target": targeted,
             "minutes": pay["minutes"],
@@ -144,8 +145,8 @@ def _open_search(
     assert row is not None
     session_id = str(row["id"])
     conn.execute(
-        "UPDATE payment_requests SET session_id = %(s)s, updated_at = now() WHERE id = %(p)s",
-        {"s": session_id, "p": pay["id"]},
+        "UPDATE payment_requests SET session_id = %(session_id)s, updated_at = now() WHERE id = %(payment_request_id)s",
+        {"session_id": session_id, "payment_request_id": pay["id"]},
     )
     if other is not None:  # paid again while a session was open: nothing to pair, refund by hand
         _end_search(conn, outbox, session_id, ALREADY_ACTIVE, None)
@@ -158,8 +159,8 @@ def _open_search(
         return session_id
     conn.execute(
         "INSERT INTO chat_request_notifications (session_id, mitra_id, request_type) "
-        "SELECT %(s)s, unnest(%(ids)s::uuid[]), %(t)s",
-        {"s": session_id, "ids": asked, "t": request_type},
+        "SELECT %(session_id)s, unnest(%(mitra_ids)s::uuid[]), %(request_type)s",
+        {"session_id": session_id, "mitra_ids": asked, "request_type": request_type},
     )
     for note in _requests(conn, session_id):
         outbox.add([ev.mitra(note["mitra_id"])], "pairing.request", request_doc(note))
@@ -172,8 +173,8 @@ def _requests(conn: Conn, session_id: str, mitra_id: str | None = None) -> list[
         "s.topic_sensitivity, s.search_expires_at, c.display_name AS customer_name "
         "FROM chat_request_notifications n JOIN chat_sessions s ON s.id = n.session_id "
         "JOIN customers c ON c.id = s.customer_id "
-        "WHERE n.session_id = %(s)s AND (%(m)s::uuid IS NULL OR n.mitra_id = %(m)s)",
-        {"s": session_id, "m": mitra_id},
+        "WHERE n.session_id = %(session_id)s AND (%(mitra_id)s::uuid IS NULL OR n.mitra_id = %(mitra_id)s)",
+        {"session_id": session_id, "mitra_id": mitra_id},
     ).fetchall()
 
 
@@ -182,17 +183,17 @@ def _end_search(conn: Conn, outbox: Outbox, session_id: str, cause: str, reason:
     asked hear it is over, and the payment fails unless a targeted customer may still fall back."""
     fallback = cause == RETURNING_CHAT_TIMEOUT
     row = conn.execute(
-        "UPDATE chat_sessions SET status = %(st)s, failure_cause = %(cause)s, failure_reason = %(reason)s, "
+        "UPDATE chat_sessions SET status = %(status)s, failure_cause = %(cause)s, failure_reason = %(reason)s, "
         "search_expires_at = NULL, ended_at = now(), updated_at = now(), "
         "choice_expires_at = CASE WHEN %(fallback)s THEN now() + make_interval(secs => %(choice)s) END "
-        "WHERE id = %(s)s AND status = 'searching' RETURNING *",
+        "WHERE id = %(session_id)s AND status = 'searching' RETURNING *",
         {
-            "st": "cancelled" if cause == CANCELLED else "expired",
+            "status": "cancelled" if cause == CANCELLED else "expired",
             "cause": cause,
             "reason": reason,
             "fallback": fallback,
             "choice": RETURNING_CHOICE_SECONDS,
-            "s": session_id,
+            "session_id": session_id,
         },
     ).fetchone()
     if row is None:
@@ -200,8 +201,8 @@ def _end_search(conn: Conn, outbox: Outbox, session_id: str, cause: str, reason:
     outbox.counted.append(lambda: m().pairing.labels(row["request_type"], cause).inc())
     asked = conn.execute(
         "UPDATE chat_request_notifications SET status = 'ignored', responded_at = now() "
-        "WHERE session_id = %(s)s AND status = 'notified' RETURNING mitra_id",
-        {"s": session_id},
+        "WHERE session_id = %(session_id)s AND status = 'notified' RETURNING mitra_id",
+        {"session_id": session_id},
     ).fetchall()
     if asked:
         kind = "pairing.cancelled" if cause == CANCELLED else "pairing.expired"
@@ -226,8 +227,8 @@ def fail_payment(conn: Conn, payment_request_id: str, session_id: str | None, ca
     center's review and a refund due for the money (lib/payments/refunds.py), in this transaction."""
     failed = conn.execute(
         "UPDATE payment_requests SET status = 'failed_pairing', failure_cause = %(cause)s, updated_at = now() "
-        "WHERE id = %(p)s AND status = 'confirmed' RETURNING *",
-        {"p": payment_request_id, "cause": cause},
+        "WHERE id = %(payment_request_id)s AND status = 'confirmed' RETURNING *",
+        {"payment_request_id": payment_request_id, "cause": cause},
     ).fetchone()
     if failed is not None:
         record_failure(conn, failed, cause, session_id)
@@ -244,27 +245,29 @@ def accept(
     outbox = Outbox()
     with db.connection() as conn:
         # Accepts of one mitra queue here, so its capacity check and the win cannot interleave.
-        me = conn.execute("SELECT is_active FROM mitras WHERE id = %(m)s FOR UPDATE", {"m": mitra_id}).fetchone()
+        me = conn.execute(
+            "SELECT is_active FROM mitras WHERE id = %(mitra_id)s FOR UPDATE", {"mitra_id": mitra_id}
+        ).fetchone()
         if me is None or not me["is_active"]:
             raise Forbidden("This Bestie account is inactive", code="ACCOUNT_INACTIVE")
         note = conn.execute(
-            "SELECT status FROM chat_request_notifications WHERE session_id = %(s)s AND mitra_id = %(m)s",
-            {"s": session_id, "m": mitra_id},
+            "SELECT status FROM chat_request_notifications WHERE session_id = %(session_id)s AND mitra_id = %(mitra_id)s",
+            {"session_id": session_id, "mitra_id": mitra_id},
         ).fetchone()
         if note is None:
             raise NotFound()  # never asked: as if the request did not exist
         current = conn.execute(
-            "SELECT status, mitra_id FROM chat_sessions WHERE id = %(s)s", {"s": session_id}
+            "SELECT status, mitra_id FROM chat_sessions WHERE id = %(session_id)s", {"session_id": session_id}
         ).fetchone()
         assert current is not None
         if current["status"] == "searching":
             if live_sessions(conn, mitra_id) >= config.int("max_customers_per_mitra"):
                 raise CapacityFull()
             won = conn.execute(
-                "UPDATE chat_sessions SET status = 'active', mitra_id = %(m)s, started_at = now(), "
+                "UPDATE chat_sessions SET status = 'active', mitra_id = %(mitra_id)s, started_at = now(), "
                 "expires_at = now() + make_interval(mins => duration_minutes), search_expires_at = NULL, "
-                "updated_at = now() WHERE id = %(s)s AND status = 'searching' RETURNING *",
-                {"s": session_id, "m": mitra_id},
+                "updated_at = now() WHERE id = %(session_id)s AND status = 'searching' RETURNING *",
+                {"session_id": session_id, "mitra_id": mitra_id},
             ).fetchone()
             if won is not None:
                 _won(conn, outbox, won, mitra_id)
@@ -288,21 +291,21 @@ def _won(conn: Conn, outbox: Outbox, session: dict[str, Any], mitra_id: str) -> 
     session_id = str(session["id"])
     conn.execute(
         "UPDATE chat_request_notifications SET status = 'accepted', responded_at = now() "
-        "WHERE session_id = %(s)s AND mitra_id = %(m)s",
-        {"s": session_id, "m": mitra_id},
+        "WHERE session_id = %(session_id)s AND mitra_id = %(mitra_id)s",
+        {"session_id": session_id, "mitra_id": mitra_id},
     )
     missed = conn.execute(
         "UPDATE chat_request_notifications SET status = 'missed', responded_at = now() "
-        "WHERE session_id = %(s)s AND status = 'notified' RETURNING mitra_id",
-        {"s": session_id},
+        "WHERE session_id = %(session_id)s AND status = 'notified' RETURNING mitra_id",
+        {"session_id": session_id},
     ).fetchall()
     conn.execute(
-        "UPDATE payment_requests SET status = 'consumed', updated_at = now() WHERE id = %(p)s AND status = 'confirmed'",
-        {"p": session["payment_request_id"]},
+        "UPDATE payment_requests SET status = 'consumed', updated_at = now() WHERE id = %(payment_request_id)s AND status = 'confirmed'",
+        {"payment_request_id": session["payment_request_id"]},
     )
     conn.execute(
-        "UPDATE customers SET first_active_session_at = COALESCE(first_active_session_at, now()) WHERE id = %(c)s",
-        {"c": session["customer_id"]},
+        "UPDATE customers SET first_active_session_at = COALESCE(first_active_session_at, now()) WHERE id = %(customer_id)s",
+        {"customer_id": session["customer_id"]},
     )
     full = conn.execute(BY_ID, {"s": session_id}).fetchone()
     assert full is not None
@@ -322,13 +325,13 @@ def decline(db: Database, valkey: redis.Redis, events: ChatEvents, mitra_id: str
     with db.connection() as conn:
         declined = conn.execute(
             "UPDATE chat_request_notifications SET status = 'declined', responded_at = now() "
-            "WHERE session_id = %(s)s AND mitra_id = %(m)s AND status = 'notified' RETURNING request_type",
-            {"s": session_id, "m": mitra_id},
+            "WHERE session_id = %(session_id)s AND mitra_id = %(mitra_id)s AND status = 'notified' RETURNING request_type",
+            {"session_id": session_id, "mitra_id": mitra_id},
         ).fetchone()
         if declined is None:
             asked = conn.execute(
-                "SELECT 1 FROM chat_request_notifications WHERE session_id = %(s)s AND mitra_id = %(m)s",
-                {"s": session_id, "m": mitra_id},
+                "SELECT 1 FROM chat_request_notifications WHERE session_id = %(session_id)s AND mitra_id = %(mitra_id)s",
+                {"session_id": session_id, "mitra_id": mitra_id},
             ).fetchone()
             if asked is None:
                 raise NotFound()
@@ -342,8 +345,8 @@ def request_status(db: Database, mitra_id: str, session_id: str) -> dict[str, An
     """`{status, response}`: open | accepted (by me) | taken | cancelled | expired, and my answer."""
     row = db.fetch_one(
         "SELECT n.status AS response, s.status, s.mitra_id FROM chat_request_notifications n "
-        "JOIN chat_sessions s ON s.id = n.session_id WHERE n.session_id = %(s)s AND n.mitra_id = %(m)s",
-        {"s": session_id, "m": mitra_id},
+        "JOIN chat_sessions s ON s.id = n.session_id WHERE n.session_id = %(session_id)s AND n.mitra_id = %(mitra_id)s",
+        {"session_id": session_id, "mitra_id": mitra_id},
     )
     if row is None:
         raise NotFound()
@@ -368,7 +371,7 @@ _REQUEST_COLUMNS = sql.SQL(
 _REQUESTS_OF = sql.SQL(
     "FROM chat_request_notifications n JOIN chat_sessions s ON s.id = n.session_id "
     "JOIN customers c ON c.id = s.customer_id LEFT JOIN payment_requests p ON p.id = s.payment_request_id "
-    "WHERE n.mitra_id = %(m)s"
+    "WHERE n.mitra_id = %(mitra_id)s"
 )
 _OPEN_REQUEST = sql.SQL("(n.status = 'notified' AND s.status = 'searching')")
 REQUEST_ORDER = Keyset(("notified_at", "time"), ("id", "int"))
@@ -388,7 +391,7 @@ _REQUESTS = (
 def mitra_requests(db: Database, mitra_id: str, *, open_only: bool, position: dict[str, Any]) -> list[dict[str, Any]]:
     """Requests this mitra was asked to take, newest first: the open ones, or all; `position` is
     REQUEST_ORDER.params(query)."""
-    return db.fetch_all(_REQUESTS, {"m": mitra_id, "open": open_only, **position})
+    return db.fetch_all(_REQUESTS, {"mitra_id": mitra_id, "open": open_only, **position})
 
 
 # The recent list as the original ordered it (issue 26): requests still open to the mitra first, then
@@ -427,7 +430,7 @@ _RECENT = (
 def mitra_recent_requests(db: Database, mitra_id: str, position: dict[str, Any]) -> list[dict[str, Any]]:
     """Every request this mitra was asked to take, the open ones first; `position` is
     RECENT_ORDER.params(query)."""
-    return db.fetch_all(_RECENT, {"m": mitra_id, **position})
+    return db.fetch_all(_RECENT, {"mitra_id": mitra_id, **position})
 
 
 # --- the customer's side -----------------------------------------------------------------------
@@ -438,8 +441,8 @@ def cancel(db: Database, valkey: redis.Redis, events: ChatEvents, customer_id: s
     outbox = Outbox()
     with db.connection() as conn:
         searching = conn.execute(
-            "SELECT id FROM chat_sessions WHERE customer_id = %(c)s AND status = 'searching' FOR UPDATE",
-            {"c": customer_id},
+            "SELECT id FROM chat_sessions WHERE customer_id = %(customer_id)s AND status = 'searching' FOR UPDATE",
+            {"customer_id": customer_id},
         ).fetchone()
         if searching is not None:
             session_id = str(searching["id"])
@@ -450,8 +453,8 @@ def cancel(db: Database, valkey: redis.Redis, events: ChatEvents, customer_id: s
                 raise Conflict("There is no search to cancel", code="NO_ACTIVE_REQUEST")
             session_id = str(waiting["id"])
             conn.execute(
-                "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(s)s",
-                {"s": session_id},
+                "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(session_id)s",
+                {"session_id": session_id},
             )
             fail_payment(conn, str(waiting["payment_request_id"]), session_id, RETURNING_CHAT_TIMEOUT)
     outbox.flush(db, valkey, events)
@@ -461,9 +464,9 @@ def cancel(db: Database, valkey: redis.Redis, events: ChatEvents, customer_id: s
 def _fallback_candidate(conn: Conn, customer_id: str) -> dict[str, Any] | None:
     return conn.execute(
         "SELECT s.* FROM chat_sessions s JOIN payment_requests p ON p.id = s.payment_request_id "
-        "WHERE s.customer_id = %(c)s AND s.choice_expires_at > now() AND p.status = 'confirmed' "
+        "WHERE s.customer_id = %(customer_id)s AND s.choice_expires_at > now() AND p.status = 'confirmed' "
         "AND p.session_id = s.id ORDER BY s.created_at DESC LIMIT 1 FOR UPDATE OF s, p",
-        {"c": customer_id},
+        {"customer_id": customer_id},
     ).fetchone()
 
 
@@ -478,15 +481,18 @@ def fallback_to_blast(
         if waiting is None:
             raise RequestExpired("There is no targeted request to fall back from")
         conn.execute(
-            "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(s)s",
-            {"s": waiting["id"]},
+            "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(session_id)s",
+            {"session_id": waiting["id"]},
         )
         pay = conn.execute(
-            "SELECT * FROM payment_requests WHERE id = %(p)s", {"p": waiting["payment_request_id"]}
+            "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s",
+            {"payment_request_id": waiting["payment_request_id"]},
         ).fetchone()
         assert pay is not None
         session_id = _open_search(conn, config, outbox, pay, "blast", candidates)
-        row = conn.execute("SELECT * FROM chat_sessions WHERE id = %(s)s", {"s": session_id}).fetchone()
+        row = conn.execute(
+            "SELECT * FROM chat_sessions WHERE id = %(session_id)s", {"session_id": session_id}
+        ).fetchone()
     outbox.flush(db, valkey, events)
     assert row is not None
     return pairing_doc(row)
@@ -518,7 +524,8 @@ def expire_fallback_choices(db: Database, valkey: redis.Redis, events: ChatEvent
 
     def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
         conn.execute(
-            "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(s)s", {"s": row["id"]}
+            "UPDATE chat_sessions SET choice_expires_at = NULL, updated_at = now() WHERE id = %(session_id)s",
+            {"session_id": row["id"]},
         )
         fail_payment(conn, str(row["payment_request_id"]), str(row["id"]), RETURNING_CHAT_TIMEOUT)
 

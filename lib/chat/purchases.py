@@ -17,7 +17,10 @@ def deliver(
     db: Database, valkey: redis.Redis, config: AppConfig, events: ChatEvents, payment_request_id: str
 ) -> str | None:
     """The paying customer's id (None for an unknown request)."""
-    row = db.fetch_one("SELECT kind, customer_id FROM payment_requests WHERE id = %(p)s", {"p": payment_request_id})
+    row = db.fetch_one(
+        "SELECT kind, customer_id FROM payment_requests WHERE id = %(payment_request_id)s",
+        {"payment_request_id": payment_request_id},
+    )
     if row is None:
         return None
     if row["kind"] == "extension":

@@ -67,7 +67,7 @@ def party_column(user_type: str) -> str:
 def _participant_query(user_type: str, lock: bool) -> bytes:
     # Composed once per shape: formatting a Composed costs ~10 us a call on the message path.
     return (
-        sql.SQL("{select} WHERE s.id = %(id)s AND s.{party} = %(user)s{lock}")
+        sql.SQL("{select} WHERE s.id = %(session_id)s AND s.{party} = %(user)s{lock}")
         .format(
             select=SELECT,
             party=sql.Identifier(party_column(user_type)),
@@ -80,7 +80,7 @@ def _participant_query(user_type: str, lock: bool) -> bytes:
 def for_participant(db: Database | Conn, who: Principal, session_id: str, *, lock: bool = False) -> dict[str, Any]:
     """The session if `who` takes part in it, else 404 (another user's session looks missing)."""
     query = _participant_query(who.user_type, lock)
-    params = {"id": session_id, "user": who.user_id}
+    params = {"session_id": session_id, "user": who.user_id}
     row = db.execute(query, params).fetchone() if not isinstance(db, Database) else db.fetch_one(query, params)
     if row is None:
         raise NotFound()

@@ -46,7 +46,7 @@ _CUSTOMER_ACTIVE = (
         "SELECT (s.status = 'searching' OR s.choice_expires_at > now()) AS is_pairing, {cols}, "
         "t.display_name AS targeted_name, CASE WHEN {live} THEN {unread} END AS unread_count {frm} "
         "LEFT JOIN mitras t ON t.id = s.targeted_mitra_id "
-        "WHERE s.customer_id = %(c)s AND ({open} OR s.choice_expires_at IS NOT NULL)"
+        "WHERE s.customer_id = %(customer_id)s AND ({open} OR s.choice_expires_at IS NOT NULL)"
     )
     .format(
         cols=COLUMNS, frm=FROM, unread=UNREAD_COUNT, live=in_states("s.status", LIVE), open=in_states("s.status", OPEN)
@@ -58,7 +58,7 @@ _CUSTOMER_ACTIVE = (
 def customer_active(db: Database, customer_id: str) -> dict[str, Any]:
     """`{pairing, session}`: the open search (or a targeted failure still open to a fallback), and
     the live session (closing ones too, until completed) with its unread count."""
-    rows = db.fetch_all(_CUSTOMER_ACTIVE, {"c": customer_id, "reader": "customer"})
+    rows = db.fetch_all(_CUSTOMER_ACTIVE, {"customer_id": customer_id, "reader": "customer"})
     searches = [r for r in rows if r["is_pairing"]]
     live = [r for r in rows if r["status"] in LIVE]
     pairing = max(searches, key=lambda r: r["created_at"]) if searches else None
