@@ -37,7 +37,7 @@ DELETE FROM webhook_logs WHERE id IN (
       AND NOT EXISTS (SELECT 1 FROM pairing_failures f
                       WHERE f.payment_request_id = w.payment_request_id AND f.review_status = 'open')
     ORDER BY w.received_at
-    LIMIT %(n)s
+    LIMIT %(limit)s
     FOR UPDATE OF w SKIP LOCKED
 )
 """
@@ -47,7 +47,7 @@ DELETE FROM webhook_logs WHERE id IN (
 _ENDED_SESSIONS = """
 SELECT id FROM auth_sessions
 WHERE revoked_at < now() - make_interval(secs => %(keep)s) OR expires_at < now() - make_interval(secs => %(keep)s)
-LIMIT %(n)s
+LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 """
 # Never sooner than an access token of a revoked session can live: a process that starts learns the
@@ -56,23 +56,25 @@ REVOCATION_MARGIN_SECONDS = 300
 
 _BY_AGE = sql.SQL(
     "DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE created_at < now() - make_interval(days => %(days)s) "
-    "ORDER BY created_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)"
+    "ORDER BY created_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
 )
 
 
 def _webhook_logs(db: Database, s: Settings) -> Batch:
-    deleted = db.execute(_WEBHOOK_LOGS, {"days": s.webhook_log_retention_days, "n": BATCH})
+    deleted = db.execute(_WEBHOOK_LOGS, {"days": s.webhook_log_retention_days, "limit": BATCH})
     return deleted, {"webhook_logs": deleted}
 
 
 def _ended_sessions(db: Database, s: Settings) -> Batch:
     keep = max(s.refresh_token_retention_days * 86400, s.access_token_ttl_seconds + REVOCATION_MARGIN_SECONDS)
     with db.connection() as conn:
-        ids = [r["id"] for r in conn.execute(_ENDED_SESSIONS, {"keep": keep, "n": BATCH}).fetchall()]
+        ids = [r["id"] for r in conn.execute(_ENDED_SESSIONS, {"keep": keep, "limit": BATCH}).fetchall()]
         if not ids:
             return 0, {}
-        tokens = conn.execute("DELETE FROM auth_refresh_tokens WHERE session_id = ANY(%(ids)s)", {"ids": ids})
-        sessions = conn.execute("DELETE FROM auth_sessions WHERE id = ANY(%(ids)s)", {"ids": ids})
+        tokens = conn.execute(
+            "DELETE FROM auth_refresh_tokens WHERE session_id = ANY(%(session_ids)s)", {"session_ids": ids}
+        )
+        sessions = conn.execute("DELETE FROM auth_sessions WHERE id = ANY(%(session_ids)s)", {"session_ids": ids})
         return len(ids), {"refresh_tokens": tokens.rowcount, "auth_sessions": sessions.rowcount}
 
 
@@ -80,7 +82,7 @@ def _by_age(table: str, days: Callable[[Settings], int]) -> Callable[[Database, 
     statement = _BY_AGE.format(table=sql.Identifier(table))
 
     def batch(db: Database, s: Settings) -> Batch:
-        deleted = db.execute(statement, {"days": days(s), "n": BATCH})
+        deleted = db.execute(statement, {"days": days(s), "limit": BATCH})
         return deleted, {table: deleted}
 
     return batch

@@ -16,8 +16,8 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     row = ctx.services.db.fetch_one(
         "SELECT m.*, COALESCE(s.is_online, false) AS is_online FROM mitras m "
-        "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id WHERE m.id = %(id)s",
-        {"id": ctx.principal.user_id},
+        "LEFT JOIN mitra_online_status s ON s.mitra_id = m.id WHERE m.id = %(mitra_id)s",
+        {"mitra_id": ctx.principal.user_id},
     )
     if row is None:
         raise Unauthorized("Account not found")

@@ -17,14 +17,14 @@ _ACCOUNT = (
     "SELECT c.account_belongs_to, EXISTS (SELECT 1 FROM chat_sessions s WHERE s.customer_id = c.id "
     "AND s.status IN ('closing', 'completed')) AS has_consulted, "
     "ARRAY(SELECT i.provider FROM customer_identities i WHERE i.customer_id = c.id "
-    "ORDER BY i.created_at, i.provider) AS providers FROM customers c WHERE c.id = %(id)s"
+    "ORDER BY i.created_at, i.provider) AS providers FROM customers c WHERE c.id = %(customer_id)s"
 )
 
 
 def customer_view(db: Database, customer_id: str, kept: Kept[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The profile (from `kept` when given, else read now) and the account facts above."""
     base = kept.get(customer_id) if kept is not None else profile(db, customer_id)
-    account = db.fetch_one(_ACCOUNT, {"id": customer_id})
+    account = db.fetch_one(_ACCOUNT, {"customer_id": customer_id})
     if account is None:  # the row went between the two reads
         raise Unauthorized("Account not found")
     return {

@@ -21,8 +21,8 @@ ENDPOINT = Endpoint(method="PATCH", route="/api/client/me", auth=Auth.CUSTOMER, 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     ctx.services.db.execute(
-        "UPDATE customers SET display_name = %(n)s, updated_at = now() WHERE id = %(id)s",
-        {"n": ctx.body["display_name"], "id": ctx.principal.user_id},
+        "UPDATE customers SET display_name = %(display_name)s, updated_at = now() WHERE id = %(customer_id)s",
+        {"display_name": ctx.body["display_name"], "customer_id": ctx.principal.user_id},
     )
     ctx.services.profiles.forget(ctx.principal.user_id)  # this process answers with the change at once
     return customer_view(ctx.services.db, ctx.principal.user_id)

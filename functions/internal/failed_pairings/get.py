@@ -29,8 +29,8 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "r.refunded_at, r.reference AS refund_reference FROM pairing_failures f "
         "JOIN payment_requests p ON p.id = f.payment_request_id "
         "LEFT JOIN refunds r ON r.payment_request_id = f.payment_request_id AND r.reason = f.cause "
-        "WHERE f.id = %(id)s",
-        {"id": ctx.params["failure_id"]},
+        "WHERE f.id = %(failure_id)s",
+        {"failure_id": ctx.params["failure_id"]},
     )
     if row is None:
         raise NotFound()

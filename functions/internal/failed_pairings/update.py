@@ -28,13 +28,13 @@ ENDPOINT = Endpoint(
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     row = ctx.services.db.fetch_one(
-        "UPDATE pairing_failures SET review_status = COALESCE(%(s)s, review_status), notes = COALESCE(%(n)s, notes), "
-        "reviewed_by = %(by)s, reviewed_at = now(), updated_at = now() WHERE id = %(id)s RETURNING *",
+        "UPDATE pairing_failures SET review_status = COALESCE(%(review_status)s, review_status), notes = COALESCE(%(notes)s, notes), "
+        "reviewed_by = %(reviewed_by)s, reviewed_at = now(), updated_at = now() WHERE id = %(failure_id)s RETURNING *",
         {
-            "s": ctx.body.get("review_status"),
-            "n": ctx.body.get("notes"),
-            "by": ctx.principal.user_id,
-            "id": ctx.params["failure_id"],
+            "review_status": ctx.body.get("review_status"),
+            "notes": ctx.body.get("notes"),
+            "reviewed_by": ctx.principal.user_id,
+            "failure_id": ctx.params["failure_id"],
         },
     )
     if row is None:

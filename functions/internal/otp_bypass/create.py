@@ -33,13 +33,13 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     b = ctx.body
     row = ctx.services.db.fetch_one(
         "INSERT INTO otp_bypass_entries (phone, code_hash, note, expires_at, created_by) "
-        "VALUES (%(p)s, %(h)s, %(n)s, %(e)s, %(by)s) RETURNING *",  # a listed phone is BYPASS_EXISTS
+        "VALUES (%(phone)s, %(code_hash)s, %(note)s, %(expires_at)s, %(created_by)s) RETURNING *",  # a listed phone is BYPASS_EXISTS
         {
-            "p": b["phone"],
-            "h": hash_bypass_code(b["code"]),
-            "n": b["note"],
-            "e": b["expires_at"],
-            "by": ctx.principal.user_id,
+            "phone": b["phone"],
+            "code_hash": hash_bypass_code(b["code"]),
+            "note": b["note"],
+            "expires_at": b["expires_at"],
+            "created_by": ctx.principal.user_id,
         },
     )
     assert row is not None

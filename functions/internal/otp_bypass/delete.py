@@ -15,5 +15,7 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:
-    if not ctx.services.db.execute("DELETE FROM otp_bypass_entries WHERE id = %(id)s", {"id": ctx.params["entry_id"]}):
+    if not ctx.services.db.execute(
+        "DELETE FROM otp_bypass_entries WHERE id = %(entry_id)s", {"entry_id": ctx.params["entry_id"]}
+    ):
         raise NotFound()

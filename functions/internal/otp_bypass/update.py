@@ -31,13 +31,13 @@ ENDPOINT = Endpoint(
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     b = ctx.body
     row = ctx.services.db.fetch_one(
-        "UPDATE otp_bypass_entries SET code_hash = COALESCE(%(h)s, code_hash), note = COALESCE(%(n)s, note), "
-        "expires_at = COALESCE(%(e)s, expires_at), updated_at = now() WHERE id = %(id)s RETURNING *",
+        "UPDATE otp_bypass_entries SET code_hash = COALESCE(%(code_hash)s, code_hash), note = COALESCE(%(note)s, note), "
+        "expires_at = COALESCE(%(expires_at)s, expires_at), updated_at = now() WHERE id = %(entry_id)s RETURNING *",
         {
-            "h": hash_bypass_code(b["code"]) if "code" in b else None,
-            "n": b.get("note"),
-            "e": b.get("expires_at"),
-            "id": ctx.params["entry_id"],
+            "code_hash": hash_bypass_code(b["code"]) if "code" in b else None,
+            "note": b.get("note"),
+            "expires_at": b.get("expires_at"),
+            "entry_id": ctx.params["entry_id"],
         },
     )
     if row is None:

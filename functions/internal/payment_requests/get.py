@@ -57,27 +57,30 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     db = ctx.services.db
-    row = db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": ctx.params["request_id"]})
+    row = db.fetch_one(
+        "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s",
+        {"payment_request_id": ctx.params["request_id"]},
+    )
     if row is None:
         raise NotFound()
     logs = db.fetch_all(
-        "SELECT id, received_at, status, outcome FROM webhook_logs WHERE external_id = %(e)s ORDER BY received_at, id",
-        {"e": str(row["id"])},
+        "SELECT id, received_at, status, outcome FROM webhook_logs WHERE external_id = %(external_id)s ORDER BY received_at, id",
+        {"external_id": str(row["id"])},
     )
     paid = db.fetch_all(
         "SELECT invoice_id, amount, currency, source, outcome, created_at FROM paid_invoices "
-        "WHERE payment_request_id = %(p)s ORDER BY created_at",
-        {"p": row["id"]},
+        "WHERE payment_request_id = %(payment_request_id)s ORDER BY created_at",
+        {"payment_request_id": row["id"]},
     )
     refunds = db.fetch_all(
         "SELECT r.*, p.kind FROM refunds r JOIN payment_requests p ON p.id = r.payment_request_id "
-        "WHERE r.payment_request_id = %(p)s ORDER BY r.created_at",
-        {"p": row["id"]},
+        "WHERE r.payment_request_id = %(payment_request_id)s ORDER BY r.created_at",
+        {"payment_request_id": row["id"]},
     )
     closure = db.fetch_one(
         "SELECT reason, attempts, next_attempt_at, last_error, created_at, closed_at, outcome FROM invoice_closures "
-        "WHERE payment_request_id = %(p)s",
-        {"p": row["id"]},
+        "WHERE payment_request_id = %(payment_request_id)s",
+        {"payment_request_id": row["id"]},
     )
     return {
         **admin_doc(row),

@@ -25,11 +25,11 @@ ENDPOINT = Endpoint(
 
 _LIST = sql.SQL(
     "SELECT r.*, p.kind FROM refunds r JOIN payment_requests p ON p.id = r.payment_request_id "
-    "WHERE (r.refunded_at IS NULL) = %(due)s AND {after} ORDER BY {order} LIMIT %(limit)s"
+    "WHERE (r.refunded_at IS NULL) = %(refund_due)s AND {after} ORDER BY {order} LIMIT %(limit)s"
 ).format(after=ORDER.after("r"), order=ORDER.order("r"))
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     q = ctx.query
-    rows = ctx.services.db.fetch_all(_LIST, {"due": q["status"] == "due", **ORDER.params(q)})
+    rows = ctx.services.db.fetch_all(_LIST, {"refund_due": q["status"] == "due", **ORDER.params(q)})
     return ORDER.page(rows, q["limit"], refund_doc)

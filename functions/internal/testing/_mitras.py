@@ -27,8 +27,8 @@ class MitraRef(Schema):
 def mitra_id_of(db: Database, body: dict[str, Any]) -> str:
     """The id of the mitra the body names; 404 when there is none."""
     row = db.fetch_one(
-        "SELECT id FROM mitras WHERE id = %(id)s OR phone = %(phone)s",
-        {"id": body.get("mitra_id"), "phone": body.get("phone")},
+        "SELECT id FROM mitras WHERE id = %(mitra_id)s OR phone = %(phone)s",
+        {"mitra_id": body.get("mitra_id"), "phone": body.get("phone")},
     )
     if row is None:
         raise NotFound("No mitra has this id or phone", code="MITRA_NOT_FOUND")

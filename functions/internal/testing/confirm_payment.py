@@ -26,7 +26,10 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         raise Forbidden(
             "The confirm hook pays simulated requests only; XENDIT_ENABLED is true", code="SIMULATED_GATEWAY_ONLY"
         )
-    row = s.db.fetch_one("SELECT * FROM payment_requests WHERE id = %(id)s", {"id": ctx.params["request_id"]})
+    row = s.db.fetch_one(
+        "SELECT * FROM payment_requests WHERE id = %(payment_request_id)s",
+        {"payment_request_id": ctx.params["request_id"]},
+    )
     if row is None:
         raise NotFound()
     callback = {

@@ -34,7 +34,7 @@ ENDPOINT = Endpoint(
 
 _SESSION = (
     "SELECT s.*, m.display_name AS targeted_name FROM chat_sessions s "
-    "LEFT JOIN mitras m ON m.id = s.targeted_mitra_id WHERE s.id = %(s)s"
+    "LEFT JOIN mitras m ON m.id = s.targeted_mitra_id WHERE s.id = %(session_id)s"
 )
 
 
@@ -50,15 +50,15 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     # RETURNING_CHAT_TIMEOUT and the fallback window, with the same events, rows and metrics.
     moved = s.db.fetch_one(
         "UPDATE chat_sessions SET search_expires_at = least(search_expires_at, now()) "
-        "WHERE id = %(s)s AND status = 'searching' RETURNING id",
-        {"s": session_id},
+        "WHERE id = %(session_id)s AND status = 'searching' RETURNING id",
+        {"session_id": session_id},
     )
     if moved is None:
-        raise _not_searching(s.db.fetch_one(_SESSION, {"s": session_id}))
+        raise _not_searching(s.db.fetch_one(_SESSION, {"session_id": session_id}))
     expire_searches(s.db, s.valkey, s.chat_events)
     with s.db.connection() as conn:
         # FOR SHARE waits for a worker that claimed this row first (SKIP LOCKED passed it over here).
-        row = conn.execute(_SESSION + " FOR SHARE OF s", {"s": session_id}).fetchone()
+        row = conn.execute(_SESSION + " FOR SHARE OF s", {"session_id": session_id}).fetchone()
     assert row is not None
     return pairing_doc(row, row["targeted_name"])
 
@@ -66,16 +66,16 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
 def _searched(ctx: Ctx) -> str:
     body = ctx.body
     if body["session_id"] is not None:
-        row = ctx.services.db.fetch_one(_SESSION, {"s": body["session_id"]})
+        row = ctx.services.db.fetch_one(_SESSION, {"session_id": body["session_id"]})
         if row is None:
             raise NotFound("No such session", code="SESSION_NOT_FOUND")
         if row["status"] != "searching":
             raise _not_searching(row)
         return str(row["id"])
     found = ctx.services.db.fetch_one(
-        "SELECT id FROM chat_sessions WHERE customer_id = %(c)s AND status = 'searching' "
+        "SELECT id FROM chat_sessions WHERE customer_id = %(customer_id)s AND status = 'searching' "
         "ORDER BY created_at DESC LIMIT 1",
-        {"c": body["customer_id"]},
+        {"customer_id": body["customer_id"]},
     )
     if found is None:
         raise NotSearching("This customer has no search in progress")

@@ -38,20 +38,20 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     with ctx.services.db.connection() as conn:
         # Every code request for the number, both flows: the cooldown, the hourly count and open codes
         # are all counted from these rows (lib/auth/otp.py).
-        otp = conn.execute("DELETE FROM otp_requests WHERE phone = %(p)s", {"p": phone}).rowcount
+        otp = conn.execute("DELETE FROM otp_requests WHERE phone = %(phone)s", {"phone": phone}).rowcount
         unlinked = conn.execute(
-            "DELETE FROM customer_identities WHERE provider = 'phone' AND subject = %(p)s RETURNING customer_id",
-            {"p": phone},
+            "DELETE FROM customer_identities WHERE provider = 'phone' AND subject = %(phone)s RETURNING customer_id",
+            {"phone": phone},
         ).fetchall()
         # The account that held the number keeps its history and sessions, without the number; with
         # no identity left it is anonymous again. The phone can now sign up as a new customer.
         detached = conn.execute(
             "UPDATE customers c SET phone = NULL, updated_at = now(), is_anonymous = NOT EXISTS "
             "(SELECT 1 FROM customer_identities i WHERE i.customer_id = c.id) "
-            "WHERE c.phone = %(p)s OR c.id = ANY(%(ids)s) RETURNING c.id",
-            {"p": phone, "ids": [r["customer_id"] for r in unlinked]},
+            "WHERE c.phone = %(phone)s OR c.id = ANY(%(customer_ids)s) RETURNING c.id",
+            {"phone": phone, "customer_ids": [r["customer_id"] for r in unlinked]},
         ).fetchall()
-        mitra = conn.execute("SELECT id FROM mitras WHERE phone = %(p)s", {"p": phone}).fetchone()
+        mitra = conn.execute("SELECT id FROM mitras WHERE phone = %(phone)s", {"phone": phone}).fetchone()
     return {
         "phone": phone,
         "deleted": {"otp_requests": otp, "phone_identities": len(unlinked)},

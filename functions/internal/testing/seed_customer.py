@@ -45,15 +45,15 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     with s.db.connection() as conn:
         if phone is not None:
             taken = conn.execute(
-                "SELECT 1 FROM customer_identities WHERE provider = 'phone' AND subject = %(p)s "
-                "UNION ALL SELECT 1 FROM customers WHERE phone = %(p)s",
-                {"p": phone},
+                "SELECT 1 FROM customer_identities WHERE provider = 'phone' AND subject = %(phone)s "
+                "UNION ALL SELECT 1 FROM customers WHERE phone = %(phone)s",
+                {"phone": phone},
             ).fetchone()
             if taken is not None:
                 raise PhoneTaken()
         row = conn.execute(
-            "INSERT INTO customers (display_name, last_login_at) VALUES (%(n)s, now()) RETURNING id",
-            {"n": ctx.body["display_name"]},
+            "INSERT INTO customers (display_name, last_login_at) VALUES (%(display_name)s, now()) RETURNING id",
+            {"display_name": ctx.body["display_name"]},
         ).fetchone()
         assert row is not None
         customer_id = str(row["id"])

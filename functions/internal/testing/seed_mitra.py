@@ -58,7 +58,7 @@ _NO_TOKENS = dict.fromkeys(
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     s, body = ctx.services, ctx.body
-    existing = s.db.fetch_one("SELECT id, is_active FROM mitras WHERE phone = %(p)s", {"p": body["phone"]})
+    existing = s.db.fetch_one("SELECT id, is_active FROM mitras WHERE phone = %(phone)s", {"phone": body["phone"]})
     if existing is None:
         mitra_id, was_active = str(create_mitra(s.db, body["phone"], body["display_name"])["id"]), True
     else:

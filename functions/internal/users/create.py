@@ -38,6 +38,6 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
         role=b["role"],
         display_name=b["display_name"],
     )
-    row = ctx.services.db.fetch_one("SELECT * FROM cc_users WHERE id = %(id)s", {"id": created["id"]})
+    row = ctx.services.db.fetch_one("SELECT * FROM cc_users WHERE id = %(cc_user_id)s", {"cc_user_id": created["id"]})
     assert row is not None
     return Reply(201, cc_user_doc(row))

@@ -15,7 +15,9 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    row = ctx.services.db.fetch_one("SELECT * FROM cc_users WHERE id = %(id)s", {"id": ctx.params["user_id"]})
+    row = ctx.services.db.fetch_one(
+        "SELECT * FROM cc_users WHERE id = %(cc_user_id)s", {"cc_user_id": ctx.params["user_id"]}
+    )
     if row is None:
         raise NotFound()
     return cc_user_doc(row)

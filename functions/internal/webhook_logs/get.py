@@ -27,7 +27,9 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    row = ctx.services.db.fetch_one("SELECT * FROM webhook_logs WHERE id = %(id)s", {"id": ctx.params["log_id"]})
+    row = ctx.services.db.fetch_one(
+        "SELECT * FROM webhook_logs WHERE id = %(webhook_log_id)s", {"webhook_log_id": ctx.params["log_id"]}
+    )
     if row is None:
         raise NotFound()
     return {**row, "raw_body": bytes(row["raw_body"]).decode("utf-8", errors="replace")}

@@ -27,7 +27,8 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     services.rate_limiter.hit("anonymous", ctx.client_ip, limit, 3600)
     with services.db.connection() as conn:
         row = conn.execute(
-            "INSERT INTO customers (display_name) VALUES (%(n)s) RETURNING id", {"n": ctx.body["display_name"]}
+            "INSERT INTO customers (display_name) VALUES (%(display_name)s) RETURNING id",
+            {"display_name": ctx.body["display_name"]},
         ).fetchone()
         assert row is not None
         grant = sign_in(conn, services.settings, "customer", str(row["id"]))

@@ -19,7 +19,9 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    row = ctx.services.db.fetch_one("SELECT * FROM pricing_tiers WHERE id = %(id)s", {"id": ctx.params["tier_id"]})
+    row = ctx.services.db.fetch_one(
+        "SELECT * FROM pricing_tiers WHERE id = %(tier_id)s", {"tier_id": ctx.params["tier_id"]}
+    )
     if row is None:
         raise NotFound()
     return tier_doc(row)

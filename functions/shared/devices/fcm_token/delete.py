@@ -19,7 +19,7 @@ ENDPOINT = Endpoint(
 def handle(req: falcon.Request, ctx: Ctx) -> None:
     assert ctx.principal is not None
     ctx.services.db.execute(
-        "DELETE FROM device_tokens WHERE user_type = %(t)s AND user_id = %(u)s "
-        "AND (%(tok)s::text IS NULL OR token = %(tok)s)",
-        {"t": ctx.principal.user_type, "u": ctx.principal.user_id, "tok": ctx.body["token"]},
+        "DELETE FROM device_tokens WHERE user_type = %(user_type)s AND user_id = %(user_id)s "
+        "AND (%(token)s::text IS NULL OR token = %(token)s)",
+        {"user_type": ctx.principal.user_type, "user_id": ctx.principal.user_id, "token": ctx.body["token"]},
     )
