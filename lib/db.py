@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg import sql as psql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -23,11 +23,27 @@ from lib.metrics import m
 log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[dict[str, Any]]
+Cursor = psycopg.Cursor[dict[str, Any]]
+T = TypeVar("T")
 IDLE_CHECK_SECONDS = 1.0  # a connection idle this long is checked before use (one round trip)
 SUSPECT_SECONDS = 10.0  # after a connection failed, every checkout is checked for this long
 _SERVER_GONE = frozenset({"57P01", "57P02", "57P03"})  # admin shutdown, crash shutdown, cannot connect now
 # A literal statement, or one composed with psycopg.sql (identifiers, literal state lists).
 Query = str | bytes | psql.SQL | psql.Composed
+# What `_domain_error` turns into domain errors (PoolTimeout and TransactionRollback are OperationalErrors).
+_DRIVER_ERRORS = (psycopg.IntegrityError, psycopg.DataError, psycopg.OperationalError, UnicodeEncodeError)
+
+
+def _one(cursor: Cursor) -> dict[str, Any] | None:
+    return cursor.fetchone()
+
+
+def _all(cursor: Cursor) -> list[dict[str, Any]]:
+    return cursor.fetchall()
+
+
+def _rowcount(cursor: Cursor) -> int:
+    return cursor.rowcount
 
 
 def connect_kwargs(server_tz: str, application_name: str) -> dict[str, Any]:
@@ -38,6 +54,23 @@ def connect_kwargs(server_tz: str, application_name: str) -> dict[str, Any]:
         "row_factory": dict_row,
         "connect_timeout": 3,
     }
+
+
+class PooledConnection(Conn):
+    """A connection of the pool. Between uses it is in autocommit, so a single statement is sent as
+    it is (no BEGIN and COMMIT round trips, no switch); `Database.connection` turns that off for
+    its transaction block. It keeps one cursor for single statements: a new cursor looks up the
+    loader of every column again, ~15 us of a 31-column read (bench/profile.py). The cursor holds
+    its last result until the connection's next statement; reads are paged, so that stays small."""
+
+    good_at = 0.0  # when a statement last succeeded on it (monotonic)
+    _cursor: Cursor | None = None
+
+    def statement_cursor(self) -> Cursor:
+        cursor = self._cursor
+        if cursor is None or cursor.closed:
+            cursor = self._cursor = self.cursor()
+        return cursor
 
 
 class Database:
@@ -56,17 +89,18 @@ class Database:
         self.dsn = dsn
         self.timeout = timeout
         self._kwargs = connect_kwargs(server_tz, application_name)
-        # When a connection was last known good: a restart or failover breaks the idle ones
-        # silently, and the first statement on each then failed (3-4 of 12 reads were 503s after a
-        # healed cut). Those are checked before use and replaced; in a busy process none is.
-        self._good: weakref.WeakKeyDictionary[Conn, float] = weakref.WeakKeyDictionary()
+        # When a connection was last known good (PooledConnection.good_at): a restart or failover
+        # breaks the idle ones silently, and the first statement on each then failed (3-4 of 12
+        # reads were 503s after a healed cut). Those are checked before use and replaced; in a busy
+        # process none is.
         self._last_ok = 0.0  # any connection's last success: a busy process checks nothing
         self._suspect_until = 0.0
         self._pool = ConnectionPool(
             dsn,
+            connection_class=PooledConnection,
             min_size=min_size,
             max_size=max_size,
-            kwargs=self._kwargs,
+            kwargs={**self._kwargs, "autocommit": True},
             timeout=timeout,
             open=False,
             name=application_name,
@@ -81,13 +115,13 @@ class Database:
         self._lock = threading.Lock()
         self._closed = threading.Event()
 
-    def _alive(self, conn: Conn) -> bool:
+    def _alive(self, conn: PooledConnection) -> bool:
         """False for a connection found broken (the pool then discards it). The round trip is paid
         only for a connection idle for a while in a process that has had no success meanwhile (a
         restart breaks every connection at once), or while the process has just seen a connection
         fail. Not the pool's own `check`: it waits a growing backoff after each broken connection."""
         now = time.monotonic()
-        idle = now - self._good.get(conn, 0.0) >= IDLE_CHECK_SECONDS and now - self._last_ok >= IDLE_CHECK_SECONDS
+        idle = now - conn.good_at >= IDLE_CHECK_SECONDS and now - self._last_ok >= IDLE_CHECK_SECONDS
         if idle or now < self._suspect_until:
             try:
                 ConnectionPool.check_connection(conn)
@@ -96,15 +130,19 @@ class Database:
                 return False
         return True
 
-    @contextmanager
-    def _checked(self, timeout: float | None) -> Iterator[Conn]:
+    def _checkout(self, timeout: float | None) -> PooledConnection:
+        """A working connection (getconn/putconn, not the pool's context manager: a request's one
+        statement then pays for no transaction handling it does not use)."""
+        self._ensure_open()
         for _ in range(self._pool.max_size + 1):  # every pooled one broken, then a fresh one
-            with self._pool.connection(timeout=timeout) as conn:
-                if self._alive(cast(Conn, conn)):
-                    yield cast(Conn, conn)
-                    self._good[cast(Conn, conn)] = self._last_ok = time.monotonic()
-                    return
+            conn = self._pool.getconn(timeout)
+            if self._alive(conn):
+                return conn
+            self._pool.putconn(conn)  # closed by the failed check: the pool replaces it
         raise psycopg.OperationalError("no working database connection")
+
+    def _succeeded(self, conn: PooledConnection) -> None:
+        conn.good_at = self._last_ok = time.monotonic()
 
     def _ensure_open(self) -> None:
         if not self._opened:
@@ -126,44 +164,63 @@ class Database:
             if self._closed.wait(every):
                 return
 
-    @contextmanager
-    def connection(self, timeout: float | None = None) -> Iterator[Conn]:
-        """A pooled connection; the block is one transaction (committed on success). This is the
-        boundary where driver errors become domain errors: a constraint violation or a value the
-        column cannot hold leaves as the 4xx that lib/constraints.py names for it."""
-        self._ensure_open()
-        try:
-            with self._checked(timeout) as conn:
-                yield conn
-        except (psycopg.IntegrityError, psycopg.DataError) as exc:
-            raise translate(exc) from exc
-        except UnicodeEncodeError as exc:  # a lone surrogate psycopg cannot send: input lib/inputs did not see
+    def _domain_error(self, exc: Exception) -> Exception:
+        """The boundary where driver errors become domain errors: a constraint violation or a value
+        the column cannot hold leaves as the 4xx that lib/constraints.py names for it."""
+        if isinstance(exc, (psycopg.IntegrityError, psycopg.DataError)):
+            return translate(exc)
+        if isinstance(exc, UnicodeEncodeError):  # a lone surrogate psycopg cannot send: input lib/inputs did not see
             log.warning("unencodable text reached the database boundary")
-            raise ValidationFailed({"_schema": [UNSTORABLE]}) from exc
-        except PoolTimeout as exc:
+            return ValidationFailed({"_schema": [UNSTORABLE]})
+        if isinstance(exc, PoolTimeout):
             m().db_pool_timeouts.labels(self._name).inc()
             log.error("database pool timeout: %s", exc)
-            raise ServiceUnavailable("Database unavailable", retry_after=2) from exc
-        except psycopg.errors.TransactionRollback as exc:  # deadlock, serialization: the server is fine
+            return ServiceUnavailable("Database unavailable", retry_after=2)
+        if isinstance(exc, psycopg.errors.TransactionRollback):  # deadlock, serialization: the server is fine
             log.warning("database transaction rolled back: %s", exc.sqlstate)
-            raise ServiceUnavailable("Busy, try again", retry_after=1) from exc
-        except psycopg.OperationalError as exc:
-            log.error("database error: %s", exc)
-            if exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate in _SERVER_GONE:
-                # The connection, not the statement, failed: the pool's others may be broken too.
-                self._suspect_until = time.monotonic() + SUSPECT_SECONDS
-            raise ServiceUnavailable("Database unavailable", retry_after=2) from exc
+            return ServiceUnavailable("Busy, try again", retry_after=1)
+        assert isinstance(exc, psycopg.OperationalError)
+        log.error("database error: %s", exc)
+        if exc.sqlstate is None or exc.sqlstate.startswith("08") or exc.sqlstate in _SERVER_GONE:
+            # The connection, not the statement, failed: the pool's others may be broken too.
+            self._suspect_until = time.monotonic() + SUSPECT_SECONDS
+        return ServiceUnavailable("Database unavailable", retry_after=2)
 
     @contextmanager
-    def _statement(self) -> Iterator[Conn]:
-        """A connection for one statement, in autocommit: a statement is atomic on its own, and
-        this saves the BEGIN and COMMIT round trips a transaction block would cost."""
-        with self.connection() as conn:
-            conn.autocommit = True
+    def connection(self, timeout: float | None = None) -> Iterator[Conn]:
+        """A pooled connection; the block is one transaction (committed on success, rolled back on
+        an error). Driver errors leave it as domain errors (`_domain_error`)."""
+        try:
+            conn = self._checkout(timeout)
             try:
-                yield conn
-            finally:
                 conn.autocommit = False
+                with conn:  # psycopg's connection block: commit, or roll back on an exception
+                    yield conn
+                self._succeeded(conn)
+            finally:
+                try:
+                    if conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
+                        conn.close()  # never hand on a connection still in a transaction: the pool replaces it
+                    else:
+                        conn.autocommit = True
+                finally:
+                    self._pool.putconn(conn)
+        except _DRIVER_ERRORS as exc:
+            raise self._domain_error(exc) from exc
+
+    def _run(self, sql: Query, params: dict[str, Any] | None, read: Callable[[Cursor], T]) -> T:
+        """One statement on the connection's own cursor, in autocommit (a statement is atomic on
+        its own), read before the connection goes back to the pool."""
+        try:
+            conn = self._checkout(None)
+            try:
+                result = read(conn.statement_cursor().execute(sql, params))
+                self._succeeded(conn)
+                return result
+            finally:
+                self._pool.putconn(conn)
+        except _DRIVER_ERRORS as exc:
+            raise self._domain_error(exc) from exc
 
     def dedicated(self, purpose: str) -> Conn:
         """A connection of its own, outside the pool and in autocommit, for a thread that holds it
@@ -172,16 +229,13 @@ class Database:
         return cast(Conn, psycopg.connect(self.dsn, autocommit=True, **kwargs))
 
     def fetch_one(self, sql: Query, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        with self._statement() as conn:
-            return conn.execute(sql, params).fetchone()
+        return self._run(sql, params, _one)
 
     def fetch_all(self, sql: Query, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self._statement() as conn:
-            return conn.execute(sql, params).fetchall()
+        return self._run(sql, params, _all)
 
     def execute(self, sql: Query, params: dict[str, Any] | None = None) -> int:
-        with self._statement() as conn:
-            return conn.execute(sql, params).rowcount
+        return self._run(sql, params, _rowcount)
 
     def close(self) -> None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""The pool after a database restart or failover: connections it broke are replaced, not handed out."""
+"""The pool: connections a database restart or failover broke are replaced, not handed out; single
+statements run in autocommit and transaction blocks do not leak into them."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
 import pytest
@@ -168,3 +170,69 @@ def test_a_process_in_use_pays_no_liveness_round_trip(db: Database, monkeypatch:
         db.fetch_one("SELECT 1")
         time.sleep(0.2)
     assert checks == []
+
+
+def _seen(dsn: str) -> list[int]:
+    """The rows of dbtest as a connection outside the pool sees them: committed ones only."""
+    with psycopg.connect(dsn) as other:
+        return [n for (n,) in other.execute("SELECT n FROM dbtest ORDER BY n").fetchall()]
+
+
+def test_a_statement_after_a_transaction_block_is_committed_on_its_own(db: Database, database_url: str) -> None:
+    db.execute("CREATE TABLE dbtest (n int)")
+    gate = threading.Barrier(4)
+
+    def block(_: int) -> None:
+        with db.connection() as conn:
+            conn.execute("SELECT 1")
+            gate.wait(5)  # four blocks at once: every pooled connection has had one
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(block, range(4)))
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda n: db.execute("INSERT INTO dbtest VALUES (%(n)s)", {"n": n}), range(8)))
+    # A connection handed back still out of autocommit would hold these in an open transaction.
+    assert _seen(database_url) == list(range(8))
+
+
+def test_a_block_that_raises_is_rolled_back_and_its_connection_is_clean(db: Database, database_url: str) -> None:
+    db.execute("CREATE TABLE dbtest (n int)")
+
+    def failing() -> None:
+        with db.connection() as conn:
+            conn.execute("INSERT INTO dbtest VALUES (1)")
+            raise RuntimeError("the handler failed")
+
+    with pytest.raises(RuntimeError):
+        failing()
+    with db.connection() as conn:
+        conn.execute("INSERT INTO dbtest VALUES (2)")
+        assert _seen(database_url) == []  # a block is one transaction: not visible before its end
+    for _ in range(4):
+        db.execute("INSERT INTO dbtest VALUES (3)")
+    assert _seen(database_url) == [2, 3, 3, 3, 3]
+
+
+def test_a_statement_is_read_before_its_connection_goes_back_to_the_pool(database_url: str) -> None:
+    # Each connection keeps one cursor for single statements: a result read after the connection
+    # went back could be another thread's. Here the pool (of one) serves a statement the moment it
+    # gets the connection back, as a busy process would.
+    db = Database(database_url, min_size=1, max_size=1, application_name=NAME)
+    putconn = db._pool.putconn
+    busy = threading.local()
+
+    def put_and_reuse(conn: Any) -> None:
+        putconn(conn)
+        if not getattr(busy, "on", False):
+            busy.on = True
+            try:
+                db.fetch_one("SELECT 'another thread' AS who")
+            finally:
+                busy.on = False
+
+    db._pool.putconn = put_and_reuse  # type: ignore[method-assign]
+    try:
+        assert db.fetch_one("SELECT 'mine' AS who") == {"who": "mine"}
+        assert db.fetch_all("SELECT 'mine' AS who") == [{"who": "mine"}]
+    finally:
+        db.close()
