@@ -2,16 +2,19 @@
 
     make bench                       # production (granian) and gunicorn, and the peer, at -c64 and -c256
     make bench BENCH_ARGS=--matrix   # also the alternative server configs (granian threads, gunicorn classes)
-    make bench BENCH_ARGS="--only 'chat/active, live' --configs production"   # one endpoint, one config
+    make bench BENCH_ARGS="--only 'chat/active, live' --configs production --rounds 3"
 
 bench/peer/ is a two-process Fastify 5 cluster doing the same work as the endpoint it is paired
-with (see its server.js); without Node.js it is skipped with a line saying so. Prints one table per
-connection count; compare rows of one run only (the machine is shared and noisy).
+with (see its server.js); without Node.js it is skipped with a line saying so. Every server of the
+run is up at once and measured back to back per endpoint, in alternating order over --rounds
+(medians printed). Prints one table per connection count, with each server's own CPU time per
+request; compare rows of one run only (the machine is shared and noisy).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import os
@@ -27,7 +30,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,9 +54,12 @@ CONFIGS: dict[str, tuple[str, dict[str, object]]] = {
 }
 MATRIX: dict[str, tuple[str, dict[str, object]]] = {
     "granian 2x1": ("granian", {"blocking_threads": 1}),
+    "granian 2x2": ("granian", {"blocking_threads": 2}),
     "granian 2x4": ("granian", {"blocking_threads": 4}),
     "granian 2x16": ("granian", {"blocking_threads": 16}),
     "granian 3x8": ("granian", {"workers": 3}),
+    "granian 3x4": ("granian", {"workers": 3, "blocking_threads": 4}),
+    "granian 4x2": ("granian", {"workers": 4, "blocking_threads": 2}),
     "granian 2x8, 2 runtime threads": ("granian", {"runtime_threads": 2}),
     "gunicorn sync x2": ("gunicorn", {"worker_class": "sync"}),
     "gunicorn gthread 4x4": ("gunicorn", {"workers": 4, "threads": 4}),
@@ -93,6 +99,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us: float  # the server's processes' CPU time (user + system) per request
 
 
 def free_port() -> int:
@@ -218,6 +225,35 @@ def fastify_peer(env: dict[str, str]) -> Iterator[str | None]:
         yield url
 
 
+def _descendants(pid: int) -> list[int]:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        kids = [int(k) for t in tasks for k in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+    except OSError:
+        return []
+    return kids + [d for k in kids for d in _descendants(k)]
+
+
+def server_pids(url: str) -> list[int]:
+    """The processes listening on url's port (granian's workers, Node's primary) and their children."""
+    port = url.rsplit(":", 1)[1]
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    listening = {int(p) for p in re.findall(r"pid=(\d+)", out)}
+    return sorted(listening | {d for p in listening for d in _descendants(p)})
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (all their threads), from /proc."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _ms(value: str, unit: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
@@ -297,9 +333,34 @@ def tokens(url: str, db_url: str, secret: str) -> dict[str, dict[str, str]]:
 
 def measure(
     wrk: str, url: str, path: str, method: str, headers: dict[str, str], connections: int, duration: int
-) -> tuple[float, float, float, int]:
+) -> tuple[float, float, float, int, float]:
+    """req/s, p50, p99, errors, and the server's CPU microseconds per request."""
     run_wrk(wrk, url + path, 1, connections, headers, method)  # warm-up: pools, caches, JIT of V8
-    return run_wrk(wrk, url + path, duration, connections, headers, method)
+    pids = server_pids(url)
+    before = cpu_seconds(pids)
+    rps, p50, p99, errors = run_wrk(wrk, url + path, duration, connections, headers, method)
+    cpu = cpu_seconds(pids) - before
+    return rps, p50, p99, errors, cpu * 1e6 / max(1.0, rps * duration)
+
+
+PEER = "Fastify cluster x2"
+
+
+def median_result(results: list[Result]) -> Result | None:
+    """The median of each figure over rounds (errors: their sum)."""
+    if not results:
+        return None
+    first = results[0]
+    return Result(
+        first.config,
+        first.endpoint,
+        first.connections,
+        statistics.median(r.rps for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+        statistics.median(r.cpu_us for r in results),
+    )
 
 
 def auth_microbench() -> list[str]:
@@ -380,12 +441,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", metavar="TEXT", help="only the endpoints whose name contains TEXT")
     parser.add_argument("--configs", nargs="+", metavar="TEXT", help="only the configs whose label contains TEXT")
     parser.add_argument("--db", default=BENCH_DB, help="the database made (and dropped first) for the run")
+    parser.add_argument("--rounds", type=int, default=1, help="measure everything N times, print medians")
     args = parser.parse_args()
     endpoints = [e for e in ENDPOINTS if not args.only or any(t in e.name for t in args.only)]
     wrk = ensure_wrk()
-    results: list[Result] = []
-    peer: dict[tuple[str, int], Result] = {}
-    with servers(args.db) as (db_url, valkey_url):
+    samples: dict[tuple[str, str, int], list[Result]] = collections.defaultdict(list)
+    with servers(args.db) as (db_url, valkey_url), ExitStack() as up:
         env = {
             **os.environ,
             "DATABASE_URL": db_url,
@@ -399,37 +460,47 @@ def main() -> None:
             for label, config in {**CONFIGS, **(MATRIX if args.matrix else {})}.items()
             if not args.configs or any(t in label for t in args.configs)
         }
-        headers: dict[str, dict[str, str]] = {}
-        for label, (server, overrides) in configs.items():
-            with public_server(env, overrides, server) as url:
-                headers = headers or tokens(url, db_url, env["AUTH_JWT_SECRET"])
-                for c in args.connections:
-                    for e in endpoints:
-                        h = headers[e.token] if e.token else {}
-                        rps, p50, p99, errs = measure(wrk, url, e.path, e.method, h, c, args.duration)
-                        results.append(Result(label, e.name, c, rps, p50, p99, errs))
-        with fastify_peer(env) as peer_url:
-            if peer_url:
-                for c in args.connections:
-                    for path in sorted({e.peer for e in endpoints}):
-                        e = next(x for x in endpoints if x.peer == path)
-                        h = headers[e.token] if e.token else {}
-                        rps, p50, p99, errs = measure(wrk, peer_url, path, e.method, h, c, args.duration)
-                        peer[(path, c)] = Result("Fastify cluster x2", path, c, rps, p50, p99, errs)
+        # Every server is up for the whole run, so each round can measure them one after the other
+        # in alternating order: the machine's load drifts, and neighbours in time share it.
+        targets = {
+            label: up.enter_context(public_server(env, overrides, server))
+            for label, (server, overrides) in configs.items()
+        }
+        headers = tokens(next(iter(targets.values())), db_url, env["AUTH_JWT_SECRET"])
+        peer_url = up.enter_context(fastify_peer(env))
+        if peer_url:
+            targets[PEER] = peer_url
+        for r in range(args.rounds):
+            order = list(targets.items()) if r % 2 == 0 else list(targets.items())[::-1]
+            for c in args.connections:
+                for e in endpoints:
+                    h = headers[e.token] if e.token else {}
+                    for label, url in order:
+                        path = e.peer if label == PEER else e.path
+                        rps, p50, p99, errs, cpu = measure(wrk, url, path, e.method, h, c, args.duration)
+                        samples[(label, e.name, c)].append(Result(label, e.name, c, rps, p50, p99, errs, cpu))
         sealing = [] if args.only else sealing_microbench(db_url, valkey_url)  # while the servers still run
-    print(f"\nwrk -t2 -d{args.duration}s on loopback, one run; {os.cpu_count()} CPUs shared by server and wrk")
+    rounds = f", median of {args.rounds} rounds in alternating order" if args.rounds > 1 else ", one run"
+    print(f"\nwrk -t2 -d{args.duration}s on loopback{rounds}; {os.cpu_count()} CPUs shared by server and wrk")
+    print("CPU: the server's processes' user + system time per request (PostgreSQL's and wrk's not included)")
     for c in args.connections:
         print(f"\n-c{c}")
         print(
-            f"{'endpoint':31} {'config':31} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'vs Fastify':>10}"
+            f"{'endpoint':36} {'config':31} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'CPU us':>7}"
+            f" {'vs Fastify':>10}"
         )
         for e in endpoints:
-            ref = peer.get((e.peer, c))
-            rows = [r for r in results if r.endpoint == e.name and r.connections == c]
-            for r in [*rows, *([ref] if ref else [])]:
-                ratio = f"{r.rps / ref.rps:9.2f}x" if ref and ref.rps else "         -"
-                name = f"  Fastify {e.peer}" if r is ref else e.name
-                print(f"{name:31} {r.config:31} {r.rps:8.0f} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.errors:6d} {ratio}")
+            ref = median_result(samples.get((PEER, e.name, c), []))
+            for label in targets:
+                row = median_result(samples[(label, e.name, c)])
+                if row is None:
+                    continue
+                ratio = f"{row.rps / ref.rps:9.2f}x" if ref and ref.rps else "         -"
+                name = f"  Fastify {e.peer}" if label == PEER else e.name
+                print(
+                    f"{name:36} {label:31} {row.rps:8.0f} {row.p50_ms:7.2f} {row.p99_ms:7.2f} {row.errors:6d}"
+                    f" {row.cpu_us:7.0f} {ratio}"
+                )
     if sealing:  # the in-process measurements belong to a full run, not to one endpoint's
         print("\nauthenticate step, in-process (one core):")
         print("\n".join(auth_microbench()))
