@@ -173,8 +173,11 @@ def running(cmd: list[str], env: dict[str, str], url: str, cwd: Path = ROOT) -> 
 
 
 @contextmanager
-def public_server(env: dict[str, str], overrides: dict[str, object], server: str = "gunicorn") -> Iterator[str]:
-    """The public listener under its production config (with gunicorn option overrides, or granian)."""
+def public_server(
+    env: dict[str, str], overrides: dict[str, object], server: str = "gunicorn", tree: Path = ROOT
+) -> Iterator[str]:
+    """The public listener under its production config (with option overrides), from the code in
+    `tree` (this checkout, or another one's to compare with)."""
     port = free_port()
     code = (
         "import json, sys; from lib.config.env import settings; from runtime import boot; "
@@ -183,7 +186,7 @@ def public_server(env: dict[str, str], overrides: dict[str, object], server: str
         "overrides=json.loads(sys.argv[2]), server=sys.argv[3])"
     )
     cmd = [sys.executable, "-c", code, f"127.0.0.1:{port}", json.dumps(overrides), server]
-    with running(cmd, env, f"http://127.0.0.1:{port}") as url:
+    with running(cmd, env, f"http://127.0.0.1:{port}", cwd=tree) as url:
         yield url
 
 
@@ -442,6 +445,9 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", metavar="TEXT", help="only the configs whose label contains TEXT")
     parser.add_argument("--db", default=BENCH_DB, help="the database made (and dropped first) for the run")
     parser.add_argument("--rounds", type=int, default=1, help="measure everything N times, print medians")
+    parser.add_argument(
+        "--baseline", type=Path, metavar="DIR", help="also the production config from another checkout (git worktree)"
+    )
     args = parser.parse_args()
     endpoints = [e for e in ENDPOINTS if not args.only or any(t in e.name for t in args.only)]
     wrk = ensure_wrk()
@@ -466,6 +472,10 @@ def main() -> None:
             label: up.enter_context(public_server(env, overrides, server))
             for label, (server, overrides) in configs.items()
         }
+        if args.baseline:  # the same production config, from the code of another checkout
+            targets[f"{args.baseline.name}: production"] = up.enter_context(
+                public_server(env, {}, "granian", args.baseline.resolve())
+            )
         headers = tokens(next(iter(targets.values())), db_url, env["AUTH_JWT_SECRET"])
         peer_url = up.enter_context(fastify_peer(env))
         if peer_url:
