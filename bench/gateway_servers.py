@@ -73,7 +73,7 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _uvicorn(impl: str, deflate: bool) -> Server:
+def _uvicorn(impl: str, deflate: bool, app: str = APP, suffix: str = "") -> Server:
     flags = [
         f"--ws={impl}",
         f"--ws-max-size={MAX_MESSAGE}",
@@ -82,16 +82,46 @@ def _uvicorn(impl: str, deflate: bool) -> Server:
         f"--ws-per-message-deflate={str(deflate).lower()}",
     ]
     return Server(
-        f"uvicorn-{impl}" + ("" if deflate else "-nodeflate"),
+        f"uvicorn-{impl}" + ("" if deflate else "-nodeflate") + suffix,
         "wsproto" if impl == "wsproto" else "uvicorn",
         lambda port, workers: [
-            *(PY, "-m", "uvicorn", APP, "--host=127.0.0.1", f"--port={port}", f"--workers={workers}"),
+            *(PY, "-m", "uvicorn", app, "--host=127.0.0.1", f"--port={port}", f"--workers={workers}"),
             *("--lifespan=on", "--loop=asyncio", "--http=h11", "--no-access-log", "--timeout-graceful-shutdown=30"),
             "--log-level=warning",
             *flags,
         ],
-        " ".join(flags),
+        " ".join(flags) + ("" if app == APP else f" (app {app})"),
     )
+
+
+SIGNAL_APP = "bench.gateway_servers:going_away"
+
+
+async def going_away(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """runtime.realtime:app with a SIGTERM handler of its own, set at lifespan startup through
+    Python's `signal` module and chained to whatever handler the server had put there: the gateway
+    closes every socket with 1001, then the server stops as it would have. Public APIs only
+    (`signal.getsignal`/`signal.signal`, `loop.call_soon_threadsafe`); what it leans on is that the
+    server handles SIGTERM in the main thread, with a Python handler (uvicorn) or through asyncio's
+    `add_signal_handler` (gunicorn), whose wakeup fd still delivers the signal to the loop once the
+    Python-level handler is ours."""
+    from runtime.realtime import app  # imported in the server's worker, never by the harness
+
+    async def receive_and_chain() -> Any:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            loop, gateway = asyncio.get_running_loop(), app.gateway
+            previous = signal.getsignal(signal.SIGTERM)
+
+            def on_sigterm(signum: int, frame: Any) -> None:
+                loop.call_soon_threadsafe(lambda: loop.create_task(gateway.shutdown()))
+                if callable(previous):
+                    previous(signum, frame)
+
+            signal.signal(signal.SIGTERM, on_sigterm)
+        return message
+
+    await app(scope, receive_and_chain if scope["type"] == "lifespan" else receive, send)
 
 
 class GoingAwayWorker(ASGIWorker):  # type: ignore[misc]
@@ -107,7 +137,7 @@ class GoingAwayWorker(ASGIWorker):  # type: ignore[misc]
             self.loop.create_task(gateway.shutdown())
 
 
-def _gunicorn_stock(name: str, extra: list[str], env: dict[str, str], worker: str = "asgi") -> Server:
+def _gunicorn_stock(name: str, extra: list[str], env: dict[str, str], worker: str = "asgi", app: str = APP) -> Server:
     return Server(
         name,
         "gunicorn",
@@ -116,7 +146,7 @@ def _gunicorn_stock(name: str, extra: list[str], env: dict[str, str], worker: st
                 PY,
                 "-m",
                 "gunicorn",
-                APP,
+                app,
                 f"--worker-class={worker}",
                 f"--bind=127.0.0.1:{port}",
                 f"--workers={workers}",
@@ -125,7 +155,7 @@ def _gunicorn_stock(name: str, extra: list[str], env: dict[str, str], worker: st
             *("--graceful-timeout=30", "--log-level=warning"),
             *extra,
         ],
-        " ".join([f"--worker-class={worker}", *extra]),
+        " ".join([f"--worker-class={worker}", *extra, *([] if app == APP else [f"(app {app})"])]),
         env,
     )
 
@@ -145,9 +175,11 @@ def candidates(gunicorn_site: Path | None) -> list[Server]:
         limit = [f"--websocket-max-message-size={MAX_MESSAGE}"]
         found.append(_gunicorn_stock("gunicorn-site-stock", limit, site))
         found.append(_gunicorn_stock("gunicorn-site-1001", limit, site, "bench.gateway_servers.GoingAwayWorker"))
+        found.append(_gunicorn_stock("gunicorn-site-signal", limit, site, app=SIGNAL_APP))
     for impl in ("websockets", "websockets-sansio", "wsproto"):
         found.append(_uvicorn(impl, deflate=True))
     found.append(_uvicorn("websockets-sansio", deflate=False))
+    found.append(_uvicorn("websockets-sansio", deflate=False, app=SIGNAL_APP, suffix="-signal"))
     found.append(
         Server(
             "granian",
