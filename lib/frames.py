@@ -3,7 +3,7 @@ endpoints and jobs. A module declares ``FRAME = Frame(type=..., schema=...)`` an
 ``handle(ctx) -> dict | None``: the reply frame's `{type, data}`, or None for no reply. A frame that
 costs less in bulk defines ``handle_batch(ctxs) -> list[dict | None | ApiError]`` instead, one
 outcome per frame in order: the gateway hands it the frames of that type that arrived while
-earlier ones were being handled (runtime/gateway.py, `Batches`)."""
+earlier ones were being handled (runtime/gateway/batching.py, `Batches`)."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ def search_sessions(
 
 def session_record(db: Database, session_id: str) -> dict[str, Any]:
     """One session with who was asked, its extensions, reroutes and topic flips."""
-    row = db.fetch_one(BY_ID, {"s": session_id})
+    row = db.fetch_one(BY_ID, {"session_id": session_id})
     if row is None:
         raise NotFound()
     params = {"session_id": session_id}

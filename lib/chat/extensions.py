@@ -287,7 +287,7 @@ def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: Cha
     claim = (
         "SELECT e.id, s.mitra_id, clock_timestamp() - e.expires_at AS lateness "
         "FROM session_extensions e JOIN chat_sessions s ON s.id = e.session_id "
-        "WHERE e.status = 'pending' AND e.expires_at <= now() ORDER BY e.expires_at LIMIT %(n)s "
+        "WHERE e.status = 'pending' AND e.expires_at <= now() ORDER BY e.expires_at LIMIT %(limit)s "
         "FOR UPDATE OF e SKIP LOCKED"
     )
     fire_due(db, valkey, events, "extension_decision", claim, fire, limit)
@@ -318,7 +318,7 @@ def lapse_unpaid(
         "SELECT e.id, e.session_id, e.payment_request_id, clock_timestamp() - e.pay_by AS lateness "
         "FROM session_extensions e WHERE e.status = 'approved' AND e.pay_by <= now() "
         "AND NOT EXISTS (SELECT 1 FROM payment_requests p WHERE p.id = e.payment_request_id AND p.status = 'confirmed') "
-        "ORDER BY e.pay_by LIMIT %(n)s FOR UPDATE OF e SKIP LOCKED"
+        "ORDER BY e.pay_by LIMIT %(limit)s FOR UPDATE OF e SKIP LOCKED"
     )
     return [str(r["id"]) for r in fire_due(db, valkey, events, "extension_payment", claim, fire, limit)]
 

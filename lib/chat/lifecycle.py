@@ -306,7 +306,7 @@ def reroute(
                 {"session_id": session_id, "from_mitra_id": previous, "to_mitra_id": to_mitra_id, "rerouted_by": by},
             )
             outbox.capacity |= {previous, to_mitra_id}
-        moved = conn.execute(BY_ID, {"s": session_id}).fetchone()
+        moved = conn.execute(BY_ID, {"session_id": session_id}).fetchone()
     assert moved is not None
     doc = session_doc(moved)
     if previous != to_mitra_id:

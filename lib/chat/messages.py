@@ -109,7 +109,7 @@ class Quota:
     """At most `per_minute` messages per sender in each minute, REST and WebSocket together
     (MESSAGES_PER_MINUTE): one fixed window per sender in Valkey, a whole batch counted in one
     pipeline. While Valkey is away the limit is not counted (messages are still stored; each socket
-    keeps its own frame limit, runtime/gateway.py)."""
+    keeps its own frame limit, runtime/gateway/server.py)."""
 
     valkey: redis.Redis
     per_minute: int

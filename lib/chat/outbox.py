@@ -88,7 +88,7 @@ def fire_due(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Claim the due rows (`claim` selects them, with `clock_timestamp() - <deadline> AS lateness`,
-    `... LIMIT %(n)s FOR UPDATE SKIP LOCKED`) and fire each, all in one transaction: a worker killed
+    `... LIMIT %(limit)s FOR UPDATE SKIP LOCKED`) and fire each, all in one transaction: a worker killed
     midway fires none of them (they are claimed again by the next tick), and two workers never claim
     the same row. Each row fires in its own savepoint: one whose firing fails is rolled back alone
     (with what it added to the outbox), stays due and is tried again next tick; the others commit.
@@ -96,7 +96,7 @@ def fire_due(
     outbox = Outbox()
     fired: list[dict[str, Any]] = []
     with db.connection() as conn:
-        for row in conn.execute(claim, {"n": limit}).fetchall():
+        for row in conn.execute(claim, {"limit": limit}).fetchall():
             mark = outbox.mark()
             try:
                 with conn.transaction():

@@ -272,7 +272,7 @@ def accept(
             if won is not None:
                 _won(conn, outbox, won, mitra_id)
                 outbox.counted.append(lambda: _count_paired(won))
-        row = conn.execute(BY_ID, {"s": session_id}).fetchone()
+        row = conn.execute(BY_ID, {"session_id": session_id}).fetchone()
     assert row is not None
     if str(row["mitra_id"] or "") != mitra_id:
         raise RequestTaken() if row["mitra_id"] else RequestExpired()
@@ -307,7 +307,7 @@ def _won(conn: Conn, outbox: Outbox, session: dict[str, Any], mitra_id: str) -> 
         "UPDATE customers SET first_active_session_at = COALESCE(first_active_session_at, now()) WHERE id = %(customer_id)s",
         {"customer_id": session["customer_id"]},
     )
-    full = conn.execute(BY_ID, {"s": session_id}).fetchone()
+    full = conn.execute(BY_ID, {"session_id": session_id}).fetchone()
     assert full is not None
     outbox.capacity.add(mitra_id)
     outbox.add(
@@ -514,7 +514,7 @@ def expire_searches(db: Database, valkey: redis.Redis, events: ChatEvents, limit
     claim = (
         "SELECT id, request_type, clock_timestamp() - search_expires_at AS lateness FROM chat_sessions "
         "WHERE status = 'searching' AND search_expires_at <= now() "
-        "ORDER BY search_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+        "ORDER BY search_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
     )
     return len(fire_due(db, valkey, events, "search_window", claim, fire, limit))
 
@@ -531,6 +531,6 @@ def expire_fallback_choices(db: Database, valkey: redis.Redis, events: ChatEvent
 
     claim = (
         "SELECT id, payment_request_id, clock_timestamp() - choice_expires_at AS lateness FROM chat_sessions "
-        "WHERE choice_expires_at <= now() ORDER BY choice_expires_at LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+        "WHERE choice_expires_at <= now() ORDER BY choice_expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
     )
     return len(fire_due(db, valkey, events, "fallback_choice", claim, fire, limit))

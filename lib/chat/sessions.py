@@ -19,7 +19,7 @@ from lib.principal import Principal
 COLUMNS = sql.SQL("s.*, c.display_name AS customer_name, m.display_name AS mitra_name")
 FROM = sql.SQL("FROM chat_sessions s JOIN customers c ON c.id = s.customer_id LEFT JOIN mitras m ON m.id = s.mitra_id")
 SELECT = sql.SQL("SELECT {} {}").format(COLUMNS, FROM)
-BY_ID = sql.SQL("{} WHERE s.id = %(s)s").format(SELECT)
+BY_ID = sql.SQL("{} WHERE s.id = %(session_id)s").format(SELECT)
 # Messages the reader has not read yet: the other side's, not yet `read`.
 UNREAD_COUNT = sql.SQL(
     "(SELECT count(*) FROM chat_messages u WHERE u.session_id = s.id "

@@ -147,7 +147,7 @@ def _valkey_beat(valkey: redis.Redis, mitra_id: str) -> float | None:
 
 
 def offline_when_gone(db: Database, valkey: redis.Redis, mitra_id: str, closed_at: float) -> bool:
-    """A mitra whose last socket closed at `closed_at` (runtime/gateway.py, a grace ago) goes
+    """A mitra whose last socket closed at `closed_at` (runtime/gateway/presence.py, a grace ago) goes
     offline, unless a socket of theirs is live on any gateway, the app has sent a heartbeat since
     (it is alive, reconnecting), or the mitra changed its status since (an explicit choice wins).
     One conditional UPDATE, so a toggle racing it is never undone. Valkey away raises: the stale

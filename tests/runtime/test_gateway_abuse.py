@@ -293,7 +293,7 @@ def _run_batches(services: Services, handle: Any, bodies: list[dict[str, Any]]) 
 
 
 def test_a_batch_that_breaks_on_one_frame_runs_each_frame_alone(services: Services) -> None:
-    """Batches (runtime/gateway.py): frames that arrive together share a batch; one poisoned frame
+    """Batches (runtime/gateway/batching.py): frames that arrive together share a batch; one poisoned frame
     breaks that batch, so each of its frames is run again alone and only the poisoned one fails."""
     seen: list[int] = []
 

@@ -113,7 +113,7 @@ def _fresh_window() -> None:
 def test_a_junk_frame_costs_its_socket_ten_frames_time_and_drops_nothing(settings: Settings, chat: Chat) -> None:
     """Junk is answered, but the socket is then not read for 10 / WS_FRAMES_PER_SECOND seconds: a
     hostile socket's junk costs the gateway a parse twice a second, not at the full frame rate
-    (runtime/gateway.py, REFUSED_FRAME_COST). Nothing sent meanwhile is dropped."""
+    (runtime/gateway/server.py, REFUSED_FRAME_COST). Nothing sent meanwhile is dropped."""
     customer = chat.customer()
     with gateway(settings, WS_FRAMES_PER_SECOND="20") as (url, _), socket(url, customer["access_token"]) as me:
         _ok(me)

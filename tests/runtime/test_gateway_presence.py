@@ -1,5 +1,5 @@
 """A mitra goes offline when its app's last socket has been closed for
-mitra_disconnect_grace_seconds (runtime/gateway.py, lib/presence/state.offline_when_gone), not
+mitra_disconnect_grace_seconds (runtime/gateway/presence.py, lib/presence/state.offline_when_gone), not
 when it comes back within the grace, nor when it chose its status or sent a heartbeat since; a
 mitra online without any socket is left alone."""
 

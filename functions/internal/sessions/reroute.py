@@ -31,6 +31,6 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     s = ctx.services
     session_id = str(ctx.params["session_id"])
     reroute(s.db, s.valkey, s.config, s.chat_events, session_id, str(ctx.body["mitra_id"]), ctx.principal.user_id)
-    row = s.db.fetch_one(BY_ID, {"s": session_id})
+    row = s.db.fetch_one(BY_ID, {"session_id": session_id})
     assert row is not None
     return admin_session_doc(row)

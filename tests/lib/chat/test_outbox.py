@@ -77,7 +77,7 @@ INSERT INTO test_due (id, due_at) SELECT g, now() - interval '1 second' FROM gen
 """
 _CLAIM = (
     "SELECT id, clock_timestamp() - due_at AS lateness FROM test_due WHERE NOT fired AND due_at <= now() "
-    "ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED"
+    "ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
 )
 
 
