@@ -425,45 +425,53 @@ class BoundedWebSocketProtocol(asyncio.Protocol):
             self._parsing = False
 
     def _parse_frames(self) -> None:
+        # Frames are read at an offset and the buffer is cut once at the end: cutting each frame off
+        # the front moved the whole rest of the buffer per frame (up to max_buffer bytes, 16 times
+        # when a flooding client's reader resumes).
         buf = self._buffer
-        while self._state in (_OPEN, _CLOSING):
-            if self._skip:
-                dropped = min(self._skip, len(buf))
-                del buf[:dropped]
-                self._skip -= dropped
-            have = len(buf)
-            if have < 2 or (self._writing_paused and self._state == _OPEN):
-                break  # (while the client does not read, its pings wait: a pong would have to)
-            if self._state == _OPEN and len(self._messages) >= self.queue_size:
-                self._blocked = True
-                break
-            first, second = buf[0], buf[1]
-            n = second & 0x7F
-            start = 2
-            if n == 126:
-                if have < 4:
+        pos = 0
+        try:
+            while self._state in (_OPEN, _CLOSING):
+                if self._skip:
+                    dropped = min(self._skip, max(0, len(buf) - pos))
+                    pos += dropped
+                    self._skip -= dropped
+                have = len(buf) - pos
+                if have < 2 or (self._writing_paused and self._state == _OPEN):
+                    break  # (while the client does not read, its pings wait: a pong would have to)
+                if self._state == _OPEN and len(self._messages) >= self.queue_size:
+                    self._blocked = True
                     break
-                n, start = (buf[2] << 8) | buf[3], 4
-            elif n == 127:
-                if have < 10:
-                    break
-                n, start = int.from_bytes(buf[2:10], "big"), 10
-            error = self._check(first, second, n)
-            if error == _SKIP or error == 1009:
-                # Discarded unread (never buffered whole); the client's close may follow it.
-                self._skip = start + 4 + n
-                if error == 1009:
+                first, second = buf[pos], buf[pos + 1]
+                n = second & 0x7F
+                start = 2
+                if n == 126:
+                    if have < 4:
+                        break
+                    n, start = (buf[pos + 2] << 8) | buf[pos + 3], 4
+                elif n == 127:
+                    if have < 10:
+                        break
+                    n, start = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+                error = self._check(first, second, n)
+                if error == _SKIP or error == 1009:
+                    # Discarded unread (never buffered whole); the client's close may follow it.
+                    self._skip = start + 4 + n
+                    if error == 1009:
+                        self._fail(error)
+                    continue
+                if error:
                     self._fail(error)
-                continue
-            if error:
-                self._fail(error)
-                break
-            end = start + 4 + n
-            if have < end:
-                break
-            payload = _unmask(bytes(buf[start + 4 : end]), bytes(buf[start : start + 4]))
-            del buf[:end]
-            self._frame(first, payload)
+                    break
+                end = start + 4 + n
+                if have < end:
+                    break
+                mask = bytes(buf[pos + start : pos + start + 4])
+                payload = _unmask(bytes(buf[pos + start + 4 : pos + end]), mask)
+                pos += end
+                self._frame(first, payload)
+        finally:
+            del buf[:pos]  # (a no-op when a close in _frame already emptied it)
         if not self._reading_paused and len(buf) > self.max_buffer:
             self._reading_paused = True
             self.transport.pause_reading()

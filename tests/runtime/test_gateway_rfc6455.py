@@ -451,3 +451,34 @@ def test_after_the_servers_close_data_is_dropped_until_the_clients_close(ws: Any
         assert raw.frame(timeout=10) is not None
         assert raw.frame(timeout=10) is None
         assert 4 < time.monotonic() - started < 8
+
+
+def test_a_flood_of_frames_in_one_write_is_read_whole_and_in_order() -> None:
+    """Frames of every length encoding, sent as one stream far larger than the read buffer: the
+    reader blocks on the app's queue, pauses and resumes reading, and parses at an offset across
+    all of it (runtime/worker_class.py cuts the buffer once per pass). Every frame comes back once,
+    in order."""
+    sizes = [5, 200, 16_000, 0, 119, 122, 1_531]  # with the prefix: 7-bit, 16-bit and edge lengths
+    payloads = [f"{i}:".encode() + b"x" * sizes[i % len(sizes)] for i in range(300)]
+
+    def framed(payload: bytes) -> bytes:
+        n = len(payload)
+        if n < 126:
+            header = struct.pack("!BB", 0x80 | TEXT, 0x80 | n)
+        elif n < 65536:
+            header = struct.pack("!BBH", 0x80 | TEXT, 0x80 | 126, n)
+        else:
+            header = struct.pack("!BBQ", 0x80 | TEXT, 0x80 | 127, n)
+        key = os.urandom(4)
+        return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+    stream = b"".join(framed(p) for p in payloads)
+    assert len(stream) > 8 * BoundedWebSocketProtocol.max_buffer
+    with in_process(BoundedWebSocketProtocol, echo) as url:
+        raw = Raw(url)
+        with raw.sock:
+            sender = threading.Thread(target=raw.sock.sendall, args=(stream,), daemon=True)
+            sender.start()
+            echoed = [raw.frame(timeout=20) for _ in payloads]
+            sender.join(20)
+    assert [f[1] if f else None for f in echoed] == payloads
