@@ -68,6 +68,7 @@ class Http:
         self.session = requests.Session()
         self.token = ""
         self.refresh_token = ""
+        self.refreshing = threading.Lock()
         self._turn = random.randrange(len(bases))
 
     def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
@@ -78,8 +79,9 @@ class Http:
             self._turn += 1
             base = self.bases[self._turn % len(self.bases)]
             h = dict(headers or {})
-            if self.token:
-                h["Authorization"] = f"Bearer {self.token}"
+            used = self.token
+            if used:
+                h["Authorization"] = f"Bearer {used}"
             try:
                 last = self.session.request(method, base + path, json=body, headers=h, timeout=15)
             except requests.RequestException:
@@ -88,7 +90,7 @@ class Http:
                 continue
             self._note(method, path, last.status_code)
             if last.status_code == 401 and self.refresh_token and not path.endswith("/refresh"):
-                self.refresh()
+                self.refresh(used)
                 continue
             if last.status_code < 500:
                 return last
@@ -99,7 +101,18 @@ class Http:
         with self.record.lock:
             self.record.replies.append(Reply(clock(), self.who, method, path, status))
 
-    def refresh(self) -> None:
+    def refresh(self, failed: str | None = None) -> None:
+        """A new token pair, one refresh at a time, and none when another caller already replaced
+        the access token that failed (`failed`). An app refreshes once for all its sockets and
+        requests: a refresh token two rotations old is reuse (lib/auth/sessions.rotate) and ends the
+        sign-in. The 60-minute run found it: a mitra's two sockets and a request, all told 4401 when
+        the first token expired, refreshed three times at once and were signed out."""
+        with self.refreshing:
+            if failed is not None and self.token != failed:
+                return
+            self._refresh()
+
+    def _refresh(self) -> None:
         token, self.token = self.token, ""
         r = self.call("POST", "/api/shared/auth/refresh", {"refresh_token": self.refresh_token})
         if r is not None and r.status_code == 200:
@@ -132,6 +145,7 @@ class Socket:
         self.ws: ClientConnection | None = None
         self.connection = ""
         self.stopping = False
+        self.auth_token = ""  # the access token of the last authentication, refreshed on a 4401
         self.opened = threading.Event()
         self.closed_for_good = threading.Event()
         self.lock = threading.Lock()
@@ -147,7 +161,8 @@ class Socket:
             ws = connect(url, open_timeout=10, close_timeout=2, max_size=2**20)
         except (OSError, InvalidHandshake, InvalidStatus, TimeoutError):
             return None
-        auth = {"type": "auth", "token": self.app.http.token}
+        used = self.auth_token = self.app.http.token
+        auth = {"type": "auth", "token": used}
         if self.session_id:
             auth["session_id"] = self.session_id
         try:
@@ -159,7 +174,7 @@ class Socket:
             if code == 4403:
                 self.stopping = True
             elif code == 4401:
-                self.app.http.refresh()
+                self.app.http.refresh(used)
             ws.close()
             return None
         if first.get("type") != "auth.ok":
@@ -182,7 +197,10 @@ class Socket:
             self.opened.set()
             if attempt > 1:
                 self.app.record.count("reconnects")
-                self.on_reconnect()
+            # Every join re-reads, the first one too: the chat screen opens with its messages, and
+            # what the other party sent between pairing and this join came before the socket was
+            # there to hear it (the 60-minute run lost a mitra's first message without this read).
+            self.on_reconnect()
             attempt = 0
             try:
                 for raw in ws:
@@ -196,7 +214,7 @@ class Socket:
                 if code == 4403:
                     break
                 if code == 4401:
-                    self.app.http.refresh()
+                    self.app.http.refresh(self.auth_token)
             except (OSError, ValueError):
                 pass
             finally:

@@ -231,6 +231,9 @@ def cluster(found: Infra, logs: Path) -> Iterator[Cluster]:
             "REDIS_URL": found.valkey_url,
             "APP_ENV": "test",
             "AUTH_JWT_SECRET": secrets.token_urlsafe(48),
+            # Tokens expire every 90 s, so every app meets expiry (4401 on each socket at once, a
+            # refresh) many times a run, not once an hour: the 60-minute run lost a mitra that way.
+            "ACCESS_TOKEN_TTL_SECONDS": "90",
             "LOG_FORMAT": "text",
             "LOG_LEVEL": "WARNING",
             "WEB_CONCURRENCY": "1",
