@@ -237,6 +237,36 @@ def gateway_counts(metrics_port: int) -> Counter[str]:
     return counts
 
 
+def loop_lag(metrics_port: int) -> Counter[float]:
+    """The gateway processes' loop-lag histogram (cumulative count per bucket bound, summed over
+    processes), from its METRICS_PORT."""
+    counts: Counter[float] = Counter()
+    try:
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    except requests.RequestException:
+        return counts
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "halobestie_gateway_loop_lag_seconds_bucket":
+                counts[float(sample.labels["le"])] += int(sample.value)
+    return counts
+
+
+def lag_quantiles(before: Counter[float], after: Counter[float]) -> tuple[float, float]:
+    """p50 and p99 of the loop lag between two readings, in ms: the bucket bound each falls under
+    (upper bounds: the histogram's resolution)."""
+    bounds = sorted(after)
+    if not bounds:
+        return math.nan, math.nan
+    cumulative = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = cumulative[-1]
+
+    def under(q: float) -> float:
+        return next((b for b, c in zip(bounds, cumulative, strict=True) if c >= q * total), bounds[-1]) * 1000
+
+    return (under(0.5), under(0.99)) if total else (math.nan, math.nan)
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -349,6 +379,9 @@ def print_active(label: str, active: dict[str, Any]) -> None:
     print(f"  send -> other party, p50:   {active['p50_ms']:8.1f} ms")
     print(f"  p99 / max:                  {active['p99_ms']:8.1f} / {active['max_ms']:.1f} ms")
     print(f"  gateway CPU per message:    {active['gateway_cpu_ms_per_message']:8.2f} ms")
+    if "lag_ms" in active:
+        p50, p99 = active["lag_ms"]
+        print(f"  gateway loop lag p50 / p99: {p50:8.1f} / {p99:.1f} ms  (bucket bounds; the gateway's own wait)")
     print(f"  client CPU per message:     {active['client_cpu_ms_per_message']:8.2f} ms  (this benchmark's own)")
     print(
         f"  whole machine busy:         {active['machine_busy_percent']:8.1f} % (client, gateway, PostgreSQL, Valkey)"
@@ -414,6 +447,12 @@ def main() -> None:
         help="hostile sockets flooding beside a second set of pairs, after the quiet run (0: no attacked run)",
     )
     parser.add_argument(
+        "--attacker-nice",
+        type=int,
+        default=0,
+        help="the attacker's process niceness (19: its CPU comes after the gateway's, as on another machine)",
+    )
+    parser.add_argument(
         "--peer",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -456,14 +495,17 @@ def main() -> None:
             time.sleep(1)
             pids = workers_of(proc.pid)
             idle = asyncio.run(idle_phase(url, idle_users, pids, 10.0))
+            lag = loop_lag(metrics_port)
             active = asyncio.run(active_phase(url, pairs, args.seconds, args.rate, pids))
+            active["lag_ms"] = lag_quantiles(lag, loop_lag(metrics_port))
             attacked = None
             if args.attack:
-                attack = Attack(url, hostile, args.seconds)
+                attack = Attack(url, hostile, args.seconds, nice=args.attacker_nice)
                 attack.wait_ready()
-                before = gateway_counts(metrics_port)
+                before, lag = gateway_counts(metrics_port), loop_lag(metrics_port)
                 attacked = asyncio.run(active_phase(url, attacked_pairs, args.seconds, args.rate, pids, attack))
                 attacked["gateway"] = gateway_counts(metrics_port) - before
+                attacked["lag_ms"] = lag_quantiles(lag, loop_lag(metrics_port))
         peer = None
         if args.peer:
             with peer_gateway(env) as running_peer:

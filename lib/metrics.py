@@ -43,6 +43,7 @@ CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0)
 ACCEPT_BUCKETS = (1, 2, 5, 10, 20, 30, 45, 60, 120, 300, 600)
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Metrics:
@@ -108,6 +109,11 @@ class Metrics:
             "halobestie_gateway_frames_refused", "Client frames the gateway refused before any handler", ["reason"]
         )
         self.socket_closes = Counter("halobestie_gateway_closes", "Sockets the gateway closed, by close code", ["code"])
+        self.loop_lag = Histogram(
+            "halobestie_gateway_loop_lag_seconds",
+            "How late the gateway's event loop woke a timer (every socket's frames wait as long)",
+            buckets=LOOP_LAG_BUCKETS,
+        )
         self.worker_tick = Gauge(
             "halobestie_worker_last_tick_timestamp_seconds",
             "When a worker last ran its loop",

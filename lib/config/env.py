@@ -178,6 +178,7 @@ class Settings:
     # Fair share per user (docs/limits.md): what one user may cost, so no user can hurt another.
     ws_sockets_per_user: int = 8
     ws_frames_per_second: int = 20
+    ws_opens_per_minute: int = 30  # sockets a user may open on one gateway process in a minute
     messages_per_minute: int = 60
     device_tokens_per_user: int = 10
     payment_requests_per_hour: int = 10
@@ -321,6 +322,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         apple_jwks_url=env_str("APPLE_JWKS_URL", "https://appleid.apple.com/auth/keys", e),
         ws_sockets_per_user=env_int("WS_SOCKETS_PER_USER", 8, minimum=1, maximum=1000, environ=e),
         ws_frames_per_second=env_int("WS_FRAMES_PER_SECOND", 20, minimum=1, maximum=10000, environ=e),
+        ws_opens_per_minute=env_int("WS_OPENS_PER_MINUTE", 30, minimum=1, maximum=100000, environ=e),
         messages_per_minute=env_int("MESSAGES_PER_MINUTE", 60, minimum=1, maximum=100000, environ=e),
         device_tokens_per_user=env_int("DEVICE_TOKENS_PER_USER", 10, minimum=1, maximum=1000, environ=e),
         payment_requests_per_hour=env_int("PAYMENT_REQUESTS_PER_HOUR", 10, minimum=1, maximum=10000, environ=e),

@@ -1,6 +1,7 @@
 """The live sockets of one gateway process: who holds them (by user and by sign-in session; one
-more than WS_SOCKETS_PER_USER closes the user's oldest), each one's bounded outgoing queue, and
-closing them with the codes docs/realtime.md lists."""
+more than WS_SOCKETS_PER_USER closes the user's oldest; more than WS_OPENS_PER_MINUTE opened in a
+minute are refused), each one's bounded outgoing queue, and closing them with the codes
+docs/realtime.md lists."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ QUEUE_LIMIT = 256
 UNAUTHORIZED, NOT_PARTICIPANT, SLOW_CONSUMER, GOING_AWAY, TOO_BIG = 4401, 4403, 4008, 1001, 1009
 TOO_MANY_SOCKETS = 4429  # the user opened one socket more than WS_SOCKETS_PER_USER here: the oldest goes
 TRY_AGAIN = 1013  # the session could not be checked (the database is briefly away): reconnect shortly
+POLICY = 1008  # the socket kept sending junk (JUNK_LIMIT frames within JUNK_WINDOW seconds)
+
+# No app's code sends a frame that is not JSON, too deep, binary or holds text PostgreSQL cannot
+# store; an app a version ahead of the server might send a type it does not know yet, now and then.
+# A socket that sends JUNK_LIMIT such frames within JUNK_WINDOW seconds is hostile: it is closed, not
+# answered on. (A frame breaking its schema, e.g. a message of spaces a user typed, is not counted.)
+JUNK_LIMIT, JUNK_WINDOW = 10, 10.0
+OPEN_WINDOW = 60.0  # WS_OPENS_PER_MINUTE counts the sockets a user opened in this many seconds
 
 
 @dataclass(eq=False)
@@ -45,6 +54,7 @@ class Connection:
     allowance: float = 0.0  # frames it may send now: a token bucket refilled at WS_FRAMES_PER_SECOND
     refilled: float = 0.0
     warned: float = -math.inf  # when it last heard RATE_LIMITED
+    junk: deque[float] = field(default_factory=lambda: deque(maxlen=JUNK_LIMIT))  # when its last junk came
 
     def wait(self, rate: float) -> float:
         """Seconds until the socket has a whole frame's allowance again."""
@@ -60,6 +70,11 @@ class Connection:
         self.allowance -= 1.0
         return True
 
+    def junk_over(self, now: float) -> bool:
+        """Count one junk frame; True when it is the JUNK_LIMIT-th within JUNK_WINDOW seconds."""
+        self.junk.append(now)
+        return len(self.junk) == JUNK_LIMIT and now - self.junk[0] <= JUNK_WINDOW
+
     @property
     def user(self) -> tuple[str, str]:
         return self.principal.user_type, self.principal.user_id
@@ -73,14 +88,35 @@ class Connections:
     """The registry and the way out: `spawn` runs the background sends and closes."""
 
     def __init__(
-        self, spawn: Callable[[Coroutine[Any, Any, Any]], None], *, sockets_per_user: int, queue_limit: int
+        self,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        *,
+        sockets_per_user: int,
+        opens_per_minute: int,
+        queue_limit: int,
     ) -> None:
         self._spawn = spawn
         self.sockets_per_user = sockets_per_user
+        self.opens_per_minute = opens_per_minute
         self.queue_limit = queue_limit
         self.by_user: dict[tuple[str, str], set[Connection]] = {}
         self.by_auth_session: dict[str, set[Connection]] = {}
         self._serials = itertools.count(1)
+        self._opens: dict[tuple[str, str], deque[float]] = {}  # when each user last opened sockets here
+        self._pruned = 0.0
+
+    def open_refused_for(self, user: tuple[str, str], now: float) -> float:
+        """Count a socket the user opens; 0 when within WS_OPENS_PER_MINUTE, else the seconds until it
+        would be. Per process, in memory: a gateway protects its own loop, and a refused open is not
+        counted (a steady reconnect loop gets one socket per window, not none)."""
+        if now - self._pruned >= OPEN_WINDOW:
+            self._pruned = now
+            self._opens = {u: t for u, t in self._opens.items() if now - t[-1] < OPEN_WINDOW}
+        opened = self._opens.setdefault(user, deque(maxlen=self.opens_per_minute))
+        if len(opened) == self.opens_per_minute and now - opened[0] < OPEN_WINDOW:
+            return OPEN_WINDOW - (now - opened[0])
+        opened.append(now)
+        return 0.0
 
     # --- the registry -------------------------------------------------------------------------
 

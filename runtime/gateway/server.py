@@ -5,9 +5,11 @@ bounded thread pool: lib is synchronous), with the other modules of the package 
 Every client frame, the auth frame too, goes through lib/inputs.py (the rules REST bodies follow):
 junk before auth closes with 4401, junk after auth is answered by an `error` frame, and nothing a
 client sends closes a socket with 1011. Fair share: WS_SOCKETS_PER_USER sockets per user on a
-process (one more closes the oldest with 4429, connections.py), WS_FRAMES_PER_SECOND frames per
+process (one more closes the oldest with 4429, connections.py), WS_OPENS_PER_MINUTE sockets opened
+per user and process (more are held a while, then closed 1013), WS_FRAMES_PER_SECOND frames per
 socket (a token bucket in memory; the excess is dropped with at most one RATE_LIMITED error frame a
-second), and MESSAGES_PER_MINUTE per sender in lib/chat/messages.py, which REST shares.
+second), a socket that keeps sending junk is closed 1008, and MESSAGES_PER_MINUTE per sender in
+lib/chat/messages.py, which REST shares. The loop's own lag is measured (halobestie_gateway_loop_lag_seconds).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from runtime.gateway.batching import FAILED, Batches
 from runtime.gateway.connections import (
     GOING_AWAY,
     NOT_PARTICIPANT,
+    POLICY,
     QUEUE_LIMIT,
     TOO_BIG,
     TRY_AGAIN,
@@ -61,7 +64,14 @@ QUIET_SECONDS = 1.0  # a socket over its frame rate hears RATE_LIMITED at most o
 # second by default). No app sends junk; a hostile socket sends it with every other frame, and it
 # then costs a parse and an answer twice a second instead of at the full frame rate (make
 # bench-realtime, docs/limits.md). Refusals of the moment (SESSION_PAUSED, RATE_LIMITED) cost nothing.
+# Frames no app's code sends (JUNK_LIMIT of them within JUNK_WINDOW) close the socket (connections.py).
 REFUSED_FRAME_COST = 10
+# What a frame was (Gateway._handle): junk pauses its socket; hostile also counts to JUNK_LIMIT.
+ANSWERED, JUNK, HOSTILE = 0, 1, 2
+# A socket opened past WS_OPENS_PER_MINUTE is held unread this long (at most) before its close: a
+# client that reopens the moment it is closed then costs a handshake every few seconds, not hundreds.
+OPEN_REFUSAL_HOLD = 5.0
+LAG_SAMPLE_SECONDS = 0.1  # how often the loop's lag is sampled
 
 
 class Gateway:
@@ -77,11 +87,15 @@ class Gateway:
         self.stopping = False
         self._stopped: asyncio.Future[None] | None = None
         self._presence_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batches = {kind: Batches(self, kind, f.module.handle_batch) for kind, f in frames.items() if f.batched}
         self.frames_per_second = float(services.settings.ws_frames_per_second)
         self.connections = Connections(
-            self.spawn, sockets_per_user=services.settings.ws_sockets_per_user, queue_limit=queue_limit
+            self.spawn,
+            sockets_per_user=services.settings.ws_sockets_per_user,
+            opens_per_minute=services.settings.ws_opens_per_minute,
+            queue_limit=queue_limit,
         )
         self.delivery = Delivery(services.bus, self.connections, self._threadsafe)
         self.presence = Presence(services, self.connections, self.blocking, self.process_id, lambda: self.stopping)
@@ -95,6 +109,7 @@ class Gateway:
         s.bus.on_reconnect(lambda: self._threadsafe(self.delivery.relinked))
         await self.blocking(s.revocations.start)
         self._presence_task = asyncio.create_task(self.presence.refresh_forever())
+        self._lag_task = asyncio.create_task(self._watch_lag())
 
     async def shutdown(self) -> None:
         """SIGTERM: every socket is closed with 1001 so its app reconnects to another replica. The
@@ -109,12 +124,23 @@ class Gateway:
         await asyncio.gather(
             *(self.connections.close(c, GOING_AWAY, "server restarting") for c in conns), return_exceptions=True
         )
-        if self._presence_task is not None:
-            self._presence_task.cancel()
+        for task in (self._presence_task, self._lag_task):
+            if task is not None:
+                task.cancel()
         # The sockets' presence goes in one round (not socket by socket as they unregister, which
         # would race the pool's shutdown), so pushes reach their users at once, not 30 s later.
         await self.presence.record(sockets.forget_many, self.presence.entries(conns))
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _watch_lag(self) -> None:
+        """How late the loop wakes a timer: what every socket's next frame waits on this process,
+        whatever the cause (a long callback, a flood being read, a CPU shared with others)."""
+        assert self.loop is not None
+        lag = m().loop_lag
+        while True:
+            due = self.loop.time() + LAG_SAMPLE_SECONDS
+            await asyncio.sleep(LAG_SAMPLE_SECONDS)
+            lag.observe(max(0.0, self.loop.time() - due))
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """A background task, held until done (the loop keeps only weak references)."""
@@ -176,13 +202,16 @@ class Gateway:
                     continue
                 if text is None:
                     self._refuse(conn, "text_only", {"code": "TEXT_ONLY"})
-                    junk = True
+                    verdict = HOSTILE
                 elif len(text.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
                     self.connections.close_soon(conn, TOO_BIG, "frame too large")
-                    junk = False
+                    verdict = ANSWERED
                 else:
-                    junk = await self._handle(conn, text)
-                if junk:
+                    verdict = await self._handle(conn, text)
+                if verdict == HOSTILE and conn.junk_over(time.monotonic()):
+                    log.info("socket of a %s closed: it kept sending junk", conn.principal.user_type)
+                    self.connections.close_soon(conn, POLICY, "too many bad frames")
+                elif verdict != ANSWERED:
                     await asyncio.sleep(REFUSED_FRAME_COST / self.frames_per_second)
         except (falcon.WebSocketDisconnected, RuntimeError, OSError):
             pass
@@ -220,6 +249,13 @@ class Gateway:
         except ApiError:
             await close_unregistered(ws, UNAUTHORIZED)
             return None
+        assert self.loop is not None
+        retry = self.connections.open_refused_for((principal.user_type, principal.user_id), self.loop.time())
+        if retry:
+            m().frames_refused.labels("opens").inc()
+            await asyncio.sleep(min(retry, OPEN_REFUSAL_HOLD))
+            await close_unregistered(ws, TRY_AGAIN)
+            return None
         if session_id is not None:
             try:
                 session_id = str(uuid.UUID(str(session_id)))
@@ -230,7 +266,6 @@ class Gateway:
             except ApiError as exc:  # not a participant (404), or the database is away (503)
                 await close_unregistered(ws, TRY_AGAIN if exc.status >= 500 else NOT_PARTICIPANT)
                 return None
-        assert self.loop is not None
         now = self.loop.time()
         conn = Connection(ws, principal, session_id, allowance=self.frames_per_second, refilled=now)
         delay = principal.expires_at - time.time()
@@ -259,34 +294,35 @@ class Gateway:
         m().frames_refused.labels(reason).inc()
         self.connections.enqueue(conn, server_frame("error", error))
 
-    async def _handle(self, conn: Connection, text: str) -> bool:
-        """Handle one frame; True when it was junk (not JSON, an unknown type, breaking its schema):
-        what no app sends, unlike a refusal of the moment (SESSION_PAUSED, RATE_LIMITED, NO_SESSION
-        from an app acking on its general socket), which costs the socket nothing more."""
+    async def _handle(self, conn: Connection, text: str) -> int:
+        """Handle one frame. HOSTILE: what no app's code sends (not JSON, too deep, text PostgreSQL
+        cannot store, an unknown type); JUNK: a frame breaking its schema (an app may pass on what a
+        user typed, e.g. a message of spaces); ANSWERED: anything else, a refusal of the moment too
+        (SESSION_PAUSED, RATE_LIMITED, NO_SESSION from an app acking on its general socket)."""
         try:
             raw = parse_json(text)  # the rules every REST body follows (lib/inputs.py)
         except ValidationFailed as exc:  # text PostgreSQL cannot store, a number beyond 64 bits
             error = {"code": exc.code, "type": _type_of_parsed(text), "fields": scrub(exc.details.get("fields", {}))}
             self._refuse(conn, "invalid", error)
-            return True
+            return HOSTILE
         except ApiError as exc:  # not JSON, or nested too deep
             self._refuse(conn, "malformed", {"code": "BAD_FRAME", "message": exc.message})
-            return True
+            return HOSTILE
         kind = raw.get("type") if isinstance(raw, dict) else None
         module = self.frames.get(kind) if isinstance(kind, str) else None
         if module is None:
             self._refuse(
                 conn, "unknown_type", {"code": "UNKNOWN_TYPE", "type": kind if isinstance(kind, str) else None}
             )
-            return True
+            return HOSTILE
         if module.frame.needs_session and conn.session_id is None:
             self._refuse(conn, "no_session", {"code": "NO_SESSION", "type": kind})
-            return False
+            return ANSWERED
         try:
             body = module.schema.load(raw) if module.schema else {}
         except marshmallow.ValidationError as exc:
             self._refuse(conn, "invalid", {"code": "VALIDATION_ERROR", "type": kind, "fields": scrub(exc.messages)})
-            return True
+            return JUNK
         ctx = FrameCtx(self.services, conn.principal, conn.session_id, body, memo=conn.memo)
         try:
             if module.batched:
@@ -295,7 +331,7 @@ class Gateway:
                     raise reply
                 if reply is FAILED:
                     self.connections.enqueue(conn, server_frame("error", {"code": "INTERNAL_ERROR", "type": kind}))
-                    return False
+                    return ANSWERED
             elif module.frame.blocking:
                 reply = await self.blocking(module.module.handle, ctx)
             else:
@@ -305,14 +341,14 @@ class Gateway:
             self.connections.enqueue(
                 conn, server_frame("error", {**details, "code": exc.code, "message": exc.message, "type": kind})
             )
-            return False
+            return ANSWERED
         except Exception:
             log.exception("frame %s failed", kind)
             self.connections.enqueue(conn, server_frame("error", {"code": "INTERNAL_ERROR", "type": kind}))
-            return False
+            return ANSWERED
         if reply is not None:
             self.connections.enqueue(conn, server_frame(reply["type"], reply["data"]))
-        return False
+        return ANSWERED
 
     # --- the registry ---------------------------------------------------------------------------
 

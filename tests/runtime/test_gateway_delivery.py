@@ -42,7 +42,7 @@ def _deliver(services: Services, texts: list[str]) -> dict[str | None, Socket]:
         def spawn(work: Coroutine[Any, Any, Any]) -> None:
             tasks.add(loop.create_task(work))
 
-        connections = Connections(spawn, sockets_per_user=8, queue_limit=16)
+        connections = Connections(spawn, sockets_per_user=8, opens_per_minute=30, queue_limit=16)
         delivery = Delivery(services.bus, connections, lambda fn, *args: fn(*args))
         for session_id, ws in sockets.items():
             connections.add(Connection(ws, Principal(*MITRA, "sign-in"), session_id))  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """Hypothesis-driven frames against the real gateway process, beside an honest pair on the same
 process. Properties: no socket is ever closed with 1011, the gateway never logs a traceback, the
-hostile socket is answered and stays open, and the honest pair keeps every message."""
+hostile socket is answered and stays open unless it kept sending junk (then 1008, and it opens a
+new one), and the honest pair keeps every message."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 
 from lib.config.env import Settings
 from lib.frames import MAX_FRAME_BYTES
+from runtime.gateway.connections import POLICY
 from tests.chatflow import Chat
 from tests.runtime.test_gateway_abuse import _ok, no_traceback, watched_gateway
 from tests.wsclient import Client, socket
@@ -60,7 +62,9 @@ REFUSALS = {"BAD_FRAME", "VALIDATION_ERROR", "UNKNOWN_TYPE", "NO_SESSION", "TEXT
 def test_fuzzed_frames_never_hurt_the_gateway_or_an_honest_pair(settings: Settings, chat: Chat) -> None:
     hostile, _, _, hostile_session = chat.paired()
     customer, _, mitra_token, session_id = chat.paired()
-    env = {"WS_FRAMES_PER_SECOND": "10000", "MESSAGES_PER_MINUTE": "100000"}  # let every frame reach the parser
+    # Let every frame reach the parser, and the hostile user open a socket again whenever its last
+    # was closed for junk.
+    env = {"WS_FRAMES_PER_SECOND": "10000", "MESSAGES_PER_MINUTE": "100000", "WS_OPENS_PER_MINUTE": "100000"}
     kept: list[str] = []
     with ExitStack() as stack:
         url, log = stack.enter_context(watched_gateway(settings, **env))
@@ -99,9 +103,10 @@ def test_fuzzed_frames_never_hurt_the_gateway_or_an_honest_pair(settings: Settin
                     client.send({"type": "message.send", "client_message_id": f"s-{n}", "content": "sentinel"})
                     while (frame := client.next())["data"].get("client_message_id") != f"s-{n}":
                         assert frame["type"] != "error" or frame["data"]["code"] in REFUSALS, frame
-                except ConnectionClosed:
+                except ConnectionClosed as closed:
                     current.clear()  # the next example gets a fresh socket, so shrinking stays honest
-                    raise
+                    if closed.rcvd is None or closed.rcvd.code != POLICY:  # it kept sending junk
+                        raise
             me.send({"type": "message.send", "client_message_id": f"h-{n}", "content": f"jujur {n}"})
             assert me.until("message.sent")["data"]["client_message_id"] == f"h-{n}"
             assert bestie.until("message.new")["data"]["client_message_id"] == f"h-{n}"

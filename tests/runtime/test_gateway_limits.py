@@ -21,6 +21,8 @@ from lib.frames import TYPING_RELAY_SECONDS
 from lib.principal import Principal
 from lib.services import Services
 from runtime.gateway import Gateway
+from runtime.gateway.connections import JUNK_LIMIT, JUNK_WINDOW, POLICY, TRY_AGAIN, Connection
+from runtime.gateway.server import OPEN_REFUSAL_HOLD
 from tests.chatflow import Chat
 from tests.conftest import bearer
 from tests.helpers import free_port
@@ -134,6 +136,73 @@ def test_a_junk_frame_costs_its_socket_ten_frames_time_and_drops_nothing(setting
         assert [me.next()["data"].get("code") for _ in range(8)] == ["NO_SESSION"] * 8
         assert me.next()["type"] == "pong"
         assert time.monotonic() - started < 3.0
+
+
+def test_a_socket_that_keeps_sending_junk_is_closed_1008_and_no_one_else_is(settings: Settings, chat: Chat) -> None:
+    """JUNK_LIMIT junk frames within JUNK_WINDOW seconds: each is answered until the last, which
+    closes its socket with 1008 (never 1011). The user's other socket and another user's are
+    untouched."""
+    customer = chat.customer()
+    other = chat.customer("Lain")
+    token = customer["access_token"]
+    with (
+        gateway(settings, WS_FRAMES_PER_SECOND="1000") as (url, _),  # a junk frame's pause: 10 ms
+        socket(url, token) as me,
+        socket(url, token) as mine,
+        socket(url, other["access_token"]) as bystander,
+    ):
+        for client in (me, mine, bystander):
+            _ok(client)
+        for n in range(JUNK_LIMIT - 1):
+            me.send({"type": f"nope-{n}"})
+        assert [me.next()["data"].get("code") for _ in range(JUNK_LIMIT - 1)] == ["UNKNOWN_TYPE"] * (JUNK_LIMIT - 1)
+        assert _alive(me)  # one short of the limit: still served
+        me.ws.send("{not json")
+        assert me.closed_with() == POLICY
+        assert _alive(mine)
+        assert _alive(bystander)
+
+
+def test_junk_spread_wider_than_the_window_is_only_answered() -> None:
+    conn = Connection(ws=None, principal=None, session_id=None)  # type: ignore[arg-type]
+    assert not any(conn.junk_over(float(t)) for t in range(JUNK_LIMIT - 1))
+    assert not conn.junk_over(JUNK_WINDOW + 1.0)  # the first of the ten is older than the window
+    assert conn.junk_over(JUNK_WINDOW + 1.0)  # ten within it: the second (at 1.0) .. this one
+
+
+def test_sockets_opened_past_the_minute_allowance_are_held_then_closed_1013(settings: Settings, chat: Chat) -> None:
+    """WS_OPENS_PER_MINUTE per user and process: one more is not admitted (no auth.ok), held a while
+    so a reconnect loop costs a handshake every few seconds, then closed 1013 (try again later).
+    Another user opens sockets as ever."""
+    customer = chat.customer()
+    other = chat.customer("Lain")
+    token = customer["access_token"]
+    with gateway(settings, WS_OPENS_PER_MINUTE="2") as (url, _):
+        for _ in range(2):
+            with socket(url, token) as fine:
+                _ok(fine)
+        started = time.monotonic()
+        with socket(url, token) as refused, socket(url, other["access_token"]) as bystander:
+            _ok(bystander)  # answered while the refused socket is held
+            assert refused.closed_with(timeout=OPEN_REFUSAL_HOLD + 5) == TRY_AGAIN
+            assert time.monotonic() - started >= OPEN_REFUSAL_HOLD - 0.5
+            assert not [f for f in refused.seen if f["type"] == "auth.ok"]
+            assert _alive(bystander)
+
+
+def test_the_gateway_measures_its_loop_lag(settings: Settings, chat: Chat) -> None:
+    metrics_port = free_port()
+    with gateway(settings, METRICS_PORT=str(metrics_port)) as _:
+        time.sleep(1.5)
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    counts = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "halobestie_gateway_loop_lag_seconds_count"
+    ]
+    assert counts
+    assert sum(counts) >= 5  # sampled every 0.1 s by each worker process
 
 
 def test_messages_per_minute_count_rest_and_socket_together(settings: Settings, chat: Chat) -> None:
