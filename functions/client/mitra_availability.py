@@ -6,7 +6,6 @@ import falcon
 from marshmallow import Schema, fields
 
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.presence.availability import availability
 
 
 class Availability(Schema):
@@ -18,5 +17,4 @@ ENDPOINT = Endpoint(method="GET", route="/api/client/mitra-availability", auth=A
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    s = ctx.services
-    return availability(s.db, s.valkey, s.config, s.availability_cache)
+    return ctx.services.presence.availability()

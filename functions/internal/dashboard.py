@@ -6,7 +6,6 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields
 
-from lib.chat.control import dashboard
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -27,5 +26,4 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    s = ctx.services
-    return dashboard(s.db, s.valkey, s.config)
+    return ctx.services.chat.dashboard()

@@ -1,12 +1,10 @@
 """Close at Xendit the invoices of requests we gave up on (abandoned, expired, superseded, lapsed)."""
 
 from lib.jobs import Job, JobCtx
-from lib.payments.sweeps import close_invoices
 
 # Often: until it is closed an abandoned invoice can still be paid. Idle, it is one indexed query.
 JOB = Job(every=lambda s: min(10, s.payment_sweep_seconds))
 
 
 def run(ctx: JobCtx) -> None:
-    s = ctx.services
-    close_invoices(s.db, s.payment_gateway, s.payment_events)
+    ctx.services.payments.close_invoices()

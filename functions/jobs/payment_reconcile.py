@@ -2,11 +2,9 @@
 have been lost; a paid one is settled exactly as its callback would have been."""
 
 from lib.jobs import Job, JobCtx
-from lib.payments.sweeps import reconcile
 
 JOB = Job(every=lambda s: s.payment_sweep_seconds)
 
 
 def run(ctx: JobCtx) -> None:
-    s = ctx.services
-    reconcile(s.db, s.payment_gateway, s.payment_events)
+    ctx.services.payments.reconcile()

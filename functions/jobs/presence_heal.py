@@ -2,7 +2,6 @@
 (restart, flush, failover), and every PRESENCE_HEAL_SECONDS against drift."""
 
 from lib.jobs import Job, JobCtx
-from lib.presence.mirror import heal
 from lib.valkey import VALKEY_ERRORS, valkey_failed
 
 # Checked every few seconds (a cheap GET); the full rebuild happens when due or when the mirror is gone.
@@ -11,8 +10,7 @@ JOB = Job(every=lambda s: min(5, s.presence_heal_seconds), run_at_start=True)
 
 def run(ctx: JobCtx) -> None:
     try:
-        s = ctx.services
-        heal(s.db, s.valkey, s.settings.presence_heal_seconds)
+        ctx.services.presence.heal()
     except VALKEY_ERRORS:
         valkey_failed("presence")
         ctx.log.warning("presence mirror not rebuilt: Valkey unavailable")

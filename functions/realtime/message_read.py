@@ -2,7 +2,6 @@
 
 from marshmallow import Schema, fields
 
-from lib.chat.messages import mark
 from lib.frames import Frame, FrameCtx
 
 
@@ -15,5 +14,4 @@ FRAME = Frame(type="message.read", schema=Body, needs_session=True)
 
 def handle(ctx: FrameCtx) -> None:
     assert ctx.session_id is not None
-    s = ctx.services
-    mark(s.db, s.chat_events, ctx.principal, ctx.session_id, str(ctx.body["up_to_message_id"]), "read")
+    ctx.services.chat.mark(ctx.principal, ctx.session_id, str(ctx.body["up_to_message_id"]), "read")

@@ -4,7 +4,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from lib.chat.messages import MAX_CLIENT_ID, MAX_LENGTH, Outgoing, Quota, send_many
+from lib.chat.messages import MAX_CLIENT_ID, MAX_LENGTH, Outgoing
 from lib.errors import ApiError
 from lib.frames import Frame, FrameCtx
 
@@ -18,10 +18,8 @@ FRAME = Frame(type="message.send", schema=Body, needs_session=True)
 
 
 def handle_batch(batch: list[FrameCtx]) -> list[dict[str, Any] | ApiError]:
-    s = batch[0].services
     items = [Outgoing(c.principal, c.session_id or "", c.body["client_message_id"], c.body["content"]) for c in batch]
-    quota = Quota(s.valkey, s.settings.messages_per_minute)
     return [
         outcome if isinstance(outcome, ApiError) else {"type": "message.sent", "data": outcome[0]}
-        for outcome in send_many(s.db, s.chat_events, s.transcripts, items, quota=quota)
+        for outcome in batch[0].services.chat.send_many(items)  # one quota count for the batch
     ]

@@ -6,8 +6,6 @@ import falcon
 from marshmallow import Schema, fields, validate
 
 from functions._shapes import CustomerTokenPair
-from lib.auth.signin import customer_sign_in
-from lib.auth.social import verified_email, verify_apple
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -22,8 +20,4 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    s = ctx.services
-    claims = verify_apple(ctx.body["id_token"], ctx.body["nonce"], s.apple_jwks, s.settings.apple_client_ids)
-    return customer_sign_in(
-        s.db, s.profiles, s.settings, "apple", claims["sub"], caller=ctx.principal, email=verified_email(claims)
-    )
+    return ctx.services.accounts.sign_in_apple(ctx.body["id_token"], ctx.body["nonce"], caller=ctx.principal)

@@ -6,8 +6,6 @@ import falcon
 from marshmallow import Schema, fields, validate
 
 from functions._shapes import CustomerTokenPair
-from lib.auth.signin import customer_sign_in
-from lib.auth.social import verified_email, verify_google
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -21,8 +19,4 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
-    s = ctx.services
-    claims = verify_google(ctx.body["id_token"], s.google_jwks, s.settings.google_client_ids)
-    return customer_sign_in(
-        s.db, s.profiles, s.settings, "google", claims["sub"], caller=ctx.principal, email=verified_email(claims)
-    )
+    return ctx.services.accounts.sign_in_google(ctx.body["id_token"], caller=ctx.principal)

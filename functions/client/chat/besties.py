@@ -6,7 +6,6 @@ import falcon
 from marshmallow import Schema, fields
 
 from functions._shapes import Id, Time
-from lib.chat.views import besties
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import PageQuery
 
@@ -27,5 +26,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
-    return besties(s.db, s.valkey, s.config, ctx.principal.user_id, dict(ctx.query))
+    return ctx.services.chat.besties(ctx.principal.user_id, dict(ctx.query))

@@ -6,7 +6,6 @@ import falcon
 from marshmallow import Schema, fields
 
 from functions._shapes import Id
-from lib.chat.pairing import cancel
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -20,5 +19,4 @@ ENDPOINT = Endpoint(method="POST", route="/api/client/chat/cancel", auth=Auth.CU
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
-    return cancel(s.db, s.valkey, s.chat_events, ctx.principal.user_id)
+    return ctx.services.chat.cancel(ctx.principal.user_id)

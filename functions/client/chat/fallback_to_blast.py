@@ -5,7 +5,6 @@ from typing import Any
 import falcon
 
 from functions._shapes import Pairing
-from lib.chat.pairing import fallback_to_blast
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(method="POST", route="/api/client/chat/fallback-to-blast", auth=Auth.CUSTOMER, response=Pairing)
@@ -13,5 +12,4 @@ ENDPOINT = Endpoint(method="POST", route="/api/client/chat/fallback-to-blast", a
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
-    return fallback_to_blast(s.db, s.valkey, s.config, s.chat_events, ctx.principal.user_id)
+    return ctx.services.chat.fallback_to_blast(ctx.principal.user_id)

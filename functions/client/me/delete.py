@@ -6,7 +6,6 @@ import falcon
 
 from functions._shapes import Erased
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.privacy import erase
 
 ENDPOINT = Endpoint(method="DELETE", route="/api/client/me", auth=Auth.CUSTOMER, response=Erased)
 
@@ -14,4 +13,4 @@ ENDPOINT = Endpoint(method="DELETE", route="/api/client/me", auth=Auth.CUSTOMER,
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     me = ctx.principal.user_id
-    return erase(ctx.services.db, ctx.services.revocations, me, ("customer", me), reason=None)
+    return ctx.services.accounts.erase_customer(me, ("customer", me), reason=None)

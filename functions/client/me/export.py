@@ -7,7 +7,6 @@ from marshmallow import Schema, fields
 
 from functions._shapes import Id, Time, nullable
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.privacy import export
 
 
 class Profile(Schema):
@@ -89,4 +88,4 @@ ENDPOINT = Endpoint(method="GET", route="/api/client/me/export", auth=Auth.CUSTO
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return export(ctx.services.db, ctx.services.transcripts, ctx.principal.user_id)
+    return ctx.services.accounts.export_customer(ctx.principal.user_id)

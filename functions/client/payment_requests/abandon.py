@@ -6,7 +6,6 @@ import falcon
 
 from functions._shapes import PaymentRequest
 from lib.endpoint import Auth, Ctx, Endpoint
-from lib.payments.requests import abandon
 
 ENDPOINT = Endpoint(
     method="POST",
@@ -19,6 +18,4 @@ ENDPOINT = Endpoint(
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     request_id = str(ctx.params["request_id"])
-    doc = abandon(ctx.services.db, request_id, ctx.principal.user_id)
-    ctx.services.payment_views.forget(request_id)  # the next poll here sees it at once
-    return doc
+    return ctx.services.payments.abandon(ctx.principal.user_id, request_id)  # the next poll here sees it at once

@@ -9,7 +9,6 @@ from marshmallow import Schema, fields, validate
 from functions._shapes import PaymentRequest
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.errors import ValidationFailed
-from lib.payments.requests import create_request
 from lib.pricing import MODES
 
 _KEY = re.compile(r"[A-Za-z0-9._:-]{8,128}")
@@ -39,16 +38,4 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     key = req.get_header("Idempotency-Key")
     if key is not None and not _KEY.fullmatch(key):
         raise ValidationFailed({"Idempotency-Key": ["8-128 characters: letters, digits, . _ : -"]})
-    s = ctx.services
-    doc = create_request(
-        s.db,
-        s.valkey,
-        s.config,
-        s.payment_gateway,
-        ctx.principal.user_id,
-        dict(ctx.body),
-        key,
-        limiter=s.rate_limiter,
-        per_hour=s.settings.payment_requests_per_hour,
-    )
-    return Reply(201, doc)
+    return Reply(201, ctx.services.payments.create_request(ctx.principal.user_id, dict(ctx.body), key))

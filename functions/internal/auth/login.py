@@ -7,7 +7,6 @@ from functions._shapes import CcAccess
 from lib.auth.accounts import cc_user_doc
 from lib.auth.cc_session import cc_token_response, refresh_cookie
 from lib.auth.flows import sign_in
-from lib.cc_users import authenticate
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
 
@@ -20,8 +19,7 @@ ENDPOINT = Endpoint(method="POST", route="/internal/auth/login", auth=Auth.NONE,
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
-    s = ctx.services
-    user = authenticate(s.db, s.config, s.rate_limiter, ctx.body["email"], ctx.body["password"], ctx.client_ip)
+    user = ctx.services.accounts.authenticate_cc_user(ctx.body["email"], ctx.body["password"], ctx.client_ip)
     with ctx.services.db.connection() as conn:
         grant = sign_in(conn, ctx.services.settings, "cc_user", str(user["id"]))
     doc = cc_user_doc(user)

@@ -4,7 +4,6 @@ user are limited (PASSWORD_CHANGE_ATTEMPTS per 15 minutes, then 429 RATE_LIMITED
 import falcon
 from marshmallow import Schema, fields, validate
 
-from lib.cc_users import change_password
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -18,13 +17,4 @@ ENDPOINT = Endpoint(method="POST", route="/internal/auth/password", auth=Auth.CC
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:
     assert ctx.principal is not None
-    s = ctx.services
-    change_password(
-        s.db,
-        s.revocations,
-        s.rate_limiter,
-        s.settings.password_change_attempts,
-        ctx.principal,
-        ctx.body["current_password"],
-        ctx.body["new_password"],
-    )
+    ctx.services.accounts.change_password(ctx.principal, ctx.body["current_password"], ctx.body["new_password"])

@@ -4,7 +4,7 @@ import falcon
 
 from functions._shapes import CcAccess
 from lib.auth.cc_session import COOKIE, cc_token_response, check_origin, clear_cookie, refresh_cookie
-from lib.auth.flows import CC_USER_TYPES, refresh
+from lib.auth.flows import CC_USER_TYPES
 from lib.auth.sessions import RefreshInvalid
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
@@ -16,7 +16,7 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     check_origin(req, s.settings.cc_origin)
     cookie = req.cookies.get(COOKIE) or ""
     try:
-        grant, account = refresh(s.db, s.refresh_chain, s.revocations, cookie, ctx.client_ip, CC_USER_TYPES)
+        grant, account = s.accounts.refresh(cookie, ctx.client_ip, CC_USER_TYPES)
     except RefreshInvalid as exc:
         exc.cookies.append(clear_cookie())  # a dead cookie is of no use to keep
         raise

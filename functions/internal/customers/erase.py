@@ -7,7 +7,6 @@ import falcon
 from functions._shapes import Erased
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import ReasonBody
-from lib.privacy import erase
 
 ENDPOINT = Endpoint(
     method="POST",
@@ -22,4 +21,4 @@ ENDPOINT = Endpoint(
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     actor = ("cc_user", ctx.principal.user_id)
-    return erase(ctx.services.db, ctx.services.revocations, str(ctx.params["customer_id"]), actor, ctx.body["reason"])
+    return ctx.services.accounts.erase_customer(str(ctx.params["customer_id"]), actor, ctx.body["reason"])

@@ -9,7 +9,6 @@ from functions._shapes import Mitra
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 from lib.mitras import get_mitra
-from lib.presence.deactivation import set_active
 
 
 class Body(Schema):
@@ -28,7 +27,6 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     mitra_id = str(ctx.params["mitra_id"])
-    s = ctx.services
-    if set_active(s.db, s.valkey, s.revocations, mitra_id, ctx.body["is_active"]) is None:
+    if ctx.services.presence.set_active(mitra_id, ctx.body["is_active"]) is None:
         raise NotFound()
     return get_mitra(ctx.services.db, mitra_id)

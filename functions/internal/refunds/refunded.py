@@ -9,7 +9,6 @@ from marshmallow import Schema, validate
 from functions._shapes import Refund
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import Text
-from lib.payments.refunds import mark_refunded
 
 
 class Body(Schema):
@@ -28,4 +27,6 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return mark_refunded(ctx.services.db, str(ctx.params["refund_id"]), ctx.body["reference"], ctx.principal.user_id)
+    return ctx.services.payments.mark_refunded(
+        str(ctx.params["refund_id"]), ctx.body["reference"], ctx.principal.user_id
+    )

@@ -7,7 +7,6 @@ from marshmallow import Schema, fields
 
 from functions._shapes import AdminSession
 from lib.chat.control import admin_session_doc
-from lib.chat.lifecycle import reroute
 from lib.chat.sessions import BY_ID
 from lib.endpoint import Auth, Ctx, Endpoint
 
@@ -30,7 +29,7 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     s = ctx.services
     session_id = str(ctx.params["session_id"])
-    reroute(s.db, s.valkey, s.config, s.chat_events, session_id, str(ctx.body["mitra_id"]), ctx.principal.user_id)
+    s.chat.reroute(session_id, str(ctx.body["mitra_id"]), ctx.principal.user_id)
     row = s.db.fetch_one(BY_ID, {"session_id": session_id})
     assert row is not None
     return admin_session_doc(row)

@@ -6,7 +6,6 @@ import falcon
 from marshmallow import Schema, fields
 
 from functions._shapes import Id, Message, Time, nullable
-from lib.chat.control import read_transcript
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import ReasonBody
 
@@ -31,10 +30,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return read_transcript(
-        ctx.services.db,
-        ctx.services.transcripts,
-        str(ctx.params["session_id"]),
-        ctx.principal.user_id,
-        ctx.body["reason"],
-    )
+    return ctx.services.chat.read_transcript(str(ctx.params["session_id"]), ctx.principal.user_id, ctx.body["reason"])

@@ -9,7 +9,6 @@ from lib.db import Database
 from lib.endpoint import Ctx
 from lib.errors import NotFound
 from lib.fields import PhoneField
-from lib.presence.state import set_online, status_doc
 
 
 class MitraRef(Schema):
@@ -40,6 +39,6 @@ def switch(ctx: Ctx, online: bool) -> dict[str, Any]:
     online log) first, then the Valkey mirror; going online counts as a fresh heartbeat."""
     s = ctx.services
     mitra_id = mitra_id_of(s.db, ctx.body)
-    changed = set_online(s.db, s.valkey, mitra_id, online)
-    status = status_doc(s.db, s.config, s.settings.mitra_heartbeat_cadence_seconds, mitra_id)
+    changed = s.presence.set_online(mitra_id, online)
+    status = s.presence.status(mitra_id)
     return {"mitra_id": mitra_id, "changed": changed, **status}

@@ -6,7 +6,7 @@ import falcon
 
 from functions._shapes import Session
 from functions.internal.testing._mitras import MitraRef, mitra_id_of
-from lib.chat.pairing import REQUEST_ORDER, accept, mitra_requests
+from lib.chat.pairing import REQUEST_ORDER, mitra_requests
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import NotFound
 
@@ -33,4 +33,4 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     if not newest:
         raise NotFound("No open request is waiting for this mitra", code="NO_PENDING_REQUEST")
     # Capacity, inactive account and a race with another accept answer as the app's accept would.
-    return accept(s.db, s.valkey, s.config, s.chat_events, mitra_id, str(newest[0]["session_id"]))
+    return s.chat.accept(mitra_id, str(newest[0]["session_id"]))

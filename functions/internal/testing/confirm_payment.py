@@ -9,7 +9,6 @@ import falcon
 from functions._shapes import WebhookReply
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import Forbidden, NotFound
-from lib.payments.webhook import handle_callback
 
 ENDPOINT = Endpoint(
     method="POST",
@@ -44,7 +43,5 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
         "metadata": {"app": "halobestie_v2"},
     }
     raw = json.dumps(callback).encode()
-    _, reply = handle_callback(
-        s.db, s.payment_events, s.settings, raw, s.settings.xendit_webhook_token, "internal-test-hook"
-    )
+    _, reply = s.payments.callback(raw, s.settings.xendit_webhook_token, "internal-test-hook", limited=False)
     return reply

@@ -6,7 +6,7 @@ import falcon
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from functions._shapes import Pairing
-from lib.chat.pairing import expire_searches, pairing_doc
+from lib.chat.pairing import pairing_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import Conflict, NotFound
 
@@ -55,7 +55,7 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     )
     if moved is None:
         raise _not_searching(s.db.fetch_one(_SESSION, {"session_id": session_id}))
-    expire_searches(s.db, s.valkey, s.chat_events)
+    s.chat.expire_searches()
     with s.db.connection() as conn:
         # FOR SHARE waits for a worker that claimed this row first (SKIP LOCKED passed it over here).
         row = conn.execute(_SESSION + " FOR SHARE OF s", {"session_id": session_id}).fetchone()

@@ -8,7 +8,6 @@ from marshmallow import Schema, fields
 from functions._shapes import Id
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import Forbidden
-from lib.presence.state import set_online
 
 
 class Body(Schema):
@@ -38,7 +37,7 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     changed = 0
     for mitra_id in active:  # one by one through the real path, so each gets its log row and mirror keys
         try:
-            changed += set_online(s.db, s.valkey, mitra_id, True)
+            changed += s.presence.set_online(mitra_id, True)
         except Forbidden:  # deactivated since the list was read: it stays offline
             continue
         online.append(mitra_id)

@@ -6,12 +6,9 @@ import falcon
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from functions._shapes import Id, MitraTokenPair, Time, nullable
-from lib.auth.signin import mitra_sign_in
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.fields import PhoneField, Text
 from lib.mitras import create_mitra, get_mitra, update_mitra
-from lib.presence.deactivation import set_active
-from lib.presence.state import set_online
 
 
 class Body(Schema):
@@ -66,11 +63,11 @@ def handle(req: falcon.Request, ctx: Ctx) -> Reply:
         update_mitra(s.db, mitra_id, {"display_name": body["display_name"]})
     if body["is_active"] != was_active:
         # The control center's own switch: deactivation also sets it offline and revokes its sessions.
-        set_active(s.db, s.valkey, s.revocations, mitra_id, body["is_active"])
+        s.presence.set_active(mitra_id, body["is_active"])
     if body["is_active"]:
         if body["online"] or get_mitra(s.db, mitra_id)["is_online"]:  # a new offline mitra gets no log row
-            set_online(s.db, s.valkey, mitra_id, body["online"])
-        tokens = mitra_sign_in(s.db, s.settings, body["phone"])  # the OTP verify's sign-in
+            s.presence.set_online(mitra_id, body["online"])
+        tokens = s.accounts.sign_in_mitra(body["phone"])  # the OTP verify's sign-in
     else:
         tokens = {**_NO_TOKENS, "user_type": "mitra"}  # an inactive mitra cannot sign in
     data = {"mitra_id": mitra_id, "created": existing is None, **tokens, "user": get_mitra(s.db, mitra_id)}

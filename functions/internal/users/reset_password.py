@@ -3,7 +3,6 @@
 import falcon
 from marshmallow import Schema, fields, validate
 
-from lib.cc_users import reset_password
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -22,4 +21,4 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:
-    reset_password(ctx.services.db, ctx.services.revocations, str(ctx.params["user_id"]), ctx.body["password"])
+    ctx.services.accounts.reset_password(str(ctx.params["user_id"]), ctx.body["password"])

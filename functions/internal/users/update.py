@@ -8,7 +8,6 @@ from marshmallow import Schema, fields, validate
 from functions._shapes import CcUser
 from lib.auth.accounts import cc_user_doc
 from lib.auth.permissions import ROLES
-from lib.cc_users import update_user
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.fields import Text
 
@@ -31,5 +30,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
-    return cc_user_doc(update_user(s.db, s.revocations, ctx.principal, str(ctx.params["user_id"]), ctx.body))
+    return cc_user_doc(ctx.services.accounts.update_cc_user(ctx.principal, str(ctx.params["user_id"]), ctx.body))

@@ -5,7 +5,6 @@ from typing import Any
 import falcon
 
 from functions._shapes import Session
-from lib.chat.pairing import accept
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(
@@ -15,5 +14,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
-    return accept(s.db, s.valkey, s.config, s.chat_events, ctx.principal.user_id, str(ctx.params["session_id"]))
+    return ctx.services.chat.accept(ctx.principal.user_id, str(ctx.params["session_id"]))

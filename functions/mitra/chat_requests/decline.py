@@ -2,7 +2,6 @@
 
 import falcon
 
-from lib.chat.pairing import decline
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(
@@ -12,5 +11,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:
     assert ctx.principal is not None
-    s = ctx.services
-    decline(s.db, s.valkey, s.chat_events, ctx.principal.user_id, str(ctx.params["session_id"]))
+    ctx.services.chat.decline(ctx.principal.user_id, str(ctx.params["session_id"]))

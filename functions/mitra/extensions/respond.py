@@ -6,7 +6,6 @@ import falcon
 from marshmallow import Schema, fields, validate
 
 from functions._shapes import Extension
-from lib.chat.extensions import respond
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -25,7 +24,6 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
     approve = ctx.body["decision"] == "approve"
     extension_id = str(ctx.params["extension_id"])
-    return respond(s.db, s.valkey, s.config, s.chat_events, s.payment_gateway, ctx.principal, extension_id, approve)
+    return ctx.services.chat.respond_to_extension(ctx.principal, extension_id, approve)

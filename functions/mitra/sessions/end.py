@@ -5,7 +5,6 @@ from typing import Any
 import falcon
 
 from functions._shapes import Session
-from lib.chat.lifecycle import end_early
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(method="POST", route="/api/mitra/sessions/{session_id:uuid}/end", auth=Auth.MITRA, response=Session)
@@ -13,5 +12,4 @@ ENDPOINT = Endpoint(method="POST", route="/api/mitra/sessions/{session_id:uuid}/
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
-    return end_early(s.db, s.valkey, s.config, s.chat_events, ctx.principal, str(ctx.params["session_id"]))
+    return ctx.services.chat.end_early(ctx.principal, str(ctx.params["session_id"]))

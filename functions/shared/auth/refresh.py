@@ -6,7 +6,7 @@ import falcon
 from marshmallow import Schema, fields
 
 from functions._shapes import TokenPair
-from lib.auth.flows import APP_USER_TYPES, refresh, token_pair
+from lib.auth.flows import APP_USER_TYPES, token_pair
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -19,7 +19,5 @@ ENDPOINT = Endpoint(method="POST", route="/api/shared/auth/refresh", auth=Auth.N
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     s = ctx.services
-    grant, account = refresh(
-        s.db, s.refresh_chain, s.revocations, ctx.body["refresh_token"], ctx.client_ip, APP_USER_TYPES
-    )
+    grant, account = s.accounts.refresh(ctx.body["refresh_token"], ctx.client_ip, APP_USER_TYPES)
     return token_pair(s.settings, grant, account)

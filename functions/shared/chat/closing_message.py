@@ -6,7 +6,6 @@ import falcon
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from functions._shapes import Session
-from lib.chat.lifecycle import closing_message
 from lib.chat.messages import MAX_LENGTH
 from lib.endpoint import Auth, Ctx, Endpoint
 
@@ -32,8 +31,5 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
     content = None if ctx.body.get("skip") else ctx.body["content"]
-    return closing_message(
-        s.db, s.valkey, s.chat_events, s.transcripts, ctx.principal, str(ctx.params["session_id"]), content
-    )
+    return ctx.services.chat.closing_message(ctx.principal, str(ctx.params["session_id"]), content)

@@ -3,7 +3,6 @@
 import falcon
 from marshmallow import Schema, fields
 
-from lib.chat.messages import mark
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -18,5 +17,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> None:
     assert ctx.principal is not None
-    s = ctx.services
-    mark(s.db, s.chat_events, ctx.principal, str(ctx.params["session_id"]), str(ctx.body["up_to_message_id"]), "read")
+    ctx.services.chat.mark(ctx.principal, str(ctx.params["session_id"]), str(ctx.body["up_to_message_id"]), "read")

@@ -4,7 +4,6 @@ import falcon
 
 from functions._shapes import WebhookReply
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
-from lib.payments.webhook import handle_callback
 
 ENDPOINT = Endpoint(
     method="POST",
@@ -17,9 +16,6 @@ ENDPOINT = Endpoint(
 
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
-    s = ctx.services
     token = req.get_header("X-Callback-Token")
-    status, result = handle_callback(
-        s.db, s.payment_events, s.settings, ctx.raw_body, token, ctx.client_ip, limiter=s.rate_limiter
-    )
+    status, result = ctx.services.payments.callback(ctx.raw_body, token, ctx.client_ip)
     return Reply(status, result, envelope=False)

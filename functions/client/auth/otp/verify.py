@@ -6,7 +6,6 @@ import falcon
 
 from functions._shapes import CustomerTokenPair
 from lib.auth.otp_endpoints import OtpVerifyBody, verified_phone
-from lib.auth.signin import customer_sign_in
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(
@@ -20,6 +19,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     phone = verified_phone(ctx, "customer")
-    return customer_sign_in(
-        ctx.services.db, ctx.services.profiles, ctx.services.settings, "phone", phone, caller=ctx.principal, phone=phone
-    )
+    return ctx.services.accounts.sign_in_customer("phone", phone, caller=ctx.principal, phone=phone)

@@ -4,7 +4,6 @@ import falcon
 from marshmallow import Schema, fields
 
 from functions._shapes import Extension
-from lib.chat.extensions import request_extension
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
 
@@ -24,8 +23,5 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     assert ctx.principal is not None
-    s = ctx.services
-    doc = request_extension(
-        s.db, s.config, s.chat_events, ctx.principal, str(ctx.params["session_id"]), str(ctx.body["tier_id"])
-    )
+    doc = ctx.services.chat.request_extension(ctx.principal, str(ctx.params["session_id"]), str(ctx.body["tier_id"]))
     return Reply(201, doc)

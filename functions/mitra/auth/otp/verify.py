@@ -6,7 +6,6 @@ import falcon
 
 from functions._shapes import MitraTokenPair
 from lib.auth.otp_endpoints import OtpVerifyBody, verified_phone
-from lib.auth.signin import mitra_sign_in
 from lib.endpoint import Auth, Ctx, Endpoint
 
 ENDPOINT = Endpoint(
@@ -16,4 +15,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     phone = verified_phone(ctx, "mitra")
-    return mitra_sign_in(ctx.services.db, ctx.services.settings, phone)
+    return ctx.services.accounts.sign_in_mitra(phone)

@@ -4,7 +4,7 @@ import falcon
 from marshmallow import Schema, fields, validate
 
 from functions._shapes import Message
-from lib.chat.messages import MAX_LENGTH, Quota, send
+from lib.chat.messages import MAX_LENGTH
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 
 
@@ -25,16 +25,7 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     assert ctx.principal is not None
-    s = ctx.services
     b = ctx.body
-    doc, _ = send(
-        s.db,
-        s.chat_events,
-        s.transcripts,
-        ctx.principal,
-        str(ctx.params["session_id"]),
-        b["client_message_id"],
-        b["content"],
-        quota=Quota(s.valkey, s.settings.messages_per_minute),  # shared with the socket's sends
-    )
+    # The message quota is shared with the socket's sends.
+    doc, _ = ctx.services.chat.send(ctx.principal, str(ctx.params["session_id"]), b["client_message_id"], b["content"])
     return Reply(201, doc)

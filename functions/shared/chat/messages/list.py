@@ -6,7 +6,6 @@ import falcon
 from marshmallow import fields
 
 from functions._shapes import Message
-from lib.chat.messages import page
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.pagination import PageQuery
 
@@ -26,6 +25,4 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    return page(
-        ctx.services.db, ctx.services.transcripts, ctx.principal, str(ctx.params["session_id"]), dict(ctx.query)
-    )
+    return ctx.services.chat.messages(ctx.principal, str(ctx.params["session_id"]), dict(ctx.query))

@@ -6,7 +6,6 @@ import falcon
 from marshmallow import Schema, fields, validate
 
 from functions._shapes import Session
-from lib.chat.lifecycle import set_topic
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -26,9 +25,6 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
     b = ctx.body
     session_id = str(ctx.params["session_id"])
-    return set_topic(
-        s.db, s.config, s.chat_events, ctx.principal, session_id, b["topic_sensitivity"], confirmed=b["confirmed"]
-    )
+    return ctx.services.chat.set_topic(ctx.principal, session_id, b["topic_sensitivity"], confirmed=b["confirmed"])
