@@ -115,6 +115,11 @@ class AppConfig:
     def invalidate(self) -> None:
         self._loaded_at = 0.0
 
+    def set(self, changes: dict[str, Any], changed_by: str | None, env: Settings | None = None) -> None:
+        """An operator's change (set_values), read back by this process's next read."""
+        set_values(self._db, self._bus, changes, changed_by, env)
+        self.invalidate()
+
     def _load(self) -> None:
         if self._bus is not None and not self._listening:  # first read: from now on, hear of changes
             self._listening = True

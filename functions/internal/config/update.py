@@ -6,7 +6,7 @@ import falcon
 from marshmallow import Schema, fields
 
 from functions._shapes import ConfigView
-from lib.config.app import KEYS, describe, set_values
+from lib.config.app import KEYS, describe
 from lib.endpoint import Auth, Ctx, Endpoint
 
 # Exactly the known keys (unknown ones are rejected on the internal surface); values are checked
@@ -27,6 +27,5 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
     s = ctx.services
     if ctx.body:
-        set_values(s.db, s.bus, dict(ctx.body), ctx.principal.user_id, s.settings)
-        s.config.invalidate()
+        s.config.set(dict(ctx.body), ctx.principal.user_id, s.settings)
     return describe(s.config, s.settings)

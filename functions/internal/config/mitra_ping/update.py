@@ -6,7 +6,7 @@ import falcon
 from marshmallow import Schema, fields
 
 from functions._shapes import MitraPing
-from lib.config.app import mitra_ping_doc, set_values
+from lib.config.app import mitra_ping_doc
 from lib.endpoint import Auth, Ctx, Endpoint
 from lib.errors import ValidationFailed
 
@@ -35,11 +35,10 @@ def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     if "stale_after_seconds" in ctx.body:
         changes["mitra_stale_after_seconds"] = ctx.body["stale_after_seconds"]
     try:
-        set_values(s.db, s.bus, changes, ctx.principal.user_id, s.settings)
+        s.config.set(changes, ctx.principal.user_id, s.settings)
     except ValidationFailed as exc:  # answer in this route's own field names
         fields_ = exc.details["fields"]
         if "mitra_stale_after_seconds" in fields_:
             fields_["stale_after_seconds"] = fields_.pop("mitra_stale_after_seconds")
         raise
-    s.config.invalidate()
     return mitra_ping_doc(s.config, s.settings)
