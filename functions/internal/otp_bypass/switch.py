@@ -5,7 +5,6 @@ from typing import Any
 import falcon
 from marshmallow import Schema, fields
 
-from lib.config.app import set_values
 from lib.endpoint import Auth, Ctx, Endpoint
 
 
@@ -29,7 +28,6 @@ ENDPOINT = Endpoint(
 
 def handle(req: falcon.Request, ctx: Ctx) -> dict[str, Any]:
     assert ctx.principal is not None
-    s = ctx.services
-    set_values(s.db, s.bus, {"otp_bypass_enabled": ctx.body["enabled"]}, ctx.principal.user_id)
-    s.config.invalidate()
-    return {"enabled": s.config.bool("otp_bypass_enabled")}
+    config = ctx.services.config
+    config.set({"otp_bypass_enabled": ctx.body["enabled"]}, ctx.principal.user_id)
+    return {"enabled": config.bool("otp_bypass_enabled")}
