@@ -30,7 +30,7 @@ from lib.payments.closures import expire_pending
 from lib.payments.gateway import Gateway
 from lib.payments.refunds import EXTENSION_NOT_APPLIED
 from lib.payments.requests import open_invoice
-from lib.presence.state import reachable
+from lib.presence.state import Seen, reachable, seen_in_valkey
 from lib.pricing import quote
 from lib.principal import Principal
 
@@ -274,11 +274,19 @@ def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: Cha
     are invoiced by the extension_invoices job, so no outside call runs inside the deadline tick."""
     approve = config.get("extension_default_action_on_timeout") == "auto_approve"
     decided: list[str] = []
+    seen: dict[str, Seen] = {}
+
+    def prepare(rows: list[dict[str, Any]]) -> None:
+        # One Valkey round trip for the whole claim: a Valkey timeout costs the tick one timeout,
+        # not one per due extension while their rows are locked.
+        if approve:
+            seen.update(seen_in_valkey(valkey, [str(r["mitra_id"]) for r in rows if r["mitra_id"] is not None]))
 
     def fire(conn: Conn, outbox: Outbox, row: dict[str, Any]) -> None:
         # The offline safeguard: a default of approving does not charge the customer for more
         # minutes with a listener who is gone (no socket, no recent heartbeat).
-        yes = approve and (row["mitra_id"] is None or reachable(conn, valkey, config, str(row["mitra_id"])))
+        mitra_id = None if row["mitra_id"] is None else str(row["mitra_id"])
+        yes = approve and (mitra_id is None or reachable(conn, config, mitra_id, seen.get(mitra_id)))
         if _decide(conn, outbox, config, str(row["id"]), yes, "auto_approve" if yes else "auto_reject"):
             decided.append(str(row["id"]))
             if approve and not yes:
@@ -290,7 +298,7 @@ def decide_due(db: Database, valkey: redis.Redis, config: AppConfig, events: Cha
         "WHERE e.status = 'pending' AND e.expires_at <= now() ORDER BY e.expires_at LIMIT %(limit)s "
         "FOR UPDATE OF e SKIP LOCKED"
     )
-    fire_due(db, valkey, events, "extension_decision", claim, fire, limit)
+    fire_due(db, valkey, events, "extension_decision", claim, fire, limit, prepare=prepare)
     return decided
 
 

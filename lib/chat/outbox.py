@@ -86,17 +86,24 @@ def fire_due(
     claim: Query,
     fire: Fire,
     limit: int = 100,
+    *,
+    prepare: Callable[[list[dict[str, Any]]], object] | None = None,
 ) -> list[dict[str, Any]]:
     """Claim the due rows (`claim` selects them, with `clock_timestamp() - <deadline> AS lateness`,
     `... LIMIT %(limit)s FOR UPDATE SKIP LOCKED`) and fire each, all in one transaction: a worker killed
     midway fires none of them (they are claimed again by the next tick), and two workers never claim
     the same row. Each row fires in its own savepoint: one whose firing fails is rolled back alone
     (with what it added to the outbox), stays due and is tried again next tick; the others commit.
-    Events leave after the commit. Returns the rows fired."""
+    Events leave after the commit. `prepare(rows)` runs once between the claim and the firings: what
+    the rows need from elsewhere is fetched there in one round trip, not one per row inside the
+    transaction. Returns the rows fired."""
     outbox = Outbox()
     fired: list[dict[str, Any]] = []
     with db.connection() as conn:
-        for row in conn.execute(claim, {"limit": limit}).fetchall():
+        rows = conn.execute(claim, {"limit": limit}).fetchall()
+        if rows and prepare is not None:
+            prepare(rows)
+        for row in rows:
             mark = outbox.mark()
             try:
                 with conn.transaction():

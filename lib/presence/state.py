@@ -181,17 +181,39 @@ def offline_when_gone(db: Database, valkey: redis.Redis, mitra_id: str, closed_a
     return True
 
 
-def reachable(conn: Conn, valkey: redis.Redis, config: AppConfig, mitra_id: str) -> bool:
-    """Whether the mitra can still hear the customer: a live socket on any gateway, or online and
-    (while pings are required) a heartbeat within mitra_stale_after_seconds, the newer of Valkey's
-    and PostgreSQL's. Valkey away: PostgreSQL's copy alone (heartbeats then go there directly)."""
-    beat = None
+Seen = tuple[bool, float | None]  # what Valkey knows of a mitra: a live socket anywhere, the last heartbeat
+
+
+def seen_in_valkey(valkey: redis.Redis, mitra_ids: list[str]) -> dict[str, Seen]:
+    """For each mitra, whether a socket of theirs is live on any gateway and their last heartbeat
+    in Valkey, in one round trip; empty when Valkey is away (then PostgreSQL's copy decides)."""
+    ids = sorted(set(mitra_ids))
+    if not ids:
+        return {}
+    now = time.time()
     try:
-        if sockets.any_live(valkey, "mitra", mitra_id):
-            return True
-        beat = _valkey_beat(valkey, mitra_id)
+        pipe = valkey.pipeline(transaction=False)
+        for mitra_id in ids:
+            pipe.zcount(sockets.key("mitra", mitra_id), now, "+inf")
+            pipe.get(heartbeat_key(mitra_id))
+        replies = pipe.execute()
     except VALKEY_ERRORS:
         valkey_failed("presence")
+        return {}
+    return {
+        mitra_id: (bool(live), None if beat is None else float(beat))
+        for mitra_id, live, beat in zip(ids, replies[::2], replies[1::2], strict=True)
+    }
+
+
+def reachable(conn: Conn, config: AppConfig, mitra_id: str, seen: Seen | None) -> bool:
+    """Whether the mitra can still hear the customer: a live socket on any gateway, or online and
+    (while pings are required) a heartbeat within mitra_stale_after_seconds, the newer of Valkey's
+    (`seen`, from seen_in_valkey) and PostgreSQL's. Valkey away (`seen` None): PostgreSQL's copy
+    alone (heartbeats then go there directly)."""
+    live, beat = seen if seen is not None else (False, None)
+    if live:
+        return True
     row = conn.execute(
         "SELECT is_online, extract(epoch FROM COALESCE(last_heartbeat_at, changed_at))::float8 AS last "
         "FROM mitra_online_status WHERE mitra_id = %(mitra_id)s",

@@ -4,6 +4,7 @@ invoice comes only after approval, paying adds the minutes, a race with the time
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -14,6 +15,7 @@ from lib.chat.extensions import decide_due
 from lib.clock import utcnow
 from lib.jobs import JobCtx
 from lib.presence.keys import heartbeat_key
+from lib.valkey import make_client
 from tests.chatflow import Chat, job
 from tests.conftest import bearer
 from tests.payflow import paid_body, send_callback, tier_of
@@ -268,3 +270,63 @@ def _race_once(chat: Chat) -> None:
 def test_the_mitras_answer_racing_the_timeout_has_exactly_one_outcome(chat: Chat) -> None:
     for _ in range(5):
         _race_once(chat)
+
+
+SET_UP = {"PING": b"+PONG\r\n", "HELLO": b"-ERR unknown command 'HELLO'\r\n", "CLIENT": b"+OK\r\n"}
+
+
+class _HangingValkey:
+    """A loopback Valkey that hangs: it answers the client's connection set-up (PING, HELLO refused
+    so the client speaks RESP2, CLIENT ...) and never anything else. The commands each connection
+    sent are kept, by name."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.commands: list[list[str]] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.commands.append([])
+            threading.Thread(target=self._serve, args=(conn, self.commands[-1]), daemon=True).start()
+
+    @staticmethod
+    def _serve(conn: socket.socket, names: list[str]) -> None:
+        with conn, conn.makefile("rb") as stream:
+            while (header := stream.readline()).startswith(b"*"):
+                args = []
+                for _ in range(int(header[1:])):
+                    size = int(stream.readline()[1:])
+                    args.append(stream.read(size + 2)[:-2])
+                names.append(args[0].decode().upper())
+                if reply := SET_UP.get(names[-1]):
+                    conn.sendall(reply)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_the_offline_safeguard_asks_a_hanging_valkey_once_per_tick_not_once_per_extension(chat: Chat) -> None:
+    """Every due extension's mitra is looked up in one Valkey round trip between the claim and the
+    firings: a Valkey that hangs costs the tick one timeout while the rows are locked, not one per
+    extension, and PostgreSQL's heartbeats then decide (these mitras are online and fresh)."""
+    extensions = []
+    for _ in range(4):
+        customer, _, _, session_id = chat.paired()
+        extensions.append(_extend(chat, customer, session_id)["id"])
+    chat.pay.db.execute("UPDATE session_extensions SET expires_at = now() - interval '1 second'")
+    valkey = _HangingValkey()
+    try:
+        decided = decide_due(chat.pay.db, make_client(valkey.url, 0.2), chat.pay.config, chat.pay.chat_events)
+    finally:
+        valkey.close()
+    assert sorted(decided) == sorted(extensions)
+    rows = chat.pay.db.fetch_all("SELECT decided_by FROM session_extensions")
+    assert [r["decided_by"] for r in rows] == ["auto_approve"] * 4
+    asked = [names.count("ZCOUNT") for names in valkey.commands if "ZCOUNT" in names]
+    assert asked == [4]  # one connection, one pipeline, every mitra in it
