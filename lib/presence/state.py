@@ -201,9 +201,17 @@ def seen_in_valkey(valkey: redis.Redis, mitra_ids: list[str]) -> dict[str, Seen]
         valkey_failed("presence")
         return {}
     return {
-        mitra_id: (bool(live), None if beat is None else float(beat))
+        mitra_id: (bool(live), _seconds(beat))
         for mitra_id, live, beat in zip(ids, replies[::2], replies[1::2], strict=True)
     }
+
+
+def _seconds(beat: str | None) -> float | None:
+    """A heartbeat's time; one that does not parse counts as none, so it fails nobody else's lookup."""
+    try:
+        return None if beat is None else float(beat)
+    except ValueError:
+        return None
 
 
 def reachable(conn: Conn, config: AppConfig, mitra_id: str, seen: Seen | None) -> bool:

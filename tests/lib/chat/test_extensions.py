@@ -330,3 +330,17 @@ def test_the_offline_safeguard_asks_a_hanging_valkey_once_per_tick_not_once_per_
     assert [r["decided_by"] for r in rows] == ["auto_approve"] * 4
     asked = [names.count("ZCOUNT") for names in valkey.commands if "ZCOUNT" in names]
     assert asked == [4]  # one connection, one pipeline, every mitra in it
+
+
+def test_a_heartbeat_valkey_cannot_parse_fails_no_other_extension_of_the_tick(chat: Chat) -> None:
+    """The lookup is shared by the tick's extensions, so one mitra's unreadable heartbeat counts as
+    none (PostgreSQL's copy decides for that mitra) and fails nobody's decision."""
+    first, garbled, _, first_session = chat.paired()
+    second, _, _, second_session = chat.paired()
+    chat.pay.valkey.set(heartbeat_key(str(garbled["id"])), "not a time")
+    _extend(chat, first, first_session)
+    _extend(chat, second, second_session)
+    chat.pay.db.execute("UPDATE session_extensions SET expires_at = now() - interval '1 second'")
+    chat.tick()
+    rows = chat.pay.db.fetch_all("SELECT decided_by FROM session_extensions")
+    assert [r["decided_by"] for r in rows] == ["auto_approve", "auto_approve"]
