@@ -34,7 +34,7 @@ from bench.soak.apps import Record, clock  # noqa: E402
 from bench.soak.checker import check, counts, summary  # noqa: E402
 from bench.soak.cluster import Cluster, cluster, infra  # noqa: E402
 from bench.soak.faults import Injector, schedule  # noqa: E402
-from bench.soak.history import collect, errors_outside, lateness, status_counts  # noqa: E402
+from bench.soak.history import collect, errors_outside, lateness, live_sessions, status_counts  # noqa: E402
 from bench.soak.people import Customer, Mitra, World  # noqa: E402
 
 # Past its deadline by more than this (the worker's tick, a fault's heal, the docs' 1 s target with
@@ -121,9 +121,16 @@ def run(args: argparse.Namespace) -> int:
             for p in [*mitras, *customers]:
                 p.start()
             injector.start()
+            live: list[int] = []  # chats open at each load line, once every customer has had time to start
             while clock() < world.stop_new_at:
                 time.sleep(15)
-                say(f"load: {len(world.sessions)} sessions, {len(record.sent)} messages, {dict(record.counters)}")
+                now_live = live_sessions(found.db_url)
+                if now_live is not None and clock() - t0 > 60:
+                    live.append(now_live)
+                say(
+                    f"load: {len(world.sessions)} sessions, {now_live} live, {len(record.sent)} messages, "
+                    f"{dict(record.counters)}"
+                )
             say("no new purchases; draining (chats end, goodbyes, deadlines)")
             for c in customers:
                 c.join(timeout=max(1.0, world.stop_new_at + 240 - clock()))
@@ -138,6 +145,12 @@ def run(args: argparse.Namespace) -> int:
                 heal = f"{f.healed - f.started:5.1f} s" if f.healed else "NOT HEALED"
                 print(f"  {f.describe()}  heal {heal} {f.note}")
             print("\nfigures:")
+            signed_in = record.counters.get("customers signed in", 0)
+            print(f"  customers signed in: {signed_in} of {len(customers)}")
+            if live:
+                print(
+                    f"  chats open at once (every 15 s after the first minute): mean {sum(live) / len(live):.0f}, max {max(live)}"
+                )
             print(f"  sessions by status: {dict(status_counts(found.db_url))}")
             print(f"  apps: {dict(sorted(record.counters.items()))}")
             print(f"  fake Xendit: {len(cl.xendit.invoices)} invoices, fake FCM: {len(cl.fcm.sent)} pushes")
@@ -156,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
             unhealed = [f for f in fired if f.healed is None]
             messages = sum(1 for s in record.sent if s.acked)
             print(summary(len(world.sessions), messages, len(fired), found_counts), flush=True)
-    bad = any(found_counts.values()) or bool(outside) or bool(unhealed)
+            if signed_in < len(customers):  # the run did not carry the load it claims
+                print(f"harness: {len(customers) - signed_in} customers could not sign in (see {logs / 'apps.log'})")
+    bad = any(found_counts.values()) or bool(outside) or bool(unhealed) or signed_in < len(customers)
     return 1 if bad else 0
 
 

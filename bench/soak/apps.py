@@ -4,6 +4,7 @@ docs/realtime.md tells the apps to. Everything they are told lands in one shared
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import socket as pysocket
@@ -66,6 +67,11 @@ class Http:
     def __init__(self, record: Record, who: str, bases: list[str], patience: float = 45.0) -> None:
         self.record, self.who, self.bases, self.patience = record, who, bases, patience
         self.session = requests.Session()
+        # Each app is a phone of its own behind the ingress (the cluster trusts one proxy hop), so
+        # limits per address (anonymous sign-ups, OTP) meet one user each, as in production: from
+        # one shared 127.0.0.1, 270 of 300 customers were refused sign-up and the hour ran with 30.
+        digest = hashlib.sha256(who.encode()).digest()
+        self.session.headers["X-Forwarded-For"] = f"10.{digest[0]}.{digest[1]}.{digest[2] or 1}"
         self.token = ""
         self.refresh_token = ""
         self.refreshing = threading.Lock()

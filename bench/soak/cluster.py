@@ -234,6 +234,11 @@ def cluster(found: Infra, logs: Path) -> Iterator[Cluster]:
             # Tokens expire every 90 s, so every app meets expiry (4401 on each socket at once, a
             # refresh) many times a run, not once an hour: the 60-minute run lost a mitra that way.
             "ACCESS_TOKEN_TTL_SECONDS": "90",
+            # The apps stand behind one ingress and say their own address (bench/soak/apps.Http).
+            "TRUSTED_PROXY_HOPS": "1",
+            # One-minute chats let a customer buy 20 an hour; the limit (10, a day's worth for a real
+            # customer) would otherwise leave most of them waiting on 429 instead of chatting.
+            "PAYMENT_REQUESTS_PER_HOUR": "200",
             "LOG_FORMAT": "text",
             "LOG_LEVEL": "WARNING",
             "WEB_CONCURRENCY": "1",

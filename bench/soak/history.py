@@ -158,6 +158,18 @@ def lateness(db_url: str, faults: list[Fault], wall0: datetime, t0: float) -> li
     return lines
 
 
+def live_sessions(db_url: str) -> int | None:
+    """Chats open right now (active, extending or closing); None while PostgreSQL does not answer."""
+    try:
+        with psycopg.connect(db_url, autocommit=True, connect_timeout=3) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM chat_sessions WHERE status IN ('active', 'extending', 'closing')"
+            ).fetchone()
+    except psycopg.Error:
+        return None
+    return int(row[0]) if row else None
+
+
 def status_counts(db_url: str) -> Counter[str]:
     with psycopg.connect(db_url, autocommit=True) as conn:
         return Counter(

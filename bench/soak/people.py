@@ -164,6 +164,7 @@ class Customer(Person):
             w.record.log(self.app.who, "could not sign in")
             return
         http.signed_in(signed)
+        w.record.count("customers signed in")
         self.app.user_id = signed["user"]["id"]
         self.app.register_device()
         home = self.app.open(None, self._home)
