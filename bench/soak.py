@@ -168,9 +168,9 @@ def run(args: argparse.Namespace) -> int:
             found_counts = counts(violations)
             unhealed = [f for f in fired if f.healed is None]
             messages = sum(1 for s in record.sent if s.acked)
-            print(summary(len(world.sessions), messages, len(fired), found_counts), flush=True)
             if signed_in < len(customers):  # the run did not carry the load it claims
                 print(f"harness: {len(customers) - signed_in} customers could not sign in (see {logs / 'apps.log'})")
+            print(summary(len(world.sessions), messages, len(fired), found_counts), flush=True)
     bad = any(found_counts.values()) or bool(outside) or bool(unhealed) or signed_in < len(customers)
     return 1 if bad else 0
 
