@@ -37,7 +37,11 @@ class Bus:
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._changed = False  # channels were added or removed since the subscriber last looked
-        self._confirmed: dict[str, threading.Event] = {}
+        # Channels Valkey has confirmed on the current link, and what waits for a channel's
+        # confirmation (a set and short-lived hooks: a gateway holds a channel per user, and a
+        # threading.Event per channel was 1.2 KB on every idle socket).
+        self._confirmed: set[str] = set()
+        self._on_confirmed: dict[str, list[Callable[[], None]]] = {}
         self.healthy = False
 
     def publish(self, channel: str, message: str) -> bool:
@@ -64,17 +68,27 @@ class Bus:
             log.warning("bus publish of %d message(s) failed: %s", len(messages), type(exc).__name__)
             return False
 
-    def subscribe(self, channel: str, handler: Handler) -> threading.Event:
-        """Handle messages on `channel`; the event is set once Valkey has confirmed the subscription
-        (a caller that must not miss what is published next waits for it)."""
+    def subscribe(self, channel: str, handler: Handler) -> None:
+        """Handle messages on `channel` (a caller that must not miss what is published next waits
+        for `when_confirmed`)."""
         with self._lock:
             self._handlers.setdefault(self._prefix + channel, []).append(handler)
-            confirmed = self._confirmed.setdefault(self._prefix + channel, threading.Event())
             self._changed = True
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="bus-subscriber", daemon=True)
                 self._thread.start()
-        return confirmed
+
+    def when_confirmed(self, channel: str, hook: Callable[[], None]) -> None:
+        """Call `hook` once Valkey has confirmed the subscription to `channel` on the current link:
+        at once if it has, else from the subscriber thread when it does (after a lost link, when
+        the next one confirms it). A hook may never be called (Valkey away): callers wait with a
+        timeout."""
+        with self._lock:
+            name = self._prefix + channel
+            if name not in self._confirmed:
+                self._on_confirmed.setdefault(name, []).append(hook)
+                return
+        hook()
 
     def unsubscribe(self, channel: str, handler: Handler) -> None:
         with self._lock:
@@ -83,7 +97,8 @@ class Bus:
                 handlers.remove(handler)
             if not handlers:
                 self._handlers.pop(self._prefix + channel, None)
-                self._confirmed.pop(self._prefix + channel, None)
+                self._confirmed.discard(self._prefix + channel)
+                self._on_confirmed.pop(self._prefix + channel, None)
             self._changed = True
 
     def on_reconnect(self, hook: Callable[[], None]) -> None:
@@ -131,9 +146,7 @@ class Bus:
                         for handler in list(self._handlers.get(message["channel"], ())):
                             self._safe(handler, message["data"])
                     elif message.get("type") == "subscribe":
-                        confirmed = self._confirmed.get(message["channel"])
-                        if confirmed is not None:
-                            confirmed.set()
+                        self._confirm(message["channel"])
             except VALKEY_ERRORS as exc:
                 valkey_failed("bus")
                 if self.healthy:
@@ -142,13 +155,22 @@ class Bus:
                 self._stop.wait(1.0)
             finally:
                 self.healthy = False
-                for confirmed in list(self._confirmed.values()):
-                    confirmed.clear()  # to be confirmed again by the next connection
+                with self._lock:
+                    self._confirmed.clear()  # to be confirmed again by the next connection
                 try:
                     pubsub.close()
                     client.close()
                 except VALKEY_ERRORS:
                     valkey_failed("bus")
+
+    def _confirm(self, channel: str) -> None:
+        with self._lock:
+            if channel not in self._handlers:
+                return  # unsubscribed meanwhile
+            self._confirmed.add(channel)
+            hooks = self._on_confirmed.pop(channel, [])
+        for hook in hooks:
+            self._safe(hook)
 
     @staticmethod
     def _safe(fn: Callable[..., None], *args: str) -> None:

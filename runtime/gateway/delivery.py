@@ -6,7 +6,6 @@ sign-in, a link to Valkey restored)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 
 from lib.bus import Bus
@@ -25,22 +24,20 @@ class Delivery:
         self.connections = connections
         self._threadsafe = threadsafe
         self._handlers: dict[tuple[str, str], Callable[[str], None]] = {}
-        self._listening: dict[tuple[str, str], threading.Event] = {}
         self._linked_before = False
 
-    def listen(self, user: tuple[str, str]) -> threading.Event:
-        """Subscribe to the user's channel unless it is already; the event is set once Valkey
-        confirms the subscription."""
+    def listen(self, user: tuple[str, str], confirmed: Callable[[], None]) -> None:
+        """Subscribe to the user's channel unless it is already; `confirmed` is called (from the
+        bus's thread, or at once) when Valkey has confirmed the subscription."""
         if user not in self._handlers:
             handler = self._bus_handler(user)
             self._handlers[user] = handler
-            self._listening[user] = self._bus.subscribe(user_channel(*user), handler)
-        return self._listening[user]
+            self._bus.subscribe(user_channel(*user), handler)
+        self._bus.when_confirmed(user_channel(*user), confirmed)
 
     def unlisten(self, user: tuple[str, str]) -> None:
         """The user's last socket here closed."""
         handler = self._handlers.pop(user, None)
-        self._listening.pop(user, None)
         if handler is not None:
             self._bus.unsubscribe(user_channel(*user), handler)
 

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -179,7 +178,7 @@ class Gateway:
                 # auth.ok waits for the socket's presence and (briefly: Valkey may be away, and then
                 # the app re-syncs anyway) for Valkey to confirm the subscription.
                 await self.presence.record(sockets.announce, [self.presence.entry(conn)])
-                await self.blocking(listening.wait, 1.0)
+                await asyncio.wait([listening], timeout=1.0)  # no thread waits for it
                 self.connections.enqueue(
                     conn, server_frame("auth.ok", {**self._who(conn), "session_id": conn.session_id})
                 )
@@ -352,10 +351,13 @@ class Gateway:
 
     # --- the registry ---------------------------------------------------------------------------
 
-    def _register(self, conn: Connection) -> threading.Event:
-        """Add the socket; the event is set once its user's channel is confirmed subscribed."""
+    def _register(self, conn: Connection) -> asyncio.Future[None]:
+        """Add the socket; the future is done once its user's channel is confirmed subscribed."""
         self.connections.add(conn)
-        return self.delivery.listen(conn.user)
+        assert self.loop is not None
+        confirmed: asyncio.Future[None] = self.loop.create_future()
+        self.delivery.listen(conn.user, lambda: self._threadsafe(_settle, confirmed))
+        return confirmed
 
     def _unregister(self, conn: Connection) -> None:
         left = self.connections.remove(conn)
@@ -393,3 +395,8 @@ def _type_of_parsed(text: str) -> str | None:
         return None
     kind = raw.get("type") if isinstance(raw, dict) else None
     return safe_name(kind) if isinstance(kind, str) else None
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -39,3 +39,18 @@ def test_a_message_reaches_a_bus_on_the_same_database_only(valkey_url: str) -> N
     finally:
         for bus in (same, other, sender):
             bus.close()
+
+
+def test_a_confirmation_hook_runs_once_valkey_confirms_or_at_once_after(valkey_url: str) -> None:
+    """`when_confirmed` calls its hook from the subscriber thread when Valkey confirms the channel,
+    and at once, in the caller's thread, for a channel already confirmed."""
+    bus = _bus(valkey_url)
+    first, later = threading.Event(), []
+    try:
+        bus.subscribe("test:confirm", lambda message: None)
+        bus.when_confirmed("test:confirm", first.set)
+        assert first.wait(3)
+        bus.when_confirmed("test:confirm", lambda: later.append(threading.current_thread().name))
+        assert later == [threading.current_thread().name]  # already confirmed: called here, now
+    finally:
+        bus.close()

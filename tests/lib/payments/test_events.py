@@ -21,7 +21,10 @@ def test_confirmation_reaches_other_processes_over_the_bus(app, pay, settings, o
 
         # Valkey's confirmation of this channel (not only a link up): a message published before
         # it would never reach this subscriber.
-        assert other.bus.subscribe("payments:confirmed", on_message).wait(10)
+        confirmed = threading.Event()
+        other.bus.subscribe("payments:confirmed", on_message)
+        other.bus.when_confirmed("payments:confirmed", confirmed.set)
+        assert confirmed.wait(10)
         doc = create_payment(app, customer, tier_of(pay)).json["data"]
         send_callback(app, paid_body(doc))
         send_callback(app, paid_body(doc))
