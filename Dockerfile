@@ -2,14 +2,16 @@
 # Build: docker build --build-arg GIT_REVISION=$(git rev-parse --short HEAD) -t ... . (DEPLOY.md, 2)
 # Python minor pinned like the original pinned Node; pyproject.toml says requires-python >= 3.11.
 ARG PYTHON_VERSION=3.11
-# Base images are pinned by tag only: this repository was prepared without access to a registry,
-# so no digest could be read. Before the first production build, read each tag's digest and set
-# it here as "@sha256:<digest>" (or pass it with --build-arg); the tag stays for readers and the
-# digest wins. `make deploy-check` prints a note while these are empty.
+# Base images are pinned by digest (the tag stays for readers; the digest wins): the multi-platform
+# image index digests that Docker's official record, github.com/docker-library/repo-info
+# (repos/python/remote/3.11-bookworm.md and 3.11-slim-bookworm.md), lists for the two tags, built
+# 2026-08-13 and 2026-08-25 with Python 3.11.16. They were read from that record because this
+# repository is prepared without registry access. Move them deliberately, with a rebuild and the
+# suite, when Debian or Python security updates land (DEPLOY.md, 2):
 #   docker buildx imagetools inspect python:3.11-bookworm --format '{{json .Manifest.Digest}}'
 #   docker buildx imagetools inspect python:3.11-slim-bookworm --format '{{json .Manifest.Digest}}'
-ARG BUILD_IMAGE_DIGEST=""
-ARG RUNTIME_IMAGE_DIGEST=""
+ARG BUILD_IMAGE_DIGEST="@sha256:4e1cfdf61cf02ca7bf29c232218535181a3deb911713e259bb146ea05fdf09ba"
+ARG RUNTIME_IMAGE_DIGEST="@sha256:fe556eaffd0d96abd8685b83bb8a69addd0dc730fa193669a7df0d49ddcfac02"
 
 # Build stage: the full Debian image has the compilers. Every dependency is exactly what
 # requirements.lock names (`make lock`), each download checked against its sha256; it becomes a

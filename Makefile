@@ -62,9 +62,6 @@ lint: install deploy-check
 # The image, compose file and manifests, checked without a Docker engine or a cluster.
 deploy-check: install
 	$(BIN)/hadolint Dockerfile
-	@if grep -Eq '^ARG (BUILD|RUNTIME)_IMAGE_DIGEST=""$$' Dockerfile; then \
-	  echo "NOTE: the Dockerfile's base images are pinned by tag only; set BUILD_IMAGE_DIGEST and"; \
-	  echo "      RUNTIME_IMAGE_DIGEST from 'docker buildx imagetools inspect' (DEPLOY.md, section 2)"; fi
 	tmp=$$(mktemp -d) && cp docker-compose.staging.yml $$tmp/ && cp .env.staging.example $$tmp/.env.staging \
 	  && sed -i 's/^POSTGRES_PASSWORD=$$/POSTGRES_PASSWORD=check/' $$tmp/.env.staging \
 	  && $(BIN)/docker-compose -f $$tmp/docker-compose.staging.yml --env-file $$tmp/.env.staging config --quiet \
