@@ -142,8 +142,7 @@ def sweep_stale(db: Database, valkey: redis.Redis, config: AppConfig) -> list[st
 
 def _valkey_beat(valkey: redis.Redis, mitra_id: str) -> float | None:
     """The mitra's last heartbeat in Valkey (PostgreSQL's copy lags it by up to a sweep)."""
-    beat = valkey.get(heartbeat_key(mitra_id))
-    return float(beat) if beat is not None else None
+    return _seconds(valkey.get(heartbeat_key(mitra_id)))
 
 
 def offline_when_gone(db: Database, valkey: redis.Redis, mitra_id: str, closed_at: float) -> bool:
@@ -206,7 +205,7 @@ def seen_in_valkey(valkey: redis.Redis, mitra_ids: list[str]) -> dict[str, Seen]
     }
 
 
-def _seconds(beat: str | None) -> float | None:
+def _seconds(beat: str | bytes | None) -> float | None:
     """A heartbeat's time; one that does not parse counts as none, so it fails nobody else's lookup."""
     try:
         return None if beat is None else float(beat)
