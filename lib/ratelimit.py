@@ -1,4 +1,12 @@
-"""Fixed-window rate limits shared through Valkey, with a per-process fallback when it is down.
+"""Sliding-window rate limits shared through Valkey, with a per-process fallback when it is down.
+
+Each limited identity keeps the times of its counted events (a Valkey sorted set): a limit of N per
+window means at most N in any `window` seconds, and Retry-After is exactly when the oldest of them
+leaves it. Fixed clock-aligned windows let 2N through across a window's edge (N in its last second
+and N in the next one's first: twice the Xendit invoices for payment requests), and a test that
+straddled an edge saw no limit at all. The limits counted this way are all small (tens per
+window), so the sets are too. A refused event is not counted: hammering a refusal does not push
+the next allowed event further away.
 
 Fallback choice (SECURITY.md item 25): the same limits are counted per process, so during a Valkey
 outage an attacker gets at most limit x processes tries per window, never unlimited, and real
@@ -7,9 +15,13 @@ users are not locked out by an infrastructure fault.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import math
+import secrets
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -17,11 +29,28 @@ from lib.errors import RateLimited
 from lib.metrics import m
 from lib.valkey import VALKEY_ERRORS, valkey_failed
 
+# One step in Valkey: forget what left the window, then count this event only if it fits (so a
+# refusal is never counted and two events never take the last place together), else answer the
+# counted time that must leave for one more to fit.
+_HIT = """
+local key, now, window, limit = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+local count = redis.call('ZCARD', key)
+if count < limit then
+    redis.call('ZADD', key, now, ARGV[4])
+    redis.call('EXPIRE', key, window + 5)
+    return false
+end
+return redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')[2]
+"""
+
 
 class RateLimiter:
-    def __init__(self, valkey: redis.Redis) -> None:
+    def __init__(self, valkey: redis.Redis, clock: Callable[[], float] = time.time) -> None:
         self._valkey = valkey
-        self._local: dict[str, tuple[float, int]] = {}
+        self._clock = clock  # wall time: the counted times are shared by every process
+        self._script = valkey.register_script(_HIT)
+        self._local: dict[str, list[float]] = {}  # key -> the counted times, oldest first
         self._lock = threading.Lock()
 
     def hit(
@@ -34,28 +63,34 @@ class RateLimiter:
         code: str = "RATE_LIMITED",
         message: str = "Too many requests",
     ) -> None:
-        """Count one event; raise RateLimited (429 + Retry-After) once `limit` is exceeded."""
-        now = time.time()
-        window_start = int(now // window_seconds) * window_seconds
+        """Count one event; raise RateLimited (429 + Retry-After) when it would be more than `limit`
+        in the last `window_seconds`."""
+        now = self._clock()
         digest = hashlib.sha256(ident.encode()).hexdigest()[:24]  # no phone numbers or IPs in keys
-        key = f"rl:{name}:{digest}:{window_start}"
+        key = f"rl:{name}:{digest}"
         try:
-            pipe = self._valkey.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, window_seconds + 5, nx=True)
-            count = int(pipe.execute()[0])
+            oldest_blocking = self._shared_hit(key, now, limit, window_seconds)
         except VALKEY_ERRORS:
             valkey_failed("ratelimit")
-            count = self._local_hit(key, window_start + window_seconds)
-        if count > limit:
-            m().rate_limited.labels(name).inc()
-            raise RateLimited(message, code=code, retry_after=int(window_start + window_seconds - now) + 1)
+            oldest_blocking = self._local_hit(key, now, limit, window_seconds)
+        if oldest_blocking is None:
+            return
+        m().rate_limited.labels(name).inc()
+        wait = oldest_blocking + window_seconds - now
+        raise RateLimited(message, code=code, retry_after=max(1, math.ceil(wait)))
 
-    def _local_hit(self, key: str, expires: float) -> int:
+    def _shared_hit(self, key: str, now: float, limit: int, window: int) -> float | None:
+        """None when counted; else the counted time whose leaving the window lets one more in."""
+        blocking = self._script(keys=[key], args=[repr(now), window, limit, f"{now!r}:{secrets.token_hex(4)}"])
+        return None if blocking is None else float(blocking)
+
+    def _local_hit(self, key: str, now: float, limit: int, window: int) -> float | None:
         with self._lock:
-            now = time.time()
             if len(self._local) > 10_000:
-                self._local = {k: v for k, v in self._local.items() if v[0] > now}
-            _, count = self._local.get(key, (expires, 0))
-            self._local[key] = (expires, count + 1)
-            return count + 1
+                self._local = {k: v for k, v in self._local.items() if v and v[-1] > now - window}
+            times = self._local.setdefault(key, [])
+            del times[: bisect.bisect_right(times, now - window)]
+            if len(times) < limit:
+                bisect.insort(times, now)
+                return None
+            return times[len(times) - limit]
