@@ -151,17 +151,9 @@ def _refused_body(size: int) -> bytes:
     return json.dumps({**head, "pad": "x" * pad}).encode()
 
 
-def _fresh_window() -> None:
-    """The refused-callback limit counts per minute: start a test away from a window's edge."""
-    left = 60 - time.time() % 60
-    if left < 5:
-        time.sleep(left + 0.1)
-
-
 def test_a_refused_callback_keeps_a_prefix_its_length_and_hash(
     app, pay, online_mitra, customer, internal, cc_login
 ) -> None:
-    _fresh_window()
     raw = _refused_body(60 * 1024)
     for _ in range(20):
         assert send_callback(app, raw, token="wrong-token").status_code == 401
@@ -203,7 +195,6 @@ def test_refused_callbacks_beyond_the_limit_per_address_are_429_and_not_logged(
     strict_app: tuple[testing.TestClient, Services], online_mitra, customer
 ) -> None:
     app, svc = strict_app
-    _fresh_window()
 
     def refused(ip: str) -> testing.Result:
         return app.simulate_post(
