@@ -46,12 +46,13 @@ def say(line: str) -> None:
     print(f"[{clock():7.1f} {datetime.now(UTC):%H:%M:%S}] {line}", flush=True)
 
 
-def short_tier(db_url: str) -> str:
-    """A one-minute chat tier, so sessions, extensions and their deadlines turn over within a run."""
+def short_tier(db_url: str, minutes: int) -> str:
+    """A short chat tier, so sessions, extensions and their deadlines turn over within a run."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         row = conn.execute(
             "INSERT INTO pricing_tiers (mode, minutes, price, label, sort_order) "
-            "VALUES ('chat', 1, 10000, 'Soak 1 min', 0) RETURNING id::text"
+            "VALUES ('chat', %(minutes)s, 10000, %(label)s, 0) RETURNING id::text",
+            {"minutes": minutes, "label": f"Soak {minutes} min"},
         ).fetchone()
         # A search answers within 30 s; a mitra's sessions are 3 at most (the default).
         conn.execute("UPDATE app_config SET value = '30'::jsonb WHERE key = 'pairing_blast_timeout_seconds'")
@@ -108,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
             for f in faults:
                 print("  " + f.describe(), flush=True)
             record = Record()
-            world = World(cl, record, args.seed, clock() + seconds, short_tier(found.db_url))
+            drain = 240 + 120 * (args.chat_minutes - 1)  # a chat, an extension of it, the goodbyes
+            tier = short_tier(found.db_url, args.chat_minutes)
+            world = World(cl, record, args.seed, clock() + seconds, tier, drain)
             mitras = [Mitra(world, i, f"+62815{args.seed % 1000:03d}{i:05d}") for i in range(args.mitras)]
             for m in mitras:
                 m.sign_in()
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             say("no new purchases; draining (chats end, goodbyes, deadlines)")
             for c in customers:
-                c.join(timeout=max(1.0, world.stop_new_at + 240 - clock()))
+                c.join(timeout=max(1.0, world.stop_new_at + drain - clock()))
             injector.join(timeout=180)
             time.sleep(20)  # the last deadlines and the worker's sweeps
             history = collect(found.db_url, found.valkey_url, record, list(cl.xendit.invoices.values()))
@@ -160,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  money-check: {money_check(found.db_url, cl)}")
             print(f"  5xx or no answer outside fault windows: {len(outside)}")
             for r in outside[:20]:
-                print(f"    {r.at:8.2f} {r.who} {r.method} {r.path} -> {r.status or 'no answer'}")
+                print(f"    {r.sent_at:8.2f}-{r.at:.2f} {r.who} {r.method} {r.path} -> {r.status or 'no answer'}")
             for v in violations:
                 print(v.render())
                 print(f"    see the app log lines in {logs / 'apps.log'}")
@@ -181,6 +184,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=30, help="simulated customers, each buying chats in turn")
     parser.add_argument("--mitras", type=int, default=0, help="simulated mitras (default: a third of --sessions + 2)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--chat-minutes", type=int, default=1, help="length of the chat tier bought (extensions add as much)"
+    )
     parser.add_argument("--logs", default="", help="directory for the processes' and apps' logs")
     args = parser.parse_args()
     args.mitras = args.mitras or args.sessions // 3 + 2

@@ -88,8 +88,12 @@ def test_the_other_ways_each_invariant_breaks() -> None:
     # Stored, but the other party never saw it, live or through a re-sync: lost.
     h.sent.append(Sent(S1, MITRA, "b-2", "ws", True, "m-3", "4.00 m1: message.sent m-3 b-2 (ws)"))
     h.stored.append(Stored("m-3", S1, MITRA, "b-2"))
-    # One message delivered twice on one socket: duplicated.
+    # One message delivered twice on one socket: duplicated. (Not so for a message its sender sent
+    # again, which the server re-publishes as docs/realtime.md says.)
     h.shown.append(Shown(MITRA, S1, "m-1", "c-1", "live", "m1/general#1"))
+    h.sent.append(Sent(S1, MITRA, "b-3", "rest", True, "m-4", "4.50 m1: 201 m-4 b-3 (rest, 2 tries)", tries=2))
+    h.stored.append(Stored("m-4", S1, MITRA, "b-3"))
+    h.shown += [Shown(CUSTOMER, S1, "m-4", "b-3", "live", "c1/session#1")] * 2
     # A deadline fired twice (one socket heard the session close twice), and a slot no session holds.
     h.heard += [Heard("c1/session-#1", CUSTOMER, "session.closing", S1, f"5.00 c1: closing {S1}")] * 2
     h.slots.append(("mitra-2", 2, 0))

@@ -30,11 +30,12 @@ def clock() -> float:
 
 @dataclass
 class Reply:
-    at: float
+    at: float  # when the answer (or the failure) came
     who: str
     method: str
     path: str
     status: int  # 0: no answer from any replica
+    sent_at: float  # when this try was sent: a try in flight during a fault met it
 
 
 @dataclass
@@ -79,33 +80,42 @@ class Http:
 
     def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         """The response (or None when no replica answered in time)."""
+        return self.call_counted(method, path, body, headers)[0]
+
+    def call_counted(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[requests.Response | None, int]:
+        """(the response or None, how many times the request was sent)."""
         deadline = time.monotonic() + self.patience
         last: requests.Response | None = None
+        sent = 0
         while time.monotonic() < deadline:
+            sent += 1
             self._turn += 1
             base = self.bases[self._turn % len(self.bases)]
             h = dict(headers or {})
             used = self.token
             if used:
                 h["Authorization"] = f"Bearer {used}"
+            sent_at = clock()
             try:
                 last = self.session.request(method, base + path, json=body, headers=h, timeout=15)
             except requests.RequestException:
-                self._note(method, path, 0)
+                self._note(method, path, 0, sent_at)
                 time.sleep(0.5)
                 continue
-            self._note(method, path, last.status_code)
+            self._note(method, path, last.status_code, sent_at)
             if last.status_code == 401 and self.refresh_token and not path.endswith("/refresh"):
                 self.refresh(used)
                 continue
             if last.status_code < 500:
-                return last
+                return last, sent
             time.sleep(min(2.0, float(last.headers.get("Retry-After") or 1)))
-        return last
+        return last, sent
 
-    def _note(self, method: str, path: str, status: int) -> None:
+    def _note(self, method: str, path: str, status: int, sent_at: float) -> None:
         with self.record.lock:
-            self.record.replies.append(Reply(clock(), self.who, method, path, status))
+            self.record.replies.append(Reply(clock(), self.who, method, path, status, sent_at))
 
     def refresh(self, failed: str | None = None) -> None:
         """A new token pair, one refresh at a time, and none when another caller already replaced
@@ -341,30 +351,35 @@ class App:
         with self.lock:
             self.acks[cmid] = event
         deadline = time.monotonic() + 45
-        acked, via, log = False, "ws", ""
+        acked, via, log, tries = False, "ws", "", 0
         while time.monotonic() < deadline and not acked:
             if chat is not None and random.random() < 0.8:
                 chat.send({"type": "typing"})
                 frame = {"type": "message.send", "client_message_id": cmid, "content": content}
-                if chat.send(frame) and event.wait(8):
-                    with self.lock:
-                        msg = self.acked.pop(cmid)
-                    acked, via = True, "ws"
-                    log = self.record.log(self.who, f"message.sent {msg['id']} {cmid} (ws)")
-                    break
-            r = self.http.call(
+                if chat.send(frame):
+                    tries += 1
+                    if event.wait(8):
+                        with self.lock:
+                            msg = self.acked.pop(cmid)
+                        acked, via = True, "ws"
+                        log = self.record.log(self.who, f"message.sent {msg['id']} {cmid} (ws, try {tries})")
+                        break
+            r, sent = self.http.call_counted(
                 "POST", f"/api/shared/chat/{session_id}/messages", {"client_message_id": cmid, "content": content}
             )
+            tries += sent
             if r is not None and r.status_code in (200, 201):
                 msg = r.json()["data"]
                 acked, via = True, "rest"
-                log = self.record.log(self.who, f"{r.status_code} {msg['id']} {cmid} (rest)")
+                log = self.record.log(self.who, f"{r.status_code} {msg['id']} {cmid} (rest, try {tries})")
             elif r is not None and r.status_code == 409:
                 break  # the chat is over or paused: the app stops sending
         with self.lock:
             self.acks.pop(cmid, None)
         with self.record.lock:
-            self.record.sent.append(Sent(session_id, self.user_id, cmid, via, acked, msg["id"] if acked else None, log))
+            self.record.sent.append(
+                Sent(session_id, self.user_id, cmid, via, acked, msg["id"] if acked else None, log, tries)
+            )
 
     def on_chat_frame(self, sock: Socket, frame: dict[str, Any]) -> None:
         """The frames every chat screen handles the same way: acks, messages with receipts, resyncs."""

@@ -102,13 +102,18 @@ def _paid(conn: psycopg.Connection[Any], invoices: list[dict[str, Any]]) -> list
     return out
 
 
-def in_window(at: float, faults: list[Fault], margin: float = 5.0) -> bool:
-    return any(f.started - 0.5 <= at <= (f.healed or f.started + 120) + margin for f in faults)
+def in_window(at: float, faults: list[Fault], margin: float = 5.0, since: float | None = None) -> bool:
+    """Whether `at` (or any moment from `since` to `at`) falls in a fault's window."""
+    start = at if since is None else since
+    return any(f.started - 0.5 <= at and start <= (f.healed or f.started + 120) + margin for f in faults)
 
 
 def errors_outside(record: Record, faults: list[Fault]) -> list[Reply]:
-    """5xx answers (and no answer at all) outside every fault window."""
-    return [r for r in record.replies if (r.status >= 500 or r.status == 0) and not in_window(r.at, faults)]
+    """5xx answers (and no answer at all) to tries that were not in flight during any fault window:
+    a request sent just before a kill and timed out 15 s later met the fault."""
+    return [
+        r for r in record.replies if (r.status >= 500 or r.status == 0) and not in_window(r.at, faults, since=r.sent_at)
+    ]
 
 
 def lateness(db_url: str, faults: list[Fault], wall0: datetime, t0: float) -> list[str]:

@@ -19,13 +19,22 @@ from tests.fakes import InvoiceNotPayable
 WEBHOOK = "/api/shared/payment/webhooks/xendit"
 # How Xendit delivers a PAID callback this time (its documented habits), by weight.
 CALLBACK_STYLES = {"once": 5, "duplicated": 2, "late": 2, "settled first": 1, "concurrent": 1}
+# A blast reaches every available mitra and a few look at their phone in time: about this many
+# answer each one (a race for the accept all the same). When every mitra answered every blast, 300
+# customers made ~85 accept calls and as many harness threads per purchase, and the harness, not
+# the product, set the pace (load average 400, 61 chats open of 300).
+BLAST_RACERS = 4
+STATUS_POLL_SECONDS = 30.0  # a chat screen re-reads the session's status now and then, and whenever its socket is down
 
 
 class World:
     """What every simulated person shares: the cluster, the record, the clock of the run."""
 
-    def __init__(self, cluster: Cluster, record: Record, seed: int, stop_new_at: float, tier_id: str) -> None:
+    def __init__(
+        self, cluster: Cluster, record: Record, seed: int, stop_new_at: float, tier_id: str, drain: float
+    ) -> None:
         self.cluster, self.record, self.stop_new_at, self.tier_id = cluster, record, stop_new_at, tier_id
+        self.drain = drain  # seconds after stop_new_at for the last chats (and their extensions) to end
         self.seed = seed
         self.mitras: list[Mitra] = []
         self.customers: list[Customer] = []
@@ -56,7 +65,9 @@ class World:
         http = self.app(f"xendit>{who}", "xendit").http
         r = http.call("POST", WEBHOOK, body, {"x-callback-token": WEBHOOK_TOKEN})
         if r is None or r.status_code != 200:
-            self.record.log(who, f"callback for {body['external_id']} unanswered ({r and r.status_code})")
+            self.record.log(
+                who, f"callback for {body['external_id']} unanswered ({r.status_code if r is not None else None})"
+            )
 
     def pay(self, who: str, request_id: str, rng: random.Random) -> bool:
         """The customer pays the request's invoice at Xendit's checkout, and Xendit calls back."""
@@ -102,17 +113,24 @@ class Party:
     def chat_until_over(self, early_end_after: float | None) -> None:
         started, n = time.monotonic(), 0
         self.sock.opened.wait(20)
+        polled = time.monotonic()
         while True:
             self.changed.wait(self.rng.uniform(2.5, 6))
             self.changed.clear()
-            if self.status in ("closing", "completed") or self.refresh_status() in ("closing", "completed"):
+            if self.status in ("closing", "completed"):
                 break
+            if not self.sock.opened.is_set() or time.monotonic() - polled > STATUS_POLL_SECONDS:
+                polled = time.monotonic()
+                if self.refresh_status() in ("closing", "completed"):
+                    break
             if self.status == "active":
                 n += 1
                 self.app.send_message(self.sock, self.session_id, n)
             if early_end_after is not None and time.monotonic() - started > early_end_after:
                 r = self.app.http.call("POST", f"/api/client/chat/{self.session_id}/end")
-                self.world.record.log(self.app.who, f"ended {self.session_id} early: {r and r.status_code}")
+                self.world.record.log(
+                    self.app.who, f"ended {self.session_id} early: {r.status_code if r is not None else None}"
+                )
                 self.world.record.count("early ends")
                 early_end_after = None
 
@@ -124,7 +142,7 @@ class Party:
             if self.rng.random() < 0.2:
                 body = {"skip": True}
             r = self.app.http.call("POST", f"/api/shared/chat/{self.session_id}/closing-message", body)
-            self.world.record.count(f"goodbyes {r and r.status_code}")
+            self.world.record.count(f"goodbyes {r.status_code if r is not None else 'unanswered'}")
         self.changed.wait(5)
         self.sock.close()
 
@@ -215,7 +233,7 @@ class Customer(Person):
             return
         deadline, fell_back = time.monotonic() + 150, False
         while time.monotonic() < deadline:
-            self.paired.wait(1.5)
+            self.paired.wait(3)  # the waiting screen polls; a session.paired frame ends the wait at once
             state = http.data("GET", f"/api/client/payment-requests/{payment['id']}") or {}
             active = http.data("GET", "/api/client/chat/active") or {}
             session = active.get("session")
@@ -226,7 +244,9 @@ class Customer(Person):
             pairing = active.get("pairing") or {}
             if pairing.get("can_fallback") and not fell_back:
                 r = http.call("POST", "/api/client/chat/fallback-to-blast")
-                w.record.log(self.app.who, f"targeted timed out; fallback to blast: {r and r.status_code}")
+                w.record.log(
+                    self.app.who, f"targeted timed out; fallback to blast: {r.status_code if r is not None else None}"
+                )
                 w.record.count("fallbacks")
                 fell_back = True
             if state.get("status") in ("failed_pairing", "expired"):
@@ -302,7 +322,7 @@ class Mitra(Person):
         http.call("POST", "/api/mitra/status/online")
         home = self.app.open(None, self._home)
         next_beat = 0.0
-        while clock() < w.stop_new_at + 400:
+        while clock() < w.stop_new_at + w.drain + 160:
             if time.monotonic() > next_beat:
                 http.call("POST", "/api/mitra/status/heartbeat")
                 next_beat = time.monotonic() + 8
@@ -319,7 +339,9 @@ class Mitra(Person):
     def _home(self, sock: Socket, frame: dict[str, Any]) -> None:
         kind, data = frame.get("type"), frame.get("data") or {}
         if kind == "pairing.request":
-            threading.Thread(target=self._answer, args=(data,), daemon=True).start()
+            racers = BLAST_RACERS / max(1, len(self.world.mitras))
+            if data.get("request_type") == "targeted" or self.rng.random() < racers:
+                threading.Thread(target=self._answer, args=(data,), daemon=True).start()
         elif kind == "extension.requested":
             threading.Thread(target=self._decide, args=(data,), daemon=True).start()
 
