@@ -103,6 +103,7 @@ class Gateway:
 
     async def startup(self) -> None:
         self.loop = asyncio.get_running_loop()
+        log.info("gateway started on %s.%s", type(self.loop).__module__, type(self.loop).__name__)
         s = self.services
         s.revocations.on_revoked(lambda ids: self._threadsafe(self.delivery.revoked, ids))
         s.bus.on_reconnect(lambda: self._threadsafe(self.delivery.relinked))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import select
 import signal
 import time
 from collections.abc import Iterator
@@ -44,6 +46,19 @@ def _ok(client: Client) -> dict[str, Any]:
     frame = client.next()
     assert frame["type"] == "auth.ok", frame
     return frame
+
+
+def test_the_gateway_runs_on_uvloop(settings: Settings) -> None:
+    """gunicorn's worker is given uvloop (its public asgi_loop setting, which falls back to asyncio
+    with a warning when uvloop will not import), and the gateway logs the loop it runs on."""
+    with gateway(settings) as (_, proc):
+        assert proc.stdout is not None
+        fd, out = proc.stdout.fileno(), b""  # the descriptor itself: select cannot see a text buffer
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and b"gateway started on" not in out:
+            if select.select([fd], [], [], 0.5)[0]:
+                out += os.read(fd, 65536)
+    assert b"gateway started on uvloop.Loop" in out, out[-2000:]
 
 
 def test_auth_paths(ws_url: str, chat: Chat) -> None:
