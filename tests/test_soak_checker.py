@@ -91,9 +91,13 @@ def test_the_other_ways_each_invariant_breaks() -> None:
     # One message delivered twice on one socket: duplicated. (Not so for a message its sender sent
     # again, which the server re-publishes as docs/realtime.md says.)
     h.shown.append(Shown(MITRA, S1, "m-1", "c-1", "live", "m1/general#1"))
-    h.sent.append(Sent(S1, MITRA, "b-3", "rest", True, "m-4", "4.50 m1: 201 m-4 b-3 (rest, 2 tries)", tries=2))
+    h.sent.append(Sent(S1, MITRA, "b-3", "rest", True, "m-4", "4.50 m1: 201 m-4 b-3 (rest, try 2)", tries=2))
     h.stored.append(Stored("m-4", S1, MITRA, "b-3"))
     h.shown += [Shown(CUSTOMER, S1, "m-4", "b-3", "live", "c1/session#1")] * 2
+    # ...acknowledged or not: the sender may have given up while the message was stored.
+    h.sent.append(Sent(S1, MITRA, "b-4", "ws", False, None, "", tries=3))
+    h.stored.append(Stored("m-5", S1, MITRA, "b-4"))
+    h.shown += [Shown(CUSTOMER, S1, "m-5", "b-4", "live", "c1/session#1")] * 2
     # A deadline fired twice (one socket heard the session close twice), and a slot no session holds.
     h.heard += [Heard("c1/session-#1", CUSTOMER, "session.closing", S1, f"5.00 c1: closing {S1}")] * 2
     h.slots.append(("mitra-2", 2, 0))

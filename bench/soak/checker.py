@@ -172,18 +172,18 @@ def _duplicated(h: History) -> list[Violation]:
     # one docs/realtime.md promises: a message its sender transmitted again (2 s or more after it was
     # stored, before the other party acknowledged it) is published again, and the app keeps one
     # bubble per id. A message sent once and heard twice is still a duplicate.
-    retried = {s.message_id for s in h.sent if s.tries > 1}
+    retried = {(s.session_id, s.client_message_id) for s in h.sent if s.tries > 1}  # acknowledged or not
     ids_by_cmid: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     live: Counter[tuple[str, str]] = Counter()
     for s in h.shown:
         ids_by_cmid[(s.user_id, s.session_id, s.client_message_id)].add(s.message_id)
-        if s.how == "live":
+        if s.how == "live" and (s.session_id, s.client_message_id) not in retried:
             live[(s.socket, s.message_id)] += 1
     for (user, session, cmid), ids in sorted(ids_by_cmid.items()):
         if len(ids) > 1:
             out.append(Violation(DUPLICATED, f"{user} shows {cmid} as {len(ids)} messages in {session}", sorted(ids)))
     for (socket, message), n in sorted(live.items()):
-        if n > 1 and message not in retried:
+        if n > 1:
             out.append(Violation(DUPLICATED, f"message {message} delivered {n} times on socket {socket}"))
     return out
 

@@ -339,7 +339,9 @@ class Mitra(Person):
     def _home(self, sock: Socket, frame: dict[str, Any]) -> None:
         kind, data = frame.get("type"), frame.get("data") or {}
         if kind == "pairing.request":
-            racers = BLAST_RACERS / max(1, len(self.world.mitras))
+            # Only mitras with a free place hear a blast (max_customers_per_mitra, 3 by default).
+            free = sum(1 for m in self.world.mitras if len(m.chats) < 3)
+            racers = BLAST_RACERS / max(1, free)
             if data.get("request_type") == "targeted" or self.rng.random() < racers:
                 threading.Thread(target=self._answer, args=(data,), daemon=True).start()
         elif kind == "extension.requested":
