@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
                 c.join(timeout=max(1.0, world.stop_new_at + drain - clock()))
             injector.join(timeout=180)
             time.sleep(20)  # the last deadlines and the worker's sweeps
-            history = collect(found.db_url, found.valkey_url, record, list(cl.xendit.invoices.values()))
+            invoices = cl.xendit.invoices
+            history = collect(found.db_url, found.valkey_url, record, list(invoices.values()))
             fired = [f for f in faults if f.started]
             violations = check(history, STUCK_GRACE)
             outside = errors_outside(record, fired)
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             print(f"  sessions by status: {dict(status_counts(found.db_url))}")
             print(f"  apps: {dict(sorted(record.counters.items()))}")
-            print(f"  fake Xendit: {len(cl.xendit.invoices)} invoices, fake FCM: {len(cl.fcm.sent)} pushes")
+            print(f"  fake Xendit: {len(invoices)} invoices, fake FCM: {cl.fcm.pushes()} pushes")
             answers = Counter(r.status for r in record.replies)
             print(f"  HTTP answers by status (0: no replica answered): {dict(sorted(answers.items()))}")
             print("\n".join(lateness(found.db_url, fired, wall0, t0)))

@@ -24,12 +24,13 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from bench.run import free_port
+from bench.soak import fakes
+from bench.soak.fakes import RemoteFcm, RemoteXendit
 from runtime import migrate
 from runtime.embedded import EmbeddedPostgres, EmbeddedValkey
-from tests.fakes import FakeFcm, FakeXendit
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-XENDIT_KEY, WEBHOOK_TOKEN = "xnd_development_soak", secrets.token_urlsafe(24)
+XENDIT_KEY, WEBHOOK_TOKEN = fakes.XENDIT_KEY, secrets.token_urlsafe(24)
 LAYOUT = {"public": 2, "internal": 1, "realtime": 2, "worker": 2}
 
 
@@ -185,8 +186,8 @@ def infra(tag: str) -> Iterator[Infra]:
 @dataclass
 class Cluster:
     procs: list[Proc]
-    xendit: FakeXendit
-    fcm: FakeFcm
+    xendit: RemoteXendit
+    fcm: RemoteFcm
     logs: Path
 
     def of(self, kind: str) -> list[Proc]:
@@ -223,8 +224,7 @@ class Cluster:
 @contextmanager
 def cluster(found: Infra, logs: Path) -> Iterator[Cluster]:
     logs.mkdir(parents=True, exist_ok=True)
-    xendit, fcm = FakeXendit(XENDIT_KEY), FakeFcm()
-    with xendit.running(), fcm.running():
+    with fakes.running(logs / "fcm.json") as (xendit, fcm):
         env = {
             **os.environ,
             "DATABASE_URL": found.db_url,
@@ -248,7 +248,7 @@ def cluster(found: Infra, logs: Path) -> Iterator[Cluster]:
             "XENDIT_SECRET_KEY": XENDIT_KEY,
             "XENDIT_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
             "XENDIT_BASE_URL": xendit.url,
-            "FIREBASE_SERVICE_ACCOUNT_PATH": fcm.service_account(logs / "fcm.json"),
+            "FIREBASE_SERVICE_ACCOUNT_PATH": fcm.account,
             "FCM_BASE_URL": fcm.url,
             "MITRA_HEARTBEAT_CADENCE_SECONDS": "10",
             "MITRA_AUTO_OFFLINE_SWEEP_SECONDS": "10",
