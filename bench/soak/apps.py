@@ -86,7 +86,8 @@ class Http:
     def call_counted(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[requests.Response | None, int]:
-        """(the response or None, how many times the request was sent)."""
+        """(the response or None, how many times the request was sent and may have been carried
+        out: a 401 was not)."""
         deadline = time.monotonic() + self.patience
         last: requests.Response | None = None
         sent = 0
@@ -107,6 +108,7 @@ class Http:
                 continue
             self._note(method, path, last.status_code, sent_at)
             if last.status_code == 401 and self.refresh_token and not path.endswith("/refresh"):
+                sent -= 1
                 self.refresh(used)
                 continue
             if last.status_code < 500:
