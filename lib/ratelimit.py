@@ -4,13 +4,17 @@ Each limited identity keeps the times of its counted events (a Valkey sorted set
 window means at most N in any `window` seconds, and Retry-After is exactly when the oldest of them
 leaves it. Fixed clock-aligned windows let 2N through across a window's edge (N in its last second
 and N in the next one's first: twice the Xendit invoices for payment requests), and a test that
-straddled an edge saw no limit at all. The limits counted this way are all small (tens per
-window), so the sets are too. A refused event is not counted: hammering a refusal does not push
+straddled an edge saw no limit at all. The limits counted this way are small (tens per window by
+default), so the sets are too. A refused event is not counted: hammering a refusal does not push
 the next allowed event further away.
+
+Times come from each process's clock (NTP keeps them within milliseconds; a host seconds off lets
+that much more through). Settings cap every limit at 10,000 per window: a full set is ~1.3 MB.
 
 Fallback choice (SECURITY.md item 25): the same limits are counted per process, so during a Valkey
 outage an attacker gets at most limit x processes tries per window, never unlimited, and real
-users are not locked out by an infrastructure fault.
+users are not locked out by an infrastructure fault. Each process keeps at most 50,000 such counts
+(the least recently hit go first).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import math
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import redis
@@ -46,11 +51,15 @@ return redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')[2]
 
 
 class RateLimiter:
-    def __init__(self, valkey: redis.Redis, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, valkey: redis.Redis, clock: Callable[[], float] = time.time, local_keys: int = 50_000) -> None:
         self._valkey = valkey
         self._clock = clock  # wall time: the counted times are shared by every process
         self._script = valkey.register_script(_HIT)
-        self._local: dict[str, list[float]] = {}  # key -> the counted times, oldest first
+        # The fallback's counts: key -> (when it no longer counts, the counted times oldest first),
+        # least recently hit first, at most `local_keys` of them (the least recently hit go first:
+        # an outage must not grow a process without bound, nor scan it all on every hit).
+        self._local: OrderedDict[str, tuple[float, list[float]]] = OrderedDict()
+        self._local_keys = local_keys
         self._lock = threading.Lock()
 
     def hit(
@@ -65,6 +74,8 @@ class RateLimiter:
     ) -> None:
         """Count one event; raise RateLimited (429 + Retry-After) when it would be more than `limit`
         in the last `window_seconds`."""
+        if limit < 1 or window_seconds < 1:
+            raise ValueError(f"rate limit {name}: {limit} per {window_seconds} s")  # settings allow neither
         now = self._clock()
         digest = hashlib.sha256(ident.encode()).hexdigest()[:24]  # no phone numbers or IPs in keys
         key = f"rl:{name}:{digest}"
@@ -86,11 +97,19 @@ class RateLimiter:
 
     def _local_hit(self, key: str, now: float, limit: int, window: int) -> float | None:
         with self._lock:
-            if len(self._local) > 10_000:
-                self._local = {k: v for k, v in self._local.items() if v and v[-1] > now - window}
-            times = self._local.setdefault(key, [])
+            _, times = self._local.pop(key, (0.0, []))
             del times[: bisect.bisect_right(times, now - window)]
+            blocking = None
             if len(times) < limit:
                 bisect.insort(times, now)
-                return None
-            return times[len(times) - limit]
+            else:
+                blocking = times[len(times) - limit]
+            self._local[key] = (times[-1] + window, times)  # now the most recently hit
+            # Forget, from the least recently hit on, what no longer counts, and past the bound the
+            # least recently hit. Each key keeps its own window: a minute's limit never clears an hour's.
+            while self._local:
+                oldest, (forget_after, _) = next(iter(self._local.items()))
+                if forget_after > now and len(self._local) <= self._local_keys:
+                    break
+                del self._local[oldest]
+            return blocking

@@ -328,7 +328,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         payment_requests_per_hour=env_int("PAYMENT_REQUESTS_PER_HOUR", 10, minimum=1, maximum=10000, environ=e),
         push_queue_per_recipient=env_int("PUSH_QUEUE_PER_RECIPIENT", 20, minimum=1, maximum=10000, environ=e),
         password_change_attempts=env_int("PASSWORD_CHANGE_ATTEMPTS", 5, minimum=1, maximum=1000, environ=e),
-        webhook_refused_per_minute=env_int("WEBHOOK_REFUSED_PER_MINUTE", 30, minimum=1, maximum=100000, environ=e),
+        webhook_refused_per_minute=env_int("WEBHOOK_REFUSED_PER_MINUTE", 30, minimum=1, maximum=10000, environ=e),
         webhook_log_retention_days=env_int("WEBHOOK_LOG_RETENTION_DAYS", 90, minimum=1, maximum=36500, environ=e),
         otp_request_retention_days=env_int("OTP_REQUEST_RETENTION_DAYS", 30, minimum=1, maximum=36500, environ=e),
         security_event_retention_days=env_int(

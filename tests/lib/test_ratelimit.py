@@ -113,3 +113,41 @@ def test_concurrent_events_never_pass_the_limit(valkey_url: str) -> None:
         t.join()
     assert len(passed) == 20
     assert passed.count(True) == 5
+
+
+def _fallback(clock: Clock, local_keys: int) -> RateLimiter:
+    return RateLimiter(redis.Redis.from_url("redis://127.0.0.1:1/0"), clock=clock, local_keys=local_keys)
+
+
+def test_the_fallback_forgets_each_count_on_its_own_window() -> None:
+    """While Valkey is away, a minute's limit that forgets its keys must not clear an hour's
+    (a review found OTP-per-IP counts cleared by the minute-long webhook limit's cleanup)."""
+    clock = Clock(EDGE)
+    rl = _fallback(clock, local_keys=1_000)
+    rl.hit("otp-ip", "10.0.0.1", 1, 3600)
+    with pytest.raises(RateLimited):
+        rl.hit("otp-ip", "10.0.0.1", 1, 3600)
+    for n in range(200):
+        rl.hit("webhook_refused", f"10.1.{n // 250}.{n % 250}", 30, 60)
+    clock.now += 61
+    rl.hit("webhook_refused", "10.2.0.1", 30, 60)
+    with pytest.raises(RateLimited):
+        rl.hit("otp-ip", "10.0.0.1", 1, 3600)
+
+
+def test_the_fallback_holds_a_bounded_number_of_keys() -> None:
+    clock = Clock(EDGE)
+    rl = _fallback(clock, local_keys=100)
+    for n in range(500):
+        rl.hit("anonymous", f"10.3.{n // 250}.{n % 250}", 5, 3600)
+    assert len(rl._local) == 100
+    for _ in range(4):  # the most recent ones still count: this one has 1 of 5
+        rl.hit("anonymous", "10.3.1.249", 5, 3600)
+    with pytest.raises(RateLimited):
+        rl.hit("anonymous", "10.3.1.249", 5, 3600)
+
+
+@pytest.mark.parametrize(("limit", "window"), [(0, 60), (-1, 60), (5, 0)])
+def test_a_limit_that_allows_nothing_is_a_programming_error(limit: int, window: int) -> None:
+    with pytest.raises(ValueError, match="rate limit"):
+        _fallback(Clock(EDGE), 10).hit("test", "x", limit, window)
