@@ -341,8 +341,11 @@ class App:
                 "GET",
                 f"/api/shared/chat/{session_id}/messages?limit=100" + (f"&after={page_after}" if page_after else ""),
             )
-            if r is None or r.status_code >= 500:  # unanswered in the Http's patience: again, from the same place
-                self.record.log(self.who, f"re-sync of {session_id[:8]} after {page_after} unanswered; again")
+            # Unanswered in the Http's patience, or a token its refresh could not replace in that
+            # time (the refresh unanswered too): again, from the same place.
+            if r is None or r.status_code >= 500 or r.status_code == 401:
+                status = r.status_code if r is not None else "no answer"
+                self.record.log(self.who, f"re-sync of {session_id[:8]} after {page_after}: {status}; again")
                 if time.monotonic() > give_up:
                     self.record.log(self.who, f"re-sync of {session_id[:8]} GAVE UP")
                     return found
