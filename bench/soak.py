@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  money-check: {money_check(found.db_url, cl)}")
             print(f"  5xx or no answer outside fault windows: {len(outside)}")
             for r in outside[:20]:
-                print(f"    {r.sent_at:8.2f}-{r.at:.2f} {r.who} {r.method} {r.path} -> {r.status or 'no answer'}")
+                print(f"    {r.sent_at:8.2f}-{r.at:.2f} {r.who} {r.method} {r.path} -> {r.status or r.error}")
             for v in violations:
                 print(v.render())
                 print(f"    see the app log lines in {logs / 'apps.log'}")

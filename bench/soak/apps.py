@@ -39,6 +39,7 @@ class Reply:
     path: str
     status: int  # 0: no answer from any replica
     sent_at: float  # when this try was sent: a try in flight during a fault met it
+    error: str = ""  # for no answer: what the client raised (a reset, a timeout, ...)
 
 
 @dataclass
@@ -105,8 +106,8 @@ class Http:
             sent_at = clock()
             try:
                 last = self.session.request(method, base + path, json=body, headers=h, timeout=15)
-            except requests.RequestException:
-                self._note(method, path, 0, sent_at)
+            except requests.RequestException as exc:
+                self._note(method, path, 0, sent_at, f"{type(exc).__name__}: {str(exc)[-120:]}")
                 time.sleep(0.5)
                 continue
             self._note(method, path, last.status_code, sent_at)
@@ -119,9 +120,9 @@ class Http:
             time.sleep(min(2.0, float(last.headers.get("Retry-After") or 1)))
         return last, sent
 
-    def _note(self, method: str, path: str, status: int, sent_at: float) -> None:
+    def _note(self, method: str, path: str, status: int, sent_at: float, error: str = "") -> None:
         with self.record.lock:
-            self.record.replies.append(Reply(clock(), self.who, method, path, status, sent_at))
+            self.record.replies.append(Reply(clock(), self.who, method, path, status, sent_at, error))
 
     def refresh(self, failed: str | None = None) -> None:
         """A new token pair, one refresh at a time, and none when another caller already replaced
