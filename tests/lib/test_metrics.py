@@ -308,3 +308,20 @@ def test_no_private_attribute_of_prometheus_client_is_used() -> None:
     assert PRIVATE.search("child._sum.inc(row[1])")
     assert PRIVATE.search("child._buckets[i].inc(n)")
     assert not PRIVATE.search("return self._value if fresh else None")
+
+
+def test_a_scrape_leaves_out_a_file_a_process_is_creating(tmp_path, monkeypatch) -> None:
+    """A process creates its `*.db` file empty and sizes it a moment later: a scrape in between
+    answered 500 for every metric (prometheus-client cannot read an empty file)."""
+    from prometheus_client import generate_latest
+    from prometheus_client.mmap_dict import MmapedDict
+
+    from lib import metrics
+
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    written = MmapedDict(str(tmp_path / "counter_101.db"))  # type: ignore[no-untyped-call]
+    written.write_value('["halobestie_t_total", "halobestie_t_total", {}, "help"]', 3.0, 0.0)  # type: ignore[no-untyped-call]
+    written.close()  # type: ignore[no-untyped-call]
+    (tmp_path / "counter_102.db").touch()  # being created right now
+    text = generate_latest(metrics.registry()).decode()
+    assert "halobestie_t_total 3.0" in text
