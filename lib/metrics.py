@@ -243,20 +243,22 @@ class ProcessFilesCollector(Collector):
         self.path = path
 
     def collect(self) -> Iterable[Metric]:
-        for attempt in range(3):
-            files = []
-            for name in glob.glob(os.path.join(self.path, "*.db")):
-                try:
-                    if os.path.getsize(name) >= 8:  # its header: how much of it is used
-                        files.append(name)
-                except FileNotFoundError:
-                    pass
+        for _ in range(2):
             try:
-                return list(multiprocess.MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
+                return self._merge()
             except (FileNotFoundError, struct.error):
-                if attempt == 2:
-                    raise
-        return []
+                pass  # a file went away or was being created between the listing and the read
+        return self._merge()
+
+    def _merge(self) -> list[Metric]:
+        files = []
+        for name in glob.glob(os.path.join(self.path, "*.db")):
+            try:
+                if os.path.getsize(name) >= 8:  # its header: how much of it is used
+                    files.append(name)
+            except FileNotFoundError:
+                pass
+        return list(multiprocess.MultiProcessCollector.merge(files, accumulate=True))  # type: ignore[no-untyped-call]
 
 
 def exported_families() -> list[Metric]:

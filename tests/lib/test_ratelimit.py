@@ -151,3 +151,11 @@ def test_the_fallback_holds_a_bounded_number_of_keys() -> None:
 def test_a_limit_that_allows_nothing_is_a_programming_error(limit: int, window: int) -> None:
     with pytest.raises(ValueError, match="rate limit"):
         _fallback(Clock(EDGE), 10).hit("test", "x", limit, window)
+
+
+def test_an_odd_identity_is_counted_like_any_other(limiter) -> None:
+    rl, _ = limiter
+    for ident in ("\x00", "\ud800", "٣", "x" * 100_000):
+        rl.hit("test", ident, 1, WINDOW)
+        with pytest.raises(RateLimited):
+            rl.hit("test", ident, 1, WINDOW)
