@@ -16,21 +16,24 @@ outside a fault window). docs/reliability.md says what each invariant means.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import resource
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.soak.apps import Record, clock  # noqa: E402
+from bench.soak.apps import Crowd, Record, clock  # noqa: E402
 from bench.soak.checker import check, counts, summary  # noqa: E402
 from bench.soak.cluster import Cluster, cluster, infra  # noqa: E402
 from bench.soak.faults import Injector, schedule  # noqa: E402
@@ -87,6 +90,20 @@ def money_check(db_url: str, cl: Cluster) -> str:
     return f"exit {out.returncode}, {len(problems)} problem line(s)" + "".join(f"\n    {p}" for p in problems)
 
 
+def _cpu() -> float:
+    """CPU seconds the harness (every simulated app, the load lines, the injector) has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _all(coros: list[Coroutine[Any, Any, None]]) -> None:
+    await asyncio.gather(*coros)
+
+
+async def _spawned(crowd: Crowd, runs: list[Coroutine[Any, Any, None]]) -> list[asyncio.Task[None]]:
+    return [crowd.spawn(r) for r in runs]
+
+
 def run(args: argparse.Namespace) -> int:
     seconds = args.minutes * 60
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -109,20 +126,22 @@ def run(args: argparse.Namespace) -> int:
             for f in faults:
                 print("  " + f.describe(), flush=True)
             record = Record()
+            crowd = Crowd(record)
             drain = 240 + 120 * (args.chat_minutes - 1)  # a chat, an extension of it, the goodbyes
             tier = short_tier(found.db_url, args.chat_minutes)
-            world = World(cl, record, args.seed, clock() + seconds, tier, drain)
+            world = World(cl, crowd, record, args.seed, clock() + seconds, tier, drain)
             mitras = [Mitra(world, i, f"+62815{args.seed % 1000:03d}{i:05d}") for i in range(args.mitras)]
-            for m in mitras:
-                m.sign_in()
-            world.mitras = mitras
             customers = [Customer(world, i) for i in range(args.sessions)]
-            world.customers = customers
+            crowd.run(_all([p.setup() for p in [*mitras, *customers]]))
+            crowd.run(_all([m.sign_in() for m in mitras]))
+            world.mitras, world.customers = mitras, customers
             rng = random.Random(args.seed)
             injector = Injector(faults, cl, found, lambda: vanisher(world, rng), say)
             wall0, t0 = datetime.now(UTC), clock()
-            for p in [*mitras, *customers]:
-                p.start()
+            cpu0 = _cpu()
+            for m in mitras:
+                crowd.loop.call_soon_threadsafe(crowd.spawn, m.run())
+            buying = crowd.run(_spawned(crowd, [c.run() for c in customers]))
             injector.start()
             live: list[int] = []  # chats open at each load line, once every customer has had time to start
             while clock() < world.stop_new_at:
@@ -132,11 +151,10 @@ def run(args: argparse.Namespace) -> int:
                     live.append(now_live)
                 say(
                     f"load: {len(world.sessions)} sessions, {now_live} live, {len(record.sent)} messages, "
-                    f"{dict(record.counters)}"
+                    f"harness CPU {100 * (_cpu() - cpu0) / (clock() - t0):.0f}% of a core, {dict(record.counters)}"
                 )
             say("no new purchases; draining (chats end, goodbyes, deadlines)")
-            for c in customers:
-                c.join(timeout=max(1.0, world.stop_new_at + drain - clock()))
+            crowd.run(asyncio.wait(buying, timeout=max(1.0, world.stop_new_at + drain - clock())))
             injector.join(timeout=180)
             time.sleep(20)  # the last deadlines and the worker's sweeps
             invoices = cl.xendit.invoices

@@ -1,22 +1,30 @@
 """The simulated apps: an HTTP client that behaves like the apps behind an ingress (another replica on
 a refused connection, retries on 5xx) and a WebSocket that reconnects and re-syncs as
-docs/realtime.md tells the apps to. Everything they are told lands in one shared `Record`."""
+docs/realtime.md tells the apps to. Everything they are told lands in one shared `Record`.
+
+They run as tasks on one event loop (`Crowd`), as a phone runs its app: with a thread per socket
+and per person, 300 customers and 110 mitras were ~1,500 threads, and after a gateway kill hundreds
+of them woke at once on this 2-core machine (load average 465-944), so the harness, not the
+product, set the pace of the hour."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import random
 import socket as pysocket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+import httpx
+import uvloop
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from bench.soak.checker import ONCE_EVENTS, Heard, Sent, Shown
 
@@ -24,11 +32,81 @@ START = time.monotonic()
 # A re-sync that gets no answer is tried again (a chat screen shows "couldn't load" and retries)
 # for this long: a re-sync given up after one failed read left 4 messages unseen at 300 customers.
 RESYNC_PATIENCE = 300.0
+# An idle pooled connection is dropped before the servers drop it (gunicorn's keepalive is 5 s): a
+# request written on a connection the server is closing that instant meets a reset, not an answer,
+# and would count as a try no replica answered.
+CLIENT_KEEPALIVE_SECONDS = 4.0
 
 
 def clock() -> float:
     """Seconds since the harness started (every log line and fault window uses it)."""
     return time.monotonic() - START
+
+
+async def waited(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` was set within `seconds` (threading.Event.wait's answer, for a task)."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+class Crowd:
+    """The event loop every app runs on, in a thread of its own, so the harness's main thread (load
+    lines, the fault injector) stays a plain thread that hands it work."""
+
+    def __init__(self, record: Record) -> None:
+        self.record = record
+        self.loop = uvloop.new_event_loop()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.client: httpx.AsyncClient | None = None  # for the fake Xendit's callbacks
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="apps")
+        self.thread.start()
+        self.run(self._open())
+
+    async def _open(self) -> None:
+        self.tls = httpx.create_ssl_context()  # one for every client: each would load the CA bundle
+        self.client = self.new_client()
+
+    def new_client(self) -> httpx.AsyncClient:
+        """An app's own HTTP client, as each phone has its own connections. One client shared by
+        every app spent a third of the harness's CPU in httpcore's pool, which checks each of its
+        hundreds of idle connections (a poll per connection) on every request."""
+        return httpx.AsyncClient(
+            timeout=15.0,
+            trust_env=False,
+            verify=self.tls,
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=CLIENT_KEEPALIVE_SECONDS),
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A task the crowd holds until it ends (the loop keeps only weak references)."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._ended)
+        return task
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # A harness fault: logged, and the run goes on with the others.
+            self.record.log("harness", f"HARNESS ERROR {type(exc).__name__}: {exc}")
+            self.record.count("harness errors")
+
+    def run(self, coro: Awaitable[Any], timeout: float | None = None) -> Any:
+        """Run `coro` on the crowd's loop from another thread and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(_awaited(coro), self.loop).result(timeout)
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.run(self.client.aclose(), timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+
+
+async def _awaited(aw: Awaitable[Any]) -> Any:
+    return await aw
 
 
 @dataclass
@@ -44,7 +122,8 @@ class Reply:
 
 @dataclass
 class Record:
-    """Every app's log, shared: what was sent, shown and heard, and every HTTP answer."""
+    """Every app's log, shared: what was sent, shown and heard, and every HTTP answer. Written on the
+    crowd's loop, read by the main thread under the lock."""
 
     sent: list[Sent] = field(default_factory=list)
     shown: list[Shown] = field(default_factory=list)
@@ -69,156 +148,149 @@ class Http:
     """The apps' REST client: replicas in turn; a refused connection or a 5xx is tried again (on the
     next replica) for up to `patience` seconds, as the apps retry; every answer is recorded."""
 
-    def __init__(self, record: Record, who: str, bases: list[str], patience: float = 45.0) -> None:
-        self.record, self.who, self.bases, self.patience = record, who, bases, patience
-        self.session = requests.Session()
-        self.session.trust_env = False  # no ~/.netrc and proxy lookups per request (8% of the harness's CPU)
+    def __init__(
+        self, record: Record, who: str, bases: list[str], client: httpx.AsyncClient, patience: float = 45.0
+    ) -> None:
+        self.record, self.who, self.bases, self.client, self.patience = record, who, bases, client, patience
         # Each app is a phone of its own behind the ingress (the cluster trusts one proxy hop), so
         # limits per address (anonymous sign-ups, OTP) meet one user each, as in production: from
         # one shared 127.0.0.1, 270 of 300 customers were refused sign-up and the hour ran with 30.
         digest = hashlib.sha256(who.encode()).digest()
-        self.session.headers["X-Forwarded-For"] = f"10.{digest[0]}.{digest[1]}.{digest[2] or 1}"
+        self.address = f"10.{digest[0]}.{digest[1]}.{digest[2] or 1}"
         self.token = ""
         self.refresh_token = ""
-        self.refreshing = threading.Lock()
+        self.refreshing = asyncio.Lock()
         self._turn = random.randrange(len(bases))
 
-    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+    async def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         """The response (or None when no replica answered in time)."""
-        return self.call_counted(method, path, body, headers)[0]
+        return (await self.call_counted(method, path, body, headers))[0]
 
-    def call_counted(
+    async def call_counted(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> tuple[requests.Response | None, int]:
+    ) -> tuple[httpx.Response | None, int]:
         """(the response or None, how many times the request was sent and may have been carried
         out: a 401 was not)."""
         deadline = time.monotonic() + self.patience
-        last: requests.Response | None = None
+        last: httpx.Response | None = None
         sent = 0
         while time.monotonic() < deadline:
             sent += 1
             self._turn += 1
             base = self.bases[self._turn % len(self.bases)]
-            h = dict(headers or {})
+            h = {"X-Forwarded-For": self.address, **(headers or {})}
             used = self.token
             if used:
                 h["Authorization"] = f"Bearer {used}"
             sent_at = clock()
             try:
-                last = self.session.request(method, base + path, json=body, headers=h, timeout=15)
-            except requests.RequestException as exc:
+                last = await self.client.request(method, base + path, json=body, headers=h)
+            except httpx.HTTPError as exc:
                 self._note(method, path, 0, sent_at, f"{type(exc).__name__}: {str(exc)[-120:]}")
-                time.sleep(0.5)
+                await asyncio.sleep(0.5)
                 continue
             self._note(method, path, last.status_code, sent_at)
             if last.status_code == 401 and self.refresh_token and not path.endswith("/refresh"):
                 sent -= 1
-                self.refresh(used)
+                await self.refresh(used)
                 continue
             if last.status_code < 500:
                 return last, sent
-            time.sleep(min(2.0, float(last.headers.get("Retry-After") or 1)))
+            await asyncio.sleep(min(2.0, float(last.headers.get("Retry-After") or 1)))
         return last, sent
 
     def _note(self, method: str, path: str, status: int, sent_at: float, error: str = "") -> None:
         with self.record.lock:
             self.record.replies.append(Reply(clock(), self.who, method, path, status, sent_at, error))
 
-    def refresh(self, failed: str | None = None) -> None:
+    async def refresh(self, failed: str | None = None) -> None:
         """A new token pair, one refresh at a time, and none when another caller already replaced
         the access token that failed (`failed`). An app refreshes once for all its sockets and
         requests: a refresh token two rotations old is reuse (lib/auth/sessions.rotate) and ends the
         sign-in. The 60-minute run found it: a mitra's two sockets and a request, all told 4401 when
         the first token expired, refreshed three times at once and were signed out."""
-        with self.refreshing:
+        async with self.refreshing:
             if failed is not None and self.token != failed:
                 return
-            self._refresh()
-
-    def _refresh(self) -> None:
-        token, self.token = self.token, ""
-        r = self.call("POST", "/api/shared/auth/refresh", {"refresh_token": self.refresh_token})
-        if r is not None and r.status_code == 200:
-            self.signed_in(r.json()["data"])
-        else:
-            self.token = token
+            token, self.token = self.token, ""
+            r = await self.call("POST", "/api/shared/auth/refresh", {"refresh_token": self.refresh_token})
+            if r is not None and r.status_code == 200:
+                self.signed_in(r.json()["data"])
+            else:
+                self.token = token
 
     def signed_in(self, pair: dict[str, Any]) -> None:
         self.token, self.refresh_token = pair["access_token"], pair["refresh_token"]
 
-    def data(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-        r = self.call(method, path, body, headers)
+    async def data(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+        r = await self.call(method, path, body, headers)
         if r is None or r.status_code >= 300 or not r.content:
             return None
         return r.json().get("data")
+
+
+OnFrame = Callable[["Socket", dict[str, Any]], Awaitable[None]]
 
 
 class Socket:
     """One WebSocket of an app (its general channel, or a chat session), kept open: a close other than
     4403 or our own is followed by a reconnect (the other gateway first) and a re-sync."""
 
-    def __init__(
-        self,
-        app: App,
-        session_id: str | None,
-        on_frame: Callable[[Socket, dict[str, Any]], None],
-        on_reconnect: Callable[[], None],
-    ) -> None:
+    def __init__(self, app: App, session_id: str | None, on_frame: OnFrame, on_reconnect: Callable[[], None]) -> None:
         self.app, self.session_id, self.on_frame, self.on_reconnect = app, session_id, on_frame, on_reconnect
         self.ws: ClientConnection | None = None
         self.connection = ""
         self.stopping = False
         self.auth_token = ""  # the access token of the last authentication, refreshed on a 4401
-        self.opened = threading.Event()
-        self.closed_for_good = threading.Event()
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"ws-{app.who}")
-        self.thread.start()
+        self.opened = asyncio.Event()
+        self.task = app.crowd.spawn(self._run())
 
     @property
     def label(self) -> str:
         return f"{self.app.who}/{(self.session_id or 'general')[:8]}"
 
-    def _connect(self, url: str) -> ClientConnection | None:
+    async def _connect(self, url: str) -> ClientConnection | None:
         try:
-            # Keepalive as a phone app would set it; at the default 20 s this busy harness missed
-            # its own pongs and closed sockets 1011 (a run without any keepalive fared no better).
-            ws = connect(url, open_timeout=10, close_timeout=2, max_size=2**20, ping_interval=30, ping_timeout=60)
-        except (OSError, InvalidHandshake, InvalidStatus, TimeoutError):
+            # Keepalive as a phone app would set it; at the default 20 s a busy harness missed its
+            # own pongs and closed sockets 1011 (a run without any keepalive fared no better).
+            ws = await connect(url, open_timeout=10, close_timeout=2, max_size=2**20, ping_interval=30, ping_timeout=60)
+        except (OSError, InvalidHandshake, TimeoutError):
             return None
         used = self.auth_token = self.app.http.token
         auth = {"type": "auth", "token": used}
         if self.session_id:
             auth["session_id"] = self.session_id
         try:
-            ws.send(json.dumps(auth))
-            first = json.loads(ws.recv(timeout=15))
+            await ws.send(json.dumps(auth))
+            first = json.loads(await asyncio.wait_for(ws.recv(), 15))
         except (ConnectionClosed, TimeoutError, OSError) as exc:
             code = exc.rcvd.code if isinstance(exc, ConnectionClosed) and exc.rcvd else None
             self.app.record.log(self.app.who, f"{self.label} auth failed ({code or type(exc).__name__})")
             if code == 4403:
                 self.stopping = True
             elif code == 4401:
-                self.app.http.refresh(used)
-            ws.close()
+                await self.app.http.refresh(used)
+            await ws.close()
             return None
         if first.get("type") != "auth.ok":
-            ws.close()
+            await ws.close()
             return None
         return ws
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         attempt = 0
         while not self.stopping:
             urls = self.app.gateways
-            ws = self._connect(urls[(self.app.gateway_turn + attempt) % len(urls)])
+            ws = await self._connect(urls[(self.app.gateway_turn + attempt) % len(urls)])
             attempt += 1
             if ws is None:
-                time.sleep(min(3.0, 0.3 * attempt))
+                await asyncio.sleep(min(3.0, 0.3 * attempt))
                 continue
-            with self.lock:
-                self.ws = ws
-                self.connection = f"{self.label}#{attempt}"
+            if self.stopping:  # closed while it was opening
+                await ws.close()
+                break
+            self.ws = ws
+            self.connection = f"{self.label}#{attempt}"
             self.opened.set()
             if attempt > 1:
                 self.app.record.count("reconnects")
@@ -228,26 +300,25 @@ class Socket:
             self.on_reconnect()
             attempt = 0
             try:
-                for raw in ws:
+                async for raw in ws:
                     frame = json.loads(raw)
                     self._heard(frame)
-                    self.on_frame(self, frame)
-            except ConnectionClosed as closed:
-                code = closed.rcvd.code if closed.rcvd else 1006
-                if not self.stopping:
-                    self.app.record.log(self.app.who, f"{self.label} closed {code}; reconnecting")
-                if code == 4403:
-                    break
-                if code == 4401:
-                    self.app.http.refresh(self.auth_token)
-            except (OSError, ValueError):
+                    await self.on_frame(self, frame)
+            except (ConnectionClosed, OSError, ValueError):
                 pass
             finally:
-                with self.lock:
-                    self.ws = None
+                self.ws = None
                 self.opened.clear()
+                if ws.close_code is None:  # left for a frame it could not read: closed by us
+                    await ws.close()
+            code = ws.close_code or 1006
+            if not self.stopping:
+                self.app.record.log(self.app.who, f"{self.label} closed {code}; reconnecting")
+            if code == 4403:
+                break
+            if code == 4401:
+                await self.app.http.refresh(self.auth_token)
             attempt = 1
-        self.closed_for_good.set()
 
     def _heard(self, frame: dict[str, Any]) -> None:
         kind, data = frame.get("type"), frame.get("data") or {}
@@ -262,61 +333,66 @@ class Socket:
         with self.app.record.lock:
             self.app.record.heard.append(Heard(self.connection, self.app.user_id, str(kind), key, line))
 
-    def send(self, frame: dict[str, Any]) -> bool:
-        with self.lock:
-            ws = self.ws
+    async def send(self, frame: dict[str, Any]) -> bool:
+        ws = self.ws
         if ws is None:
             return False
         try:
-            ws.send(json.dumps(frame))
+            await ws.send(json.dumps(frame))
             return True
         except (ConnectionClosed, OSError):
             return False
 
     def vanish(self) -> bool:
-        """The phone drops off the network: the TCP connection ends with no close frame."""
-        with self.lock:
-            ws = self.ws
+        """The phone drops off the network: the TCP connection ends with no close frame. Safe from
+        any thread: it shuts the connection down under the loop, which then finds it gone."""
+        ws = self.ws
         if ws is None:
             return False
+        fd = ws.transport.get_extra_info("socket").fileno()
         try:
-            ws.socket.shutdown(pysocket.SHUT_RDWR)
+            twin = pysocket.socket(fileno=os.dup(fd))
         except OSError:
             return False
+        try:
+            twin.shutdown(pysocket.SHUT_RDWR)
+        except OSError:
+            return False
+        finally:
+            twin.close()
         return True
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.stopping = True
-        with self.lock:
-            ws = self.ws
+        ws = self.ws
         if ws is not None:
-            ws.close()
+            await ws.close()
 
 
 class App:
     """A signed-in user's app: REST, its sockets, and the messages it shows per session."""
 
-    def __init__(self, record: Record, who: str, user_type: str, publics: list[str], gateways: list[str]) -> None:
-        self.record, self.who, self.user_type = record, who, user_type
-        self.http = Http(record, who, publics)
+    def __init__(
+        self, crowd: Crowd, record: Record, who: str, user_type: str, publics: list[str], gateways: list[str]
+    ) -> None:
+        self.crowd, self.record, self.who, self.user_type = crowd, record, who, user_type
+        self.http = Http(record, who, publics, crowd.new_client())
         self.gateways = gateways
         self.gateway_turn = random.randrange(len(gateways))
         self.user_id = ""
         self.sockets: list[Socket] = []
         self.screen: dict[str, list[str]] = {}  # session -> message ids in the order they came
-        self.acks: dict[str, threading.Event] = {}
+        self.acks: dict[str, asyncio.Event] = {}
         self.acked: dict[str, dict[str, Any]] = {}
-        self.lock = threading.Lock()
 
     def show(self, session_id: str, msg: dict[str, Any], how: str, connection: str) -> bool:
         """Put a message of the other party on screen; True when it is new there. It moves the
         re-sync cursor: the newest message the server gave us from the other party (our own
         acknowledgements do not move it, see `resync`)."""
-        with self.lock:
-            ids = self.screen.setdefault(session_id, [])
-            new = msg["id"] not in ids
-            if new:
-                ids.append(msg["id"])
+        ids = self.screen.setdefault(session_id, [])
+        new = msg["id"] not in ids
+        if new:
+            ids.append(msg["id"])
         with self.record.lock:
             self.record.shown.append(
                 Shown(self.user_id, session_id, msg["id"], msg["client_message_id"], how, connection)
@@ -324,21 +400,20 @@ class App:
         return new
 
     def cursor(self, session_id: str) -> str | None:
-        with self.lock:
-            ids = self.screen.get(session_id, [])
-            return ids[-1] if ids else None
+        ids = self.screen.get(session_id, [])
+        return ids[-1] if ids else None
 
-    def resync(self, session_id: str, after: str | None) -> int:
+    async def resync(self, session_id: str, after: str | None) -> int:
         """What the app does after any reconnect and on `resync`: re-read the chat, then the messages
         after `after`, the cursor as it stood when the link was found broken. docs/realtime.md says
         "the last message it has"; an app counting its own message acknowledged during the gap
         there skips what the other party sent before it (seed 11 lost 15 that way; see
         docs/reliability.md), so the cursor is the last message received from the other party."""
         self.record.count("resyncs")
-        self.http.data("GET", f"/api/shared/chat/{session_id}/info")
+        await self.http.data("GET", f"/api/shared/chat/{session_id}/info")
         found, page_after, give_up = 0, after, time.monotonic() + RESYNC_PATIENCE
         while True:
-            r = self.http.call(
+            r = await self.http.call(
                 "GET",
                 f"/api/shared/chat/{session_id}/messages?limit=100" + (f"&after={page_after}" if page_after else ""),
             )
@@ -350,7 +425,7 @@ class App:
                 if time.monotonic() > give_up:
                     self.record.log(self.who, f"re-sync of {session_id[:8]} GAVE UP")
                     return found
-                time.sleep(2)
+                await asyncio.sleep(2)
                 continue
             if r.status_code >= 300:
                 self.record.log(self.who, f"re-sync of {session_id[:8]} refused {r.status_code}")
@@ -365,29 +440,26 @@ class App:
             if not page.get("has_more"):
                 return found
 
-    def send_message(self, chat: Socket | None, session_id: str, n: int) -> None:
+    async def send_message(self, chat: Socket | None, session_id: str, n: int) -> None:
         """A message, over the session socket when it is up (else REST), sent again with the same
         client_message_id until acknowledged, as the apps do."""
         cmid = f"{self.who}-{session_id[:8]}-{n}"
         content = f"pesan {n} dari {self.who}"
-        event = threading.Event()
-        with self.lock:
-            self.acks[cmid] = event
+        event = self.acks[cmid] = asyncio.Event()
         deadline = time.monotonic() + 45
         acked, via, log, tries = False, "ws", "", 0
         while time.monotonic() < deadline and not acked:
             if chat is not None and random.random() < 0.8:
-                chat.send({"type": "typing"})
+                await chat.send({"type": "typing"})
                 frame = {"type": "message.send", "client_message_id": cmid, "content": content}
-                if chat.send(frame):
+                if await chat.send(frame):
                     tries += 1
-                    if event.wait(8):
-                        with self.lock:
-                            msg = self.acked.pop(cmid)
+                    if await waited(event, 8):
+                        msg = self.acked.pop(cmid)
                         acked, via = True, "ws"
                         log = self.record.log(self.who, f"message.sent {msg['id']} {cmid} (ws, try {tries})")
                         break
-            r, sent = self.http.call_counted(
+            r, sent = await self.http.call_counted(
                 "POST", f"/api/shared/chat/{session_id}/messages", {"client_message_id": cmid, "content": content}
             )
             tries += sent
@@ -397,28 +469,25 @@ class App:
                 log = self.record.log(self.who, f"{r.status_code} {msg['id']} {cmid} (rest, try {tries})")
             elif r is not None and r.status_code == 409:
                 break  # the chat is over or paused: the app stops sending
-        with self.lock:
-            self.acks.pop(cmid, None)
+        self.acks.pop(cmid, None)
         with self.record.lock:
             self.record.sent.append(
                 Sent(session_id, self.user_id, cmid, via, acked, msg["id"] if acked else None, log, tries)
             )
 
-    def on_chat_frame(self, sock: Socket, frame: dict[str, Any]) -> None:
+    async def on_chat_frame(self, sock: Socket, frame: dict[str, Any]) -> None:
         """The frames every chat screen handles the same way: acks, messages with receipts, resyncs."""
         kind, data = frame.get("type"), frame.get("data") or {}
         if kind == "message.sent":
-            with self.lock:
-                event = self.acks.get(data.get("client_message_id", ""))
-                if event is not None:
-                    self.acked[data["client_message_id"]] = data
+            event = self.acks.get(data.get("client_message_id", ""))
             if event is not None:
+                self.acked[data["client_message_id"]] = data
                 event.set()
         elif kind == "message.new" and data.get("sender_type") != self.user_type:
             self.show(data["session_id"], data, "live", sock.connection)
-            sock.send({"type": "message.delivered", "message_id": data["id"]})
+            await sock.send({"type": "message.delivered", "message_id": data["id"]})
             if random.random() < 0.5:
-                sock.send({"type": "message.read", "up_to_message_id": data["id"]})
+                await sock.send({"type": "message.read", "up_to_message_id": data["id"]})
             self.record.count("delivered live")
         elif kind == "typing":
             self.record.count("typing heard")
@@ -427,23 +496,22 @@ class App:
         elif kind == "resync" and sock.session_id:
             self.record.log(self.who, f"{sock.connection} heard resync {data.get('reason')}")
             after = self.cursor(sock.session_id)  # as it stands now, before what arrives next
-            threading.Thread(target=self.resync, args=(sock.session_id, after), daemon=True).start()
+            self.crowd.spawn(self.resync(sock.session_id, after))
 
-    def open(self, session_id: str | None, on_frame: Callable[[Socket, dict[str, Any]], None]) -> Socket:
+    def open(self, session_id: str | None, on_frame: OnFrame) -> Socket:
         sock = Socket(self, session_id, on_frame, lambda: self._after_reconnect(session_id))
-        with self.lock:
-            self.sockets.append(sock)
+        self.sockets.append(sock)
         return sock
 
     def _after_reconnect(self, session_id: str | None) -> None:
         if session_id:
-            after = self.cursor(session_id)
-            threading.Thread(target=self.resync, args=(session_id, after), daemon=True).start()
+            self.crowd.spawn(self.resync(session_id, self.cursor(session_id)))
 
-    def register_device(self) -> None:
+    async def register_device(self) -> None:
         """An FCM token, so what finds no socket is pushed (to the fake FCM)."""
-        self.http.call("PUT", "/api/shared/devices/fcm-token", {"token": f"fcm-{self.who}", "platform": "android"})
+        await self.http.call(
+            "PUT", "/api/shared/devices/fcm-token", {"token": f"fcm-{self.who}", "platform": "android"}
+        )
 
     def live_sockets(self) -> list[Socket]:
-        with self.lock:
-            return [s for s in self.sockets if not s.stopping and s.opened.is_set()]
+        return [s for s in list(self.sockets) if not s.stopping and s.opened.is_set()]
