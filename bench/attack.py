@@ -21,6 +21,7 @@ import resource
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import websockets
@@ -184,19 +185,66 @@ def _run(
     out.put(asyncio.run(_flood(url, logins, ready, go, seconds)))
 
 
+class CpuCap:
+    """A CPU cgroup that holds the processes put in it to `percent` of one core: cgroup v2's cpu.max
+    where the unified hierarchy has the cpu controller, else v1's CFS quota. Needs root (or a
+    delegated cgroup); RuntimeError says why not otherwise."""
+
+    PERIOD_US = 100_000
+
+    def __init__(self, percent: float) -> None:
+        quota = max(1000, int(self.PERIOD_US * percent / 100))
+        name = f"hb-attacker-{os.getpid()}"
+        v2, v1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")
+        try:
+            if "cpu" in (v2 / "cgroup.controllers").read_text(errors="replace").split():
+                self.path = v2 / name
+                self.path.mkdir()
+                (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+            else:
+                self.path = v1 / name
+                self.path.mkdir()
+                (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+                (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+        except OSError as exc:
+            raise RuntimeError(f"--attacker-cpu needs a writable CPU cgroup (root): {exc}") from exc
+
+    def hold(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # a process still in it; the kernel keeps an empty group harmlessly until reboot
+
+
 class Attack:
     """The hostile sockets in a process of their own, opened at once; `start()` lets them loose for
     `seconds`, `result()` waits for them to finish and returns what they sent and were answered.
     `nice` lowers its priority: on one machine, the attacker's own CPU then comes second to the
-    gateway's, as it would if it ran elsewhere (it still fills the sockets: a blocked send costs none)."""
+    gateway's (it still fills the sockets: a blocked send costs none). `cpu_percent` caps it in a
+    cgroup at that share of one core, as if it ran on a machine of its own: what its sockets carry
+    to the gateway is what the gateway reads, which is bounded by the gateway's per-socket rate, not
+    by the attacker's speed (print_attack shows the gateway's own counts to compare)."""
 
-    def __init__(self, url: str, logins: list[tuple[str, str | None]], seconds: float, nice: int = 0) -> None:
+    def __init__(
+        self,
+        url: str,
+        logins: list[tuple[str, str | None]],
+        seconds: float,
+        nice: int = 0,
+        cpu_percent: float | None = None,
+    ) -> None:
+        self.cap = CpuCap(cpu_percent) if cpu_percent else None
         context = multiprocessing.get_context("spawn")
         self.ready, self.go = context.Event(), context.Event()
         self.out: Any = context.Queue()
         args = (url, logins, self.ready, self.go, seconds, self.out, nice)
         self.process = context.Process(target=_run, args=args, daemon=True)
         self.process.start()
+        if self.cap is not None and self.process.pid is not None:
+            self.cap.hold(self.process.pid)
 
     def wait_ready(self, timeout: float = 120) -> None:
         """Until every hostile socket is open (or refused)."""
@@ -214,4 +262,6 @@ class Attack:
             self.process.kill()
             raise RuntimeError("the hostile sockets did not report") from None
         self.process.join(5)
+        if self.cap is not None:
+            self.cap.remove()
         return tally

@@ -453,6 +453,14 @@ def main() -> None:
         help="the attacker's process niceness (19: its CPU comes after the gateway's, as on another machine)",
     )
     parser.add_argument(
+        "--attacker-cpu",
+        type=float,
+        default=None,
+        metavar="PERCENT",
+        help="cap the attacker's process at PERCENT of one core in a CPU cgroup (root), as if it ran on "
+        "another machine; the gateway's own counts show whether it still met the whole attack",
+    )
+    parser.add_argument(
         "--peer",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -500,7 +508,7 @@ def main() -> None:
             active["lag_ms"] = lag_quantiles(lag, loop_lag(metrics_port))
             attacked = None
             if args.attack:
-                attack = Attack(url, hostile, args.seconds, nice=args.attacker_nice)
+                attack = Attack(url, hostile, args.seconds, nice=args.attacker_nice, cpu_percent=args.attacker_cpu)
                 attack.wait_ready()
                 before, lag = gateway_counts(metrics_port), loop_lag(metrics_port)
                 attacked = asyncio.run(active_phase(url, attacked_pairs, args.seconds, args.rate, pids, attack))

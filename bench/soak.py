@@ -151,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
                     live.append(now_live)
                 say(
                     f"load: {len(world.sessions)} sessions, {now_live} live, {len(record.sent)} messages, "
-                    f"harness CPU {100 * (_cpu() - cpu0) / (clock() - t0):.0f}% of a core, {dict(record.counters)}"
+                    f"harness CPU {100 * (_cpu() - cpu0) / (clock() - t0):.0f}% of a core, "
+                    f"its loop's lag max {crowd.worst_lag():.2f} s, {dict(record.counters)}"
                 )
             say("no new purchases; draining (chats end, goodbyes, deadlines)")
             crowd.run(asyncio.wait(buying, timeout=max(1.0, world.stop_new_at + drain - clock())))
@@ -187,6 +188,12 @@ def run(args: argparse.Namespace) -> int:
                 print(v.render())
                 print(f"    see the app log lines in {logs / 'apps.log'}")
             (logs / "apps.log").write_text("\n".join(record.lines) + "\n")
+            (logs / "replies.log").write_text(
+                "".join(
+                    f"{r.sent_at:8.2f}-{r.at:8.2f} {r.who} {r.method} {r.path} {r.status} {r.error}\n"
+                    for r in record.replies
+                )
+            )
             found_counts = counts(violations)
             unhealed = [f for f in fired if f.healed is None]
             messages = sum(1 for s in record.sent if s.acked)

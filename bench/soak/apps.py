@@ -61,6 +61,7 @@ class Crowd:
         self.loop = uvloop.new_event_loop()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: httpx.AsyncClient | None = None  # for the fake Xendit's callbacks
+        self.lag = 0.0
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="apps")
         self.thread.start()
         self.run(self._open())
@@ -68,6 +69,20 @@ class Crowd:
     async def _open(self) -> None:
         self.tls = httpx.create_ssl_context()  # one for every client: each would load the CA bundle
         self.client = self.new_client()
+        self.spawn(self._watch_lag())
+
+    async def _watch_lag(self) -> None:
+        """How late the loop wakes a task: every time in the apps' log is when a task ran, so a
+        late loop moves them (and an 8-s wait for an acknowledgement includes the lag)."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(0.25)
+            self.lag = max(self.lag, time.monotonic() - before - 0.25)
+
+    def worst_lag(self) -> float:
+        """The loop's largest lag since the last call (seconds)."""
+        worst, self.lag = self.lag, 0.0
+        return worst
 
     def new_client(self) -> httpx.AsyncClient:
         """An app's own HTTP client, as each phone has its own connections. One client shared by
@@ -410,6 +425,13 @@ class App:
         there skips what the other party sent before it (seed 11 lost 15 that way; see
         docs/reliability.md), so the cursor is the last message received from the other party."""
         self.record.count("resyncs")
+        found = await self._resync(session_id, after)
+        # Each re-read in the log with its cursor, so a lost message's history shows which re-reads
+        # could have found it.
+        self.record.log(self.who, f"re-sync of {session_id[:8]} after {after}: {found} new")
+        return found
+
+    async def _resync(self, session_id: str, after: str | None) -> int:
         await self.http.data("GET", f"/api/shared/chat/{session_id}/info")
         found, page_after, give_up = 0, after, time.monotonic() + RESYNC_PATIENCE
         while True:
@@ -484,7 +506,10 @@ class App:
                 self.acked[data["client_message_id"]] = data
                 event.set()
         elif kind == "message.new" and data.get("sender_type") != self.user_type:
-            self.show(data["session_id"], data, "live", sock.connection)
+            if self.show(data["session_id"], data, "live", sock.connection):
+                self.record.log(
+                    self.who, f"{sock.connection} heard message.new {data['id']} {data['client_message_id']}"
+                )
             await sock.send({"type": "message.delivered", "message_id": data["id"]})
             if random.random() < 0.5:
                 await sock.send({"type": "message.read", "up_to_message_id": data["id"]})
