@@ -197,7 +197,8 @@ class CpuCap:
         name = f"hb-attacker-{os.getpid()}"
         v2, v1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")
         try:
-            if "cpu" in (v2 / "cgroup.controllers").read_text(errors="replace").split():
+            controllers = v2 / "cgroup.controllers"
+            if controllers.exists() and "cpu" in controllers.read_text(errors="replace").split():
                 self.path = v2 / name
                 self.path.mkdir()
                 (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")

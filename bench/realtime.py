@@ -53,7 +53,7 @@ from psycopg.rows import dict_row
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.attack import Attack, Tally  # noqa: E402
+from bench.attack import Attack, CpuCap, Tally  # noqa: E402
 from bench.run import PEER_DIR, free_port, node_peer_env, node_peer_ready, servers  # noqa: E402
 from lib.auth.sessions import start_session  # noqa: E402
 from lib.auth.tokens import issue_access_token  # noqa: E402
@@ -467,6 +467,8 @@ def main() -> None:
         help="also run the idle and quiet phases against the Node gateway peer and print the ratios",
     )
     args = parser.parse_args()
+    if args.attacker_cpu:
+        CpuCap(args.attacker_cpu).remove()  # before the quiet run: a cap that cannot be made fails now
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     secret = secrets.token_urlsafe(48)

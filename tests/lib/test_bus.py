@@ -54,3 +54,13 @@ def test_a_confirmation_hook_runs_once_valkey_confirms_or_at_once_after(valkey_u
         assert later == [threading.current_thread().name]  # already confirmed: called here, now
     finally:
         bus.close()
+
+
+def test_valkey_replies_are_parsed_by_hiredis() -> None:
+    """redis-py takes hiredis's C parser when it is installed (pyproject's `redis[hiredis]`): about
+    3% of the gateway's CPU per message (docs/performance.md). Fails if the extra is dropped."""
+    from redis.connection import DefaultParser
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE
+    assert DefaultParser.__name__ == "_HiredisParser"
