@@ -108,6 +108,7 @@ class Connections:
         # When each user last opened sockets here (a list: every socket opened in the last minute has
         # one, and an empty deque alone is 760 bytes).
         self._opens: dict[tuple[str, str], list[float]] = {}
+        self._barred: dict[tuple[str, str], float] = {}  # users closed 1008: no opens until then
         self._pruned = 0.0
 
     def open_refused_for(self, user: tuple[str, str], now: float) -> float:
@@ -117,6 +118,10 @@ class Connections:
         if now - self._pruned >= OPEN_WINDOW:
             self._pruned = now
             self._opens = {u: t for u, t in self._opens.items() if now - t[-1] < OPEN_WINDOW}
+            self._barred = {u: until for u, until in self._barred.items() if until > now}
+        barred_until = self._barred.get(user, 0.0)
+        if barred_until > now:
+            return barred_until - now
         opened = self._opens.get(user)
         if opened is None:
             opened = self._opens[user] = []
@@ -125,6 +130,13 @@ class Connections:
         opened.append(now)
         del opened[: -self.opens_per_minute]  # the last WS_OPENS_PER_MINUTE opens are all it needs
         return 0.0
+
+    def bar(self, user: tuple[str, str], now: float) -> None:
+        """The user's socket here was closed for junk (1008): its opens on this process are refused
+        for OPEN_WINDOW seconds, as past WS_OPENS_PER_MINUTE. An attacker reopens the moment it is
+        closed, and each reopened socket cost a registration (for a session, a participant check
+        in the database) and ten more junk frames answered before its next 1008."""
+        self._barred[user] = now + OPEN_WINDOW
 
     # --- the registry -------------------------------------------------------------------------
 

@@ -161,6 +161,11 @@ def test_a_socket_that_keeps_sending_junk_is_closed_1008_and_no_one_else_is(sett
         assert me.closed_with() == POLICY
         assert _alive(mine)
         assert _alive(bystander)
+        # Its next opens on this process are refused for the minute, as past WS_OPENS_PER_MINUTE.
+        with socket(url, token) as again:
+            assert again.closed_with(timeout=OPEN_REFUSAL_HOLD + 5) == TRY_AGAIN
+            assert not [f for f in again.seen if f["type"] == "auth.ok"]
+        assert _alive(mine)
 
 
 def test_junk_spread_wider_than_the_window_is_only_answered() -> None:
