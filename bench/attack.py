@@ -193,22 +193,28 @@ class CpuCap:
     PERIOD_US = 100_000
 
     def __init__(self, percent: float) -> None:
+        if not 0 < percent <= 100:
+            raise ValueError("--attacker-cpu is a share of one core: more than 0, at most 100")
         quota = max(1000, int(self.PERIOD_US * percent / 100))
         name = f"hb-attacker-{os.getpid()}"
         v2, v1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")
+        # v2: the controllers a child group may use are the parent's subtree_control.
+        children_get = v2 / "cgroup.subtree_control"
+        if children_get.exists() and "cpu" in children_get.read_text(errors="replace").split():
+            self.path, limits = v2 / name, {"cpu.max": f"{quota} {self.PERIOD_US}"}
+        else:
+            self.path = v1 / name
+            limits = {"cpu.cfs_period_us": str(self.PERIOD_US), "cpu.cfs_quota_us": str(quota)}
         try:
-            controllers = v2 / "cgroup.controllers"
-            if controllers.exists() and "cpu" in controllers.read_text(errors="replace").split():
-                self.path = v2 / name
-                self.path.mkdir()
-                (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
-            else:
-                self.path = v1 / name
-                self.path.mkdir()
-                (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
-                (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+            self.path.mkdir()
         except OSError as exc:
             raise RuntimeError(f"--attacker-cpu needs a writable CPU cgroup (root): {exc}") from exc
+        try:
+            for file, value in limits.items():
+                (self.path / file).write_text(value)
+        except OSError as exc:
+            self.remove()
+            raise RuntimeError(f"--attacker-cpu could not set the cgroup's limit: {exc}") from exc
 
     def hold(self, pid: int) -> None:
         (self.path / "cgroup.procs").write_text(str(pid))
@@ -245,7 +251,12 @@ class Attack:
         self.process = context.Process(target=_run, args=args, daemon=True)
         self.process.start()
         if self.cap is not None and self.process.pid is not None:
-            self.cap.hold(self.process.pid)
+            try:
+                self.cap.hold(self.process.pid)
+            except OSError:
+                self.process.kill()
+                self.cap.remove()
+                raise
 
     def wait_ready(self, timeout: float = 120) -> None:
         """Until every hostile socket is open (or refused)."""
@@ -262,7 +273,8 @@ class Attack:
         except queue.Empty:
             self.process.kill()
             raise RuntimeError("the hostile sockets did not report") from None
-        self.process.join(5)
-        if self.cap is not None:
-            self.cap.remove()
+        finally:
+            self.process.join(5)
+            if self.cap is not None:
+                self.cap.remove()
         return tally

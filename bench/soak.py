@@ -10,7 +10,7 @@ and simulated customers and mitras (bench/soak/people.py). A seeded fault schedu
 strikes at least every 30 s. After the load: a drain, then the checks (bench/soak/checker.py) and
 the last line, always `soak: <S> sessions, <M> messages, faults <F>; lost <n>, duplicated <n>,
 stuck <n>, unaccounted payments <n>`; the exit status is 1 when any count is not 0 (or a 5xx came
-outside a fault window). docs/reliability.md says what each invariant means.
+outside a fault window, or the harness failed). docs/reliability.md says what each invariant means.
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ def short_tier(db_url: str, minutes: int) -> str:
 
 
 def vanisher(world: World, rng: random.Random) -> str:
+    """Called by the fault injector's thread: the choice and the drop happen on the apps' loop."""
+    return str(world.crowd.run(_vanish_one(world, rng), timeout=30))
+
+
+async def _vanish_one(world: World, rng: random.Random) -> str:
     apps = [p.app for p in [*world.mitras, *world.customers]]
     rng.shuffle(apps)
     for app in apps:
@@ -155,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
                     f"its loop's lag max {crowd.worst_lag():.2f} s, {dict(record.counters)}"
                 )
             say("no new purchases; draining (chats end, goodbyes, deadlines)")
-            crowd.run(asyncio.wait(buying, timeout=max(1.0, world.stop_new_at + drain - clock())))
+            if buying:
+                crowd.run(asyncio.wait(buying, timeout=max(1.0, world.stop_new_at + drain - clock())))
             injector.join(timeout=180)
             time.sleep(20)  # the last deadlines and the worker's sweeps
             invoices = cl.xendit.invoices
@@ -197,10 +203,14 @@ def run(args: argparse.Namespace) -> int:
             found_counts = counts(violations)
             unhealed = [f for f in fired if f.healed is None]
             messages = sum(1 for s in record.sent if s.acked)
+            crowd.close()
             if signed_in < len(customers):  # the run did not carry the load it claims
                 print(f"harness: {len(customers) - signed_in} customers could not sign in (see {logs / 'apps.log'})")
+            harness_errors = record.counters.get("harness errors", 0)
+            if harness_errors:  # an app that stopped listening: the checks cannot be trusted
+                print(f"harness: {harness_errors} task(s) failed (HARNESS ERROR in {logs / 'apps.log'})")
             print(summary(len(world.sessions), messages, len(fired), found_counts), flush=True)
-    bad = any(found_counts.values()) or bool(outside) or bool(unhealed) or signed_in < len(customers)
+    bad = any(found_counts.values()) or bool(outside) or bool(unhealed) or signed_in < len(customers) or harness_errors
     return 1 if bad else 0
 
 

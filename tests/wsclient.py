@@ -61,10 +61,12 @@ class Client:
                 return frame
 
     def closed_with(self, timeout: float = 5.0) -> int | None:
+        """The close code the server sent (None: no close within `timeout`); every frame before it
+        is kept in `seen`, so a test can say what the socket was told first."""
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:
-                self.ws.recv(timeout=max(0.05, deadline - time.monotonic()))
+                self.next(max(0.05, deadline - time.monotonic()))
         except ConnectionClosed as closed:
             return closed.rcvd.code if closed.rcvd else None
         except TimeoutError:

@@ -17,6 +17,7 @@ import random
 import socket as pysocket
 import threading
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,7 @@ class Crowd:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: httpx.AsyncClient | None = None  # for the fake Xendit's callbacks
         self.lag = 0.0
+        self.clients: list[httpx.AsyncClient] = []
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="apps")
         self.thread.start()
         self.run(self._open())
@@ -88,12 +90,14 @@ class Crowd:
         """An app's own HTTP client, as each phone has its own connections. One client shared by
         every app spent a third of the harness's CPU in httpcore's pool, which checks each of its
         hundreds of idle connections (a poll per connection) on every request."""
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             timeout=15.0,
             trust_env=False,
             verify=self.tls,
             limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=CLIENT_KEEPALIVE_SECONDS),
         )
+        self.clients.append(client)
+        return client
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A task the crowd holds until it ends (the loop keeps only weak references)."""
@@ -105,8 +109,10 @@ class Crowd:
     def _ended(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
-            # A harness fault: logged, and the run goes on with the others.
-            self.record.log("harness", f"HARNESS ERROR {type(exc).__name__}: {exc}")
+            # A harness fault: logged with its traceback, and the run goes on with the others, but
+            # it fails at the end (an app that stopped listening makes the checks untrustworthy).
+            trace = "".join(traceback.format_exception(exc)).rstrip()
+            self.record.log("harness", f"HARNESS ERROR {type(exc).__name__}: {exc}\n{trace}")
             self.record.count("harness errors")
 
     def run(self, coro: Awaitable[Any], timeout: float | None = None) -> Any:
@@ -114,10 +120,17 @@ class Crowd:
         return asyncio.run_coroutine_threadsafe(_awaited(coro), self.loop).result(timeout)
 
     def close(self) -> None:
-        if self.client is not None:
-            self.run(self.client.aclose(), timeout=30)
+        """Every app's tasks cancelled, their HTTP clients closed, the loop stopped."""
+        self.run(self._close(), timeout=60)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=30)
+
+    async def _close(self) -> None:
+        tasks = [t for t in self.tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(c.aclose() for c in self.clients), return_exceptions=True)
 
 
 async def _awaited(aw: Awaitable[Any]) -> Any:
@@ -359,18 +372,19 @@ class Socket:
             return False
 
     def vanish(self) -> bool:
-        """The phone drops off the network: the TCP connection ends with no close frame. Safe from
-        any thread: it shuts the connection down under the loop, which then finds it gone."""
+        """The phone drops off the network: the TCP connection ends with no close frame. Run on the
+        crowd's loop (`Crowd.run`), so the socket cannot be closed, and its descriptor reused by
+        another connection, between looking it up and shutting it down."""
         ws = self.ws
-        if ws is None:
+        raw = ws.transport.get_extra_info("socket") if ws is not None else None
+        if raw is None:
             return False
-        fd = ws.transport.get_extra_info("socket").fileno()
         try:
-            twin = pysocket.socket(fileno=os.dup(fd))
+            twin = pysocket.socket(fileno=os.dup(raw.fileno()))
         except OSError:
             return False
         try:
-            twin.shutdown(pysocket.SHUT_RDWR)
+            twin.shutdown(pysocket.SHUT_RDWR)  # the connection, under the loop's own descriptor
         except OSError:
             return False
         finally:

@@ -159,11 +159,7 @@ class Person:
         self.app = self.world.app(self.name, self.user_type)
 
     async def run(self) -> None:
-        try:
-            await self._run()
-        except Exception as exc:  # a harness fault: logged, and the run goes on with the others
-            self.world.record.log(self.name, f"HARNESS ERROR {type(exc).__name__}: {exc}")
-            self.world.record.count("harness errors")
+        await self._run()  # an exception is a harness fault: Crowd logs and counts it
 
     async def _run(self) -> None:
         raise NotImplementedError

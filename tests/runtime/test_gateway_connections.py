@@ -34,3 +34,19 @@ def test_the_open_count_keeps_only_the_allowance() -> None:
     assert opens.open_refused_for(user, 4.0) == 57.0  # the first of the three lapses at 61 s
     assert opens.open_refused_for(user, 61.5) == 0.0
     assert opens._opens[user] == [2.0, 3.0, 61.5]
+
+
+def test_a_user_closed_for_junk_opens_nothing_here_for_the_window() -> None:
+    opens = Connections(lambda work: None, sockets_per_user=8, opens_per_minute=3, queue_limit=256)
+    barred, other = ("customer", "u1"), ("customer", "u2")
+    assert opens.open_refused_for(barred, 1.0) == 0.0
+    opens.bar(barred, 2.0)
+    assert opens.open_refused_for(barred, 2.5) == 59.5
+    assert opens.open_refused_for(barred, 61.9) > 0.0  # refused opens are not counted either
+    assert opens.open_refused_for(other, 3.0) == 0.0  # nobody else
+    assert opens.open_refused_for(barred, 62.1) == 0.0  # the window is over: counted as ever
+    assert [opens.open_refused_for(barred, t) for t in (62.2, 62.3)] == [0.0, 0.0]
+    assert opens.open_refused_for(barred, 62.4) > 0.0  # three within the minute, as before the bar
+    opens.bar(other, 70.0)
+    opens.open_refused_for(("mitra", "m1"), 200.0)  # a later call prunes what has lapsed
+    assert not opens._barred
