@@ -144,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
             injector = Injector(faults, cl, found, lambda: vanisher(world, rng), say)
             wall0, t0 = datetime.now(UTC), clock()
             cpu0 = _cpu()
-            for m in mitras:
-                crowd.loop.call_soon_threadsafe(crowd.spawn, m.run())
+            crowd.run(_spawned(crowd, [m.run() for m in mitras]))
             buying = crowd.run(_spawned(crowd, [c.run() for c in customers]))
             injector.start()
             live: list[int] = []  # chats open at each load line, once every customer has had time to start

@@ -115,9 +115,9 @@ class Crowd:
             self.record.log("harness", f"HARNESS ERROR {type(exc).__name__}: {exc}\n{trace}")
             self.record.count("harness errors")
 
-    def run(self, coro: Awaitable[Any], timeout: float | None = None) -> Any:
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None = None) -> Any:
         """Run `coro` on the crowd's loop from another thread and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(_awaited(coro), self.loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
         """Every app's tasks cancelled, their HTTP clients closed, the loop stopped."""
@@ -126,15 +126,11 @@ class Crowd:
         self.thread.join(timeout=30)
 
     async def _close(self) -> None:
-        tasks = [t for t in self.tasks if t is not asyncio.current_task()]
+        tasks = list(self.tasks)  # `run` wraps this coroutine in a task of its own, not among them
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(c.aclose() for c in self.clients), return_exceptions=True)
-
-
-async def _awaited(aw: Awaitable[Any]) -> Any:
-    return await aw
 
 
 @dataclass

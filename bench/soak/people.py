@@ -159,9 +159,8 @@ class Person:
         self.app = self.world.app(self.name, self.user_type)
 
     async def run(self) -> None:
-        await self._run()  # an exception is a harness fault: Crowd logs and counts it
-
-    async def _run(self) -> None:
+        """The person's life in the run, as a crowd task (an exception is a harness fault: the
+        crowd logs it and the run fails)."""
         raise NotImplementedError
 
 
@@ -176,7 +175,7 @@ class Customer(Person):
         await super().setup()
         self.paired = asyncio.Event()
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         w, http = self.world, self.app.http
         await asyncio.sleep(self.rng.uniform(0, 10))
         signed = await http.data("POST", "/api/shared/auth/anonymous", {"display_name": f"Cust {self.n}"})
@@ -318,7 +317,7 @@ class Mitra(Person):
         self.app.user_id = data["mitra_id"]
         await self.app.register_device()
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         w, http = self.world, self.app.http
         await http.call("POST", "/api/mitra/status/online")
         home = self.app.open(None, self._home)

@@ -8,8 +8,9 @@ client sends closes a socket with 1011. Fair share: WS_SOCKETS_PER_USER sockets 
 process (one more closes the oldest with 4429, connections.py), WS_OPENS_PER_MINUTE sockets opened
 per user and process (more are held a while, then closed 1013), WS_FRAMES_PER_SECOND frames per
 socket (a token bucket in memory; the excess is dropped with at most one RATE_LIMITED error frame a
-second), a socket that keeps sending junk is closed 1008 (and its user opens none here for a minute), and MESSAGES_PER_MINUTE per sender in
-lib/chat/messages.py, which REST shares. The loop's own lag is measured (halobestie_gateway_loop_lag_seconds).
+second), a socket that keeps sending junk is closed 1008 (and its user opens none here for a
+minute), and MESSAGES_PER_MINUTE per sender in lib/chat/messages.py, which REST shares. The loop's
+own lag is measured (halobestie_gateway_loop_lag_seconds).
 """
 
 from __future__ import annotations
