@@ -80,14 +80,18 @@ class Fcm:
     def send(self, token: str, event_type: str, data: dict[str, Any]) -> str:
         """ "sent", "unregistered" (the token is dead) or "failed"."""
         kind, title, body = PUSHES[event_type]
+        # A message told again (its sender retried, lib/chat/messages.py) replaces its own
+        # notification on the phone instead of adding a second one.
+        collapse = str(data["id"]) if event_type == "message.new" and data.get("id") else None
+        apns_headers = {"apns-priority": "10"} | ({"apns-collapse-id": collapse} if collapse else {})
         message = messaging.Message(
             token=token,  # a registration token, as the apps register them (deprecated for `fid`, still served)
             data=push_data(event_type, data),
             notification=messaging.Notification(title=title, body=body),
             android=messaging.AndroidConfig(
-                priority="high", notification=messaging.AndroidNotification(channel_id=CHANNEL_ID)
+                priority="high", notification=messaging.AndroidNotification(channel_id=CHANNEL_ID, tag=collapse)
             ),
-            apns=messaging.APNSConfig(headers={"apns-priority": "10"}),
+            apns=messaging.APNSConfig(headers=apns_headers),
         )
         try:
             messaging.send(message, app=self._ready())

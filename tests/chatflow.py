@@ -64,6 +64,12 @@ class Heard:
                 return types
             time.sleep(0.02)
 
+    def data(self, user_type: str, user_id: object, event_type: str) -> list[dict[str, Any]]:
+        """The `data` of every `event_type` frame this user heard so far, in order."""
+        channel = f"{self._prefix}user:{user_type}:{user_id}"
+        with self._lock:
+            return [f["data"] for f in self.frames.get(channel, []) if f["type"] == event_type]
+
     def last(
         self,
         user_type: str,

@@ -11,7 +11,6 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -101,7 +100,6 @@ _EARLIER = (
 )
 
 Sent = tuple[dict[str, Any], bool] | ApiError
-RETOLD_AFTER = timedelta(seconds=2)  # a repeat this much later re-publishes a message still unacknowledged
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +143,8 @@ class Quota:
 
     def give_back(self, senders: Sequence[str], counted_at: float) -> None:
         """Uncount messages `refusals` counted at `counted_at` that turned out to be repeats of
-        stored ones (an app re-sending after a reconnect): only what is stored costs the sender."""
+        stored ones the other party has (an app re-sending after a reconnect): only what is stored
+        or told again costs the sender, so repeats cannot flood the other party."""
         start = int(counted_at // self.window_seconds) * self.window_seconds
         try:
             pipe = self.valkey.pipeline(transaction=False)
@@ -168,7 +167,8 @@ def send(
     quota: Quota | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """(the stored message, whether this call stored it). A repeat of a `client_message_id` answers
-    with the message stored the first time, and nobody hears of it twice."""
+    with the message stored the first time, told again to the other party until their app says it
+    has it."""
     (outcome,) = send_many(
         db, events, transcripts, [Outgoing(who, session_id, client_message_id, content)], quota=quota
     )
@@ -230,10 +230,14 @@ def send_many(
             outcomes[i] = refusal
         todo = [(i, item) for (i, item), refusal in zip(todo, over, strict=True) if refusal is None]
     if todo:
-        _store_each_on_failure(db, events, transcripts, todo, outcomes)
-        repeats = [item.who.user_id for i, item in todo if isinstance(sent := outcomes[i], tuple) and not sent[1]]
-        if repeats and quota is not None:
-            quota.give_back(repeats, counted_at)
+        retold = _store_each_on_failure(db, events, transcripts, todo, outcomes)
+        silent = [
+            item.who.user_id
+            for i, item in todo
+            if isinstance(sent := outcomes[i], tuple) and not sent[1] and i not in retold
+        ]
+        if silent and quota is not None:
+            quota.give_back(silent, counted_at)
     done: list[Sent] = []
     for i, item in enumerate(items):
         outcome = outcomes[i]
@@ -247,12 +251,11 @@ def send_many(
 
 def _store_each_on_failure(
     db: Database, events: ChatEvents, transcripts: Transcripts, todo: list[tuple[int, Outgoing]], out: list[Sent | None]
-) -> None:
+) -> set[int]:
     """`_store` for all at once; if that fails for anything but an unavailable database (which each
     would meet alone as well), once more for each item alone. A batch of one fails as it is."""
     try:
-        _store(db, events, transcripts, todo, out)
-        return
+        return _store(db, events, transcripts, todo, out)
     except ApiError as exc:
         if len(todo) == 1 or exc.status >= 500:
             raise
@@ -262,19 +265,23 @@ def _store_each_on_failure(
             raise
         reason = type(exc).__name__
     log.warning("a batch of %d messages failed (%s): each is stored alone", len(todo), reason)
+    retold: set[int] = set()
     for one in todo:
         try:
-            _store(db, events, transcripts, [one], out)
+            retold |= _store(db, events, transcripts, [one], out)
         except ApiError as exc:
             out[one[0]] = exc
         except Exception:
             log.exception("a message could not be stored")
             out[one[0]] = ApiError()
+    return retold
 
 
 def _store(
     db: Database, events: ChatEvents, transcripts: Transcripts, todo: list[tuple[int, Outgoing]], out: list[Sent | None]
-) -> None:
+) -> set[int]:
+    """Stores `todo`, puts each item's outcome in `out`, publishes what the other parties must hear;
+    returns the repeats that were told again (they count as messages of the minute)."""
     sealed = [transcripts.seal(item.session_id, item.content) for _, item in todo]
     rows = db.fetch_all(
         _SEND,
@@ -292,6 +299,7 @@ def _store(
     by_input = {row["n"]: row for row in rows}
     published = []
     repeats: list[tuple[int, Outgoing]] = []
+    retold: set[int] = set()
     for i, item in todo:
         row = by_input.get(i)
         if row is None:
@@ -319,18 +327,21 @@ def _store(
             if stored is not None:
                 doc = message_doc(stored, transcripts.open_row(stored))
                 out[i] = (doc, False)
-                if stored["status"] == "sent" and stored["created_at"] < datetime.now(UTC) - RETOLD_AFTER:
-                    # A retry seconds later means the sender heard no answer: the process that
-                    # stored it may have died before publishing. Told again until the other party's
-                    # app says it has it (apps keep one bubble per message id); a repeat sent at
-                    # the same moment (a double tap, a batch) is not, so nobody hears it twice.
+                if stored["delivered_at"] is None:
+                    # The sender heard no answer, and the process that stored the message may have
+                    # died between its commit and its publish (a retry can come at once, so no time
+                    # since the first try tells). Told again until the other party's app says it has
+                    # this very message (`delivered`; a cumulative `read` up to a later one is no
+                    # proof: it could have been read past unseen). Apps keep one bubble per id.
                     row = by_input[i]
                     session = {"customer_id": row["session_customer"], "mitra_id": row["session_mitra"]}
                     published.append((other_party(session, item.who), "message.new", doc))
+                    retold.add(i)
             else:
                 out[i] = SessionPaused() if by_input[i]["session_status"] == "extending" else SessionNotActive()
     if published:
         events.publish_each(published)
+    return retold
 
 
 def page(

@@ -7,6 +7,7 @@ import io
 import json
 import queue
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -54,12 +55,18 @@ def test_a_push_goes_to_every_device_and_a_dead_token_is_deleted(pushing: Servic
     _device(pushing, "customer", customer, "phone-token")
     _device(pushing, "customer", customer, "old-tablet")
     fcm.unregistered.add("old-tablet")
-    sent = pushing.notifier.deliver("customer", customer, "message.new", {"session_id": "s-1", "content": "rahasia"})
+    message_id = str(uuid.uuid4())
+    sent = pushing.notifier.deliver(
+        "customer", customer, "message.new", {"id": message_id, "session_id": "s-1", "content": "rahasia"}
+    )
     assert sent == 1
     assert [m["token"] for m in fcm.sent] == ["phone-token"]
     message = fcm.sent[0]
     assert message["android"]["priority"] == "high"
     assert message["android"]["notification"]["channel_id"] == "halobestie_chat_v2"
+    # a message told again replaces its own notification (Android tag, APNs collapse id)
+    assert message["android"]["notification"]["tag"] == message_id
+    assert message["apns"]["headers"] == {"apns-priority": "10", "apns-collapse-id": message_id}
     assert message["data"] == {"type": "message", "sessionId": "s-1"}
     assert "rahasia" not in str(message)  # never the content
     left = pushing.db.fetch_all("SELECT token FROM device_tokens")
