@@ -57,6 +57,9 @@ class Connection:
     refilled: float = 0.0
     warned: float = -math.inf  # when it last heard RATE_LIMITED
     junk: list[float] = field(default_factory=list)  # when its last JUNK_LIMIT junk frames came
+    # (frame type, until, message): the socket was answered RATE_LIMITED for this type of frame, and
+    # until then the gateway answers that type so itself (no batch, no count in Valkey).
+    held: tuple[str, float, str] | None = None
 
     def wait(self, rate: float) -> float:
         """Seconds until the socket has a whole frame's allowance again."""

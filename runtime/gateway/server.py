@@ -9,7 +9,8 @@ process (one more closes the oldest with 4429, connections.py), WS_OPENS_PER_MIN
 per user and process (more are held a while, then closed 1013), WS_FRAMES_PER_SECOND frames per
 socket (a token bucket in memory; the excess is dropped with at most one RATE_LIMITED error frame a
 second), a socket that keeps sending junk is closed 1008 (and its user opens none here for a
-minute), and MESSAGES_PER_MINUTE per sender in lib/chat/messages.py, which REST shares. The loop's
+minute), and MESSAGES_PER_MINUTE per sender in lib/chat/messages.py, which REST shares (a socket told
+RATE_LIMITED for a frame type hears it from the gateway alone until its retry_after). The loop's
 own lag is measured (halobestie_gateway_loop_lag_seconds).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -34,7 +36,7 @@ from lib import sockets
 from lib.auth.tokens import APP_AUDIENCE
 from lib.chat.events import frame as server_frame
 from lib.chat.sessions import for_participant
-from lib.errors import ApiError, ValidationFailed
+from lib.errors import ApiError, RateLimited, ValidationFailed
 from lib.frames import MAX_FRAME_BYTES, FrameCtx
 from lib.inputs import parse_json, safe_name, scrub
 from lib.metrics import m
@@ -320,6 +322,16 @@ class Gateway:
         if module.frame.needs_session and conn.session_id is None:
             self._refuse(conn, "no_session", {"code": "NO_SESSION", "type": kind})
             return ANSWERED
+        assert self.loop is not None
+        if conn.held is not None and conn.held[0] == kind:
+            wait = conn.held[1] - self.loop.time()
+            if wait > 0:
+                # Told to wait and sent anyway: answered here, without a batch or a count in Valkey
+                # (a flood of sends past MESSAGES_PER_MINUTE shared the honest senders' batches).
+                error = {"code": "RATE_LIMITED", "message": conn.held[2], "type": kind}
+                self._refuse(conn, "held", {**error, "retry_after_seconds": math.ceil(wait)})
+                return JUNK
+            conn.held = None
         try:
             body = module.schema.load(raw) if module.schema else {}
         except marshmallow.ValidationError as exc:
@@ -340,6 +352,8 @@ class Gateway:
                 reply = module.module.handle(ctx)
         except ApiError as exc:
             details = scrub(exc.details)  # fields, retry_after_seconds
+            if isinstance(exc, RateLimited):
+                conn.held = (str(kind), self.loop.time() + exc.details["retry_after_seconds"], exc.message)
             self.connections.enqueue(
                 conn, server_frame("error", {**details, "code": exc.code, "message": exc.message, "type": kind})
             )

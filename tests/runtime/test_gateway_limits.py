@@ -235,6 +235,17 @@ def test_messages_per_minute_count_rest_and_socket_together(settings: Settings, 
         assert refused["code"] == "RATE_LIMITED"
         assert refused["type"] == "message.send"
         assert 1 <= refused["retry_after_seconds"] <= 61
+        # Sent anyway before that: the gateway answers it itself, no longer counting it in Valkey
+        # beside the honest senders' batches (a flood past the limit once shared them).
+        window = int(time.time() // 60) * 60
+        key = f"rl:messages:{customer['user']['id']}:{window}"
+        counted = s.valkey.get(key)
+        me.send({"type": "message.send", "client_message_id": "ws-4", "content": "masih kebanyakan"})
+        again = me.until("error")["data"]
+        assert (again["code"], again["type"]) == ("RATE_LIMITED", "message.send")
+        assert again["message"] == refused["message"]
+        assert 1 <= again["retry_after_seconds"] <= refused["retry_after_seconds"]
+        assert s.valkey.get(key) == counted
         bestie.send({"type": "message.send", "client_message_id": "m-1", "content": "aku masih bisa"})
         assert bestie.until("message.sent")["data"]["content"] == "aku masih bisa"  # per sender
     stored = s.db.fetch_all("SELECT client_message_id FROM chat_messages ORDER BY seq")
