@@ -74,6 +74,7 @@ ANSWERED, JUNK, HOSTILE = 0, 1, 2
 # client that reopens the moment it is closed then costs a handshake every few seconds, not hundreds.
 OPEN_REFUSAL_HOLD = 5.0
 LAG_SAMPLE_SECONDS = 0.1  # how often the loop's lag is sampled
+EXPIRY_SWEEP_SECONDS = 1.0  # a socket whose token expired is closed at most this late
 
 
 class Gateway:
@@ -90,6 +91,7 @@ class Gateway:
         self._stopped: asyncio.Future[None] | None = None
         self._presence_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
+        self._expiry_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batches = {kind: Batches(self, kind, f.module.handle_batch) for kind, f in frames.items() if f.batched}
         self.frames_per_second = float(services.settings.ws_frames_per_second)
@@ -113,6 +115,7 @@ class Gateway:
         await self.blocking(s.revocations.start)
         self._presence_task = asyncio.create_task(self.presence.refresh_forever())
         self._lag_task = asyncio.create_task(self._watch_lag())
+        self._expiry_task = asyncio.create_task(self._expire_forever())
 
     async def shutdown(self) -> None:
         """SIGTERM: every socket is closed with 1001 so its app reconnects to another replica. The
@@ -127,7 +130,7 @@ class Gateway:
         await asyncio.gather(
             *(self.connections.close(c, GOING_AWAY, "server restarting") for c in conns), return_exceptions=True
         )
-        for task in (self._presence_task, self._lag_task):
+        for task in (self._presence_task, self._lag_task, self._expiry_task):
             if task is not None:
                 task.cancel()
         # The sockets' presence goes in one round (not socket by socket as they unregister, which
@@ -271,13 +274,16 @@ class Gateway:
                 await close_unregistered(ws, TRY_AGAIN if exc.status >= 500 else NOT_PARTICIPANT)
                 return None
         now = self.loop.time()
-        conn = Connection(ws, principal, session_id, allowance=self.frames_per_second, refilled=now)
-        delay = principal.expires_at - time.time()
-        conn.expiry = self.loop.call_later(max(0.0, delay), self._expired, conn)
-        return conn
+        return Connection(ws, principal, session_id, allowance=self.frames_per_second, refilled=now)
 
-    def _expired(self, conn: Connection) -> None:
-        self.connections.close_soon(conn, UNAUTHORIZED, "token expired")
+    async def _expire_forever(self) -> None:
+        """Each second, the sockets whose token has expired close with 4401 (the app refreshes it
+        and reconnects); registered sockets only, so one that expired while connecting goes at the
+        first sweep after it registers."""
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+            for conn in self.connections.expired(time.time()):
+                self.connections.close_soon(conn, UNAUTHORIZED, "token expired")
 
     def _admit(self, conn: Connection, text: str | None) -> bool:
         """Whether the socket is within WS_FRAMES_PER_SECOND. A frame over it is dropped unread; the

@@ -10,6 +10,7 @@ import os
 import select
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -23,6 +24,7 @@ import requests
 from websockets.sync.client import connect
 
 from lib import sockets
+from lib.auth.tokens import issue_access_token
 from lib.chat import events as ev
 from lib.config.env import Settings
 from lib.services import Services
@@ -85,6 +87,21 @@ def test_auth_paths(ws_url: str, chat: Chat) -> None:
     with connect(f"{ws_url}?token={customer['access_token']}", open_timeout=5) as ws:
         ws.send(json.dumps({"type": "ping"}))
         assert Client(ws).closed_with() == 4401
+
+
+def test_a_socket_closes_4401_when_its_token_expires(ws_url: str, settings: Settings, chat: Chat) -> None:
+    """The app refreshes its token and reconnects; a socket of another token stays, and one whose
+    token expired closes within the sweep's second, not at the next frame it sends."""
+    customer = chat.customer("Sebentar")
+    claims = {"user_type": "customer", "user_id": customer["user"]["id"], "session_id": str(uuid.uuid4())}
+    short, expires_at = issue_access_token(settings.auth_jwt_secret, ttl_seconds=2, **claims)
+    with socket(ws_url, short) as ending, socket(ws_url, customer["access_token"]) as staying:
+        _ok(ending)
+        _ok(staying)
+        assert ending.closed_with(timeout=6) == 4401
+        assert expires_at <= time.time() < expires_at + 2.5  # expiry is checked with a second's leeway
+        staying.send({"type": "ping"})
+        assert staying.until("pong")["type"] == "pong"
 
 
 def test_no_auth_frame_in_time_is_4401(settings: Settings) -> None:
