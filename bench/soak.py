@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import random
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -213,6 +214,10 @@ def run(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _stopped(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=3.0, help="minutes of load (a drain follows)")
@@ -225,6 +230,10 @@ def main() -> None:
     parser.add_argument("--logs", default="", help="directory for the processes' and apps' logs")
     args = parser.parse_args()
     args.mitras = args.mitras or args.sessions // 3 + 2
+    # SIGTERM (and SIGINT, which a shell ignores for a job it starts in the background) unwinds the
+    # run like an error, so the cluster's processes and servers are stopped, not left behind.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stopped)
     sys.exit(run(args))
 
 
