@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             crowd.run(_all([m.sign_in() for m in mitras]))
             world.mitras, world.customers = mitras, customers
             rng = random.Random(args.seed)
-            injector = Injector(faults, cl, found, lambda: vanisher(world, rng), say)
+            injector = _running.injector = Injector(faults, cl, found, lambda: vanisher(world, rng), say)
             wall0, t0 = datetime.now(UTC), clock()
             cpu0 = _cpu()
             crowd.run(_spawned(crowd, [m.run() for m in mitras]))
@@ -214,7 +214,20 @@ def run(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+class _Running:
+    injector: Injector | None = None
+
+
+_running = _Running()
+
+
 def _stopped(signum: int, _frame: object) -> None:
+    """The first SIGTERM or SIGINT: no fault is injected any more (a kill would restart a process
+    the teardown stopped), then the run unwinds; a second signal cannot interrupt the teardown."""
+    for other in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(other, signal.SIG_IGN)
+    if _running.injector is not None:
+        _running.injector.stopped.set()
     raise SystemExit(128 + signum)
 
 

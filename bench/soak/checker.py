@@ -169,9 +169,9 @@ def _duplicated(h: History) -> list[Violation]:
         out.append(Violation(DUPLICATED, f"{cmid} of {sender} stored {len(stored)} times in {session}", stored))
     # On one screen, one client_message_id of one sender is one bubble: two message ids for it (or
     # one message heard twice live on one socket) is a duplicate the user sees. The exception is the
-    # one docs/realtime.md promises: a message its sender transmitted again (2 s or more after it was
-    # stored, before the other party acknowledged it) is published again, and the app keeps one
-    # bubble per id. A message sent once and heard twice is still a duplicate.
+    # one docs/realtime.md promises: a message its sender transmitted again (before the other
+    # party's app acknowledged it `delivered`) is published again, and the app keeps one bubble per
+    # id. A message sent once and heard twice is still a duplicate.
     retried = {(s.session_id, s.client_message_id) for s in h.sent if s.tries > 1}  # acknowledged or not
     ids_by_cmid: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     live: Counter[tuple[str, str]] = Counter()

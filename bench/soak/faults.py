@@ -75,12 +75,12 @@ class Injector(threading.Thread):
         self.faults, self.cluster, self.found, self.vanish, self.say = faults, cluster, found, vanish, say
         self.t0 = clock()
         self.done = threading.Event()
+        self.stopped = threading.Event()  # the run is being torn down: inject (and restart) nothing more
 
     def run(self) -> None:
         for fault in self.faults:
-            wait = self.t0 + fault.at - clock()
-            if wait > 0:
-                time.sleep(wait)
+            if self.stopped.wait(max(0.0, self.t0 + fault.at - clock())):
+                return
             fault.started = clock()
             try:
                 self._inject(fault)

@@ -11,7 +11,6 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import redis
@@ -100,6 +99,7 @@ _EARLIER = (
 )
 
 Sent = tuple[dict[str, Any], bool] | ApiError
+_TOLD_WHILE = frozenset({"active", "extending", "closing"})  # a repeat is told again while the chat is on
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +327,7 @@ def _store(
             if stored is not None:
                 doc = message_doc(stored, transcripts.open_row(stored))
                 out[i] = (doc, False)
-                if stored["delivered_at"] is None:
+                if stored["delivered_at"] is None and by_input[i]["session_status"] in _TOLD_WHILE:
                     # The sender heard no answer, and the process that stored the message may have
                     # died between its commit and its publish (a retry can come at once, so no time
                     # since the first try tells). Told again until the other party's app says it has
@@ -365,17 +365,23 @@ def page(
     return ORDER.page(rows, query["limit"], lambda r: message_doc(r, transcripts.open_row(r)))
 
 
-_MARK = sql.SQL(
-    "UPDATE chat_messages SET status = {status}, {stamp} = now() WHERE session_id = %(session_id)s AND sender_type <> %(reader_type)s "
-    "AND seq <= (SELECT seq FROM chat_messages WHERE id = %(message_id)s AND session_id = %(session_id)s) AND status = ANY(%(before)s) "
-    "AND (%(only)s::uuid IS NULL OR id = %(only)s) RETURNING id, seq"
+# `read` up to a message: that one and every earlier one of the other side. The one named was on
+# screen, so it counts as delivered too; the earlier ones may have been read past unseen (a message
+# stored while its publish was lost), so their delivered_at stays as it was (see _store).
+_READ = (
+    "UPDATE chat_messages SET status = 'read', read_at = now(), "
+    "delivered_at = CASE WHEN id = %(message_id)s THEN coalesce(delivered_at, now()) ELSE delivered_at END "
+    "WHERE session_id = %(session_id)s AND sender_type <> %(reader_type)s "
+    "AND seq <= (SELECT seq FROM chat_messages WHERE id = %(message_id)s AND session_id = %(session_id)s) "
+    "AND status IN ('sent', 'delivered') RETURNING id, seq, status"
 )
-
-
-@cache
-def _mark_query(status: str) -> bytes:
-    stamp = sql.Identifier("read_at" if status == "read" else "delivered_at")
-    return _MARK.format(status=sql.Literal(status), stamp=stamp).as_bytes(None)
+# `delivered`: that message, also when a cumulative `read` got to it first (its status stays `read`).
+_DELIVERED = (
+    "UPDATE chat_messages SET delivered_at = now(), "
+    "status = CASE WHEN status = 'sent' THEN 'delivered' ELSE status END "
+    "WHERE session_id = %(session_id)s AND sender_type <> %(reader_type)s AND id = %(message_id)s "
+    "AND delivered_at IS NULL RETURNING id, seq, status"
+)
 
 
 def mark(db: Database, events: ChatEvents, who: Principal, session_id: str, message_id: str, status: str) -> list[str]:
@@ -391,15 +397,10 @@ def mark(db: Database, events: ChatEvents, who: Principal, session_id: str, mess
     ):
         raise ValidationFailed({"message_id": ["Not a message of this chat."]})
     rows = db.fetch_all(
-        _mark_query(status),
-        {
-            "session_id": session_id,
-            "reader_type": who.user_type,
-            "message_id": message_id,
-            "before": ["sent", "delivered"] if status == "read" else ["sent"],
-            "only": None if status == "read" else message_id,
-        },
+        _READ if status == "read" else _DELIVERED,
+        {"session_id": session_id, "reader_type": who.user_type, "message_id": message_id},
     )
+    rows = [r for r in rows if r["status"] == status]  # a read message acknowledged late stays read
     if rows:
         newest = max(rows, key=lambda r: r["seq"])
         events.publish(other_party(session, who), "message.status", {"message_id": newest["id"], "status": status})

@@ -65,7 +65,8 @@ QUIET_SECONDS = 1.0  # a socket over its frame rate hears RATE_LIMITED at most o
 # frames' time: the socket is not read for REFUSED_FRAME_COST / WS_FRAMES_PER_SECOND seconds (half a
 # second by default). No app sends junk; a hostile socket sends it with every other frame, and it
 # then costs a parse and an answer twice a second instead of at the full frame rate (make
-# bench-realtime, docs/limits.md). Refusals of the moment (SESSION_PAUSED, RATE_LIMITED) cost nothing.
+# bench-realtime, docs/limits.md). Refusals of the moment (SESSION_PAUSED, RATE_LIMITED) cost nothing,
+# except a frame of a type the socket was told to hold back (RATE_LIMITED) sent before its retry_after.
 # Frames no app's code sends (JUNK_LIMIT of them within JUNK_WINDOW) close the socket (connections.py).
 REFUSED_FRAME_COST = 10
 # What a frame was (Gateway._handle): junk pauses its socket; hostile also counts to JUNK_LIMIT.
@@ -282,8 +283,11 @@ class Gateway:
         first sweep after it registers."""
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
-            for conn in self.connections.expired(time.time()):
-                self.connections.close_soon(conn, UNAUTHORIZED, "token expired")
+            try:
+                for conn in self.connections.expired(time.time()):
+                    self.connections.close_soon(conn, UNAUTHORIZED, "token expired")
+            except Exception:  # the sweep goes on: it is every socket's expiry
+                log.exception("the token expiry sweep failed")
 
     def _admit(self, conn: Connection, text: str | None) -> bool:
         """Whether the socket is within WS_FRAMES_PER_SECOND. A frame over it is dropped unread; the
@@ -307,7 +311,8 @@ class Gateway:
     async def _handle(self, conn: Connection, text: str) -> int:
         """Handle one frame. HOSTILE: what no app's code sends (not JSON, too deep, text PostgreSQL
         cannot store, an unknown type); JUNK: a frame breaking its schema (an app may pass on what a
-        user typed, e.g. a message of spaces); ANSWERED: anything else, a refusal of the moment too
+        user typed, e.g. a message of spaces), or a frame of a type held back (Connection.held) sent
+        before its retry_after; ANSWERED: anything else, a refusal of the moment too
         (SESSION_PAUSED, RATE_LIMITED, NO_SESSION from an app acking on its general socket)."""
         try:
             raw = parse_json(text)  # the rules every REST body follows (lib/inputs.py)

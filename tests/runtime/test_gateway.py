@@ -94,7 +94,7 @@ def test_a_socket_closes_4401_when_its_token_expires(ws_url: str, settings: Sett
     token expired closes within the sweep's second, not at the next frame it sends."""
     customer = chat.customer("Sebentar")
     claims = {"user_type": "customer", "user_id": customer["user"]["id"], "session_id": str(uuid.uuid4())}
-    short, expires_at = issue_access_token(settings.auth_jwt_secret, ttl_seconds=2, **claims)
+    short, expires_at = issue_access_token(settings.auth_jwt_secret, ttl_seconds=3, **claims)
     with socket(ws_url, short) as ending, socket(ws_url, customer["access_token"]) as staying:
         _ok(ending)
         _ok(staying)

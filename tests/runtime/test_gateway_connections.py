@@ -50,3 +50,22 @@ def test_a_user_closed_for_junk_opens_nothing_here_for_the_window() -> None:
     opens.bar(other, 70.0)
     opens.open_refused_for(("mitra", "m1"), 200.0)  # a later call prunes what has lapsed
     assert not opens._barred
+
+
+def test_expiry_returns_each_due_socket_once_and_forgets_closed_ones() -> None:
+    """Token expiry is one sweep a second over the sockets grouped by their expiry second: a socket
+    is returned once when due, a removed one never, and no empty group is left behind."""
+    conns = Connections(lambda work: None, sockets_per_user=8, opens_per_minute=30, queue_limit=256)
+    made = [
+        Connection(None, Principal("customer", f"u{i}", f"s{i}", expires_at=100 + i % 3), None)  # type: ignore[arg-type]
+        for i in range(9)
+    ]
+    for conn in made:
+        conns.add(conn)
+    conns.remove(made[0])  # expires at 100, closed before
+    assert set(conns.expired(100.5)) == {made[3], made[6]}
+    assert conns.expired(100.9) == []  # each once
+    assert set(conns.expired(102.0)) == set(made[1::3]) | set(made[2::3])
+    for conn in made[1:]:
+        conns.remove(conn)
+    assert not conns._expiring

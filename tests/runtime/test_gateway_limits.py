@@ -240,6 +240,7 @@ def test_messages_per_minute_count_rest_and_socket_together(settings: Settings, 
         window = int(time.time() // 60) * 60
         key = f"rl:messages:{customer['user']['id']}:{window}"
         counted = s.valkey.get(key)
+        assert counted is not None  # the key the quota counts in
         me.send({"type": "message.send", "client_message_id": "ws-4", "content": "masih kebanyakan"})
         again = me.until("error")["data"]
         assert (again["code"], again["type"]) == ("RATE_LIMITED", "message.send")
