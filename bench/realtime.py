@@ -351,6 +351,7 @@ async def active_phase(
     own_lags: list[float] = []
     lag_watch = asyncio.create_task(watch_own_lag(own_lags))
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []  # (sent at, latency): when in the run the slow ones were
     honest: Counter[str] = Counter()  # what the honest sockets were told besides message.new / message.sent
     sent = 0
     stop = time.perf_counter() + seconds
@@ -360,7 +361,9 @@ async def active_phase(
             async for raw in ws:
                 frame = json.loads(raw)
                 if frame["type"] == "message.new" and side == "mitra":
-                    latencies.append(time.perf_counter() - float(frame["data"]["content"]))
+                    sent_at = float(frame["data"]["content"])
+                    latencies.append(time.perf_counter() - sent_at)
+                    timeline.append((sent_at, latencies[-1]))
                 elif frame["type"] == "error":
                     honest[f"{side} error {frame['data'].get('code')}"] += 1
         except websockets.ConnectionClosed as closed:
@@ -414,7 +417,22 @@ async def active_phase(
         ),
         "honest": honest,
         "attack": tally,
+        "p99_by_window_ms": _p99_by_window(timeline, stop - seconds, seconds),
     }
+
+
+def _p99_by_window(timeline: list[tuple[float, float]], start: float, seconds: float, n: int = 10) -> list[float]:
+    """The p99 of the messages sent in each of `n` equal windows of the run: an attack's onset
+    and its steady state look alike in one p99 over the whole run."""
+    width = seconds / n
+    windows: list[list[float]] = [[] for _ in range(n)]
+    for sent_at, latency in timeline:
+        windows[min(n - 1, max(0, int((sent_at - start) / width)))].append(latency)
+    out = []
+    for w in windows:
+        w.sort()
+        out.append(w[max(0, int(len(w) * 0.99) - 1)] * 1000 if w else 0.0)
+    return out
 
 
 def make_pairs(db_url: str, secret: str, count: int, per_mitra: int) -> list[tuple[str, str, str]]:
@@ -444,6 +462,8 @@ def print_active(label: str, active: dict[str, Any]) -> None:
     )
     print(f"  send -> other party, p50:   {active['p50_ms']:8.1f} ms")
     print(f"  p99 / max:                  {active['p99_ms']:8.1f} / {active['max_ms']:.1f} ms")
+    windows = " ".join(f"{p:.0f}" for p in active["p99_by_window_ms"])
+    print(f"  p99 by tenth of the run:    {windows} ms")
     print(f"  gateway CPU per message:    {active['gateway_cpu_ms_per_message']:8.2f} ms")
     if "lag_ms" in active:
         p50, p99 = active["lag_ms"]

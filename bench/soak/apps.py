@@ -18,6 +18,7 @@ import socket as pysocket
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -278,7 +279,7 @@ class Socket:
             # Keepalive as a phone app would set it; at the default 20 s a busy harness missed its
             # own pongs and closed sockets 1011 (a run without any keepalive fared no better).
             ws = await connect(url, open_timeout=10, close_timeout=2, max_size=2**20, ping_interval=30, ping_timeout=60)
-        except (OSError, InvalidHandshake, TimeoutError):
+        except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed):  # closed mid-handshake: a kill
             return None
         used = self.auth_token = self.app.http.token
         auth = {"type": "auth", "token": used}
@@ -409,6 +410,9 @@ class App:
         self.screen: dict[str, list[str]] = {}  # session -> message ids in the order they came
         self.acks: dict[str, asyncio.Event] = {}
         self.acked: dict[str, dict[str, Any]] = {}
+        # Messages this app sent in each chat: a client_message_id names one message for good, also
+        # when the app opens the same chat again (a purchase that finds the last chat still closing).
+        self.numbers: Counter[str] = Counter()
 
     def show(self, session_id: str, msg: dict[str, Any], how: str, connection: str) -> bool:
         """Put a message of the other party on screen; True when it is new there. It moves the
@@ -472,9 +476,11 @@ class App:
             if not page.get("has_more"):
                 return found
 
-    async def send_message(self, chat: Socket | None, session_id: str, n: int) -> None:
-        """A message, over the session socket when it is up (else REST), sent again with the same
+    async def send_message(self, chat: Socket | None, session_id: str) -> None:
+        """A new message, over the session socket when it is up (else REST), sent again with the same
         client_message_id until acknowledged, as the apps do."""
+        self.numbers[session_id] += 1
+        n = self.numbers[session_id]
         cmid = f"{self.who}-{session_id[:8]}-{n}"
         content = f"pesan {n} dari {self.who}"
         event = self.acks[cmid] = asyncio.Event()

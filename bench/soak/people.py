@@ -111,7 +111,7 @@ class Party:
         return self.status
 
     async def chat_until_over(self, early_end_after: float | None) -> None:
-        started, n = time.monotonic(), 0
+        started = time.monotonic()
         await waited(self.sock.opened, 20)
         polled = time.monotonic()
         while True:
@@ -124,8 +124,7 @@ class Party:
                 if await self.refresh_status() in ("closing", "completed"):
                     break
             if self.status == "active":
-                n += 1
-                await self.app.send_message(self.sock, self.session_id, n)
+                await self.app.send_message(self.sock, self.session_id)
             if early_end_after is not None and time.monotonic() - started > early_end_after:
                 r = await self.app.http.call("POST", f"/api/client/chat/{self.session_id}/end")
                 self.world.record.log(
