@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import redis
 
@@ -64,3 +65,37 @@ def test_valkey_replies_are_parsed_by_hiredis() -> None:
 
     assert HIREDIS_AVAILABLE
     assert DefaultParser.__name__ == "_HiredisParser"
+
+
+def test_channels_follow_subscribes_and_unsubscribes(valkey_url: str) -> None:
+    """Valkey holds exactly the channels with a handler, whatever order they came and went in (the
+    subscriber applies only what changed since it last looked), and no message reaches a handler
+    that was removed."""
+    bus, sender = _bus(valkey_url), _bus(valkey_url)
+    raw = redis.Redis.from_url(valkey_url, decode_responses=True)
+    prefix = f"db{valkey_url.rsplit('/', 1)[1]}:" if not valkey_url.endswith("/0") else ""
+    heard: list[str] = []
+    keep = heard.append
+    try:
+        names = [f"test:follow:{n}" for n in range(50)]
+        for name in names:
+            bus.subscribe(name, keep)
+        for name in names[::2]:
+            bus.unsubscribe(name, keep)
+        bus.subscribe(names[0], keep)  # back before the subscriber looked, or after
+        wanted = {prefix + n for n in [names[0], *names[1::2]]}
+        deadline = time.monotonic() + 5
+        while set(raw.pubsub_channels(f"{prefix}test:follow:*")) != wanted and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(raw.pubsub_channels(f"{prefix}test:follow:*")) == wanted
+        for name in names:
+            sender.publish(name, name)
+        deadline = time.monotonic() + 3
+        while len(heard) < len(wanted) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        assert sorted(heard) == sorted([names[0], *names[1::2]])
+    finally:
+        raw.close()
+        bus.close()
+        sender.close()
