@@ -75,8 +75,7 @@ ANSWERED, JUNK, HOSTILE = 0, 1, 2
 # A socket opened past WS_OPENS_PER_MINUTE is held unread this long (at most) before its close: a
 # client that reopens the moment it is closed then costs a handshake every few seconds, not hundreds.
 # The hold is drawn between it and twice it: sockets refused together (a flood closed 1008 at once and
-# reopened at once) come back spread over seconds, not as one burst of handshakes every five (under
-# the capped attack the honest p99 of each two seconds rose to 130-374 ms in step with those bursts).
+# reopened at once) come back spread over seconds, not as one burst of handshakes every five.
 OPEN_REFUSAL_HOLD = 5.0
 LAG_SAMPLE_SECONDS = 0.1  # how often the loop's lag is sampled
 EXPIRY_SWEEP_SECONDS = 1.0  # a socket whose token expired is closed at most this late
