@@ -173,13 +173,20 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+def _proc_stat(pid: int | str) -> tuple[str, float]:
+    """(command name, CPU seconds so far) of a process, from /proc/<pid>/stat."""
+    head, tail = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)
+    fields = tail.split()
+    return head.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pids: list[int]) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
+    return sum(_proc_stat(pid)[1] for pid in pids)
+
+
+def _ms_at(ordered: list[float], q: float) -> float:
+    """The `q` quantile of sorted seconds, in ms (0 for none)."""
+    return ordered[max(0, int(len(ordered) * q) - 1)] * 1000 if ordered else 0.0
 
 
 async def open_socket(url: str, token: str, session_id: str | None = None) -> Any:
@@ -271,17 +278,16 @@ def lag_quantiles(before: Counter[float], after: Counter[float]) -> tuple[float,
 def cpu_by_process(gateway: list[int], attacker: int | None) -> dict[str, float]:
     """CPU seconds so far of every process on the machine, by what it is: where a run's time went
     (on one 2-core machine the client and the attacker compete with what they measure)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     mine = os.getpid()
     out: dict[str, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            head, tail = (entry / "stat").read_text().rsplit(")", 1)
+            comm, cpu = _proc_stat(entry.name)
         except OSError:  # gone meanwhile
             continue
-        pid, comm, fields = int(entry.name), head.split("(", 1)[1], tail.split()
+        pid = int(entry.name)
         if pid in gateway:
             group = "gateway"
         elif pid == mine:
@@ -294,7 +300,7 @@ def cpu_by_process(gateway: list[int], attacker: int | None) -> dict[str, float]
             group = "Valkey"
         else:
             group = "other"
-        out[group] = out.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+        out[group] = out.get(group, 0.0) + cpu
     return out
 
 
@@ -406,17 +412,13 @@ async def active_phase(
         "received": len(latencies),
         "per_second": len(latencies) / seconds,
         "p50_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else 0.0,
+        "p99_ms": _ms_at(latencies, 0.99),
         "max_ms": latencies[-1] * 1000 if latencies else 0.0,
         "gateway_cpu_ms_per_message": (cpu1 - cpu0) * 1000 / max(1, sent),
         "client_cpu_ms_per_message": (client1 - client0) * 1000 / max(1, sent),
         "machine_busy_percent": (busy1 - busy0) / (total1 - total0) * 100,
         "cores_by_process": {group: secs / elapsed for group, secs in sorted(by_process.items(), key=lambda x: -x[1])},
-        "client_lag_ms": (
-            (own_lags[len(own_lags) // 2] * 1000, own_lags[int(len(own_lags) * 0.99) - 1] * 1000)
-            if own_lags
-            else (0.0, 0.0)
-        ),
+        "client_lag_ms": (_ms_at(own_lags, 0.5), _ms_at(own_lags, 0.99)),
         "honest": honest,
         "attack": tally,
         "p99_by_window_ms": _p99_by_window(timeline, stop - seconds, seconds),
@@ -431,11 +433,7 @@ def _p99_by_window(timeline: list[tuple[float, float]], start: float, seconds: f
     windows: list[list[float]] = [[] for _ in range(n)]
     for sent_at, latency in timeline:
         windows[min(n - 1, max(0, int((sent_at - start) / width)))].append(latency)
-    out = []
-    for w in windows:
-        w.sort()
-        out.append(w[max(0, int(len(w) * 0.99) - 1)] * 1000 if w else 0.0)
-    return out
+    return [_ms_at(sorted(w), 0.99) for w in windows]
 
 
 def make_pairs(db_url: str, secret: str, count: int, per_mitra: int) -> list[tuple[str, str, str]]:
