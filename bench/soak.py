@@ -34,7 +34,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.soak.apps import Crowd, Record, clock  # noqa: E402
+from bench.soak.apps import CLOSED_HERE, Crowd, Record, clock  # noqa: E402
 from bench.soak.checker import check, counts, summary  # noqa: E402
 from bench.soak.cluster import Cluster, cluster, infra  # noqa: E402
 from bench.soak.faults import Injector, schedule  # noqa: E402
@@ -187,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  HTTP answers by status (0: no replica answered): {dict(sorted(answers.items()))}")
             print("\n".join(lateness(found.db_url, fired, wall0, t0)))
             print(f"  money-check: {money_check(found.db_url, cl)}")
+            closed_here = sum(r.error.startswith(CLOSED_HERE) for r in record.replies)
+            print(f"  tries whose connection the app's own HTTP client closed (retried; no server met): {closed_here}")
             print(f"  5xx or no answer outside fault windows: {len(outside)}")
             for r in outside[:20]:
                 print(f"    {r.sent_at:8.2f}-{r.at:.2f} {r.who} {r.method} {r.path} -> {r.status or r.error}")

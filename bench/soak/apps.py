@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import random
 import socket as pysocket
@@ -23,10 +24,11 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidHandshake
 
 from bench.soak.checker import ONCE_EVENTS, Heard, Sent, Shown
 
@@ -38,6 +40,7 @@ RESYNC_PATIENCE = 300.0
 # request written on a connection the server is closing that instant meets a reset, not an answer,
 # and would count as a try no replica answered.
 CLIENT_KEEPALIVE_SECONDS = 4.0
+CLIENT_CONNECTIONS = 32  # per app, as a phone's HTTP stack allows a few dozen
 
 
 def clock() -> float:
@@ -95,7 +98,15 @@ class Crowd:
             timeout=15.0,
             trust_env=False,
             verify=self.tls,
-            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=CLIENT_KEEPALIVE_SECONDS),
+            # As many kept alive as may be open: httpcore 1.0.9 closes "surplus" idle connections by
+            # counting all of them (idle or not) against max_keepalive_connections, and can pick
+            # one it has just handed to a request (encode/httpcore#1110); a mitra with three chats
+            # open had more than 8 requests in flight after a stall of the harness's loop.
+            limits=httpx.Limits(
+                max_connections=CLIENT_CONNECTIONS,
+                max_keepalive_connections=CLIENT_CONNECTIONS,
+                keepalive_expiry=CLIENT_KEEPALIVE_SECONDS,
+            ),
         )
         self.clients.append(client)
         return client
@@ -169,6 +180,41 @@ class Record:
             self.counters[name] = self.counters.get(name, 0) + n
 
 
+# A try whose connection this client's own pool closed under it (no server was involved), marked so
+# the checker tells it from a try no replica answered. httpcore 1.0.9 can close a pooled connection
+# it has just handed to a request that has not started yet (encode/httpcore#1110, open): the
+# request then reads from a socket closed here, anyio's ClosedResourceError. An app's HTTP stack
+# retries such a try at once, as Http does.
+CLOSED_HERE = "closed by this client's pool (encode/httpcore#1110)"
+
+
+class _PingMetCleanClose(logging.Filter):
+    """websockets 17.4 logs a traceback ("keepalive ping failed") when its keepalive ping meets a
+    close handshake that completed in the same instant (its code says this cannot happen; a late
+    loop lets it): the socket closed cleanly, as the app wanted. Other keepalive failures still log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (record.msg == "keepalive ping failed" and isinstance(exc, ConnectionClosedOK))
+
+
+logging.getLogger("websockets.client").addFilter(_PingMetCleanClose())
+
+
+def causes(exc: BaseException) -> str:
+    """An exception and what it came from (httpx's ReadError wraps httpcore's, which wraps anyio's
+    or the socket's error: only the last says whether the peer reset the connection or this side
+    closed it)."""
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    closed_here = False
+    while seen is not None and len(parts) < 5:
+        closed_here = closed_here or isinstance(seen, anyio.ClosedResourceError)
+        parts.append(f"{type(seen).__name__}: {str(seen)[-100:]}")
+        seen = seen.__cause__ or seen.__context__
+    return (f"{CLOSED_HERE}: " if closed_here else "") + " <- ".join(parts)
+
+
 class Http:
     """The apps' REST client: replicas in turn; a refused connection or a 5xx is tried again (on the
     next replica) for up to `patience` seconds, as the apps retry; every answer is recorded."""
@@ -211,7 +257,7 @@ class Http:
             try:
                 last = await self.client.request(method, base + path, json=body, headers=h)
             except httpx.HTTPError as exc:
-                self._note(method, path, 0, sent_at, f"{type(exc).__name__}: {str(exc)[-120:]}")
+                self._note(method, path, 0, sent_at, causes(exc))
                 await asyncio.sleep(0.5)
                 continue
             self._note(method, path, last.status_code, sent_at)

@@ -11,7 +11,7 @@ import psycopg
 import redis
 from psycopg.rows import dict_row
 
-from bench.soak.apps import Record, Reply
+from bench.soak.apps import CLOSED_HERE, Record, Reply
 from bench.soak.checker import Due, History, PaidInvoice, Stored
 from bench.soak.faults import Fault
 from lib.presence.keys import capacity_key
@@ -110,9 +110,14 @@ def in_window(at: float, faults: list[Fault], margin: float = 5.0, since: float 
 
 def errors_outside(record: Record, faults: list[Fault]) -> list[Reply]:
     """5xx answers (and no answer at all) to tries that were not in flight during any fault window:
-    a request sent just before a kill and timed out 15 s later met the fault."""
+    a request sent just before a kill and timed out 15 s later met the fault. A try whose connection
+    the app's own HTTP client closed (apps.CLOSED_HERE) met no server and is counted apart."""
     return [
-        r for r in record.replies if (r.status >= 500 or r.status == 0) and not in_window(r.at, faults, since=r.sent_at)
+        r
+        for r in record.replies
+        if (r.status >= 500 or r.status == 0)
+        and not r.error.startswith(CLOSED_HERE)
+        and not in_window(r.at, faults, since=r.sent_at)
     ]
 
 
