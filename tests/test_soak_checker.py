@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import anyio
+import httpx
+
+from bench.soak.apps import CLOSED_HERE, Record, Reply, causes
 from bench.soak.checker import (
     DUPLICATED,
     LOST,
@@ -22,6 +26,8 @@ from bench.soak.checker import (
     counts,
     summary,
 )
+from bench.soak.faults import Fault
+from bench.soak.history import errors_outside
 
 NOW = datetime(2026, 12, 6, 3, 0, tzinfo=UTC)
 GRACE = timedelta(seconds=45)
@@ -108,3 +114,36 @@ def test_the_other_ways_each_invariant_breaks() -> None:
     found = counts(check(h, GRACE))
 
     assert found == {LOST: 1, DUPLICATED: 1, STUCK: 2, UNACCOUNTED: 2}
+
+
+def test_a_try_closed_by_the_apps_own_client_is_told_apart_from_one_no_replica_answered() -> None:
+    """httpx's ReadError over anyio's ClosedResourceError is this side closing the connection under the
+    request (encode/httpcore#1110): counted apart, never as a server's failure. A reset by the peer,
+    or any other unanswered try outside a fault window, still fails the run."""
+
+    def raised(inner: BaseException) -> httpx.ReadError:
+        try:
+            try:
+                raise inner
+            except BaseException as exc:
+                raise httpx.ReadError("") from exc
+        except httpx.ReadError as outer:
+            return outer
+
+    here = causes(raised(anyio.ClosedResourceError()))
+    reset = causes(raised(ConnectionResetError(104, "Connection reset by peer")))
+    assert here.startswith(CLOSED_HERE)
+    assert "ClosedResourceError" in here
+    assert not reset.startswith(CLOSED_HERE)
+    assert "Connection reset by peer" in reset
+    record = Record()
+    record.replies = [
+        Reply(100.8, "m12", "GET", "/x", 0, 99.3, here),
+        Reply(200.8, "m13", "POST", "/y", 0, 199.3, reset),
+        Reply(300.8, "m14", "POST", "/z", 503, 300.7),
+        Reply(401.0, "m15", "POST", "/w", 0, 400.5, reset),  # in flight during the kill at 400 s
+    ]
+    kill = Fault(400.0, "kill", "public-1")
+    kill.started, kill.healed = 400.0, 401.5
+    outside = errors_outside(record, [kill])
+    assert [r.who for r in outside] == ["m13", "m14"]
