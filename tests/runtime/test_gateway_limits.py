@@ -1,10 +1,13 @@
 """Fair share on the real gateway process: sockets per user (the oldest closed with 4429), frames
 per second per socket (RATE_LIMITED, at most one error frame a second), messages per minute per
 sender across REST and the socket, `typing` answered from the socket's memory of its session (and
-still right after a reroute), and a presence refresh that one bad entry cannot fail."""
+still right after a reroute), a frame type held after RATE_LIMITED until its retry_after (and only
+until then), and a presence refresh that one bad entry cannot fail."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import math
 import time
 from typing import Any
@@ -20,9 +23,9 @@ from lib.errors import RateLimited
 from lib.frames import TYPING_RELAY_SECONDS
 from lib.principal import Principal
 from lib.services import Services
-from runtime.gateway import Gateway
+from runtime.gateway import Gateway, discover_frames
 from runtime.gateway.connections import JUNK_LIMIT, JUNK_WINDOW, POLICY, TRY_AGAIN, Connection
-from runtime.gateway.server import OPEN_REFUSAL_HOLD
+from runtime.gateway.server import ANSWERED, JUNK, OPEN_REFUSAL_HOLD
 from tests.chatflow import Chat
 from tests.conftest import bearer
 from tests.helpers import free_port
@@ -251,6 +254,43 @@ def test_messages_per_minute_count_rest_and_socket_together(settings: Settings, 
         assert bestie.until("message.sent")["data"]["content"] == "aku masih bisa"  # per sender
     stored = s.db.fetch_all("SELECT client_message_id FROM chat_messages ORDER BY seq")
     assert [r["client_message_id"] for r in stored] == ["ws-0", "ws-1", "ws-2", "rest-0", "rest-1", "m-1"]
+
+
+def test_a_held_frame_type_is_handled_as_ever_once_its_retry_after_has_passed(chat: Chat) -> None:
+    """Connection.held lapses: a message.send sent before the retry_after it was told is answered by
+    the gateway alone; the first one after it goes to the batch, is stored and answered, and the
+    socket is no longer held."""
+    customer, _, _, session_id = chat.paired()
+    heard: list[dict[str, Any]] = []
+
+    class Socket:
+        async def send_text(self, text: str) -> None:
+            heard.append(json.loads(text))
+
+    def frame(cmid: str) -> str:
+        return json.dumps({"type": "message.send", "client_message_id": cmid, "content": "halo"})
+
+    async def run() -> tuple[int, int, Any]:
+        gateway = Gateway(chat.pay, discover_frames())
+        gateway.loop = loop = asyncio.get_running_loop()
+        principal = Principal("customer", customer["user"]["id"], "sign-in")
+        conn = Connection(Socket(), principal, session_id, allowance=20.0, refilled=loop.time())  # type: ignore[arg-type]
+        try:
+            conn.held = ("message.send", loop.time() + 30.0, "Too many messages")
+            early = await gateway._handle(conn, frame("early"))
+            conn.held = ("message.send", loop.time() - 0.01, "Too many messages")
+            lapsed = await gateway._handle(conn, frame("lapsed"))
+            await asyncio.sleep(0.2)  # the socket's outbox drains
+            return early, lapsed, conn.held
+        finally:
+            gateway.pool.shutdown()
+
+    early, lapsed, held = asyncio.run(run())
+    assert (early, lapsed, held) == (JUNK, ANSWERED, None)
+    assert [(f["type"], f["data"].get("code")) for f in heard] == [("error", "RATE_LIMITED"), ("message.sent", None)]
+    assert heard[1]["data"]["client_message_id"] == "lapsed"
+    stored = chat.pay.db.fetch_all("SELECT client_message_id FROM chat_messages")
+    assert [r["client_message_id"] for r in stored] == ["lapsed"]
 
 
 def test_the_rest_send_counts_against_the_same_limit(settings: Settings, chat: Chat) -> None:
