@@ -127,7 +127,8 @@ class Bus:
                 with self._lock:
                     channels = list(self._handlers)
                     self._touched.clear()
-                live = set(channels)  # what this link is subscribed to
+                live = set(channels)  # what this link is subscribed to (asked for)
+                acked: set[str] = set()  # ... and Valkey has confirmed on it
                 if channels:
                     pubsub.subscribe(*channels)
                 else:
@@ -149,6 +150,12 @@ class Bus:
                         if drop:
                             pubsub.unsubscribe(*drop)  # type: ignore[no-untyped-call,unused-ignore]
                             live.difference_update(drop)
+                            acked.difference_update(drop)
+                        # Unsubscribed and subscribed again before this thread looked: the link
+                        # never left the channel, so Valkey sends no new confirmation; confirmed
+                        # already, it is confirmed again here (else its waiter waited out its timeout).
+                        for channel in wanted & acked:
+                            self._confirm(channel)
                     message = pubsub.get_message(timeout=0.25)  # short, so close() is quick
                     if not message:
                         continue
@@ -156,6 +163,7 @@ class Bus:
                         for handler in list(self._handlers.get(message["channel"], ())):
                             self._safe(handler, message["data"])
                     elif message.get("type") == "subscribe":
+                        acked.add(message["channel"])
                         self._confirm(message["channel"])
             except VALKEY_ERRORS as exc:
                 valkey_failed("bus")

@@ -57,6 +57,31 @@ def test_a_confirmation_hook_runs_once_valkey_confirms_or_at_once_after(valkey_u
         bus.close()
 
 
+def test_a_channel_left_and_joined_again_at_once_is_confirmed_again(valkey_url: str) -> None:
+    """A user's last socket closes and a new one opens before the subscriber looks: the link never
+    left the channel, so Valkey confirms nothing new; the new waiter is confirmed all the same, and
+    messages still arrive (the gateway held such a socket's auth.ok for its whole 1-s timeout)."""
+    bus, sender = _bus(valkey_url), _bus(valkey_url)
+    first, again, heard = threading.Event(), threading.Event(), threading.Event()
+
+    def old_socket(message: str) -> None:
+        pass
+
+    try:
+        bus.subscribe("test:rejoin", old_socket)
+        bus.when_confirmed("test:rejoin", first.set)
+        assert first.wait(3)
+        bus.unsubscribe("test:rejoin", old_socket)
+        bus.subscribe("test:rejoin", lambda message: heard.set())
+        bus.when_confirmed("test:rejoin", again.set)
+        assert again.wait(0.8)
+        assert sender.publish("test:rejoin", "halo")
+        assert heard.wait(3)
+    finally:
+        bus.close()
+        sender.close()
+
+
 def test_valkey_replies_are_parsed_by_hiredis() -> None:
     """redis-py takes hiredis's C parser when it is installed (pyproject's `redis[hiredis]`): about
     3% of the gateway's CPU per message (docs/performance.md). Fails if the extra is dropped."""
