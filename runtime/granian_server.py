@@ -45,7 +45,20 @@ except ImportError as exc:  # an upgrade moved them: fail the boot with this, no
     ) from exc
 
 _SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; the socket module does not name it
-_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)  # classic BPF: BPF_RET|BPF_K 0, keep no packet
+# Classic BPF, run on a packet the listener receives with the TCP header at offset 0: drop a
+# packet whose flags are SYN without ACK (a new connection), keep every other (the ACK that
+# completes a handshake the listener already answered, which dropping would leave half-open until
+# the close resets it).
+_DROP_NEW_SYN = b"".join(
+    struct.pack("HBBI", code, jt, jf, k)
+    for code, jt, jf, k in (
+        (0x30, 0, 0, 13),  # ldb [13]: the flags byte
+        (0x54, 0, 0, 0x12),  # and #(SYN|ACK)
+        (0x15, 0, 1, 0x02),  # jeq #SYN: drop, else keep
+        (0x06, 0, 0, 0),  # ret #0
+        (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1
+    )
+)
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _libc = ctypes.CDLL(None, use_errno=True)
 _TCPI_UNACKED = 24  # struct tcp_info: for a listener, tcpi_unacked is the accept queue's length
@@ -59,10 +72,10 @@ def accept_queue_length(sock: socket.socket) -> int:
 
 
 def refuse_new_connections(sock: socket.socket) -> None:
-    """Drop every packet the listener itself receives (SYNs); queued connections are separate
-    sockets already and are not touched."""
-    program = ctypes.create_string_buffer(_DROP_ALL)
-    fprog = struct.pack("HL", 1, ctypes.addressof(program))
+    """Drop the new SYNs the listener receives; a handshake it has already answered still
+    completes into the queue, and queued connections are separate sockets, not touched."""
+    program = ctypes.create_string_buffer(_DROP_NEW_SYN)
+    fprog = struct.pack("HL", len(_DROP_NEW_SYN) // 8, ctypes.addressof(program))
     sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
 
 

@@ -114,8 +114,9 @@ class DrainingArbiter(Arbiter):  # type: ignore[misc]
     socket: the master closes its copy, then each worker drains the queue and closes its own
     (runtime/worker_class.py), and whatever the kernel queued after the last worker's last accept was
     reset at that close (tests/runtime/test_worker_class.py lost 1 request in 96 runs). The master
-    first drops every new SYN on the socket, as the granian stop does, so nothing enters the queue
-    once the stop has begun: a client's retransmitted SYN meets a closed port and is refused."""
+    first drops every new SYN on the socket, as the granian stop does, so nothing new enters the
+    queue once the stop has begun (a handshake already answered still completes into it, and is
+    drained): a client's retransmitted SYN meets a closed port and is refused."""
 
     def stop(self, graceful: bool = True) -> None:
         # gunicorn's own test before it unlinks the sockets: they are this server's alone, not
