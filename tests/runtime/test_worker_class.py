@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import socket
 import struct
@@ -105,13 +106,23 @@ def test_a_stopping_listener_drops_new_syns_and_still_hears_a_begun_handshake() 
     meets a closed port), while a packet with ACK set still reaches the listener. Dropping those
     too left a handshake begun just before the stop half-open, and the close reset it (a request
     lost under load: CI, December 2026)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port, stray = listener.getsockname()[1], free_port()  # nothing listens on stray: no socket answers there
     try:
         sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
         sniffer = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
     except PermissionError:
+        listener.close()
         pytest.skip("raw sockets need CAP_NET_RAW")
-    listener = socket.create_server(("127.0.0.1", 0))
-    port, stray = listener.getsockname()[1], free_port()  # nothing listens on stray: no socket answers there
+    # The sniffer keeps only packets from the listener's port (classic BPF on the IP packet: x = the
+    # IP header's length, then the TCP source port at x): the machine's other loopback traffic, the
+    # rest of the suite's, would otherwise fill its buffer and crowd out the answer it waits for.
+    only_from_port = b"".join(
+        struct.pack("HBBI", *insn)
+        for insn in ((0xB1, 0, 0, 0), (0x48, 0, 0, 0), (0x15, 0, 1, port), (6, 0, 0, 0xFFFF), (6, 0, 0, 0))
+    )
+    program = ctypes.create_string_buffer(only_from_port)
+    sniffer.setsockopt(socket.SOL_SOCKET, 26, struct.pack("HL", 5, ctypes.addressof(program)))  # SO_ATTACH_FILTER
     syn, ack, rst = 0x02, 0x10, 0x04
     with sender, sniffer, listener:
         sender.sendto(_tcp(stray, port, syn), ("127.0.0.1", 0))
