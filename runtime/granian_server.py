@@ -49,15 +49,12 @@ _SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h; the socket module does not
 # packet whose flags are SYN without ACK (a new connection), keep every other (the ACK that
 # completes a handshake the listener already answered, which dropping would leave half-open until
 # the close resets it).
-_DROP_NEW_SYN = b"".join(
-    struct.pack("HBBI", code, jt, jf, k)
-    for code, jt, jf, k in (
-        (0x30, 0, 0, 13),  # ldb [13]: the flags byte
-        (0x54, 0, 0, 0x12),  # and #(SYN|ACK)
-        (0x15, 0, 1, 0x02),  # jeq #SYN: drop, else keep
-        (0x06, 0, 0, 0),  # ret #0
-        (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1
-    )
+_DROP_NEW_SYN = (
+    (0x30, 0, 0, 13),  # ldb [13]: the flags byte
+    (0x54, 0, 0, 0x12),  # and #(SYN|ACK)
+    (0x15, 0, 1, 0x02),  # jeq #SYN: drop, else keep
+    (0x06, 0, 0, 0),  # ret #0
+    (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1
 )
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -71,12 +68,17 @@ def accept_queue_length(sock: socket.socket) -> int:
     return int(struct.unpack_from("I", info, _TCPI_UNACKED)[0])
 
 
+def attach_filter(sock: socket.socket, program: tuple[tuple[int, int, int, int], ...]) -> None:
+    """A classic BPF program, as (code, jt, jf, k) instructions, attached to `sock` (the kernel
+    copies it, so the buffer need not outlive the call)."""
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *insn) for insn in program))
+    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HL", len(program), ctypes.addressof(code)))
+
+
 def refuse_new_connections(sock: socket.socket) -> None:
     """Drop the new SYNs the listener receives; a handshake it has already answered still
     completes into the queue, and queued connections are separate sockets, not touched."""
-    program = ctypes.create_string_buffer(_DROP_NEW_SYN)
-    fprog = struct.pack("HL", len(_DROP_NEW_SYN) // 8, ctypes.addressof(program))
-    sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
+    attach_filter(sock, _DROP_NEW_SYN)
 
 
 def listeners(port: int) -> list[socket.socket]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import signal
 import socket
 import struct
@@ -15,7 +14,7 @@ import pytest
 import requests
 
 from lib.config.env import Settings
-from runtime.granian_server import refuse_new_connections
+from runtime.granian_server import attach_filter, refuse_new_connections
 from tests.conftest import PROJECT_ROOT, TEST_SECRET
 from tests.helpers import free_port, wait_http
 
@@ -117,12 +116,7 @@ def test_a_stopping_listener_drops_new_syns_and_still_hears_a_begun_handshake() 
     # The sniffer keeps only packets from the listener's port (classic BPF on the IP packet: x = the
     # IP header's length, then the TCP source port at x): the machine's other loopback traffic, the
     # rest of the suite's, would otherwise fill its buffer and crowd out the answer it waits for.
-    only_from_port = b"".join(
-        struct.pack("HBBI", *insn)
-        for insn in ((0xB1, 0, 0, 0), (0x48, 0, 0, 0), (0x15, 0, 1, port), (6, 0, 0, 0xFFFF), (6, 0, 0, 0))
-    )
-    program = ctypes.create_string_buffer(only_from_port)
-    sniffer.setsockopt(socket.SOL_SOCKET, 26, struct.pack("HL", 5, ctypes.addressof(program)))  # SO_ATTACH_FILTER
+    attach_filter(sniffer, ((0xB1, 0, 0, 0), (0x48, 0, 0, 0), (0x15, 0, 1, port), (6, 0, 0, 0xFFFF), (6, 0, 0, 0)))
     syn, ack, rst = 0x02, 0x10, 0x04
     with sender, sniffer, listener:
         sender.sendto(_tcp(stray, port, syn), ("127.0.0.1", 0))
