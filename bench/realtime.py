@@ -359,9 +359,10 @@ async def active_phase(
     lag_watch = asyncio.create_task(watch_own_lag(own_lags))
     latencies: list[float] = []
     timeline: list[tuple[float, float]] = []  # (sent at, latency): when in the run the slow ones were
-    # The sender's own ack (message.sent) comes once the batch is stored, before the publish: a slow
-    # tenth seen in both waited in the store (batch, pool thread, PostgreSQL), one seen only in the
-    # other party's latency waited in the publish, the bus or the delivery.
+    # The sender's own ack (message.sent) is written once its batch is stored and published
+    # (lib/chat/messages.py, send_many): a slow tenth seen in both waited there (the batch, the pool
+    # thread, PostgreSQL, the publish), one seen only in the other party's latency waited in the
+    # bus or the delivery.
     acks: list[tuple[float, float]] = []
     honest: Counter[str] = Counter()  # what the honest sockets were told besides message.new / message.sent
     sent = 0
@@ -477,7 +478,7 @@ def print_active(label: str, active: dict[str, Any]) -> None:
     print(f"  p99 by tenth of the run:    {windows} ms  (the run began at unix time {active['started_at']:.2f})")
     p50, p99 = active["ack_p50_p99_ms"]
     windows = " ".join(f"{p:.0f}" for p in active["ack_p99_by_window_ms"])
-    print(f"  send -> own ack (stored), p50 / p99: {p50:.1f} / {p99:.1f} ms; p99 by tenth: {windows} ms")
+    print(f"  send -> own ack (stored, published), p50 / p99: {p50:.1f} / {p99:.1f} ms; p99 by tenth: {windows} ms")
     print(f"  gateway CPU per message:    {active['gateway_cpu_ms_per_message']:8.2f} ms")
     if "lag_ms" in active:
         p50, p99, worst = active["lag_ms"]
