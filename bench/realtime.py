@@ -386,22 +386,28 @@ async def active_phase(
             if time.perf_counter() < stop:
                 honest[f"{side} socket closed {closed.rcvd.code if closed.rcvd else 1006}"] += 1
 
+    send_times: list[float] = []
+
     async def talk(ws: Any, offset: float) -> None:
+        # On a fixed timetable (offset + n / rate from the start), not a sleep of 1 / rate after each
+        # send: with the sleep, every sender woken late by the same slow moment of this client's
+        # loop sent late by the same amount from then on, so the pairs gathered into bursts (a
+        # second's 1,000 messages in a few hundred ms, then nothing) that no set of apps would send.
         nonlocal sent
-        await asyncio.sleep(offset)
         n = 0
-        while time.perf_counter() < stop:
-            await ws.send(
-                json.dumps({"type": "message.send", "client_message_id": f"m{n}", "content": repr(time.perf_counter())})
-            )
+        while (due := begin + offset + n / rate) < stop:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            now = time.perf_counter()
+            await ws.send(json.dumps({"type": "message.send", "client_message_id": f"m{n}", "content": repr(now)}))
+            send_times.append(now)
             sent += 1
             n += 1
-            await asyncio.sleep(1.0 / rate)
 
     listeners = [asyncio.create_task(listen(ws, "mitra")) for ws in mitras] + [
         asyncio.create_task(listen(ws, "customer"))
         for ws in customers  # their own acks (message.sent)
     ]
+    begin = time.perf_counter()
     await asyncio.gather(*(talk(ws, i / len(customers) / rate) for i, ws in enumerate(customers)))
     cpu1, (busy1, total1), client1 = cpu_seconds(pids), machine_busy(), own_cpu_seconds()
     by_process = {group: secs - by_process0.get(group, 0.0) for group, secs in cpu_by_process(pids, attacker).items()}
@@ -434,7 +440,18 @@ async def active_phase(
         "ack_p99_by_window_ms": _p99_by_window(acks, stop - seconds, seconds),
         "ack_p50_p99_ms": (_ms_at(ack_times, 0.5), _ms_at(ack_times, 0.99)),
         "started_at": started_at,
+        "sends_per_100ms": _spread(send_times, 0.1),
     }
+
+
+def _spread(times: list[float], width: float) -> tuple[int, int, int]:
+    """The 10th, 50th and 90th percentile of the sends in each `width` of the run: an even load
+    shows them close, a bursty one (sends bunched, then none) a low 10th."""
+    if len(times) < 2:
+        return 0, 0, 0
+    counts = Counter(int((t - times[0]) / width) for t in times)
+    per = sorted(counts.get(i, 0) for i in range(max(counts) + 1))
+    return per[len(per) // 10], per[len(per) // 2], per[len(per) * 9 // 10]
 
 
 def _p99_by_window(timeline: list[tuple[float, float]], start: float, seconds: float, n: int = 10) -> list[float]:
@@ -471,6 +488,11 @@ def print_active(label: str, active: dict[str, Any]) -> None:
     print(label)
     print(
         f"  sent / received:            {active['sent']:8.0f} / {active['received']:.0f}  ({active['per_second']:.0f}/s)"
+    )
+    print(
+        "  sends per 100 ms, p10 / p50 / p90: {} / {} / {}  (even unless this client lags)".format(
+            *active["sends_per_100ms"]
+        )
     )
     print(f"  send -> other party, p50:   {active['p50_ms']:8.1f} ms")
     print(f"  p99 / max:                  {active['p99_ms']:8.1f} / {active['max_ms']:.1f} ms")
