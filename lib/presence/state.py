@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -140,44 +141,49 @@ def sweep_stale(db: Database, valkey: redis.Redis, config: AppConfig) -> list[st
     return ids
 
 
-def _valkey_beat(valkey: redis.Redis, mitra_id: str) -> float | None:
-    """The mitra's last heartbeat in Valkey (PostgreSQL's copy lags it by up to a sweep)."""
-    return _seconds(valkey.get(heartbeat_key(mitra_id)))
-
-
-def offline_when_gone(db: Database, valkey: redis.Redis, mitra_id: str, closed_at: float) -> bool:
-    """A mitra whose last socket closed at `closed_at` (runtime/gateway/presence.py, a grace ago) goes
-    offline, unless a socket of theirs is live on any gateway, the app has sent a heartbeat since
+def offline_when_gone(db: Database, valkey: redis.Redis, gone: Sequence[tuple[str, float]]) -> set[str]:
+    """Mitras whose last socket closed at the time given (runtime/gateway/presence.py, a grace ago)
+    go offline, unless a socket of theirs is live on any gateway, the app has sent a heartbeat since
     (it is alive, reconnecting), or the mitra changed its status since (an explicit choice wins).
-    One conditional UPDATE, so a toggle racing it is never undone. Valkey away raises: the stale
-    sweep decides instead."""
-    if sockets.any_live(valkey, "mitra", mitra_id):
-        return False
-    beat = _valkey_beat(valkey, mitra_id)
-    if beat is not None and beat > closed_at:
-        return False
+    Many at once, as a network blip closes them together: one Valkey round trip, one conditional
+    UPDATE (a toggle racing it is never undone), one INSERT of their log rows. Returns the mitras
+    set offline. Valkey away raises: the stale sweep decides instead."""
+    closed: dict[str, float] = {}
+    for mitra_id, at in gone:  # the latest close of a mitra named twice
+        closed[mitra_id] = max(at, closed.get(mitra_id, at))
+    seen = _seen(valkey, list(closed))
+    due = sorted(
+        (mitra_id, at)
+        for mitra_id, at in closed.items()
+        if not seen[mitra_id][0] and not ((beat := seen[mitra_id][1]) is not None and beat > at)
+    )
+    if not due:
+        return set()
     with db.connection() as conn:
-        row = conn.execute(
-            "UPDATE mitra_online_status SET is_online = false, changed_at = now() "
-            "WHERE mitra_id = %(mitra_id)s AND is_online AND changed_at <= to_timestamp(%(closed)s) "
-            "AND COALESCE(last_heartbeat_at, changed_at) <= to_timestamp(%(closed)s) RETURNING mitra_id",
-            {"mitra_id": mitra_id, "closed": closed_at},
-        ).fetchone()
-        if row is None:
-            return False
+        rows = conn.execute(
+            "UPDATE mitra_online_status s SET is_online = false, changed_at = now() "
+            "FROM unnest(%(ids)s::uuid[], %(closed)s::float8[]) AS d(mitra_id, closed) "
+            "WHERE s.mitra_id = d.mitra_id AND s.is_online AND s.changed_at <= to_timestamp(d.closed) "
+            "AND COALESCE(s.last_heartbeat_at, s.changed_at) <= to_timestamp(d.closed) RETURNING s.mitra_id",
+            {"ids": [m for m, _ in due], "closed": [at for _, at in due]},
+        ).fetchall()
+        off = sorted(str(r["mitra_id"]) for r in rows)
+        if not off:
+            return set()
         conn.execute(
-            "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) VALUES (%(mitra_id)s, false, 'socket_closed')",
-            {"mitra_id": mitra_id},
+            "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) "
+            "SELECT unnest(%(ids)s::uuid[]), false, 'socket_closed'",
+            {"ids": off},
         )
-    log.info("a mitra went offline: its last socket closed")
+    log.info("%d mitra(s) went offline: their last socket closed", len(off))
     try:
         pipe = valkey.pipeline(transaction=False)
-        pipe.srem(ONLINE, mitra_id)
+        pipe.srem(ONLINE, *off)
         pipe.delete(SNAPSHOT)
         pipe.execute()
     except VALKEY_ERRORS:
         valkey_failed("presence")  # the mirror is healed by the worker
-    return True
+    return set(off)
 
 
 Seen = tuple[bool, float | None]  # what Valkey knows of a mitra: a live socket anywhere, the last heartbeat
@@ -186,19 +192,23 @@ Seen = tuple[bool, float | None]  # what Valkey knows of a mitra: a live socket 
 def seen_in_valkey(valkey: redis.Redis, mitra_ids: list[str]) -> dict[str, Seen]:
     """For each mitra, whether a socket of theirs is live on any gateway and their last heartbeat
     in Valkey, in one round trip; empty when Valkey is away (then PostgreSQL's copy decides)."""
+    try:
+        return _seen(valkey, mitra_ids)
+    except VALKEY_ERRORS:
+        valkey_failed("presence")
+        return {}
+
+
+def _seen(valkey: redis.Redis, mitra_ids: list[str]) -> dict[str, Seen]:
     ids = sorted(set(mitra_ids))
     if not ids:
         return {}
     now = time.time()
-    try:
-        pipe = valkey.pipeline(transaction=False)
-        for mitra_id in ids:
-            pipe.zcount(sockets.key("mitra", mitra_id), now, "+inf")
-            pipe.get(heartbeat_key(mitra_id))
-        replies = pipe.execute()
-    except VALKEY_ERRORS:
-        valkey_failed("presence")
-        return {}
+    pipe = valkey.pipeline(transaction=False)
+    for mitra_id in ids:
+        pipe.zcount(sockets.key("mitra", mitra_id), now, "+inf")
+        pipe.get(heartbeat_key(mitra_id))
+    replies = pipe.execute()
     return {
         mitra_id: (bool(live), _seconds(beat))
         for mitra_id, live, beat in zip(ids, replies[::2], replies[1::2], strict=True)

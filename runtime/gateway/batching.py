@@ -1,15 +1,15 @@
-"""Group commit for the batched frame types (`handle_batch`, message.send): the frames that arrive
-while a batch is in flight leave together in the next one, and each still gets its own outcome."""
+"""Group commit for the batched frame types (`handle_batch`, message.send) and a socket's presence
+bookkeeping (presence.py): the items that arrive while a batch is in flight leave together in the
+next one, and each still gets its own outcome."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from lib.errors import ApiError
-from lib.frames import FrameCtx
 
 log = logging.getLogger("runtime.gateway")  # one logger for the realtime process (DEPLOY.md)
 
@@ -17,7 +17,9 @@ BATCH_LIMIT = 64  # frames per batch of a batched frame type
 FLIGHTS = 4  # at most this many batches of one frame type in flight at once, per process
 STALL_SECONDS = 0.05  # ...and a second one only when the one in flight has taken this long
 
-FAILED = object()  # a batched frame's outcome when handling it failed (logged with the traceback)
+FAILED = object()  # a batched item's outcome when handling it failed (logged with the traceback)
+
+T = TypeVar("T")  # a batch's item: a frame's FrameCtx, a socket's presence entry
 
 
 class Runner(Protocol):
@@ -30,8 +32,8 @@ class Runner(Protocol):
     async def blocking(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
 
-class Batches:
-    """The frames of one batched type (`handle_batch`), gathered while a batch is in flight. With
+class Batches(Generic[T]):
+    """The items of one kind (the frames of a `handle_batch` type), gathered while a batch is in flight. With
     nothing in flight a frame leaves at once, alone; under load the next batch takes everything
     that arrived meanwhile, so one thread hop, one statement and one publish carry many frames and
     the cost per frame falls as the load rises (group commit). Another batch starts beside the one
@@ -42,17 +44,17 @@ class Batches:
     Measured (1,000 pairs at 1 msg/s, alternating runs): one batch in flight p99 16.0 / 14.8 ms,
     up to two at once 28.0 / 17.6 ms, up to four at once 50.7 / 30.1 ms."""
 
-    def __init__(self, gateway: Runner, kind: str, handle: Callable[[list[FrameCtx]], list[Any]]) -> None:
+    def __init__(self, gateway: Runner, kind: str, handle: Callable[[list[T]], Sequence[Any]]) -> None:
         self.gateway = gateway
         self.kind = kind
         self.handle = handle
-        self.waiting: list[tuple[FrameCtx, asyncio.Future[Any]]] = []
+        self.waiting: list[tuple[T, asyncio.Future[Any]]] = []
         self.flying = 0
         self.since = 0.0  # when the newest batch in flight left
         self.nudging = False
 
-    async def run(self, ctx: FrameCtx) -> Any:
-        """The frame's outcome: its reply, None, an ApiError, or FAILED."""
+    async def run(self, ctx: T) -> Any:
+        """The item's outcome: what `handle` gave it (a frame's reply, None), an ApiError, or FAILED."""
         loop = self.gateway.loop
         assert loop is not None
         done = loop.create_future()
@@ -94,7 +96,7 @@ class Batches:
         finally:
             self.flying -= 1
 
-    async def _outcomes(self, ctxs: list[FrameCtx]) -> list[Any]:
+    async def _outcomes(self, ctxs: list[T]) -> list[Any]:
         """One outcome per frame. A batch refused as a whole for a reason every frame shares (the
         database is away: a 5xx) answers each frame with it; any other failure of a batch of
         several frames is one frame's doing, so each frame is run again alone and fails alone."""
@@ -109,14 +111,14 @@ class Batches:
             reason = exc.code
         except Exception as exc:
             if len(ctxs) == 1:
-                log.exception("a %s frame failed", self.kind)
+                log.exception("a %s failed", self.kind)
                 return [FAILED]
             reason = type(exc).__name__
-        log.warning("a batch of %d %s frames failed (%s): each is run alone", len(ctxs), self.kind, reason)
+        log.warning("a batch of %d x %s failed (%s): each is run alone", len(ctxs), self.kind, reason)
         outcomes = await self.gateway.blocking(self._one_by_one, ctxs)
         return list(outcomes)
 
-    def _one_by_one(self, ctxs: list[FrameCtx]) -> list[Any]:
+    def _one_by_one(self, ctxs: list[T]) -> list[Any]:
         outcomes: list[Any] = []
         for ctx in ctxs:
             try:
@@ -124,7 +126,7 @@ class Batches:
             except ApiError as exc:
                 outcome = exc
             except Exception:
-                log.exception("a %s frame failed", self.kind)
+                log.exception("a %s failed", self.kind)
                 outcome = FAILED
             outcomes.append(outcome)
         return outcomes

@@ -1,6 +1,9 @@
 """Which users this gateway process holds sockets of, as pushes see it (lib/sockets.py: announced
 on auth, refreshed every REFRESH_SECONDS, forgotten on close), and a mitra whose last socket closed
-going offline after the grace."""
+going offline after the grace. The announce, the forget and the going offline are group commits
+(batching.py): sockets that open or close together (a network blip, a flood closed at once, a
+replica's apps reconnecting here) cost a few round trips, not a pool job each, so the message
+stores of the other sockets do not queue behind them."""
 
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ from lib.errors import ApiError
 from lib.presence import state as presence
 from lib.services import Services
 from lib.valkey import VALKEY_ERRORS, valkey_failed
+from runtime.gateway.batching import Batches, Runner
 from runtime.gateway.connections import Connection, Connections
 
 log = logging.getLogger("runtime.gateway")  # one logger for the realtime process (DEPLOY.md)
 
-Blocking = Callable[..., Any]  # the gateway's `blocking`: fn and args on its thread pool, awaited
+Entry = tuple[str, str]  # a socket's (key, member) in Valkey
 
 
 class Presence:
@@ -28,15 +32,18 @@ class Presence:
         self,
         services: Services,
         connections: Connections,
-        blocking: Blocking,
+        runner: Runner,
         process_id: str,
         stopping: Callable[[], bool],
     ) -> None:
         self.services = services
         self.connections = connections
-        self._blocking = blocking
+        self._blocking = runner.blocking
         self.process_id = process_id
         self._stopping = stopping
+        self._joined = Batches(runner, "presence announce", self._announce_all)
+        self._forgotten = Batches(runner, "presence forget", self._forget_all)
+        self._gone = Batches(runner, "mitra offline", self._offline_all)
 
     def entry(self, conn: Connection) -> tuple[str, str]:
         """The socket's (key, member) in Valkey: one member per process and session."""
@@ -45,6 +52,35 @@ class Presence:
 
     def entries(self, conns: Iterable[Connection]) -> list[tuple[str, str]]:
         return sorted({self.entry(c) for c in conns})
+
+    async def joined(self, conn: Connection) -> None:
+        """The socket's presence, announced (with the others that opened meanwhile)."""
+        await self._joined.run(self.entry(conn))
+
+    async def forget(self, entry: Entry) -> None:
+        """A closed socket's presence (`entry`, not the socket: it is freed at once, not kept
+        until its batch is done), forgotten with the others that closed meanwhile."""
+        await self._forgotten.run(entry)
+
+    def _announce_all(self, entries: list[Entry]) -> list[None]:
+        self.announce(entries)  # never raises: Valkey away or a bad entry costs no socket
+        return [None] * len(entries)
+
+    def _forget_all(self, entries: list[Entry]) -> list[None]:
+        try:
+            sockets.forget_many(self.services.valkey, entries)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            valkey_failed("gateway")  # its members lapse within TTL_SECONDS
+        return [None] * len(entries)  # any other error: Batches tries each entry alone
+
+    def _offline_all(self, gone: list[tuple[str, float]]) -> list[bool]:
+        s = self.services
+        try:
+            off = presence.offline_when_gone(s.db, s.valkey, gone)
+        except VALKEY_ERRORS:
+            valkey_failed("gateway")  # unknown who is connected: the stale sweep decides
+            return [False] * len(gone)
+        return [mitra_id in off for mitra_id, _ in gone]
 
     async def record(self, fn: Callable[..., None], *args: Any) -> None:
         """fn(valkey, *args) from lib/sockets.py; Valkey away or a bad entry costs no socket."""
@@ -104,8 +140,9 @@ class Presence:
             await asyncio.sleep(grace)
             if self._stopping() or self.connections.has_user(("mitra", mitra_id)):
                 return
-            await self._blocking(presence.offline_when_gone, s.db, s.valkey, mitra_id, closed_at)
+            outcome = await self._gone.run((mitra_id, closed_at))
         except VALKEY_ERRORS:
             valkey_failed("gateway")  # unknown who is connected: the stale sweep decides
-        except ApiError as exc:  # the database is briefly away: the same
-            log.warning("a disconnected mitra's presence was not updated: %s", exc.code)
+            return
+        if isinstance(outcome, ApiError):  # the database is briefly away: the same
+            log.warning("a disconnected mitra's presence was not updated: %s", outcome.code)

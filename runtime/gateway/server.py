@@ -106,7 +106,7 @@ class Gateway:
             queue_limit=queue_limit,
         )
         self.delivery = Delivery(services.bus, self.connections, self._threadsafe)
-        self.presence = Presence(services, self.connections, self.blocking, self.process_id, lambda: self.stopping)
+        self.presence = Presence(services, self.connections, self, self.process_id, lambda: self.stopping)
 
     # --- process lifecycle --------------------------------------------------------------------
 
@@ -188,7 +188,7 @@ class Gateway:
                 # Events published from now on must reach this socket, and pushes must know of it:
                 # auth.ok waits for the socket's presence and (briefly: Valkey may be away, and then
                 # the app re-syncs anyway) for Valkey to confirm the subscription.
-                await self.presence.record(sockets.announce, [self.presence.entry(conn)])
+                await self.presence.joined(conn)
                 await asyncio.wait([listening], timeout=1.0)  # no thread waits for it
                 self.connections.enqueue(
                     conn, server_frame("auth.ok", {**self._who(conn), "session_id": conn.session_id})
@@ -393,7 +393,7 @@ class Gateway:
     def _unregister(self, conn: Connection) -> None:
         left = self.connections.remove(conn)
         if not self.stopping and not any(c.session_id == conn.session_id for c in left):
-            self.spawn(self.presence.record(sockets.forget, *self.presence.entry(conn)))
+            self.spawn(self.presence.forget(self.presence.entry(conn)))
         if not left:
             if conn.principal.user_type == "mitra" and not self.stopping:
                 self.spawn(self.presence.offline_unless_back(conn.principal.user_id, time.time()))

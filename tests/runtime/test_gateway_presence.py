@@ -5,12 +5,16 @@ mitra online without any socket is left alone."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
+from lib import sockets
 from lib.config.app import set_values
 from lib.config.env import Settings
 from lib.presence import state as presence
 from lib.presence.keys import heartbeat_key
+from runtime.gateway import Gateway
 from tests.chatflow import Chat
 from tests.conftest import bearer
 from tests.runtime.test_gateway_abuse import _ok
@@ -73,21 +77,84 @@ def test_what_the_mitra_did_after_the_close_wins(chat: Chat) -> None:
             ).status_code
             == 200
         )
-    assert not presence.offline_when_gone(s.db, s.valkey, str(toggled["id"]), closed_at)
+    assert not presence.offline_when_gone(s.db, s.valkey, [(str(toggled["id"]), closed_at)])
     assert _online(chat, str(toggled["id"]))
 
     beating, _ = chat.mitra("Masih hidup")
     closed_at = time.time() - 1
     s.valkey.set(heartbeat_key(str(beating["id"])), time.time())
-    assert not presence.offline_when_gone(s.db, s.valkey, str(beating["id"]), closed_at)
+    assert not presence.offline_when_gone(s.db, s.valkey, [(str(beating["id"]), closed_at)])
     assert _online(chat, str(beating["id"]))
 
     never, _ = chat.mitra("Belum pernah", online=False)
-    assert not presence.offline_when_gone(s.db, s.valkey, str(never["id"]), time.time())
+    assert not presence.offline_when_gone(s.db, s.valkey, [(str(never["id"]), time.time())])
     assert _offline_reasons(chat, str(never["id"])) == []
 
     gone, _ = chat.mitra("Pergi")
     time.sleep(0.01)
     s.valkey.delete(heartbeat_key(str(gone["id"])))
-    assert presence.offline_when_gone(s.db, s.valkey, str(gone["id"]), time.time())
+    assert presence.offline_when_gone(s.db, s.valkey, [(str(gone["id"]), time.time())]) == {str(gone["id"])}
     assert _offline_reasons(chat, str(gone["id"])) == ["socket_closed"]
+
+
+def test_mitras_named_together_each_get_their_own_outcome(chat: Chat) -> None:
+    """offline_when_gone takes many mitras in one statement, and each is judged as alone: a status
+    chosen since, a heartbeat since, a live socket or never having been online keeps that mitra as
+    it is; the others go offline with one log row each (a mitra named twice: its latest close)."""
+    s = chat.pay
+    closed_at = time.time() - 1
+    toggled, token = chat.mitra("Pilih sendiri")
+    assert chat.app.simulate_post("/api/mitra/status/online", headers=bearer(token)).status_code == 200
+    beating, _ = chat.mitra("Masih hidup")
+    s.valkey.set(heartbeat_key(str(beating["id"])), time.time())
+    never, _ = chat.mitra("Belum pernah", online=False)
+    elsewhere, _ = chat.mitra("Di replika lain")
+    sockets.announce(s.valkey, [(sockets.key("mitra", str(elsewhere["id"])), sockets.member("other:1", None))])
+    gone = [chat.mitra(f"Pergi {n}")[0] for n in range(3)]
+    for mitra in gone:
+        s.valkey.delete(heartbeat_key(str(mitra["id"])))
+    now = time.time()
+    named = [(str(toggled["id"]), closed_at), (str(beating["id"]), closed_at), (str(never["id"]), now)]
+    named.append((str(elsewhere["id"]), now))
+    named += [(str(m["id"]), now) for m in gone] + [(str(gone[0]["id"]), closed_at)]
+    assert presence.offline_when_gone(s.db, s.valkey, named) == {str(m["id"]) for m in gone}
+    assert _online(chat, str(toggled["id"]))
+    assert _online(chat, str(beating["id"]))
+    assert _online(chat, str(elsewhere["id"]))
+    for mitra in gone:
+        assert not _online(chat, str(mitra["id"]))
+        assert _offline_reasons(chat, str(mitra["id"])) == ["socket_closed"]
+    assert _offline_reasons(chat, str(never["id"])) == []
+    assert presence.offline_when_gone(s.db, s.valkey, named) == set()  # already offline: no second row
+
+
+def test_mitras_whose_sockets_closed_together_go_offline_in_shared_batches(chat: Chat) -> None:
+    """A network blip closes many mitras' sockets at once: after the grace they go offline in a few
+    group commits (runtime/gateway/presence.py), not a pool job and a transaction each, so the
+    message stores of the process do not queue behind them."""
+    chat.config(mitra_disconnect_grace_seconds=1)
+    mitras = [chat.mitra(f"Putus {n}")[0] for n in range(12)]
+    gateway = Gateway(chat.pay, {})
+    batches: list[int] = []
+    offline_all = gateway.presence._gone.handle
+
+    def counted(items: list[Any]) -> Any:
+        batches.append(len(items))
+        return offline_all(items)
+
+    gateway.presence._gone.handle = counted
+
+    async def main() -> None:
+        gateway.loop = asyncio.get_running_loop()
+        closed_at = time.time()
+        await asyncio.gather(*(gateway.presence.offline_unless_back(str(m["id"]), closed_at) for m in mitras))
+
+    try:
+        asyncio.run(main())
+    finally:
+        gateway.pool.shutdown()
+    assert sum(batches) == len(mitras)
+    assert len(batches) <= 3, batches
+    for mitra in mitras:
+        assert not _online(chat, str(mitra["id"]))
+        assert _offline_reasons(chat, str(mitra["id"])) == ["socket_closed"]
