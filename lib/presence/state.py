@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 import redis
 from psycopg import sql
 
@@ -15,7 +16,7 @@ from lib import sockets
 from lib.chat.states import LIVE, in_states
 from lib.config.app import AppConfig
 from lib.db import Conn, Database
-from lib.errors import Forbidden, NotFound
+from lib.errors import ApiError, Forbidden, NotFound
 from lib.presence.keys import ONLINE, SNAPSHOT, capacity_key, heartbeat_key
 from lib.presence.mirror import flush_heartbeats
 from lib.valkey import VALKEY_ERRORS, valkey_failed
@@ -146,8 +147,9 @@ def offline_when_gone(db: Database, valkey: redis.Redis, gone: Sequence[tuple[st
     go offline, unless a socket of theirs is live on any gateway, the app has sent a heartbeat since
     (it is alive, reconnecting), or the mitra changed its status since (an explicit choice wins).
     Many at once, as a network blip closes them together: one Valkey round trip, one conditional
-    UPDATE (a toggle racing it is never undone), one INSERT of their log rows. Returns the mitras
-    set offline. Valkey away raises: the stale sweep decides instead."""
+    UPDATE (a toggle racing it is never undone), one INSERT of their log rows; a deadlock with
+    another writer of those rows is tried again, twice. Returns the mitras set offline. Valkey
+    away raises: the stale sweep decides instead."""
     closed: dict[str, float] = {}
     for mitra_id, at in gone:  # the latest close of a mitra named twice
         closed[mitra_id] = max(at, closed.get(mitra_id, at))
@@ -159,22 +161,15 @@ def offline_when_gone(db: Database, valkey: redis.Redis, gone: Sequence[tuple[st
     )
     if not due:
         return set()
-    with db.connection() as conn:
-        rows = conn.execute(
-            "UPDATE mitra_online_status s SET is_online = false, changed_at = now() "
-            "FROM unnest(%(ids)s::uuid[], %(closed)s::float8[]) AS d(mitra_id, closed) "
-            "WHERE s.mitra_id = d.mitra_id AND s.is_online AND s.changed_at <= to_timestamp(d.closed) "
-            "AND COALESCE(s.last_heartbeat_at, s.changed_at) <= to_timestamp(d.closed) RETURNING s.mitra_id",
-            {"ids": [m for m, _ in due], "closed": [at for _, at in due]},
-        ).fetchall()
-        off = sorted(str(r["mitra_id"]) for r in rows)
-        if not off:
-            return set()
-        conn.execute(
-            "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) "
-            "SELECT unnest(%(ids)s::uuid[]), false, 'socket_closed'",
-            {"ids": off},
-        )
+    for attempt in range(3):
+        try:
+            off = _set_offline(db, due)
+            break
+        except ApiError as exc:  # a deadlock with another writer of these rows: only this try lost
+            if attempt == 2 or not isinstance(exc.__cause__, psycopg.errors.TransactionRollback):
+                raise
+    if not off:
+        return set()
     log.info("%d mitra(s) went offline: their last socket closed", len(off))
     try:
         pipe = valkey.pipeline(transaction=False)
@@ -184,6 +179,32 @@ def offline_when_gone(db: Database, valkey: redis.Redis, gone: Sequence[tuple[st
     except VALKEY_ERRORS:
         valkey_failed("presence")  # the mirror is healed by the worker
     return set(off)
+
+
+def _set_offline(db: Database, due: list[tuple[str, float]]) -> list[str]:
+    """One transaction: the rows locked in id order (so two batches, from two gateways, never
+    deadlock each other), each updated on its own conditions, a log row for each one changed."""
+    with db.connection() as conn:
+        ids = [mitra_id for mitra_id, _ in due]
+        conn.execute(
+            "SELECT 1 FROM mitra_online_status WHERE mitra_id = ANY(%(ids)s::uuid[]) ORDER BY mitra_id FOR UPDATE",
+            {"ids": ids},
+        )
+        rows = conn.execute(
+            "UPDATE mitra_online_status s SET is_online = false, changed_at = now() "
+            "FROM unnest(%(ids)s::uuid[], %(closed)s::float8[]) AS d(mitra_id, closed) "
+            "WHERE s.mitra_id = d.mitra_id AND s.is_online AND s.changed_at <= to_timestamp(d.closed) "
+            "AND COALESCE(s.last_heartbeat_at, s.changed_at) <= to_timestamp(d.closed) RETURNING s.mitra_id",
+            {"ids": ids, "closed": [at for _, at in due]},
+        ).fetchall()
+        off = sorted(str(r["mitra_id"]) for r in rows)
+        if off:
+            conn.execute(
+                "INSERT INTO mitra_online_logs (mitra_id, is_online, reason) "
+                "SELECT unnest(%(ids)s::uuid[]), false, 'socket_closed'",
+                {"ids": off},
+            )
+    return off
 
 
 Seen = tuple[bool, float | None]  # what Valkey knows of a mitra: a live socket anywhere, the last heartbeat

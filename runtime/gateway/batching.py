@@ -64,6 +64,15 @@ class Batches(Generic[T]):
             loop.call_later(STALL_SECONDS, self._nudge)
         return await done
 
+    def drain(self) -> list[T]:
+        """The items still waiting for a batch, taken out of it (their callers hear None): for a
+        process that stops and hands them on in one last round."""
+        waiting, self.waiting = self.waiting, []
+        for _, done in waiting:
+            if not done.done():
+                done.set_result(None)
+        return [item for item, _ in waiting]
+
     def _launch(self) -> bool:
         """Start a flight for what is waiting, if none is flying or the newest has stalled."""
         assert self.gateway.loop is not None

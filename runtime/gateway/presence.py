@@ -25,6 +25,7 @@ from runtime.gateway.connections import Connection, Connections
 log = logging.getLogger("runtime.gateway")  # one logger for the realtime process (DEPLOY.md)
 
 Entry = tuple[str, str]  # a socket's (key, member) in Valkey
+_AWAY = (redis.ConnectionError, redis.TimeoutError, OSError)  # Valkey away, not one entry refused
 
 
 class Presence:
@@ -44,6 +45,11 @@ class Presence:
         self._joined = Batches(runner, "presence announce", self._announce_all)
         self._forgotten = Batches(runner, "presence forget", self._forget_all)
         self._gone = Batches(runner, "mitra offline", self._offline_all)
+        # Entries with a forget on its way, and those of them whose session opened a socket here
+        # again since: that forget must not remove the new socket's member (announce and forget
+        # are separate batches, so a late forget could land after the announce).
+        self._forgetting: dict[Entry, int] = {}
+        self._rejoined: set[Entry] = set()
 
     def entry(self, conn: Connection) -> tuple[str, str]:
         """The socket's (key, member) in Valkey: one member per process and session."""
@@ -55,21 +61,38 @@ class Presence:
 
     async def joined(self, conn: Connection) -> None:
         """The socket's presence, announced (with the others that opened meanwhile)."""
-        await self._joined.run(self.entry(conn))
+        entry = self.entry(conn)
+        if entry in self._forgetting:
+            self._rejoined.add(entry)
+        await self._joined.run(entry)
 
     async def forget(self, entry: Entry) -> None:
         """A closed socket's presence (`entry`, not the socket: it is freed at once, not kept
         until its batch is done), forgotten with the others that closed meanwhile."""
-        await self._forgotten.run(entry)
+        self._rejoined.discard(entry)
+        self._forgetting[entry] = self._forgetting.get(entry, 0) + 1
+        try:
+            await self._forgotten.run(entry)
+        finally:
+            if self._forgetting[entry] == 1:
+                del self._forgetting[entry]
+                self._rejoined.discard(entry)
+            else:
+                self._forgetting[entry] -= 1
+
+    def unforgotten(self) -> list[Entry]:
+        """The forgets not yet sent (a stopping process sends them with its own sockets')."""
+        return [e for e in self._forgotten.drain() if e not in self._rejoined]
 
     def _announce_all(self, entries: list[Entry]) -> list[None]:
         self.announce(entries)  # never raises: Valkey away or a bad entry costs no socket
         return [None] * len(entries)
 
     def _forget_all(self, entries: list[Entry]) -> list[None]:
+        rejoined = self._rejoined  # read here, on the pool's thread: a set's membership test is atomic
         try:
-            sockets.forget_many(self.services.valkey, entries)
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            sockets.forget_many(self.services.valkey, [e for e in entries if e not in rejoined])
+        except _AWAY:
             valkey_failed("gateway")  # its members lapse within TTL_SECONDS
         return [None] * len(entries)  # any other error: Batches tries each entry alone
 
@@ -77,9 +100,10 @@ class Presence:
         s = self.services
         try:
             off = presence.offline_when_gone(s.db, s.valkey, gone)
-        except VALKEY_ERRORS:
+        except _AWAY:
             valkey_failed("gateway")  # unknown who is connected: the stale sweep decides
             return [False] * len(gone)
+        # Any other error (one mitra's key of the wrong type in Valkey): Batches tries each alone.
         return [mitra_id in off for mitra_id, _ in gone]
 
     async def record(self, fn: Callable[..., None], *args: Any) -> None:
@@ -104,7 +128,7 @@ class Presence:
         any reason but Valkey being away is announced again entry by entry, so a bad entry fails
         alone and the other sockets stay known (their users get no needless pushes)."""
         valkey = self.services.valkey
-        away = (redis.ConnectionError, redis.TimeoutError, OSError)
+        away = _AWAY
         bad = (redis.RedisError, ValueError, TypeError)  # Valkey answered with an error, or could not be sent it
         try:
             for i in range(0, len(entries), sockets.CHUNK):

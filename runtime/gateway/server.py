@@ -139,7 +139,7 @@ class Gateway:
                 task.cancel()
         # The sockets' presence goes in one round (not socket by socket as they unregister, which
         # would race the pool's shutdown), so pushes reach their users at once, not 30 s later.
-        await self.presence.record(sockets.forget_many, self.presence.entries(conns))
+        await self.presence.record(sockets.forget_many, self.presence.entries(conns) + self.presence.unforgotten())
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def _watch_lag(self) -> None:

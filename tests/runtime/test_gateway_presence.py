@@ -6,8 +6,11 @@ mitra online without any socket is left alone."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from typing import Any
+import uuid
+from types import SimpleNamespace
+from typing import Any, cast
 
 from lib import sockets
 from lib.config.app import set_values
@@ -99,33 +102,48 @@ def test_what_the_mitra_did_after_the_close_wins(chat: Chat) -> None:
 
 def test_mitras_named_together_each_get_their_own_outcome(chat: Chat) -> None:
     """offline_when_gone takes many mitras in one statement, and each is judged as alone: a status
-    chosen since, a heartbeat since, a live socket or never having been online keeps that mitra as
-    it is; the others go offline with one log row each (a mitra named twice: its latest close)."""
+    chosen since the close, a heartbeat since, a live socket or never having been online keeps that
+    mitra as it is; the others go offline with one log row each (a mitra named twice: its latest
+    close)."""
     s = chat.pay
-    closed_at = time.time() - 1
     toggled, token = chat.mitra("Pilih sendiri")
-    assert chat.app.simulate_post("/api/mitra/status/online", headers=bearer(token)).status_code == 200
     beating, _ = chat.mitra("Masih hidup")
-    s.valkey.set(heartbeat_key(str(beating["id"])), time.time())
     never, _ = chat.mitra("Belum pernah", online=False)
     elsewhere, _ = chat.mitra("Di replika lain")
     sockets.announce(s.valkey, [(sockets.key("mitra", str(elsewhere["id"])), sockets.member("other:1", None))])
     gone = [chat.mitra(f"Pergi {n}")[0] for n in range(3)]
-    for mitra in gone:
+    for mitra in (beating, *gone):
         s.valkey.delete(heartbeat_key(str(mitra["id"])))
-    now = time.time()
-    named = [(str(toggled["id"]), closed_at), (str(beating["id"]), closed_at), (str(never["id"]), now)]
-    named.append((str(elsewhere["id"]), now))
-    named += [(str(m["id"]), now) for m in gone] + [(str(gone[0]["id"]), closed_at)]
+    time.sleep(0.05)
+    closed_at = time.time()  # after every mitra's own change so far: only what follows counts
+    time.sleep(0.05)
+    for path in ("offline", "online"):  # chosen since the close
+        assert chat.app.simulate_post(f"/api/mitra/status/{path}", headers=bearer(token)).status_code == 200
+    s.valkey.set(heartbeat_key(str(beating["id"])), time.time())  # alive since the close
+    named = [(str(m["id"]), closed_at) for m in (toggled, beating, never, elsewhere, *gone)]
+    named.append((str(gone[0]["id"]), closed_at - 60))  # an earlier close of the same mitra
     assert presence.offline_when_gone(s.db, s.valkey, named) == {str(m["id"]) for m in gone}
-    assert _online(chat, str(toggled["id"]))
-    assert _online(chat, str(beating["id"]))
-    assert _online(chat, str(elsewhere["id"]))
+    for kept in (toggled, beating, elsewhere):
+        assert _online(chat, str(kept["id"]))
     for mitra in gone:
         assert not _online(chat, str(mitra["id"]))
         assert _offline_reasons(chat, str(mitra["id"])) == ["socket_closed"]
     assert _offline_reasons(chat, str(never["id"])) == []
     assert presence.offline_when_gone(s.db, s.valkey, named) == set()  # already offline: no second row
+
+
+def _close_together(gateway: Gateway, mitras: list[dict[str, Any]]) -> None:
+    """The mitras' last sockets on `gateway` closed at the same moment: their grace, then offline."""
+
+    async def main() -> None:
+        gateway.loop = asyncio.get_running_loop()
+        closed_at = time.time()
+        await asyncio.gather(*(gateway.presence.offline_unless_back(str(m["id"]), closed_at) for m in mitras))
+
+    try:
+        asyncio.run(main())
+    finally:
+        gateway.pool.shutdown()
 
 
 def test_mitras_whose_sockets_closed_together_go_offline_in_shared_batches(chat: Chat) -> None:
@@ -144,17 +162,75 @@ def test_mitras_whose_sockets_closed_together_go_offline_in_shared_batches(chat:
 
     gateway.presence._gone.handle = counted
 
-    async def main() -> None:
-        gateway.loop = asyncio.get_running_loop()
-        closed_at = time.time()
-        await asyncio.gather(*(gateway.presence.offline_unless_back(str(m["id"]), closed_at) for m in mitras))
-
-    try:
-        asyncio.run(main())
-    finally:
-        gateway.pool.shutdown()
+    _close_together(gateway, mitras)
     assert sum(batches) == len(mitras)
     assert len(batches) <= 3, batches
     for mitra in mitras:
         assert not _online(chat, str(mitra["id"]))
         assert _offline_reasons(chat, str(mitra["id"])) == ["socket_closed"]
+
+
+def test_a_mitra_whose_valkey_key_is_broken_fails_alone(chat: Chat) -> None:
+    """One mitra's key of the wrong type in Valkey (WRONGTYPE for the whole pipeline) is not Valkey
+    being away: the batch is tried mitra by mitra, and only that one stays as it is."""
+    chat.config(mitra_disconnect_grace_seconds=1)
+    mitras = [chat.mitra(f"Putus {n}")[0] for n in range(5)]
+    broken = str(mitras[2]["id"])
+    chat.pay.valkey.set(sockets.key("mitra", broken), "not a sorted set")
+    gateway = Gateway(chat.pay, {})
+
+    try:
+        _close_together(gateway, mitras)
+    finally:
+        chat.pay.valkey.delete(sockets.key("mitra", broken))
+    assert _online(chat, broken)
+    for mitra in mitras:
+        if str(mitra["id"]) != broken:
+            assert not _online(chat, str(mitra["id"]))
+
+
+def test_a_forget_still_waiting_spares_a_socket_of_the_same_session_opened_since(chat: Chat) -> None:
+    """A socket closes and its session opens another on the same process before the close's forget
+    has gone out (announce and forget are separate batches): the late forget leaves the new
+    socket's member in Valkey, and a stopping process sends the forgets still waiting."""
+    s = chat.pay
+    gateway = Gateway(s, {})
+    session = SimpleNamespace(presence=(sockets.key("customer", str(uuid.uuid4())), str(uuid.uuid4())))
+    other = SimpleNamespace(presence=(sockets.key("customer", str(uuid.uuid4())), None))
+    again, first = gateway.presence.entry(cast(Any, session)), gateway.presence.entry(cast(Any, other))
+    third = (sockets.key("mitra", str(uuid.uuid4())), first[1])
+    s.valkey.delete(again[0], first[0])
+
+    gate = threading.Event()  # the first forget's batch is held in its thread until the session is back
+    forget_all = gateway.presence._forgotten.handle
+
+    def held(entries: list[Any]) -> Any:
+        gate.wait(5)
+        return forget_all(entries)
+
+    gateway.presence._forgotten.handle = held
+
+    async def main() -> None:
+        gateway.loop = asyncio.get_running_loop()
+        await gateway.presence.joined(cast(Any, session))
+        flying = asyncio.ensure_future(gateway.presence.forget(first))  # its batch leaves at once...
+        await asyncio.sleep(0.01)
+        waiting = asyncio.ensure_future(gateway.presence.forget(again))  # ...this one waits behind it
+        await asyncio.sleep(0)
+        assert [entry for entry, _ in gateway.presence._forgotten.waiting] == [again]
+        await gateway.presence.joined(cast(Any, session))  # the session is back before its forget went out
+        gate.set()
+        await asyncio.gather(flying, waiting)
+        flying = asyncio.ensure_future(gateway.presence.forget(first))
+        await asyncio.sleep(0)
+        unsent = asyncio.ensure_future(gateway.presence.forget(third))
+        await asyncio.sleep(0)
+        assert gateway.presence.unforgotten() == [third]  # taken out: the stop's last round sends it
+        await asyncio.gather(flying, unsent)
+
+    try:
+        asyncio.run(main())
+    finally:
+        gateway.pool.shutdown()
+    assert s.valkey.zscore(again[0], again[1]) is not None
+    s.valkey.delete(again[0])
