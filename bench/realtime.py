@@ -391,8 +391,8 @@ async def active_phase(
     async def talk(ws: Any, offset: float) -> None:
         # On a fixed timetable (offset + n / rate from the start), not a sleep of 1 / rate after each
         # send: with the sleep, every sender woken late by the same slow moment of this client's
-        # loop sent late by the same amount from then on, so the pairs gathered into bursts (a
-        # second's 1,000 messages in a few hundred ms, then nothing) that no set of apps would send.
+        # loop sent late by the same amount from then on, so the pairs gathered into bursts (once a
+        # second a 100 ms with no sends at all, then the bunch) that no set of apps would send.
         nonlocal sent
         n = 0
         while (due := begin + offset + n / rate) < stop:

@@ -164,7 +164,9 @@ def test_mitras_whose_sockets_closed_together_go_offline_in_shared_batches(chat:
 
     _close_together(gateway, mitras)
     assert sum(batches) == len(mitras)
-    assert len(batches) <= 3, batches
+    # Each mitra reads its grace on the pool first, so the wake-ups spread over a few ms and a loaded
+    # machine may need a flight or two more; one flight per mitra (no group commit) is 12.
+    assert len(batches) <= len(mitras) // 3, batches
     for mitra in mitras:
         assert not _online(chat, str(mitra["id"]))
         assert _offline_reasons(chat, str(mitra["id"])) == ["socket_closed"]
@@ -217,15 +219,18 @@ def test_a_forget_still_waiting_spares_a_socket_of_the_same_session_opened_since
         await asyncio.sleep(0.01)
         waiting = asyncio.ensure_future(gateway.presence.forget(again))  # ...this one waits behind it
         await asyncio.sleep(0)
-        assert [entry for entry, _ in gateway.presence._forgotten.waiting] == [again]
+        # Whether `again` waits behind the held batch or (the machine stalled past STALL_SECONDS) rides
+        # a second one, it cannot go out before the gate opens, so it is decided after the rejoin.
         await gateway.presence.joined(cast(Any, session))  # the session is back before its forget went out
         gate.set()
         await asyncio.gather(flying, waiting)
+        gate.clear()  # held again, so the batch in flight cannot come back for `third` meanwhile
         flying = asyncio.ensure_future(gateway.presence.forget(first))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
         unsent = asyncio.ensure_future(gateway.presence.forget(third))
         await asyncio.sleep(0)
         assert gateway.presence.unforgotten() == [third]  # taken out: the stop's last round sends it
+        gate.set()
         await asyncio.gather(flying, unsent)
 
     try:
