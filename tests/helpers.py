@@ -7,7 +7,10 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
@@ -16,7 +19,7 @@ from falcon import testing
 from lib.config.env import Settings
 from lib.services import Services
 from runtime.invoke import invoke
-from tests.conftest import TEST_SECRET
+from tests.conftest import PROJECT_ROOT, TEST_SECRET
 
 
 def call_handler(services: Services, target: str, *, status: int = 200, **request: Any) -> Any:
@@ -86,6 +89,25 @@ def process_env(settings: Settings | None = None, **extra: str) -> dict[str, str
     if settings is not None:
         env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
     return env | extra
+
+
+@contextmanager
+def runtime_process(args: list[str], env: dict[str, str], health: str | None) -> Iterator[subprocess.Popen[str]]:
+    """`python -m runtime <args>` until the block ends (SIGTERM), after `health` answered if given."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        if health:
+            wait_http(health, timeout=30)
+        yield proc
+    finally:
+        stop_process(proc)
 
 
 def stop_process(proc: subprocess.Popen[str], timeout: float = 30) -> str:

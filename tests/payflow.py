@@ -24,6 +24,7 @@ from runtime.container import build_services
 from runtime.worker import discover_jobs
 from tests.conftest import PROJECT_ROOT, bearer
 from tests.fakes import FakeXendit
+from tests.helpers import process_env
 
 SECRET, TOKEN = "xnd_development_secret", "callback-token-for-tests"
 CREATE, WEBHOOK = "/api/client/payment-requests", "/api/shared/payment/webhooks/xendit"
@@ -45,6 +46,19 @@ def pay_settings(settings: Settings, xendit: FakeXendit) -> Settings:
         xendit_webhook_token=TOKEN,
         xendit_base_url=xendit.url,
         xendit_success_redirect_url="https://halobestie.id/paid",
+    )
+
+
+def xendit_env(settings: Settings, xendit: FakeXendit, **extra: str) -> dict[str, str]:
+    """A server process's environment with `pay_settings`' payment settings (tests.helpers.process_env)."""
+    return process_env(
+        settings,
+        XENDIT_ENABLED="true",
+        XENDIT_SECRET_KEY=SECRET,
+        XENDIT_WEBHOOK_TOKEN=TOKEN,
+        XENDIT_BASE_URL=xendit.url,
+        XENDIT_SUCCESS_REDIRECT_URL="https://halobestie.id/paid",
+        **extra,
     )
 
 

@@ -6,8 +6,6 @@ Every deadline fires once, no event is lost for a connected socket, no session o
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,29 +17,11 @@ import requests
 
 from lib.config.env import Settings
 from tests.chatflow import Chat
-from tests.conftest import PROJECT_ROOT, bearer
+from tests.conftest import bearer
 from tests.fakes import FakeXendit
-from tests.helpers import free_port, process_env, stop_process, wait_http
-from tests.payflow import SECRET, TOKEN, WEBHOOK, paid_body, tier_of
+from tests.helpers import free_port, runtime_process
+from tests.payflow import TOKEN, WEBHOOK, paid_body, tier_of, xendit_env
 from tests.wsclient import Client, gateway, socket
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], health: str | None) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        if health:
-            wait_http(health, timeout=30)
-        yield proc
-    finally:
-        stop_process(proc)
 
 
 class Replicas:
@@ -59,20 +39,9 @@ class Replicas:
         return requests.request(method, base + path, headers=headers, timeout=10, **kw)
 
 
-def _env(settings: Settings, xendit: FakeXendit) -> dict[str, str]:
-    return process_env(
-        settings,
-        XENDIT_ENABLED="true",
-        XENDIT_SECRET_KEY=SECRET,
-        XENDIT_WEBHOOK_TOKEN=TOKEN,
-        XENDIT_BASE_URL=xendit.url,
-        XENDIT_SUCCESS_REDIRECT_URL="https://halobestie.id/paid",
-    )
-
-
 @contextmanager
 def two_of_each(settings: Settings, xendit: FakeXendit) -> Iterator[Replicas]:
-    env = _env(settings, xendit)
+    env = xendit_env(settings, xendit)
     with ExitStack() as stack:
         public: list[str] = []
         internal: list[str] = []
@@ -81,13 +50,15 @@ def two_of_each(settings: Settings, xendit: FakeXendit) -> Iterator[Replicas]:
             for _ in range(2):
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
-                stack.enter_context(process(["serve", surface, "--bind", f"127.0.0.1:{port}"], env, url + "/health"))
+                stack.enter_context(
+                    runtime_process(["serve", surface, "--bind", f"127.0.0.1:{port}"], env, url + "/health")
+                )
                 urls.append(url)
         for _ in range(2):
             ws_url, _ = stack.enter_context(gateway(settings, **{k: v for k, v in env.items() if k != "PATH"}))
             realtime.append(ws_url)
         for _ in range(2):
-            stack.enter_context(process(["worker"], env, None))
+            stack.enter_context(runtime_process(["worker"], env, None))
         yield Replicas(public, internal, realtime)
 
 
