@@ -49,13 +49,13 @@ BENCH_DB = "halobestie_bench"  # --db names another, so two runs on one PostgreS
 
 # label -> (server, option overrides on top of runtime.serve's production options)
 CONFIGS: dict[str, tuple[str, dict[str, object]]] = {
-    "granian 2x4 (production)": ("granian", {}),
-    "gunicorn gthread 2x4": ("gunicorn", {}),
+    "granian 2x8 (production)": ("granian", {}),
+    "gunicorn gthread 2x8": ("gunicorn", {}),
 }
 MATRIX: dict[str, tuple[str, dict[str, object]]] = {
     "granian 2x1": ("granian", {"blocking_threads": 1}),
     "granian 2x2": ("granian", {"blocking_threads": 2}),
-    "granian 2x8": ("granian", {"blocking_threads": 8}),
+    "granian 2x4": ("granian", {"blocking_threads": 4}),
     "granian 2x16": ("granian", {"blocking_threads": 16}),
     "granian 3x8": ("granian", {"workers": 3}),
     "granian 3x4": ("granian", {"workers": 3, "blocking_threads": 4}),
@@ -63,7 +63,7 @@ MATRIX: dict[str, tuple[str, dict[str, object]]] = {
     "granian 3x1": ("granian", {"workers": 3, "blocking_threads": 1}),
     "granian 4x1": ("granian", {"workers": 4, "blocking_threads": 1}),
     "granian 3x2": ("granian", {"workers": 3, "blocking_threads": 2}),
-    "granian 2x4, 2 runtime threads": ("granian", {"runtime_threads": 2}),
+    "granian 2x8, 2 runtime threads": ("granian", {"runtime_threads": 2}),
     "gunicorn sync x2": ("gunicorn", {"worker_class": "sync"}),
     "gunicorn gthread 4x4": ("gunicorn", {"workers": 4, "threads": 4}),
 }

@@ -140,11 +140,6 @@ class Metrics:
         self.invoice_closures = Counter(
             "halobestie_invoice_closures", "Attempts to close an invoice at Xendit, by outcome", ["outcome"]
         )
-        self.outside_busy = Counter(
-            "halobestie_outside_calls_refused",
-            "Calls to an outside service refused because every slot of the process was waiting on one",
-            ["provider"],
-        )
 
 
 _metrics: Metrics | None = None

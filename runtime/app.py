@@ -79,9 +79,7 @@ def create_app(
     if surface == "public":
         settings.check_otp_provider()
     if services is None:
-        # Half of a worker's threads at most wait on Xendit or Twilio (lib/outside.py).
-        outside = max(1, settings.web_threads // 2)
-        services = build_services(settings, application_name=f"halobestie-{surface}", outside_slots=outside)
+        services = build_services(settings, application_name=f"halobestie-{surface}")
 
     middleware: list[Any] = [http.RequestContext(surface)]
     if surface == "internal" and services.settings.cc_origin:

@@ -23,7 +23,6 @@ from lib.config.env import ConfigError, Settings
 from lib.customers import kept_profiles
 from lib.db import Database
 from lib.kept import Changes
-from lib.outside import Slots
 from lib.payments.events import PaymentEvents
 from lib.payments.gateway import make_gateway
 from lib.payments.requests import kept_requests
@@ -40,11 +39,7 @@ from lib.valkey import make_client
 log = logging.getLogger(__name__)
 
 
-def build_services(
-    settings: Settings, *, application_name: str = "halobestie", outside_slots: int | None = None
-) -> Services:
-    """Every service of one process. `outside_slots`: how many calls to Xendit and Twilio may wait
-    at once (lib/outside.py; a listener's share of its threads, None elsewhere)."""
+def build_services(settings: Settings, *, application_name: str = "halobestie") -> Services:
     settings.check_pushes()
     if not settings.firebase_service_account_path:
         log.warning("FIREBASE_SERVICE_ACCOUNT_PATH is not set: pushes are off (everything else works)")
@@ -80,8 +75,7 @@ def build_services(
     apple_jwks = JwksCache(settings.apple_jwks_url)
     availability_cache = AvailabilityCache()
     transcripts = Transcripts(db, key_ring(settings))
-    slots = Slots(outside_slots)
-    payment_gateway = make_gateway(settings, slots)
+    payment_gateway = make_gateway(settings)
     chat = Chat(
         db=db,
         valkey=valkey,
@@ -124,7 +118,7 @@ def build_services(
         chat_events=chat_events,
         notifier=notifier,
         payment_gateway=payment_gateway,
-        otp_provider=make_otp_provider(settings, slots),
+        otp_provider=make_otp_provider(settings),
         chat=chat,
         payments=Payments(
             db=db,

@@ -12,7 +12,6 @@ from urllib3.exceptions import NewConnectionError
 
 from lib.config.env import Settings
 from lib.errors import BadGateway
-from lib.outside import UNLIMITED, Busy, Slots
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +77,14 @@ class TwilioVerify:
     form-encoded, Basic auth. The phone number and the code travel only in the request body; logs
     carry the operation, the HTTP status and Twilio's numeric error code, never Twilio's message
     (it can quote the number). No retries: a second send is a second SMS, a second check a second
-    try; the user retries within our limits instead. A call finding every outside-call slot of the
-    process taken (`slots`) is not made: OtpProviderFailed, nothing sent."""
+    try; the user retries within our limits instead."""
 
     name = "twilio_verify"
     checks_codes = True
 
     def __init__(
-        self,
-        base_url: str,
-        account_sid: str,
-        auth_token: str,
-        service_sid: str,
-        *,
-        channel: str,
-        timeout: float,
-        slots: Slots = UNLIMITED,
+        self, base_url: str, account_sid: str, auth_token: str, service_sid: str, *, channel: str, timeout: float
     ) -> None:
-        self._slots = slots
         self._url = f"{base_url.rstrip('/')}/v2/Services/{service_sid}"
         self._channel = channel
         self._timeout = (CONNECT_TIMEOUT, timeout)
@@ -131,10 +120,7 @@ class TwilioVerify:
 
     def _post(self, op: str, path: str, form: dict[str, str]) -> requests.Response:
         try:
-            with self._slots.held("twilio_verify"):
-                return self._session.post(self._url + path, data=form, timeout=self._timeout)
-        except Busy:
-            raise OtpProviderFailed(maybe_sent=False) from None
+            return self._session.post(self._url + path, data=form, timeout=self._timeout)
         except requests.RequestException as exc:
             reached = not _never_connected(exc)
             log.error("twilio verify %s: no answer (%s)", op, type(exc).__name__)
@@ -167,7 +153,7 @@ def _never_connected(exc: requests.RequestException) -> bool:
     return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
-def make_otp_provider(settings: Settings, slots: Slots = UNLIMITED) -> OtpProvider:
+def make_otp_provider(settings: Settings) -> OtpProvider:
     """The provider OTP_PROVIDER names; Settings.check_otp_provider has vetted its settings."""
     if settings.otp_provider == "twilio_verify":
         return TwilioVerify(
@@ -177,6 +163,5 @@ def make_otp_provider(settings: Settings, slots: Slots = UNLIMITED) -> OtpProvid
             settings.twilio_verify_service_sid,
             channel=settings.twilio_verify_channel,
             timeout=settings.twilio_timeout_seconds,
-            slots=slots,
         )
     return StubOtpProvider()

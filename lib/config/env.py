@@ -135,7 +135,7 @@ class Settings:
     log_level: str = "INFO"
     web_server: str = "granian"
     web_concurrency: int = 2
-    web_threads: int = 4
+    web_threads: int = 8
     graceful_timeout: int = 30
     db_pool_min: int = 1
     db_pool_max: int = 10
@@ -276,7 +276,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=env_str("LOG_LEVEL", "INFO", e).upper(),
         web_server=web_server,
         web_concurrency=env_int("WEB_CONCURRENCY", 2, minimum=1, maximum=64, environ=e),
-        web_threads=env_int("WEB_THREADS", 4, minimum=1, maximum=256, environ=e),
+        web_threads=env_int("WEB_THREADS", 8, minimum=1, maximum=256, environ=e),
         graceful_timeout=env_int("GRACEFUL_TIMEOUT", 30, minimum=1, maximum=600, environ=e),
         db_pool_min=env_int("DB_POOL_MIN", 1, minimum=0, maximum=100, environ=e),
         db_pool_max=env_int("DB_POOL_MAX", 10, minimum=1, maximum=200, environ=e),

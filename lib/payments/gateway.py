@@ -14,7 +14,6 @@ from urllib3.exceptions import NewConnectionError
 
 from lib.config.env import Settings
 from lib.errors import BadGateway
-from lib.outside import UNLIMITED, Busy, Slots
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +77,7 @@ class XenditGateway:
     """POST /v2/invoices and GET /v2/invoices/{id}, Basic auth with the secret key.
 
     Retries: a GET is retried on any transport failure; a POST only when the connection was never
-    made (nothing reached Xendit), because a second POST could create a second invoice. A call
-    finding every outside-call slot of the process taken (`slots`) is not made: GatewayError, as
-    when Xendit cannot be reached.
+    made (nothing reached Xendit), because a second POST could create a second invoice.
     """
 
     def __init__(
@@ -92,10 +89,8 @@ class XenditGateway:
         failure_url: str = "",
         attempts: int = 3,
         read_timeout: float = 10.0,
-        slots: Slots = UNLIMITED,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._slots = slots
         self._session = requests.Session()
         self._session.auth = (secret_key, "")
         self._success_url, self._failure_url = success_url, failure_url
@@ -135,13 +130,6 @@ class XenditGateway:
         return _invoice(matching[0]) if matching else None
 
     def _call(self, method: str, path: str, *, idempotent: bool, attempts: int | None = None, **kwargs: Any) -> Any:
-        try:
-            with self._slots.held("xendit"):
-                return self._attempts_of(method, path, idempotent=idempotent, attempts=attempts, **kwargs)
-        except Busy:
-            raise GatewayError() from None  # never sent: a create's request row is dropped, as for a refusal
-
-    def _attempts_of(self, method: str, path: str, *, idempotent: bool, attempts: int | None, **kwargs: Any) -> Any:
         last: Exception | None = None
         attempts = attempts or self._attempts
         for attempt in range(attempts):
@@ -229,7 +217,7 @@ def _never_sent(exc: requests.RequestException) -> bool:
     return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
 
 
-def make_gateway(settings: Settings, slots: Slots = UNLIMITED) -> Gateway:
+def make_gateway(settings: Settings) -> Gateway:
     if settings.xendit_enabled:
         return XenditGateway(
             settings.xendit_base_url,
@@ -237,6 +225,5 @@ def make_gateway(settings: Settings, slots: Slots = UNLIMITED) -> Gateway:
             success_url=settings.xendit_success_redirect_url,
             failure_url=settings.xendit_failure_redirect_url,
             read_timeout=settings.xendit_timeout_seconds,
-            slots=slots,
         )
     return SimulatedGateway(settings.public_port)
