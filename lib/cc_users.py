@@ -16,6 +16,7 @@ from lib.db import Database
 from lib.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized, ValidationFailed
 from lib.principal import Principal
 from lib.ratelimit import RateLimiter
+from lib.requests_ip import network_of
 
 
 def create_cc_user(
@@ -60,7 +61,7 @@ def authenticate(
     cfg = config
     limiter.hit(
         "cc-login",
-        client_ip,
+        network_of(client_ip),
         cfg.int("cc_login_attempts_per_ip_per_hour"),
         3600,
         message="Too many login attempts from this network",

@@ -1,4 +1,5 @@
-"""The client's address, trusting X-Forwarded-For only as far as the configured proxy hops."""
+"""The client's address, trusting X-Forwarded-For only as far as the configured proxy hops, and the
+network a per-address limit counts it in."""
 
 from __future__ import annotations
 
@@ -25,3 +26,17 @@ def client_ip(req: falcon.Request, trusted_hops: int) -> str:
         if address.ipv4_mapped:  # one client, one key: ::ffff:1.2.3.4 is 1.2.3.4
             return str(address.ipv4_mapped)
     return str(address)
+
+
+def network_of(address: str) -> str:
+    """What a limit "per address" counts (sign-ups, OTP requests, control-center logins, refused
+    webhooks): an IPv4 address, or the /64 an IPv6 address is in. A phone on a mobile network gets
+    a whole /64 (RFC 6459), and a home line at least one: counted per IPv6 address, one device
+    could pick a fresh address for every request and meet no limit at all."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # not an address (a test client's remote_addr): counted as it is
+    if isinstance(parsed, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
+    return address

@@ -288,3 +288,20 @@ def test_the_client_address_read_from_a_header_is_an_address(forwarded: str, hop
 
     req = testing.create_req(headers={"X-Forwarded-For": forwarded}, remote_addr="10.0.0.1")
     assert client_ip(req, hops) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "network"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("::1", "::/64"),
+        ("testclient", "testclient"),  # falcon.testing's remote_addr: not an address, counted as it is
+    ],
+)
+def test_a_limit_per_address_counts_an_ipv6_client_by_its_64(address: str, network: str) -> None:
+    from lib.requests_ip import network_of
+
+    assert network_of(address) == network

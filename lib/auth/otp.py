@@ -33,6 +33,7 @@ from lib.errors import (
     ValidationFailed,
 )
 from lib.ratelimit import RateLimiter
+from lib.requests_ip import network_of
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def request_code(
     phone = normalize_phone(raw_phone)
     limiter.hit(
         "otp-ip",
-        client_ip,
+        network_of(client_ip),
         cfg.int("otp_max_per_ip_per_hour"),
         3600,
         code="OTP_RATE_LIMIT_IP",

@@ -27,6 +27,7 @@ from lib.payments.closures import invoice_expired
 from lib.payments.events import PaymentEvents
 from lib.payments.settle import CONFIRMED, DUPLICATE, QUARANTINED, REFUND_DUE, Paid, settle, whole
 from lib.ratelimit import RateLimiter
+from lib.requests_ip import network_of
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def handle_callback(
     authentic = _authentic(settings, token)  # no side effect: the log row still comes before any act
     if not authentic and limiter is not None:
         try:
-            limiter.hit("webhook_refused", client_ip, settings.webhook_refused_per_minute, 60)
+            limiter.hit("webhook_refused", network_of(client_ip), settings.webhook_refused_per_minute, 60)
         except RateLimited:
             m().webhooks.labels("refused_rate_limited").inc()
             raise

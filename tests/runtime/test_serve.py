@@ -12,9 +12,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from lib.config.app import set_values
 from lib.config.env import Settings
+from lib.services import Services
 from tests.conftest import PROJECT_ROOT
-from tests.helpers import free_port, process_env, stop_process, wait_http
+from tests.helpers import free_port, process_env, runtime_process, stop_process, wait_http
 
 
 @pytest.fixture(params=["granian", "gunicorn"])
@@ -189,3 +191,23 @@ def test_a_workers_app_is_frozen_out_of_the_collectors_sight(settings: Settings,
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) > 50_000  # the modules, the app, lib: not a handful of objects
+
+
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_a_limit_per_address_counts_an_ipv6_client_by_its_64_through_the_real_server(
+    settings: Settings, services: Services, server: str
+) -> None:
+    """Behind one proxy (TRUSTED_PROXY_HOPS=1), sign-ups from three addresses of one /64 share the
+    limit of one address; another /64 has its own."""
+    set_values(services.db, services.bus, {"anonymous_signups_per_ip_per_hour": 2}, None)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = process_env(settings, TRUSTED_PROXY_HOPS="1")
+    with runtime_process(["serve", "public", "--bind", f"127.0.0.1:{port}", "--server", server], env, url + "/health"):
+
+        def sign_up(address: str) -> int:
+            headers = {"X-Forwarded-For": address}
+            return requests.post(url + "/api/shared/auth/anonymous", json={}, headers=headers, timeout=10).status_code
+
+        assert [sign_up(a) for a in ("2001:db8:9:1::1", "2001:db8:9:1::2", "2001:db8:9:1:ab::3")] == [201, 201, 429]
+        assert sign_up("2001:db8:9:2::1") == 201

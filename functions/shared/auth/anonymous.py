@@ -10,6 +10,7 @@ from lib.auth.accounts import load_account
 from lib.auth.flows import sign_in, token_pair
 from lib.endpoint import Auth, Ctx, Endpoint, Reply
 from lib.fields import Text
+from lib.requests_ip import network_of
 
 
 class Body(Schema):
@@ -24,7 +25,7 @@ ENDPOINT = Endpoint(
 def handle(req: falcon.Request, ctx: Ctx) -> Reply:
     services = ctx.services
     limit = services.config.int("anonymous_signups_per_ip_per_hour")
-    services.rate_limiter.hit("anonymous", ctx.client_ip, limit, 3600)
+    services.rate_limiter.hit("anonymous", network_of(ctx.client_ip), limit, 3600)
     with services.db.connection() as conn:
         row = conn.execute(
             "INSERT INTO customers (display_name) VALUES (%(display_name)s) RETURNING id",

@@ -30,6 +30,18 @@ def test_anonymous_signup_is_rate_limited_per_ip(public: testing.TestClient, ser
     assert codes == [201, 201, 429]
 
 
+def test_anonymous_signup_limit_counts_an_ipv6_network_not_each_address(
+    public: testing.TestClient, services: Services
+) -> None:
+    """A phone gets a whole /64: a fresh address per request must not be a fresh limit."""
+    set_values(services.db, services.bus, {"anonymous_signups_per_ip_per_hour": 2}, None)
+    services.config.invalidate()
+    same_64 = ["2001:db8:7:1::1", "2001:db8:7:1::2", "2001:db8:7:1:ffff:ffff:ffff:ffff"]
+    codes = [public.simulate_post("/api/shared/auth/anonymous", remote_addr=a).status_code for a in same_64]
+    assert codes == [201, 201, 429]
+    assert public.simulate_post("/api/shared/auth/anonymous", remote_addr="2001:db8:7:2::1").status_code == 201
+
+
 def test_profile_edit_and_usp(public: testing.TestClient, anonymous) -> None:
     token = anonymous()["access_token"]
     me = public.simulate_get("/api/client/me", headers=bearer(token)).json["data"]

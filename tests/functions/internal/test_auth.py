@@ -62,16 +62,22 @@ def test_lockout_after_threshold(internal: testing.TestClient, services: Service
     assert services.db.fetch_one("SELECT kind FROM security_events WHERE kind = 'cc_account_locked'")
 
 
-def test_per_ip_throttling(internal: testing.TestClient, services: Services, make_cc_user) -> None:
+@pytest.mark.parametrize(
+    ("first", "same_network", "other_network"),
+    [("10.7.7.9", "10.7.7.9", "10.7.7.10"), ("2001:db8:9::1", "2001:db8:9::2", "2001:db8:9:1::1")],  # IPv6: its /64
+)
+def test_per_ip_throttling(
+    internal: testing.TestClient, services: Services, make_cc_user, first: str, same_network: str, other_network: str
+) -> None:
     set_values(services.db, services.bus, {"cc_login_attempts_per_ip_per_hour": 3}, None)
     services.config.invalidate()
     user = make_cc_user()
     for _ in range(3):
-        _login(internal, user["email"], "wrong password here", ip="10.7.7.7")
-    throttled = _login(internal, user["email"], ip="10.7.7.7")
+        _login(internal, user["email"], "wrong password here", ip=first)
+    throttled = _login(internal, user["email"], ip=same_network)
     assert throttled.status_code == 429
     assert "Retry-After" in throttled.headers
-    assert _login(internal, user["email"], ip="10.7.7.8").status_code == 200
+    assert _login(internal, user["email"], ip=other_network).status_code == 200
 
 
 def test_disabled_user_cannot_log_in(internal: testing.TestClient, make_cc_user) -> None:

@@ -141,12 +141,18 @@ def test_per_phone_hourly_limit(public: testing.TestClient, services: Services) 
     _code_error(_request(public), 429, "OTP_RATE_LIMIT_PHONE")
 
 
-def test_per_ip_hourly_limit(public: testing.TestClient, services: Services) -> None:
+@pytest.mark.parametrize(
+    ("first", "same_network", "other_network"),
+    [("10.9.9.9", "10.9.9.9", "10.9.9.10"), ("2001:db8:9::1", "2001:db8:9::2", "2001:db8:9:1::1")],  # IPv6: its /64
+)
+def test_per_ip_hourly_limit(
+    public: testing.TestClient, services: Services, first: str, same_network: str, other_network: str
+) -> None:
     _config(services, otp_max_per_ip_per_hour=3)
     for i in range(3):
-        assert _request(public, f"+62812000000{i:02d}", ip="10.9.9.9").status_code == 200
-    _code_error(_request(public, "+6281200000099", ip="10.9.9.9"), 429, "OTP_RATE_LIMIT_IP")
-    assert _request(public, "+6281200000099", ip="10.9.9.10").status_code == 200
+        assert _request(public, f"+62812000000{i:02d}", ip=first).status_code == 200
+    _code_error(_request(public, "+6281200000099", ip=same_network), 429, "OTP_RATE_LIMIT_IP")
+    assert _request(public, "+6281200000099", ip=other_network).status_code == 200
 
 
 def test_fifth_wrong_code_is_401_then_even_the_right_one_is_429(public: testing.TestClient, sms) -> None:

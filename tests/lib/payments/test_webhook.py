@@ -191,8 +191,20 @@ def strict_app(pay_settings: Settings) -> Iterator[tuple[testing.TestClient, Ser
     svc.close()
 
 
+@pytest.mark.parametrize(
+    ("first", "same_network", "other_network"),
+    [
+        ("203.0.113.7", "203.0.113.7", "203.0.113.8"),
+        ("2001:db8:9::1", "2001:db8:9::2", "2001:db8:9:1::1"),
+    ],  # IPv6: its /64
+)
 def test_refused_callbacks_beyond_the_limit_per_address_are_429_and_not_logged(
-    strict_app: tuple[testing.TestClient, Services], online_mitra, customer
+    strict_app: tuple[testing.TestClient, Services],
+    online_mitra,
+    customer,
+    first: str,
+    same_network: str,
+    other_network: str,
 ) -> None:
     app, svc = strict_app
 
@@ -201,20 +213,20 @@ def test_refused_callbacks_beyond_the_limit_per_address_are_429_and_not_logged(
             WEBHOOK, body=b'{"status": "PAID"}', headers={"x-callback-token": "wrong"}, remote_addr=ip
         )
 
-    answers = [refused("203.0.113.7").status_code for _ in range(5)]
+    answers = [refused(first).status_code for _ in range(5)]
     assert answers == [401, 401, 401, 429, 429]
-    limited = refused("203.0.113.7")
+    limited = refused(same_network)
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) >= 1
     assert limited.json["error"]["code"] == "RATE_LIMITED"
-    assert refused("203.0.113.8").status_code == 401  # another address has its own allowance
+    assert refused(other_network).status_code == 401  # another address (IPv6: /64) has its own allowance
     logged = svc.db.fetch_all("SELECT client_ip FROM webhook_logs ORDER BY id")
-    assert [r["client_ip"] for r in logged] == ["203.0.113.7"] * 3 + ["203.0.113.8"]
+    assert [r["client_ip"] for r in logged] == [first] * 3 + [other_network]  # the address itself is logged
     # Xendit's own callbacks from the limited address are never refused: money comes first.
     doc = create_payment(app, customer, tier_of(svc)).json["data"]
     raw = json.dumps(paid_body(doc)).encode()
     for _ in range(5):
-        ok = app.simulate_post(WEBHOOK, body=raw, headers={"x-callback-token": TOKEN}, remote_addr="203.0.113.7")
+        ok = app.simulate_post(WEBHOOK, body=raw, headers={"x-callback-token": TOKEN}, remote_addr=first)
         assert ok.status_code == 200
     assert payment_status(svc, doc["id"]) == "confirmed"
 
