@@ -37,6 +37,18 @@ def network_of(address: str) -> str:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return address  # not an address (a test client's remote_addr): counted as it is
-    if isinstance(parsed, ipaddress.IPv6Address):
-        return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
-    return address
+    if isinstance(parsed, ipaddress.IPv4Address):
+        return address
+    # One IPv4 client however it is written: a dual-stack listener sees ::ffff:a.b.c.d (all of them
+    # in ::/64), a translator in front of us 64:ff9b::a.b.c.d, a 6to4 or Teredo tunnel its own form.
+    embedded = parsed.ipv4_mapped or parsed.sixtofour or (parsed.teredo[1] if parsed.teredo else None)
+    if embedded is None and parsed in _NAT64:
+        embedded = ipaddress.IPv4Address(int(parsed) & 0xFFFFFFFF)
+    if embedded is not None:
+        return str(embedded)
+    if int(parsed) >> 64 == 0:  # ::/64 (loopback, IPv4-compatible) is no client's network
+        return str(parsed)
+    return str(ipaddress.IPv6Network((int(parsed) >> 64 << 64, 64)))
+
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix

@@ -142,6 +142,7 @@ def _draining_signals(port: int) -> Callable[[], WorkerSignal]:
 def granian_options(app: str, bind: str, workers: int, threads: int, graceful_timeout: int) -> dict[str, Any]:
     """The production config; bench/run.py --matrix measures the alternatives."""
     host, _, port = bind.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")  # "[::]:8080", as gunicorn takes an IPv6 bind
     return {
         "target": app,
         "address": host,

@@ -297,7 +297,12 @@ def test_the_client_address_read_from_a_header_is_an_address(forwarded: str, hop
         ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
         ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
         ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
-        ("::1", "::/64"),
+        ("::1", "::1"),  # ::/64 is no client's network: each address alone
+        ("::ffff:203.0.113.9", "203.0.113.9"),  # an IPv4 client on a dual-stack listener
+        ("::ffff:203.0.113.10", "203.0.113.10"),
+        ("64:ff9b::203.0.113.11", "203.0.113.11"),  # NAT64's well-known prefix
+        ("2002:cb00:7107::1", "203.0.113.7"),  # 6to4: the site's IPv4 address
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "192.0.2.45"),  # Teredo: the client's, not the server's
         ("testclient", "testclient"),  # falcon.testing's remote_addr: not an address, counted as it is
     ],
 )

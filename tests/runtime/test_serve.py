@@ -3,7 +3,9 @@ binds, bodies through the real HTTP server."""
 
 from __future__ import annotations
 
+import http.client
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -211,3 +213,32 @@ def test_a_limit_per_address_counts_an_ipv6_client_by_its_64_through_the_real_se
 
         assert [sign_up(a) for a in ("2001:db8:9:1::1", "2001:db8:9:1::2", "2001:db8:9:1:ab::3")] == [201, 201, 429]
         assert sign_up("2001:db8:9:2::1") == 201
+
+
+@pytest.mark.parametrize("server", ["granian", "gunicorn"])
+def test_ipv4_clients_of_a_dual_stack_listener_keep_a_limit_each(
+    settings: Settings, services: Services, server: str
+) -> None:
+    """Bound to [::] with no proxy trusted, IPv4 clients arrive as ::ffff:a.b.c.d: each is still
+    counted alone, not all of them in ::/64 together."""
+    try:
+        socket.create_server(("::", 0), family=socket.AF_INET6, dualstack_ipv6=True).close()
+    except OSError as exc:
+        pytest.skip(f"this machine cannot bind a dual-stack IPv6 socket ({exc})")
+    set_values(services.db, services.bus, {"anonymous_signups_per_ip_per_hour": 2}, None)
+    port = free_port()
+    bind = ["serve", "public", "--bind", f"[::]:{port}", "--server", server]
+    with runtime_process(bind, process_env(settings), f"http://127.0.0.1:{port}/health"):
+
+        def sign_up(source: str) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+            try:
+                conn.request(
+                    "POST", "/api/shared/auth/anonymous", body=b"{}", headers={"Content-Type": "application/json"}
+                )
+                return conn.getresponse().status
+            finally:
+                conn.close()
+
+        assert [sign_up("127.0.0.1") for _ in range(3)] == [201, 201, 429]
+        assert sign_up("127.0.0.2") == 201
