@@ -128,14 +128,13 @@ class Presence:
         any reason but Valkey being away is announced again entry by entry, so a bad entry fails
         alone and the other sockets stay known (their users get no needless pushes)."""
         valkey = self.services.valkey
-        away = _AWAY
         bad = (redis.RedisError, ValueError, TypeError)  # Valkey answered with an error, or could not be sent it
         try:
             for i in range(0, len(entries), sockets.CHUNK):
                 chunk = entries[i : i + sockets.CHUNK]
                 try:
                     sockets.announce(valkey, chunk)
-                except away:
+                except _AWAY:
                     raise
                 except bad as exc:
                     log.warning(
@@ -144,11 +143,11 @@ class Presence:
                     for entry in chunk:
                         try:
                             sockets.announce(valkey, [entry])
-                        except away:
+                        except _AWAY:
                             raise
                         except bad as refused:
                             log.warning("a socket's presence was refused: %s", type(refused).__name__)
-        except away:
+        except _AWAY:
             valkey_failed("gateway")  # the next round puts it right
 
     async def offline_unless_back(self, mitra_id: str, closed_at: float) -> None:
