@@ -236,3 +236,131 @@ def test_a_statement_is_read_before_its_connection_goes_back_to_the_pool(databas
         assert db.fetch_all("SELECT 'mine' AS who") == [{"who": "mine"}]
     finally:
         db.close()
+
+
+# Reads (a SELECT whose values are text or NULL) are prepared on each connection and run through
+# libpq directly (PooledConnection.read); everything else, and every failure, through psycopg.
+
+PREPARED = "SELECT statement FROM pg_prepared_statements WHERE name LIKE 'hb_read_%%' ORDER BY prepare_time"
+TYPES = (
+    b"SELECT %(id)s::uuid AS id, '2026-12-07 19:47:27.912+07'::timestamptz AS at, '2026-12-07'::date AS day, "
+    b"12 AS small, (2^40)::bigint AS big, 1.50::numeric AS price, 0.25::float8 AS ratio, true AS yes, "
+    b"NULL::text AS nothing, %(none)s::text AS null_param, '{\"a\": [1, null]}'::jsonb AS doc, "
+    b"ARRAY['x', 'y'] AS list, ARRAY[]::uuid[] AS empty, interval '90 s' AS span, %(text)s AS text, "
+    b"'100%%' AS percent, %(text)s || %(text)s AS twice"
+)
+
+
+@pytest.fixture
+def one(database_url: str):
+    """A pool of one connection: what one statement prepared is what the next one sees."""
+    database = Database(database_url, min_size=1, max_size=1, application_name=NAME)
+    yield database
+    database.close()
+
+
+def test_a_read_is_prepared_once_on_its_connection_with_libpq_placeholders(one: Database) -> None:
+    for who in ("a", "b", "c"):
+        assert one.fetch_one(b"SELECT %(who)s AS who, %(who)s || %(tail)s AS again", {"who": who, "tail": "!"}) == {
+            "who": who,
+            "again": who + "!",
+        }
+    assert one.fetch_all(PREPARED)[0] == {"statement": "SELECT $1 AS who, $1 || $2 AS again"}
+    assert len(one.fetch_all(PREPARED)) == 2  # and the read of pg_prepared_statements itself
+
+
+def test_a_read_through_libpq_loads_every_type_as_psycopg_does(one: Database, database_url: str) -> None:
+    from psycopg.rows import dict_row
+
+    from lib.db import connect_kwargs
+
+    params = {"id": "0b9f7c1e-63d4-4a36-9a64-3a8d4a0d6c11", "none": None, "text": "Ünï 'kutip' \\ ✓ \U0001f600"}
+    with psycopg.connect(database_url, **{**connect_kwargs("UTC", NAME), "row_factory": dict_row}) as direct:
+        expected = direct.execute(TYPES, params).fetchone()
+    assert one.fetch_one(TYPES, params) == expected
+    assert one.fetch_all(TYPES, params) == [expected]
+    assert one.fetch_all(PREPARED)[0]["statement"].startswith("SELECT $1::uuid AS id")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "SELECT %(x)s::text AS x",  # str: a SELECT written as text
+        b"  SELECT %(x)s::text AS x",  # bytes, leading space
+    ],
+)
+def test_text_postgresql_cannot_store_is_refused_not_cut(one: Database, statement: str | bytes) -> None:
+    from lib.errors import ValidationFailed
+
+    # libpq takes a parameter as a C string: a NUL would end it, and "a\x00b" would be read as "a".
+    with pytest.raises(ValidationFailed):
+        one.fetch_one(statement, {"x": "a\x00b"})
+    with pytest.raises(ValidationFailed):
+        one.fetch_one(statement, {"x": "a\ud800b"})
+    assert one.fetch_one(statement, {"x": "ab"}) == {"x": "ab"}
+
+
+def test_a_failed_read_raises_what_psycopg_raises(one: Database) -> None:
+    from lib.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed):  # a DataError, translated at the boundary with its diagnostics
+        one.fetch_one("SELECT %(id)s::uuid AS id", {"id": "not-a-uuid"})
+    assert one.fetch_one("SELECT %(id)s::uuid::text AS id", {"id": "0b9f7c1e-63d4-4a36-9a64-3a8d4a0d6c11"})
+    assert one._suspect_until == 0.0
+
+
+def test_a_read_whose_columns_changed_is_prepared_again(one: Database, database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("CREATE TABLE reads_probe (a int)")
+        admin.execute("INSERT INTO reads_probe VALUES (1)")
+        assert one.fetch_all("SELECT * FROM reads_probe WHERE %(x)s = 'x'", {"x": "x"}) == [{"a": 1}]
+        admin.execute("ALTER TABLE reads_probe ADD COLUMN b text DEFAULT 'b'")
+        for _ in range(3):  # "cached plan must not change result type" once, then a fresh statement
+            assert one.fetch_all("SELECT * FROM reads_probe WHERE %(x)s = 'x'", {"x": "x"}) == [{"a": 1, "b": "b"}]
+    statements = [r["statement"] for r in one.fetch_all(PREPARED)]
+    assert statements.count("SELECT * FROM reads_probe WHERE $1 = 'x'") == 1
+
+
+def test_a_read_that_times_out_is_sent_once(one: Database, database_url: str) -> None:
+    with one.connection() as conn:
+        conn.execute("SET statement_timeout = 200")  # the session's, kept after this block commits
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("CREATE SEQUENCE reads_sent")
+        with pytest.raises(ServiceUnavailable):
+            one.fetch_one("SELECT nextval('reads_sent') AS n, pg_sleep(%(s)s::float8) AS slept", {"s": "2"})
+        assert admin.execute("SELECT last_value FROM reads_sent").fetchone() == (1,)
+    assert one._suspect_until == 0.0
+
+
+def test_reads_past_a_connections_share_go_through_psycopg(one: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lib.db
+
+    monkeypatch.setattr(lib.db, "PREPARED_PER_CONNECTION", 1)
+    listed = [{"statement": PREPARED.replace("%%", "%")}]
+    assert one.fetch_all(PREPARED) == listed  # the first read is prepared (before it runs)
+    assert one.fetch_one("SELECT %(x)s AS x", {"x": "y"}) == {"x": "y"}
+    assert one.fetch_all(PREPARED) == listed
+
+
+@pytest.mark.parametrize(
+    ("statement", "params"),
+    [
+        ("SELECT %s::text AS x", ("y",)),  # positional: psycopg's own syntax
+        ("SELECT %(x)s::int AS x", {"x": 7}),  # a number: psycopg types it
+        ("WITH v AS (SELECT %(x)s::text AS x) SELECT x FROM v", {"x": "y"}),  # not a plain SELECT
+    ],
+)
+def test_other_statements_and_values_go_through_psycopg(one: Database, statement: str, params: Any) -> None:
+    one.fetch_one(statement, params)
+    assert one.fetch_all(PREPARED) == [{"statement": PREPARED.replace("%%", "%")}]
+
+
+def test_a_read_on_a_connection_the_server_ended_is_a_503_and_puts_the_pool_under_suspicion(
+    one: Database, database_url: str
+) -> None:
+    assert one.fetch_one("SELECT %(x)s AS x", {"x": "y"}) == {"x": "y"}
+    assert _terminate(database_url) == 1
+    with pytest.raises(ServiceUnavailable):
+        one.fetch_one("SELECT %(x)s AS x", {"x": "y"})
+    assert one._suspect_until > 0
+    assert one.fetch_one("SELECT %(x)s AS x", {"x": "y"}) == {"x": "y"}  # on a fresh connection
