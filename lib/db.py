@@ -84,9 +84,13 @@ PREPARED_PER_CONNECTION = 200  # reads a connection prepares itself; later ones 
 
 @lru_cache(maxsize=1024)
 def read_plan(statement: str | bytes) -> Plan | None:
-    """A SELECT's named placeholders (`%(name)s`) as libpq's `$n`; None for any other statement
-    (a write's errors need psycopg's diagnostics) or any other use of `%` (`%s`, `%b`, `%t`)."""
-    text = statement.encode() if isinstance(statement, str) else statement
+    """A SELECT's named placeholders (`%(name)s`) as libpq's `$n`, converted as psycopg converts
+    them; None for any other statement (a write's errors need psycopg's diagnostics: the constraint
+    names lib/constraints.py maps) or any other use of `%` (`%s`, `%b`, `%t`)."""
+    try:
+        text = statement.encode() if isinstance(statement, str) else statement
+    except UnicodeEncodeError:
+        return None  # psycopg's execute refuses it
     if text.lstrip()[:7].upper() not in (b"SELECT ", b"SELECT\n"):
         return None
     names: list[str] = []
@@ -116,6 +120,26 @@ class _Prepared(NamedTuple):
     columns: tuple[str, ...] | None  # known after its first result
 
 
+_GONE = b"26000"  # "prepared statement does not exist": psycopg's DEALLOCATE ALL after a rollback, a DISCARD
+_STALE = b"0A000"  # "cached plan must not change result type": a column added under `SELECT *`
+
+
+def _failure(pgconn: pq.abc.PGconn, result: pq.abc.PGresult) -> psycopg.Error:
+    """What psycopg's cursor raises for this result: the class of its SQLSTATE (`errors.lookup`)
+    with the server's message (not the diagnostics fields: no read needs them), or an
+    OperationalError when the connection, not the statement, failed."""
+    message = (result.error_message or b"").decode("utf-8", "replace").strip()
+    if pgconn.status != pq.ConnStatus.OK:
+        return psycopg.OperationalError(message or "the connection to the server was lost")
+    if result.status == pq.ExecStatus.COMMAND_OK:  # SELECT ... INTO: ran, made a table, no rows
+        return psycopg.ProgrammingError("the statement returned no rows")
+    state = (result.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode("ascii", "replace")
+    try:
+        return psycopg.errors.lookup(state)(message)
+    except KeyError:
+        return psycopg.DatabaseError(message)
+
+
 class PooledConnection(Conn):
     """A connection of the pool. Between uses it is in autocommit, so a single statement is sent as
     it is (no BEGIN and COMMIT round trips, no switch); `Database.connection` turns that off for
@@ -135,14 +159,13 @@ class PooledConnection(Conn):
             cursor = self._cursor = self.cursor()
         return cursor
 
-    def read(self, statement: Plan, values: Sequence[bytes | None]) -> list[dict[str, Any]] | None:
-        """The rows of a SELECT prepared on this connection and run through libpq directly, loaded
-        by psycopg's own loaders (public: `PGconn`, `Transformer`): half of psycopg's execute is its
-        Python around libpq (58 against 27 us a statement, docs/db_reads.md). None when the statement
-        failed or this connection has prepared its share: psycopg's execute then runs it and raises
-        what it raises, with its diagnostics (a read is safe to send twice; a timeout or a broken
-        connection is raised here, as psycopg would). A statement that failed is prepared afresh
-        next time (a column added under `SELECT *` fails a prepared one for good)."""
+    def read(self, statement: Plan, values: Sequence[bytes | None], first: bool) -> list[dict[str, Any]] | None:
+        """The rows (the first only, if `first`) of a SELECT prepared on this connection and run
+        through libpq directly, loaded by psycopg's own loaders (public: `PGconn`, `Transformer`):
+        half of psycopg's execute is its Python around libpq (58 against 27 us a statement,
+        docs/db_reads.md). None when this connection has prepared its share (psycopg's execute
+        runs it then). A failure raises what psycopg's would; a statement the server no longer
+        has, or whose columns changed, is prepared again and sent once more."""
         reads = self._reads
         if reads is None:
             reads = self._reads = {}
@@ -151,22 +174,21 @@ class PooledConnection(Conn):
         if known is None:
             if len(reads) >= PREPARED_PER_CONNECTION:
                 return None
-            self._reads_named += 1
-            known = _Prepared(b"hb_read_%d" % self._reads_named, None)
-            if self.pgconn.prepare(known.name, statement.text).status != pq.ExecStatus.COMMAND_OK:
-                return None
-            reads[statement.text] = known
+            known = self._prepare(statement)
         # libpq sends a None as NULL (the stubs say Buffer only)
         result = self.pgconn.exec_prepared(known.name, cast(Sequence[Buffer], values))
+        if result.status == pq.ExecStatus.FATAL_ERROR and self.pgconn.status == pq.ConnStatus.OK:
+            state = result.error_field(pq.DiagnosticField.SQLSTATE)
+            if state == _GONE:
+                reads.clear()  # DEALLOCATE ALL took every one of them
+            elif state == _STALE:
+                del reads[statement.text]
+                self.pgconn.exec_(b"DEALLOCATE " + known.name)
+            if state in (_GONE, _STALE):
+                known = self._prepare(statement)
+                result = self.pgconn.exec_prepared(known.name, cast(Sequence[Buffer], values))
         if result.status != pq.ExecStatus.TUPLES_OK:
-            message = (result.error_message or b"").decode("utf-8", "replace").strip()
-            if self.pgconn.status != pq.ConnStatus.OK:
-                raise psycopg.OperationalError(message)  # as psycopg's would: the pool is then suspect
-            if result.error_field(pq.DiagnosticField.SQLSTATE) == b"57014":  # statement_timeout
-                raise psycopg.errors.QueryCanceled(message)
-            del reads[statement.text]
-            self.pgconn.exec_(b"DEALLOCATE " + known.name)
-            return None
+            raise _failure(self.pgconn, result)
         columns = known.columns
         if columns is None:
             columns = tuple((result.fname(i) or b"").decode() for i in range(result.nfields))
@@ -174,7 +196,18 @@ class PooledConnection(Conn):
         loader = self._reads_loader
         assert loader is not None
         loader.set_pgresult(result)
-        return loader.load_rows(0, result.ntuples, lambda row: dict(zip(columns, row, strict=True)))
+        wanted = min(result.ntuples, 1) if first else result.ntuples
+        return loader.load_rows(0, wanted, lambda row: dict(zip(columns, row, strict=True)))
+
+    def _prepare(self, statement: Plan) -> _Prepared:
+        assert self._reads is not None
+        self._reads_named += 1
+        known = _Prepared(b"hb_read_%d" % self._reads_named, None)
+        result = self.pgconn.prepare(known.name, statement.text)
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise _failure(self.pgconn, result)
+        self._reads[statement.text] = known
+        return known
 
 
 class Database:
@@ -337,18 +370,18 @@ class Database:
         kwargs = {**self._kwargs, "application_name": f"{self._name}-{purpose}"}
         return cast(Conn, psycopg.connect(self.dsn, autocommit=True, **kwargs))
 
-    def _read(self, sql: Query, params: dict[str, Any] | None) -> list[dict[str, Any]] | None:
+    def _read(self, sql: Query, params: dict[str, Any] | None, first: bool) -> list[dict[str, Any]] | None:
         """The rows of a SELECT written as text whose values are text or NULL, through
-        `PooledConnection.read`; None for any other (psycopg's execute then runs it)."""
-        if not isinstance(sql, (str, bytes)):
+        `PooledConnection.read`; None for any other (psycopg's execute then runs it). Without
+        values psycopg sends the text as it is (`%%` stays two), so that goes through it too."""
+        if params is None or not isinstance(sql, (str, bytes)):
             return None
         statement = read_plan(sql)
         if statement is None:
             return None
         values: list[bytes | None] = []
-        given = params or {}
         for name in statement.names:
-            value = given.get(name, _MISSING)
+            value = params.get(name, _MISSING)
             if value is None:
                 values.append(None)
             elif type(value) is str and "\x00" not in value:  # libpq would cut a text at a NUL
@@ -358,16 +391,16 @@ class Database:
                     return None
             else:
                 return None  # a missing name, a number, a list...: psycopg types and checks them
-        return self._pooled(lambda conn: conn.read(statement, values), _ran)
+        return self._pooled(lambda conn: conn.read(statement, values, first), _ran)
 
     def fetch_one(self, sql: Query, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
-        rows = self._read(sql, params)
+        rows = self._read(sql, params, first=True)
         if rows is None:
             return self._run(sql, params, _one)
         return rows[0] if rows else None
 
     def fetch_all(self, sql: Query, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        rows = self._read(sql, params)
+        rows = self._read(sql, params, first=False)
         return rows if rows is not None else self._run(sql, params, _all)
 
     def execute(self, sql: Query, params: dict[str, Any] | None = None) -> int:

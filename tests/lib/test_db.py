@@ -265,8 +265,7 @@ def test_a_read_is_prepared_once_on_its_connection_with_libpq_placeholders(one: 
             "who": who,
             "again": who + "!",
         }
-    assert one.fetch_all(PREPARED)[0] == {"statement": "SELECT $1 AS who, $1 || $2 AS again"}
-    assert len(one.fetch_all(PREPARED)) == 2  # and the read of pg_prepared_statements itself
+    assert one.fetch_all(PREPARED) == [{"statement": "SELECT $1 AS who, $1 || $2 AS again"}]
 
 
 def test_a_read_through_libpq_loads_every_type_as_psycopg_does(one: Database, database_url: str) -> None:
@@ -298,15 +297,80 @@ def test_text_postgresql_cannot_store_is_refused_not_cut(one: Database, statemen
     with pytest.raises(ValidationFailed):
         one.fetch_one(statement, {"x": "a\ud800b"})
     assert one.fetch_one(statement, {"x": "ab"}) == {"x": "ab"}
+    if isinstance(statement, str):
+        with pytest.raises(ValidationFailed):  # in the statement itself: psycopg refuses it too
+            one.fetch_one(statement + " WHERE %(x)s <> '\ud800'", {"x": "ab"})
 
 
-def test_a_failed_read_raises_what_psycopg_raises(one: Database) -> None:
+@pytest.fixture
+def sent_through_psycopg(one: Database, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The statements `one` sends through psycopg's cursor (Database._run)."""
+    sent: list[object] = []
+    run = one._run
+
+    def spy(sql: Any, params: Any, read: Any) -> Any:
+        sent.append(sql)
+        return run(sql, params, read)
+
+    monkeypatch.setattr(one, "_run", spy)
+    return sent
+
+
+def test_a_failed_read_raises_what_psycopg_raises_and_is_sent_once(
+    one: Database, database_url: str, sent_through_psycopg: list[object]
+) -> None:
     from lib.errors import ValidationFailed
 
-    with pytest.raises(ValidationFailed):  # a DataError, translated at the boundary with its diagnostics
+    with pytest.raises(ValidationFailed):  # the value the column cannot hold: a DataError, translated
         one.fetch_one("SELECT %(id)s::uuid AS id", {"id": "not-a-uuid"})
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute("CREATE SEQUENCE reads_sent")
+        with pytest.raises(ValidationFailed):  # division by zero, after nextval ran
+            one.fetch_one("SELECT nextval('reads_sent') AS n, 1 / (length(%(x)s) - 1) AS d", {"x": "a"})
+        assert admin.execute("SELECT last_value FROM reads_sent").fetchone() == (1,)
     assert one.fetch_one("SELECT %(id)s::uuid::text AS id", {"id": "0b9f7c1e-63d4-4a36-9a64-3a8d4a0d6c11"})
+    assert sent_through_psycopg == []
     assert one._suspect_until == 0.0
+
+
+def test_reads_are_prepared_again_after_psycopg_deallocated_everything(
+    one: Database, sent_through_psycopg: list[object]
+) -> None:
+    from lib.errors import Conflict
+
+    assert one.fetch_one("SELECT %(x)s AS x", {"x": "a"}) == {"x": "a"}
+    for _ in range(6):  # psycopg prepares a statement of its own after 5 runs
+        one.execute("SELECT %(n)s::int", {"n": 1})
+
+    def failing_request() -> None:
+        with one.connection() as conn:  # a request that fails in its transaction: rolled back
+            conn.execute("SELECT 1")
+            raise Conflict()
+
+    with pytest.raises(Conflict):
+        failing_request()
+    with one.connection() as conn:  # psycopg's rollback sent DEALLOCATE ALL: ours went too
+        assert conn.execute(PREPARED).fetchall() == []
+    sent_through_psycopg.clear()
+    assert one.fetch_one("SELECT %(x)s AS x", {"x": "b"}) == {"x": "b"}
+    assert one.fetch_all(PREPARED) == [{"statement": "SELECT $1 AS x"}]
+    assert sent_through_psycopg == [PREPARED]
+
+
+def test_a_read_waiting_on_a_lock_past_the_timeout_is_sent_once(
+    one: Database, database_url: str, sent_through_psycopg: list[object]
+) -> None:
+    with one.connection() as conn:
+        conn.execute("SET statement_timeout = 300")  # the session's, kept after this block commits
+    with psycopg.connect(database_url) as admin:
+        admin.execute("CREATE TABLE reads_locked (a int)")
+        admin.commit()
+        admin.execute("LOCK TABLE reads_locked IN ACCESS EXCLUSIVE MODE")  # a migration's ALTER TABLE
+        with pytest.raises(ServiceUnavailable):  # the PREPARE waits on the lock
+            one.fetch_all("SELECT * FROM reads_locked WHERE %(x)s = 'x'", {"x": "x"})
+        admin.rollback()
+    assert sent_through_psycopg == []
+    assert one.fetch_all("SELECT * FROM reads_locked WHERE %(x)s = 'x'", {"x": "x"}) == []
 
 
 def test_a_read_whose_columns_changed_is_prepared_again(one: Database, database_url: str) -> None:
@@ -336,10 +400,9 @@ def test_reads_past_a_connections_share_go_through_psycopg(one: Database, monkey
     import lib.db
 
     monkeypatch.setattr(lib.db, "PREPARED_PER_CONNECTION", 1)
-    listed = [{"statement": PREPARED.replace("%%", "%")}]
-    assert one.fetch_all(PREPARED) == listed  # the first read is prepared (before it runs)
     assert one.fetch_one("SELECT %(x)s AS x", {"x": "y"}) == {"x": "y"}
-    assert one.fetch_all(PREPARED) == listed
+    assert one.fetch_one("SELECT %(x)s AS z", {"x": "y"}) == {"z": "y"}
+    assert one.fetch_all(PREPARED) == [{"statement": "SELECT $1 AS x"}]
 
 
 @pytest.mark.parametrize(
@@ -348,11 +411,16 @@ def test_reads_past_a_connections_share_go_through_psycopg(one: Database, monkey
         ("SELECT %s::text AS x", ("y",)),  # positional: psycopg's own syntax
         ("SELECT %(x)s::int AS x", {"x": 7}),  # a number: psycopg types it
         ("WITH v AS (SELECT %(x)s::text AS x) SELECT x FROM v", {"x": "y"}),  # not a plain SELECT
+        ("SELECT '100%%' AS x", None),  # no values: psycopg sends the text as it is, %% and all
     ],
 )
-def test_other_statements_and_values_go_through_psycopg(one: Database, statement: str, params: Any) -> None:
-    one.fetch_one(statement, params)
-    assert one.fetch_all(PREPARED) == [{"statement": PREPARED.replace("%%", "%")}]
+def test_other_statements_and_values_go_through_psycopg(
+    one: Database, database_url: str, statement: str, params: Any
+) -> None:
+    with psycopg.connect(database_url) as direct:
+        expected = direct.execute(statement, params).fetchone()
+    assert one.fetch_one(statement, params) == {"x": expected[0] if expected else None}
+    assert one.fetch_all(PREPARED) == []
 
 
 def test_a_read_on_a_connection_the_server_ended_is_a_503_and_puts_the_pool_under_suspicion(
