@@ -44,8 +44,9 @@ def info(db: Database, who: Principal, session_id: str) -> dict[str, Any]:
 _CUSTOMER_ACTIVE = (
     sql.SQL(
         "SELECT (s.status = 'searching' OR s.choice_expires_at > now()) AS is_pairing, {cols}, "
-        "t.display_name AS targeted_name, CASE WHEN {live} THEN {unread} END AS unread_count {frm} "
-        "LEFT JOIN mitras t ON t.id = s.targeted_mitra_id "
+        "CASE WHEN s.targeted_mitra_id IS NOT NULL "
+        "THEN (SELECT t.display_name FROM mitras t WHERE t.id = s.targeted_mitra_id) END AS targeted_name, "
+        "CASE WHEN {live} THEN {unread} END AS unread_count {frm} "
         "WHERE s.customer_id = %(customer_id)s AND ({open} OR s.choice_expires_at IS NOT NULL)"
     )
     .format(
