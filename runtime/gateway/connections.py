@@ -136,8 +136,9 @@ class Connections:
         return 0.0
 
     def bar(self, user: tuple[str, str], now: float) -> None:
-        """The user's socket here was closed for junk (1008): its opens on this process are refused
-        for OPEN_WINDOW seconds, as past WS_OPENS_PER_MINUTE. An attacker reopens the moment it is
+        """The user's socket was closed for junk (1008), here or on another process (the gateway
+        tells every process over the bus): its opens on this process are refused for OPEN_WINDOW
+        seconds, as past WS_OPENS_PER_MINUTE. An attacker reopens the moment it is
         closed, and each reopened socket cost a registration (for a session, a participant check
         in the database) and ten more junk frames answered before its next 1008."""
         self._barred[user] = now + OPEN_WINDOW

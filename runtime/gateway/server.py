@@ -78,6 +78,9 @@ ANSWERED, JUNK, HOSTILE = 0, 1, 2
 # reopened at once) come back spread over seconds, not as one burst of handshakes every five.
 OPEN_REFUSAL_HOLD = 5.0
 LAG_SAMPLE_SECONDS = 0.1  # how often the loop's lag is sampled
+# A user closed 1008 on one gateway process, told to every process: an attacker reopened each
+# closed socket at once, and half of those landed on a process that had not barred the user.
+BARRED = "gateway:barred"
 EXPIRY_SWEEP_SECONDS = 1.0  # a socket whose token expired is closed at most this late
 
 
@@ -116,6 +119,7 @@ class Gateway:
         s = self.services
         s.revocations.on_revoked(lambda ids: self._threadsafe(self.delivery.revoked, ids))
         s.bus.on_reconnect(lambda: self._threadsafe(self.delivery.relinked))
+        s.bus.subscribe(BARRED, lambda user: self._threadsafe(self._barred_elsewhere, user))
         await self.blocking(s.revocations.start)
         self._presence_task = asyncio.create_task(self.presence.refresh_forever())
         self._lag_task = asyncio.create_task(self._watch_lag())
@@ -157,6 +161,12 @@ class Gateway:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _barred_elsewhere(self, user: str) -> None:
+        """A process (this one too) closed the user's socket 1008: refuse their opens here as well."""
+        user_type, _, user_id = user.partition(":")
+        if user_id and self.loop is not None:
+            self.connections.bar((user_type, user_id), self.loop.time())
 
     def _threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
         """From a bus or poll thread into the event loop."""
@@ -222,6 +232,7 @@ class Gateway:
                     log.info("socket of a %s closed: it kept sending junk", conn.principal.user_type)
                     self.connections.close_soon(conn, POLICY, "too many bad frames")
                     self.connections.bar(conn.user, asyncio.get_running_loop().time())
+                    self.spawn(self.blocking(self.services.bus.publish, BARRED, ":".join(conn.user)))
                 elif verdict != ANSWERED:
                     await asyncio.sleep(REFUSED_FRAME_COST / self.frames_per_second)
         except (falcon.WebSocketDisconnected, RuntimeError, OSError):

@@ -171,6 +171,27 @@ def test_a_socket_that_keeps_sending_junk_is_closed_1008_and_no_one_else_is(sett
         assert _alive(mine)
 
 
+def test_a_user_closed_1008_on_one_gateway_process_is_refused_on_the_others(settings: Settings, chat: Chat) -> None:
+    """The bar travels over the bus: an attacker reopened each socket closed 1008 at once, and
+    half of the reopened ones landed on a process that had not barred the user."""
+    token = chat.customer()["access_token"]
+    with (
+        gateway(settings, WS_FRAMES_PER_SECOND="1000") as (url, _),
+        gateway(settings, WS_FRAMES_PER_SECOND="1000") as (elsewhere, _),
+        socket(elsewhere, chat.customer("Lain")["access_token"]) as bystander,
+    ):
+        _ok(bystander)  # its auth.ok waited for the bus: the process's subscriptions are confirmed
+        with socket(url, token) as me:
+            _ok(me)
+            for _ in range(JUNK_LIMIT):
+                me.ws.send("{not json")
+            assert me.closed_with() == POLICY
+        with socket(elsewhere, token) as again:
+            assert again.closed_with(timeout=2 * OPEN_REFUSAL_HOLD + 5) == TRY_AGAIN
+            assert not [f for f in again.seen if f["type"] == "auth.ok"]
+        assert _alive(bystander)
+
+
 def test_junk_spread_wider_than_the_window_is_only_answered() -> None:
     conn = Connection(ws=None, principal=None, session_id=None)  # type: ignore[arg-type]
     assert not any(conn.junk_over(float(t)) for t in range(JUNK_LIMIT - 1))
