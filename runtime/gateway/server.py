@@ -230,9 +230,10 @@ class Gateway:
                     verdict = await self._handle(conn, text)
                 if verdict == HOSTILE and conn.junk_over(time.monotonic()):
                     log.info("socket of a %s closed: it kept sending junk", conn.principal.user_type)
-                    self.connections.close_soon(conn, POLICY, "too many bad frames")
                     self.connections.bar(conn.user, asyncio.get_running_loop().time())
-                    self.spawn(self.blocking(self.services.bus.publish, BARRED, ":".join(conn.user)))
+                    # Told before the close frame goes out: a reopen on another process finds it there.
+                    await self.blocking(self.services.bus.publish, BARRED, ":".join(conn.user))
+                    self.connections.close_soon(conn, POLICY, "too many bad frames")
                 elif verdict != ANSWERED:
                     await asyncio.sleep(REFUSED_FRAME_COST / self.frames_per_second)
         except (falcon.WebSocketDisconnected, RuntimeError, OSError):
