@@ -101,6 +101,9 @@ class Gateway:
         self._expiry_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.batches = {kind: Batches(self, kind, f.module.handle_batch) for kind, f in frames.items() if f.batched}
+        # Hostile sockets that started together are closed 1008 together: their bars leave in one
+        # publish, not a pool job each queued before the honest senders' batches.
+        self._bars: Batches[str] = Batches(self, "1008 bar", self._publish_bars)
         self.frames_per_second = float(services.settings.ws_frames_per_second)
         self.connections = Connections(
             self.spawn,
@@ -168,6 +171,10 @@ class Gateway:
         if user_id and self.loop is not None:
             self.connections.bar((user_type, user_id), self.loop.time())
 
+    def _publish_bars(self, users: list[str]) -> list[None]:
+        self.services.bus.publish_many([(BARRED, user) for user in users])  # never raises: Valkey away bars here only
+        return [None] * len(users)
+
     def _threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
         """From a bus or poll thread into the event loop."""
         if self.loop is not None and not self.loop.is_closed():
@@ -232,7 +239,7 @@ class Gateway:
                     log.info("socket of a %s closed: it kept sending junk", conn.principal.user_type)
                     self.connections.bar(conn.user, asyncio.get_running_loop().time())
                     # Told before the close frame goes out: a reopen on another process finds it there.
-                    await self.blocking(self.services.bus.publish, BARRED, ":".join(conn.user))
+                    await self._bars.run(":".join(conn.user))
                     self.connections.close_soon(conn, POLICY, "too many bad frames")
                 elif verdict != ANSWERED:
                     await asyncio.sleep(REFUSED_FRAME_COST / self.frames_per_second)
