@@ -41,23 +41,6 @@ def frozen(app: App) -> App:
     return app
 
 
-# Gen1 collections between two full ones (CPython's default: 10), in the gateway only. Its sockets
-# live for hours and their objects sit in the oldest generation, so a full collection scans every
-# open socket with every thread stopped: 100-160 ms at ~3,500 sockets per process (make
-# bench-realtime, 2026-12-07: one at the start of the quiet run and one or two in the attacked
-# run, the slowest tenths of both). At 100 none came during either run (about one per 200 s at
-# 1,000 msg/s). The price is memory: a closed socket leaves ~20 objects in reference cycles (77,368
-# collected at exit after ~4,100 closed), kept until the next full collection.
-GATEWAY_FULL_COLLECTION_AFTER = 100
-
-
-def long_lived_sockets(app: App) -> App:
-    """The gateway's app (runtime.realtime), with full collections ten times rarer."""
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, GATEWAY_FULL_COLLECTION_AFTER)
-    return app
-
-
 _UTC_NAMES = frozenset({"utc", "etc/utc", "gmt", "etc/gmt", "uct", "zulu", "universal"})
 
 

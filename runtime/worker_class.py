@@ -302,19 +302,27 @@ class BoundedWebSocketProtocol(asyncio.Protocol):
     async def run(self) -> None:
         code = 1000
         try:
-            await self.app(self.scope, self.receive, self.send)
-        except Exception:
-            self.log.exception("Error in WebSocket ASGI application")
-            code = INTERNAL_ERROR
-        if self._state == _CONNECTING:
-            self._reject(500 if code == INTERNAL_ERROR else 403)
-        elif self._state == _OPEN:
-            self._start_close(code, "")
-        if self._state == _CLOSING:
-            self._closed = asyncio.get_running_loop().create_future()
-            await self._closed
-        if self._close_timer is not None:
-            self._close_timer.cancel()
+            try:
+                await self.app(self.scope, self.receive, self.send)
+            except Exception:
+                self.log.exception("Error in WebSocket ASGI application")
+                code = INTERNAL_ERROR
+            if self._state == _CONNECTING:
+                self._reject(500 if code == INTERNAL_ERROR else 403)
+            elif self._state == _OPEN:
+                self._start_close(code, "")
+            if self._state == _CLOSING:
+                self._closed = asyncio.get_running_loop().create_future()
+                await self._closed
+            if self._close_timer is not None:
+                self._close_timer.cancel()
+        finally:
+            # What the app never read goes now: gunicorn's protocol and this one point at each other,
+            # so this object lives until a full collection, and a client that queued 16 frames of
+            # 16 KiB before its close kept 256 KiB each that long (a review measured 1.4 GiB of them
+            # in one worker after 6,000 such sockets).
+            self._messages = []
+            self._buffer = bytearray()
 
     async def receive(self) -> dict[str, Any]:
         while not self._messages:

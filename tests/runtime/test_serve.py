@@ -17,7 +17,6 @@ import requests
 from lib.config.app import set_values
 from lib.config.env import Settings
 from lib.services import Services
-from runtime.boot import GATEWAY_FULL_COLLECTION_AFTER
 from tests.conftest import PROJECT_ROOT
 from tests.helpers import free_port, process_env, runtime_process, stop_process, wait_http
 
@@ -194,27 +193,6 @@ def test_a_workers_app_is_frozen_out_of_the_collectors_sight(settings: Settings,
     )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) > 50_000  # the modules, the app, lib: not a handful of objects
-
-
-@pytest.mark.parametrize(
-    ("entry", "full_after"),
-    [("runtime.public", 10), ("runtime.internal", 10), ("runtime.realtime", GATEWAY_FULL_COLLECTION_AFTER)],
-)
-def test_only_the_gateway_makes_full_collections_rarer(settings: Settings, entry: str, full_after: int) -> None:
-    """A full collection scans every open socket with every thread stopped (100-160 ms at ~3,500
-    sockets per gateway process, runtime/boot.py `long_lived_sockets`); a REST worker keeps
-    CPython's default, as its heap is small and short-lived."""
-    code = f"import gc; import {entry}; print(gc.get_threshold()[2])"
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=PROJECT_ROOT,
-        env=process_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert int(done.stdout.split()[-1]) == full_after
 
 
 @pytest.mark.parametrize("server", ["granian", "gunicorn"])
